@@ -1,0 +1,79 @@
+"""oiap: the Open Images Annotation Project, a Flask app with a model in the loop."""
+
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def instance_dir() -> Path:
+    """The instance folder: OIAP_INSTANCE, or ./instance in the repository."""
+    return Path(os.environ.get("OIAP_INSTANCE") or REPO_ROOT / "instance").resolve()
+
+
+def _secret_key(instance: Path) -> str:
+    # Generated once per instance and kept there, so sessions survive restarts
+    # and no key is ever committed.
+    path = instance / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def create_app(test_config: dict | None = None) -> Flask:
+    """Build the Flask app: config, database, blueprints, CLI, error pages."""
+    instance = Path((test_config or {}).get("INSTANCE_PATH") or instance_dir())
+    app = Flask(
+        __name__,
+        instance_path=str(instance),
+        instance_relative_config=True,
+        template_folder=str(REPO_ROOT / "templates"),
+        static_folder=str(REPO_ROOT / "static"),
+    )
+    app.config.from_mapping(
+        DATABASE=str(instance / "oiap.sqlite3"),
+        MODELS_DIR=str(instance / "models"),
+        CACHE_DIR=str(instance / "cache"),
+        IMAGES_DIR=str(instance / "images"),
+        OPEN_IMAGES_DIR=None,
+        OPEN_IMAGES_DIR_MAP=None,
+        CLAIM_SECONDS=300,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=False,
+        S3_BUCKET=None,
+        S3_PREFIX="oiap",
+        S3_ENDPOINT_URL=None,
+    )
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+        # OIAP_FOO=... overrides FOO; values are parsed as JSON when they can be.
+        app.config.from_prefixed_env("OIAP")
+    else:
+        app.config.from_mapping(test_config)
+    instance.mkdir(parents=True, exist_ok=True)
+    if not app.config.get("SECRET_KEY"):
+        app.config["SECRET_KEY"] = _secret_key(instance)
+
+    from . import db, errors
+
+    db.init_app(app)
+    errors.register_error_handlers(app)
+
+    from .auth import init_auth
+
+    init_auth(app)
+
+    from .sets.views import bp as sets_bp
+
+    app.register_blueprint(sets_bp)
+
+    from .cli import oiap_cli
+
+    app.cli.add_command(oiap_cli)
+    return app

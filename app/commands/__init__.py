@@ -1,0 +1,13 @@
+"""Command modules by area; importing each registers its commands on `oiap_cli`."""
+
+import importlib
+
+MODULES: list[str] = [
+    # e.g. "imports" for app/commands/imports.py; each area adds its own line.
+]
+
+
+def register_all() -> None:
+    """Import every command module so its commands attach to the group."""
+    for name in MODULES:
+        importlib.import_module(f"{__name__}.{name}")

@@ -1,0 +1,207 @@
+"""The schema, as sqlite-utils migrations. Never edit a migration once it is applied."""
+
+from sqlite_utils import Database, Migrations
+
+migrations = Migrations("oiap")
+
+
+@migrations(transactional=False)
+def m000_wal(db: Database) -> None:
+    # WAL lets reviewers read while a bulk job writes; it persists in the file.
+    db.execute("PRAGMA journal_mode = WAL")
+
+
+@migrations()
+def m001_core(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE users (
+            id INTEGER PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE,
+            password_hash TEXT NOT NULL,
+            role TEXT NOT NULL CHECK (role IN ('admin', 'reviewer')),
+            active INTEGER NOT NULL DEFAULT 1,
+            created_at TEXT NOT NULL
+        );
+
+        CREATE TABLE images (
+            id TEXT PRIMARY KEY CHECK (length(id) = 16),
+            split TEXT NOT NULL CHECK (split IN ('train', 'validation', 'test')),
+            path TEXT,
+            width INTEGER,
+            height INTEGER,
+            rotation REAL,
+            licence TEXT,
+            author TEXT,
+            author_url TEXT,
+            title TEXT,
+            url TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX images_split ON images (split, id);
+
+        CREATE TABLE models (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            version TEXT,
+            sha256 TEXT NOT NULL,
+            path TEXT NOT NULL,
+            params TEXT,
+            metrics TEXT,
+            status TEXT NOT NULL DEFAULT 'candidate'
+                CHECK (status IN ('candidate', 'active', 'retired')),
+            parent_id INTEGER REFERENCES models (id),
+            source TEXT NOT NULL CHECK (source IN ('builtin', 'trained', 'fetched', 'added')),
+            licence TEXT,
+            origin TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX models_kind_status ON models (kind, status);
+        CREATE UNIQUE INDEX models_one_active ON models (kind) WHERE status = 'active';
+
+        CREATE TABLE annotation_sets (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            source TEXT NOT NULL CHECK (source IN ('human', 'model', 'import')),
+            label TEXT,
+            model_id INTEGER REFERENCES models (id),
+            created_by INTEGER REFERENCES users (id),
+            status TEXT NOT NULL DEFAULT 'open',
+            params TEXT,
+            created_at TEXT NOT NULL,
+            -- Counters kept by triggers, so the dashboard never counts the table.
+            n_total INTEGER NOT NULL DEFAULT 0,
+            n_good INTEGER NOT NULL DEFAULT 0,
+            n_bad INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX annotation_sets_kind ON annotation_sets (kind, source);
+
+        CREATE TABLE annotations (
+            id INTEGER PRIMARY KEY,
+            set_id INTEGER NOT NULL REFERENCES annotation_sets (id),
+            image_id TEXT NOT NULL REFERENCES images (id),
+            kind TEXT NOT NULL,
+            label TEXT,
+            x0 REAL, y0 REAL, x1 REAL, y1 REAL,
+            points TEXT,
+            score REAL,
+            parent_id INTEGER REFERENCES annotations (id),
+            origin_id INTEGER REFERENCES annotations (id),
+            flags TEXT,
+            created_by INTEGER REFERENCES users (id),
+            created_at TEXT NOT NULL,
+            version INTEGER NOT NULL DEFAULT 1,
+            deleted INTEGER NOT NULL DEFAULT 0,
+            rating TEXT CHECK (rating IN ('good', 'bad')),
+            rated_by INTEGER REFERENCES users (id),
+            rated_at TEXT
+        );
+        -- The review queue: unrated first, lowest score first, within a set.
+        CREATE INDEX annotations_queue ON annotations (set_id, deleted, rating, score, id);
+        CREATE INDEX annotations_set_image ON annotations (set_id, image_id);
+        -- Merge rules and bulk selection: everything of a kind on an image.
+        CREATE INDEX annotations_image_kind ON annotations (image_id, kind);
+        CREATE INDEX annotations_kind_rating ON annotations (kind, rating);
+        CREATE INDEX annotations_origin ON annotations (origin_id) WHERE origin_id IS NOT NULL;
+        CREATE INDEX annotations_parent ON annotations (parent_id) WHERE parent_id IS NOT NULL;
+
+        CREATE TRIGGER annotations_count_insert AFTER INSERT ON annotations
+        WHEN NEW.deleted = 0
+        BEGIN
+            UPDATE annotation_sets SET
+                n_total = n_total + 1,
+                n_good = n_good + (NEW.rating IS 'good'),
+                n_bad = n_bad + (NEW.rating IS 'bad')
+            WHERE id = NEW.set_id;
+        END;
+
+        CREATE TRIGGER annotations_count_delete AFTER DELETE ON annotations
+        WHEN OLD.deleted = 0
+        BEGIN
+            UPDATE annotation_sets SET
+                n_total = n_total - 1,
+                n_good = n_good - (OLD.rating IS 'good'),
+                n_bad = n_bad - (OLD.rating IS 'bad')
+            WHERE id = OLD.set_id;
+        END;
+
+        CREATE TRIGGER annotations_count_update AFTER UPDATE OF rating, deleted, set_id
+        ON annotations
+        BEGIN
+            UPDATE annotation_sets SET
+                n_total = n_total - (OLD.deleted = 0),
+                n_good = n_good - (OLD.deleted = 0 AND OLD.rating IS 'good'),
+                n_bad = n_bad - (OLD.deleted = 0 AND OLD.rating IS 'bad')
+            WHERE id = OLD.set_id;
+            UPDATE annotation_sets SET
+                n_total = n_total + (NEW.deleted = 0),
+                n_good = n_good + (NEW.deleted = 0 AND NEW.rating IS 'good'),
+                n_bad = n_bad + (NEW.deleted = 0 AND NEW.rating IS 'bad')
+            WHERE id = NEW.set_id;
+        END;
+
+        CREATE TABLE ratings (
+            id INTEGER PRIMARY KEY,
+            annotation_id INTEGER NOT NULL REFERENCES annotations (id),
+            user_id INTEGER REFERENCES users (id),
+            -- 'cleared' records an undo: the annotation went back to unrated.
+            value TEXT NOT NULL CHECK (value IN ('good', 'bad', 'cleared')),
+            previous TEXT,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX ratings_annotation ON ratings (annotation_id, id);
+        CREATE INDEX ratings_user ON ratings (user_id, id);
+
+        CREATE TABLE claims (
+            annotation_id INTEGER PRIMARY KEY REFERENCES annotations (id),
+            user_id INTEGER NOT NULL REFERENCES users (id),
+            expires_at REAL NOT NULL
+        );
+        CREATE INDEX claims_user ON claims (user_id);
+        CREATE INDEX claims_expires ON claims (expires_at);
+
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            command TEXT NOT NULL,
+            params TEXT,
+            status TEXT NOT NULL DEFAULT 'running'
+                CHECK (status IN ('running', 'done', 'failed', 'interrupted')),
+            progress INTEGER NOT NULL DEFAULT 0,
+            total INTEGER,
+            cursor TEXT,
+            error TEXT,
+            set_id INTEGER REFERENCES annotation_sets (id),
+            model_id INTEGER REFERENCES models (id),
+            started_at TEXT NOT NULL,
+            finished_at TEXT
+        );
+
+        CREATE TABLE run_errors (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs (id),
+            image_id TEXT,
+            source TEXT,
+            line INTEGER,
+            reason TEXT NOT NULL,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX run_errors_run ON run_errors (run_id);
+
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            user_id INTEGER REFERENCES users (id),
+            action TEXT NOT NULL,
+            target_type TEXT,
+            target_id TEXT,
+            set_id INTEGER,
+            before TEXT,
+            after TEXT
+        );
+        CREATE INDEX events_user ON events (user_id, id);
+        CREATE INDEX events_set ON events (set_id, id);
+        CREATE INDEX events_at ON events (at);
+        """
+    )

@@ -1,0 +1,93 @@
+"""Annotation sets: lookup and counts (read from the trigger-kept counters)."""
+
+import json
+
+from sqlite_utils import Database
+
+from ..db import now
+from ..errors import InvalidInput, NotFound
+from ..kinds import get_kind
+
+
+def list_sets(db: Database) -> list[dict]:
+    """Every set with its counts, newest first."""
+    rows = db.query(
+        """
+        SELECT s.id, s.name, s.kind, s.source, s.label, s.status, s.created_at,
+               s.n_total AS total, s.n_good AS good, s.n_bad AS bad,
+               s.n_total - s.n_good - s.n_bad AS unrated,
+               m.name AS model_name, m.id AS model_id
+        FROM annotation_sets s LEFT JOIN models m ON m.id = s.model_id
+        ORDER BY s.id DESC
+        """
+    )
+    return list(rows)
+
+
+def get_set(db: Database, set_id: int) -> dict:
+    """One set by id; NotFound names it."""
+    rows = list(db.query("SELECT * FROM annotation_sets WHERE id = ?", [set_id]))
+    if not rows:
+        raise NotFound(f"no annotation set {set_id}")
+    return rows[0]
+
+
+def get_set_by_name(db: Database, name: str) -> dict:
+    """One set by name; NotFound names it."""
+    rows = list(db.query("SELECT * FROM annotation_sets WHERE name = ?", [name]))
+    if not rows:
+        raise NotFound(f"no annotation set named {name!r}; `flask oiap sets list` shows them")
+    return rows[0]
+
+
+def create_set(
+    db: Database,
+    name: str,
+    kind: str,
+    source: str,
+    *,
+    label: str | None = None,
+    model_id: int | None = None,
+    created_by: int | None = None,
+    params: dict | None = None,
+) -> int:
+    """Create a set and return its id."""
+    get_kind(kind)
+    if source not in ("human", "model", "import"):
+        raise InvalidInput(f"unknown source {source!r}; use human, model or import")
+    cur = db.execute(
+        "INSERT INTO annotation_sets (name, kind, source, label, model_id, created_by, params, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [name, kind, source, label, model_id, created_by, json.dumps(params or {}), now()],
+    )
+    return cur.lastrowid
+
+
+def get_or_create_set(db: Database, name: str, kind: str, source: str, **kw) -> int:
+    """The id of the set with that name, created when missing (kind must match)."""
+    rows = list(db.query("SELECT id, kind FROM annotation_sets WHERE name = ?", [name]))
+    if rows:
+        if rows[0]["kind"] != kind:
+            raise InvalidInput(f"set {name!r} holds {rows[0]['kind']}, not {kind}")
+        return rows[0]["id"]
+    return create_set(db, name, kind, source, **kw)
+
+
+def human_set_name(kind: str) -> str:
+    """The name of the human annotation set of a kind (one per kind)."""
+    return f"human-{kind}"
+
+
+def stats(db: Database) -> dict:
+    """Counts per set and per split, for `flask oiap stats`."""
+    splits = {
+        r["split"]: r["n"]
+        for r in db.query("SELECT split, count(*) AS n FROM images GROUP BY split ORDER BY split")
+    }
+    return {
+        "images": {"total": sum(splits.values()), "per_split": splits},
+        "sets": [
+            {k: s[k] for k in ("id", "name", "kind", "source", "total", "good", "bad", "unrated")}
+            for s in list_sets(db)
+        ],
+    }
