@@ -1,0 +1,1 @@
+"""ONNX annotators and the registry of models. Nothing under here imports torch."""
