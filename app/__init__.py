@@ -73,6 +73,10 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.register_blueprint(sets_bp)
 
+    from .audit.views import bp as audit_bp
+
+    app.register_blueprint(audit_bp)
+
     from .cli import oiap_cli
 
     app.cli.add_command(oiap_cli)

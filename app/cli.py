@@ -3,15 +3,30 @@
 import json
 import os
 import secrets
+import sqlite3
 import sys
 
 import click
 from flask.cli import AppGroup
 
 from .db import echo_applied, get_db, migrate
-from .errors import OiapError
+from .errors import OiapError, storage_error_message
 
-oiap_cli = AppGroup("oiap", help="Open Images Annotation Project commands.")
+
+class OiapGroup(AppGroup):
+    """The command group; a full disk or read-only store becomes a clear error, not a traceback."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (sqlite3.OperationalError, OSError) as e:
+            message = storage_error_message(e)
+            if message is None:
+                raise
+            raise click.ClickException(message) from None
+
+
+oiap_cli = OiapGroup("oiap", help="Open Images Annotation Project commands.")
 
 
 def fail_on_domain_error(fn):

@@ -48,8 +48,12 @@ def immediate(db: Database) -> Iterator[Database]:
 
     A deferred transaction that reads then writes can fail with SQLITE_BUSY
     without waiting when another writer got in between; BEGIN IMMEDIATE waits
-    on the busy timeout instead.
+    on the busy timeout instead. Inside an open transaction it becomes a savepoint.
     """
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
     db.conn.execute("BEGIN IMMEDIATE")
     try:
         yield db

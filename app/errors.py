@@ -1,7 +1,10 @@
 """Named domain errors and the app's error pages."""
 
+import errno
+import sqlite3
+
 from flask import Flask, render_template, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 
 class OiapError(Exception):
@@ -18,6 +21,27 @@ class NotFound(OiapError):
 
 class Conflict(OiapError):
     """A write against a stale version."""
+
+
+def storage_error_message(e: BaseException) -> str | None:
+    """A message for a write that failed because of a full disk or a read-only store, else None."""
+    if not isinstance(e, (sqlite3.OperationalError, OSError)):
+        return None
+    text = str(e).lower()
+    code = getattr(e, "errno", None)
+    if "disk is full" in text or code == errno.ENOSPC:
+        return (
+            "The disk that holds the instance folder is full, so nothing was saved. "
+            "Free some space (or move OIAP_INSTANCE to a larger disk), then try again."
+        )
+    if "readonly" in text or "read-only" in text or code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (
+            "The instance folder or its database is read-only, so nothing was saved. "
+            "Give the server's user write access to the instance folder (OIAP_INSTANCE), then try again."
+        )
+    if "unable to open database" in text:
+        return "The database file cannot be opened: check that the instance folder exists and is writable."
+    return None
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -42,3 +66,13 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Conflict)
     def conflict(e: Conflict):
         return render(409, str(e))
+
+    @app.errorhandler(sqlite3.OperationalError)
+    @app.errorhandler(OSError)
+    def storage_error(e: Exception):
+        message = storage_error_message(e)
+        if message is None:
+            app.logger.exception("unexpected error", exc_info=e)
+            return render(500, InternalServerError.description)
+        app.logger.error("storage error: %s", e)
+        return render(503, message)

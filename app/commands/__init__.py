@@ -3,7 +3,7 @@
 import importlib
 
 MODULES: list[str] = [
-    # e.g. "imports" for app/commands/imports.py; each area adds its own line.
+    "maintenance",
 ]
 
 
