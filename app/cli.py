@@ -123,6 +123,29 @@ def user_disable(name):
     click.echo(f"disabled {name}")
 
 
+@user_cli.command("enable")
+@click.argument("name")
+@fail_on_domain_error
+def user_enable(name):
+    """Enable a disabled user again."""
+    from .auth.users import set_active
+
+    set_active(get_db(), name, True)
+    click.echo(f"enabled {name}")
+
+
+@user_cli.command("role")
+@click.argument("name")
+@click.argument("role", type=click.Choice(["admin", "reviewer"]))
+@fail_on_domain_error
+def user_role(name, role):
+    """Change a user's role (admin or reviewer)."""
+    from .auth.users import set_role
+
+    set_role(get_db(), name, role)
+    click.echo(f"{name} is now {role}")
+
+
 @user_cli.command("ensure-admin")
 @click.option("--name", default="admin", show_default=True)
 @fail_on_domain_error

@@ -1,48 +1,132 @@
-"""Accounts: login for every page, roles, CSRF on every state-changing request."""
+"""Accounts: login for every page, roles, CSRF on every state-changing request, login throttling.
 
-from flask import Flask, abort, redirect, request, url_for
-from flask_login import LoginManager, current_user
-from flask_wtf.csrf import CSRFProtect
+What other blueprints use:
 
-from ..db import get_db
-from .users import User, get_user
+- Every route needs a login automatically (a `before_request` hook); only endpoints in
+  `PUBLIC_ENDPOINTS` are reachable without one. Do not add to it lightly: tests/test_security.py
+  requests every registered route anonymously and fails on any that answers.
+- `@admin_only` on a view (below `@bp.route`) makes it answer 403, with a page that says why,
+  for anyone but an admin. `admin_blueprint(bp)` does the same for every route of a blueprint.
+  Both mark the routes, so the test suite checks that a reviewer gets 403 on each of them.
+  Routes under /admin/ must be marked (the suite checks that too). Inside a view,
+  `admin_required()` aborts the same way.
+- `audit(action, ...)` writes one event for the logged-in user to the audit log; domain functions
+  that take a `user_id`/`by` log their own events, so use `audit` only for web-only changes.
+- CSRF: Flask-WTF checks every POST/PUT/PATCH/DELETE. base.html sends the token as the
+  `X-CSRFToken` header on every htmx request (one of Flask-WTF's default WTF_CSRF_HEADERS);
+  plain forms need `<input type="hidden" name="csrf_token" value="{{ csrf_token() }}">`.
+  A request without a valid token answers 400 with a page that says so.
+- `flask_login.current_user` has .id .username .role .is_admin.
+"""
+
+import functools
+
+from flask import Blueprint, Flask, abort, redirect, render_template, request, session, url_for
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager, current_user, logout_user
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from ..db import get_db, log_event
+from .users import User, load_session_user
 
 login_manager = LoginManager()
 csrf = CSRFProtect()
+# One process serves the LAN (gunicorn -w 1 --threads N), so in-memory counters are enough.
+limiter = Limiter(get_remote_address, storage_uri="memory://", strategy="moving-window")
 
 # Endpoints reachable without an account. A new route is protected unless it is added here.
 PUBLIC_ENDPOINTS = {"auth.login", "static"}
+# Blueprints whose every route is admin-only (see admin_blueprint).
+ADMIN_BLUEPRINTS: set[str] = set()
+
+ADMIN_MESSAGE = "This action needs an admin account. Ask an admin to do it, or to change your role."
 
 
 def admin_required() -> None:
     """Abort with 403 unless the current user is an admin."""
     if not current_user.is_authenticated or current_user.role != "admin":
-        abort(403, "This action needs an admin account. Ask an admin to do it or to change your role.")
+        abort(403, ADMIN_MESSAGE)
+
+
+def admin_only(view):
+    """Decorate a view so that only admins reach it; others get 403 with a page that says why."""
+
+    @functools.wraps(view)
+    def wrapped(*args, **kwargs):
+        admin_required()
+        return view(*args, **kwargs)
+
+    wrapped.admin_only = True
+    return wrapped
+
+
+def admin_blueprint(bp: Blueprint) -> Blueprint:
+    """Make every route of a blueprint admin-only; returns the blueprint."""
+    bp.before_request(admin_required)
+    ADMIN_BLUEPRINTS.add(bp.name)
+    return bp
+
+
+def is_admin_endpoint(app: Flask, endpoint: str) -> bool:
+    """Whether an endpoint is marked admin-only (by decorator or blueprint)."""
+    view = app.view_functions.get(endpoint)
+    blueprint = endpoint.rpartition(".")[0]
+    return bool(getattr(view, "admin_only", False)) or blueprint in ADMIN_BLUEPRINTS
+
+
+def audit(action: str, **fields) -> None:
+    """Write an audit event for the logged-in user (fields as for app.db.log_event)."""
+    log_event(get_db(), action, user_id=current_user.id, **fields)
 
 
 def init_auth(app: Flask) -> None:
-    """Wire Flask-Login, CSRF and the login requirement into the app."""
+    """Wire Flask-Login, CSRF, throttling and the login requirement into the app."""
+    app.config.setdefault("LOGIN_LIMIT_PER_USER", "5 per minute")
+    app.config.setdefault("LOGIN_LIMIT_PER_ADDRESS", "20 per minute")
+    # A review page stays open for hours; its htmx token must not expire under the reviewer.
+    # The token is still bound to the session, which ends at logout.
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
+    # Retry-After on a refused login.
+    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
     csrf.init_app(app)
+    limiter.init_app(app)
 
     @login_manager.user_loader
-    def load_user(user_id: str) -> User | None:
-        user = get_user(get_db(), int(user_id))
-        # A disabled user's session stops working at their next request.
-        return user if user and user.active else None
+    def load_user(session_id: str) -> User | None:
+        # A disabled user's session, or one from before a password change, stops here.
+        return load_session_user(get_db(), session_id)
 
     @app.before_request
     def require_login():
         if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
             return None
         if not current_user.is_authenticated:
+            if "_user_id" in session:
+                # Refused by load_user (disabled, or the password changed): forget it for good, so
+                # enabling the user again does not revive an old session.
+                logout_user()
             if request.headers.get("HX-Request"):
                 # htmx would swap the login page into a fragment; make it navigate instead.
                 return "", 401, {"HX-Redirect": url_for("auth.login")}
             return redirect(url_for("auth.login", next=request.full_path))
         return None
 
+    @app.errorhandler(CSRFError)
+    def csrf_error(e: CSRFError):
+        message = (
+            f"{e.description} The request was refused because it did not carry this session's "
+            "security token: reload the page and try again. If you logged out or in elsewhere, "
+            "log in again."
+        )
+        template = "errors/_error.html" if request.headers.get("HX-Request") else "errors/page.html"
+        return render_template(template, code=400, message=message), 400
+
+    from .admin import bp as admin_bp
     from .views import bp
 
     app.register_blueprint(bp)
+    app.register_blueprint(admin_bp)

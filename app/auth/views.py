@@ -1,12 +1,13 @@
-"""Login and logout pages."""
+"""Login and logout pages, with throttled and audited logins."""
 
 from urllib.parse import urlparse
 
-from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_login import login_user, logout_user
+from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_user, logout_user
 
-from ..db import get_db
-from .users import check_login
+from ..db import get_db, log_event
+from . import limiter
+from .users import authenticate
 
 bp = Blueprint("auth", __name__)
 
@@ -18,21 +19,88 @@ def _safe_next(target: str | None) -> str:
     return url_for("sets.index")
 
 
+def _username() -> str:
+    return request.form.get("username", "").strip()
+
+
+def _user_key() -> str:
+    # Empty for a form without a name: Flask-Limiter then skips this limit (the address one still counts).
+    name = _username()
+    return f"user:{name}" if name else ""
+
+
+def _address_key() -> str:
+    return f"addr:{request.remote_addr or 'unknown'}"
+
+
+def _failed(response) -> bool:
+    # Only failed logins count against the limits, so a team behind one address can still log in.
+    return response.status_code == 401
+
+
+def _log_throttled(limit) -> None:
+    log_event(
+        get_db(),
+        "login.throttled",
+        after={"username": _username(), "address": request.remote_addr, "limit": str(limit.limit)},
+    )
+
+
 @bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(
+    lambda: current_app.config["LOGIN_LIMIT_PER_USER"],
+    key_func=_user_key,
+    methods=["POST"],
+    deduct_when=_failed,
+    on_breach=_log_throttled,
+    error_message="Too many failed logins for this user. Wait a minute, then try again.",
+)
+@limiter.limit(
+    lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"],
+    key_func=_address_key,
+    methods=["POST"],
+    deduct_when=_failed,
+    on_breach=_log_throttled,
+    error_message="Too many failed logins from this address. Wait a minute, then try again.",
+)
 def login():
     """Show the login form, or log in."""
-    if request.method == "POST":
-        user = check_login(get_db(), request.form.get("username", ""), request.form.get("password", ""))
-        if user:
-            login_user(user)
+    if request.method == "GET":
+        if current_user.is_authenticated:
             return redirect(_safe_next(request.args.get("next")))
-        flash("Wrong username or password.", "error")
-        return render_template("auth/login.html"), 401
-    return render_template("auth/login.html")
+        return render_template("auth/login.html")
+    db = get_db()
+    username = _username()
+    user, why = authenticate(db, username, request.form.get("password", ""))
+    details = {"username": username, "address": request.remote_addr}
+    if why:
+        log_event(
+            db,
+            "login.failed",
+            # Nobody is logged in: the actor is unknown; the target is the named user when it exists.
+            user_id=None,
+            target_type="user",
+            target_id=user.id if user else None,
+            after={**details, "reason": why},
+        )
+        # One message whatever the reason, so the page does not tell which names exist.
+        flash("Wrong username or password, or the account is disabled.", "error")
+        return render_template("auth/login.html", username=username), 401
+    login_user(user)
+    log_event(db, "login", user_id=user.id, target_type="user", target_id=user.id, after=details)
+    return redirect(_safe_next(request.args.get("next")))
 
 
 @bp.route("/logout", methods=["POST"])
 def logout():
     """Log out and go back to the login page."""
+    log_event(
+        get_db(),
+        "logout",
+        user_id=current_user.id,
+        target_type="user",
+        target_id=current_user.id,
+        after={"username": current_user.username, "address": request.remote_addr},
+    )
     logout_user()
     return redirect(url_for("auth.login"))

@@ -1,0 +1,253 @@
+"""The surface: every route needs a login, admin routes need an admin, CSRF, cookies, secret key."""
+
+import os
+import re
+import stat
+import subprocess
+import uuid
+
+import pytest
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Rule
+
+from app import REPO_ROOT, create_app
+from app.auth import ADMIN_MESSAGE, PUBLIC_ENDPOINTS, is_admin_endpoint
+from app.db import connect, migrate
+from tests.conftest import PASSWORD, login
+
+# Dummy values tried for each URL variable, in order, until the built URL routes back to the rule.
+# A new converter that none of these fits makes test_every_route_can_be_built fail: add a value here.
+CANDIDATES = {
+    "IntegerConverter": [1],
+    "FloatConverter": [1.5],
+    "UUIDConverter": [uuid.UUID(int=1)],
+    "PathConverter": ["a/b.jpg", "x"],
+    "default": ["x", "0123456789abcdef", "1", "train", "face_box", "a.jpg"],
+}
+
+
+def _methods(rule: Rule) -> list[str]:
+    return sorted((rule.methods or set()) - {"HEAD", "OPTIONS"})
+
+
+def _candidates(rule: Rule, name: str) -> list:
+    converter = rule._converters[name]
+    kind = type(converter).__name__
+    if kind == "AnyConverter":
+        return [v for v in re.findall(r"[\w-]+", converter.regex.replace("(?:", "")) if v]
+    return CANDIDATES.get(kind, CANDIDATES["default"])
+
+
+def build_url(app, rule: Rule, method: str) -> str | None:
+    """A URL that routes to this rule, with dummy values for its variables; None if none fits."""
+    adapter = app.url_map.bind("localhost")
+    names = sorted(rule.arguments)
+    options = {n: _candidates(rule, n) for n in names}
+    for i in range(max([len(v) for v in options.values()] or [1])):
+        values = {n: options[n][min(i, len(options[n]) - 1)] for n in names}
+        url = adapter.build(rule.endpoint, values, method=method)
+        try:
+            endpoint, _ = adapter.match(url, method=method)
+        except (NotFound, MethodNotAllowed):
+            continue
+        if endpoint == rule.endpoint:
+            return url
+    return None
+
+
+def all_routes(app):
+    """(endpoint, method, url) for every registered route and method."""
+    for rule in app.url_map.iter_rules():
+        for method in _methods(rule):
+            yield rule.endpoint, method, build_url(app, rule, method)
+
+
+def test_every_route_can_be_built(app):
+    unbuilt = [(e, m) for e, m, url in all_routes(app) if url is None]
+    assert not unbuilt, f"add dummy values to CANDIDATES for {unbuilt}"
+
+
+def test_every_route_needs_a_login(app, client, hx):
+    # A new route without protection fails here unless it is added to PUBLIC_ENDPOINTS.
+    checked = 0
+    for endpoint, method, url in all_routes(app):
+        if endpoint in PUBLIC_ENDPOINTS or url is None:
+            continue
+        r = client.open(url, method=method)
+        assert r.status_code == 302, f"{method} {url} ({endpoint}) answered {r.status_code} anonymously"
+        assert r.headers["Location"].startswith("/login"), (method, url)
+        r = client.open(url, method=method, headers=hx)
+        assert r.status_code == 401 and r.headers["HX-Redirect"] == "/login", (method, url)
+        checked += 1
+    assert checked >= 5
+
+
+def test_allow_list_is_small():
+    assert PUBLIC_ENDPOINTS == {"auth.login", "static"}
+
+
+def test_static_files_and_login_are_public(client):
+    assert client.get("/login").status_code == 200
+    r = client.get("/static/css/app.css")
+    r.close()  # a file response: close it, or pytest reports the open file
+    assert r.status_code == 200
+
+
+def admin_routes(app):
+    return [(e, m, url) for e, m, url in all_routes(app) if url and is_admin_endpoint(app, e)]
+
+
+def test_admin_routes_are_found(app):
+    assert {"users.index", "users.add", "users.role", "users.active", "users.password"} <= {
+        e for e, _, _ in admin_routes(app)
+    }
+
+
+def test_routes_under_admin_are_marked_admin_only(app):
+    unmarked = [
+        r.rule
+        for r in app.url_map.iter_rules()
+        if r.rule.startswith("/admin") and not is_admin_endpoint(app, r.endpoint)
+    ]
+    assert not unmarked, f"mark these with @admin_only or admin_blueprint(): {unmarked}"
+
+
+def test_reviewer_gets_403_with_reason_on_every_admin_route(app, reviewer_client, db):
+    before = db.execute("SELECT count(*) FROM events WHERE action NOT LIKE 'login%'").fetchone()[0]
+    for endpoint, method, url in admin_routes(app):
+        r = reviewer_client.open(
+            url, method=method, data={"username": "x", "password": "y" * 10, "role": "admin"}
+        )
+        assert r.status_code == 403, f"{method} {url} ({endpoint}) answered {r.status_code} to a reviewer"
+        assert ADMIN_MESSAGE.encode() in r.data
+    # Refused before anything changed.
+    assert db.execute("SELECT count(*) FROM events WHERE action NOT LIKE 'login%'").fetchone()[0] == before
+
+
+def test_admin_reaches_every_admin_get_route(app, admin_client):
+    for _, method, url in admin_routes(app):
+        if method == "GET":
+            assert admin_client.get(url).status_code == 200, url
+
+
+# --- CSRF -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def csrf_app(app):
+    app.config["WTF_CSRF_ENABLED"] = True
+    return app
+
+
+def token_from(html: bytes) -> str:
+    return re.search(rb'name="csrf_token" value="([^"]+)"', html).group(1).decode()
+
+
+def test_login_post_without_token_is_refused(csrf_app):
+    c = csrf_app.test_client()
+    r = login(c, "rev")
+    assert r.status_code == 400
+    assert b"The CSRF token is missing" in r.data and b"reload the page" in r.data
+
+
+def test_csrf_form_field_and_htmx_header(csrf_app, hx):
+    c = csrf_app.test_client()
+    token = token_from(c.get("/login").data)
+    r = c.post("/login", data={"username": "rev", "password": PASSWORD, "csrf_token": token})
+    assert r.status_code == 302
+    page = c.get("/").data
+    # base.html configures the header once for every htmx request.
+    header_token = re.search(rb'hx-headers=\'\{"X-CSRFToken": "([^"]+)"\}\'', page).group(1).decode()
+    assert "X-CSRFToken" in csrf_app.config["WTF_CSRF_HEADERS"]
+
+    r = c.post("/logout", headers=hx)
+    assert r.status_code == 400
+    assert b"CSRF" in r.data and b"<html" not in r.data  # an htmx request gets the fragment
+    r = c.post("/logout", headers={**hx, "X-CSRFToken": "forged"})
+    assert r.status_code == 400
+    assert c.get("/").status_code == 200  # still logged in
+    r = c.post("/logout", headers={**hx, "X-CSRFToken": header_token})
+    assert r.status_code == 302
+    assert c.get("/").status_code == 302
+
+
+def test_token_from_another_session_is_refused(csrf_app):
+    other = csrf_app.test_client()
+    stolen = token_from(other.get("/login").data)
+    c = csrf_app.test_client()
+    c.get("/login")
+    r = c.post("/login", data={"username": "rev", "password": PASSWORD, "csrf_token": stolen})
+    assert r.status_code == 400
+
+
+def test_admin_post_without_token_changes_nothing(csrf_app, db):
+    c = csrf_app.test_client()
+    token = token_from(c.get("/login").data)
+    c.post("/login", data={"username": "admin", "password": PASSWORD, "csrf_token": token})
+    r = c.post("/admin/users", data={"username": "mallory", "password": PASSWORD, "role": "admin"})
+    assert r.status_code == 400
+    assert not list(db.query("SELECT id FROM users WHERE username = 'mallory'"))
+
+
+# --- cookies and secret key -------------------------------------------------------
+
+
+def _set_cookie(response) -> str:
+    [cookie] = [h for h in response.headers.getlist("Set-Cookie") if h.startswith("session=")]
+    return cookie
+
+
+def test_session_cookie_flags(client):
+    cookie = _set_cookie(login(client, "rev"))
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Secure" not in cookie
+
+
+def _env_app(tmp_path, monkeypatch, **env):
+    instance = tmp_path / "inst"
+    monkeypatch.setenv("OIAP_INSTANCE", str(instance))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    return create_app()
+
+
+def test_secure_cookie_when_configured(tmp_path, monkeypatch):
+    app = _env_app(tmp_path, monkeypatch, OIAP_SESSION_COOKIE_SECURE="true")
+    assert app.config["SESSION_COOKIE_SECURE"] is True
+    db = connect(app.config["DATABASE"])
+    migrate(db)
+    from app.auth.users import create_user
+
+    create_user(db, "rev", PASSWORD)
+    db.close()
+    cookie = _set_cookie(login(app.test_client(), "rev"))
+    assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+
+
+def test_secret_key_generated_once_into_instance(tmp_path, monkeypatch):
+    monkeypatch.delenv("OIAP_SECRET_KEY", raising=False)
+    app = _env_app(tmp_path, monkeypatch)
+    path = tmp_path / "inst" / "secret_key"
+    key = path.read_text().strip()
+    assert app.config["SECRET_KEY"] == key and re.fullmatch(r"[0-9a-f]{64}", key)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    # The next start reads the same key, so sessions survive a restart.
+    assert create_app().config["SECRET_KEY"] == key
+    # A different instance gets a different key.
+    monkeypatch.setenv("OIAP_INSTANCE", str(tmp_path / "other"))
+    assert create_app().config["SECRET_KEY"] != key
+
+
+def test_configured_secret_key_wins(tmp_path, monkeypatch):
+    app = _env_app(tmp_path, monkeypatch, OIAP_SECRET_KEY="from-the-environment")
+    assert app.config["SECRET_KEY"] == "from-the-environment"
+    assert not (tmp_path / "inst" / "secret_key").exists()
+
+
+def test_secret_key_is_never_committed():
+    r = subprocess.run(
+        ["git", "check-ignore", "-q", "instance/secret_key"], cwd=REPO_ROOT, capture_output=True
+    )
+    assert r.returncode == 0, "instance/secret_key must be git-ignored"
+    tracked = subprocess.run(["git", "ls-files", "instance"], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert "secret_key" not in tracked.stdout
