@@ -46,3 +46,38 @@ def get_kind(name: str) -> Kind:
         return KINDS[name]
     except KeyError:
         raise ValueError(f"unknown kind {name!r}; known kinds: {', '.join(KINDS)}") from None
+
+
+def _mirror_pairs(pairs: list[tuple[int, int]], n: int) -> list[int]:
+    flip = list(range(n))
+    for a, b in pairs:
+        flip[a], flip[b] = b, a
+    return flip
+
+
+# Which point a point becomes when the image is flipped left-right (YOLO-pose flip_idx, augmentation).
+FLIP_68: list[int] = _mirror_pairs(
+    [(i, 16 - i) for i in range(8)]  # jaw; 8 (chin) stays
+    + [(17, 26), (18, 25), (19, 24), (20, 23), (21, 22)]  # brows
+    + [(31, 35), (32, 34)]  # nose base; the bridge 27-30 and tip 33 stay
+    + [(36, 45), (37, 44), (38, 43), (39, 42), (40, 47), (41, 46)]  # eyes
+    + [(48, 54), (49, 53), (50, 52), (55, 59), (56, 58)]  # outer lip; 51, 57 stay
+    + [(60, 64), (61, 63), (65, 67)],  # inner lip; 62, 66 stay
+    68,
+)
+FLIP_5: list[int] = [1, 0, 2, 4, 3]
+
+# Keypoint names for COCO-style exports, from the contour groups (jaw_0 ... inner_lip_7).
+LANDMARK68_NAMES: list[str] = [
+    f"{group}_{j}" for group, (idx, _closed) in LANDMARK68_GROUPS.items() for j in range(len(idx))
+]
+
+
+def flip_index(kind: str) -> list[int] | None:
+    """The left-right mirror map of a kind's points, or None for box kinds."""
+    return {68: FLIP_68, 5: FLIP_5}.get(get_kind(kind).n_points)
+
+
+def point_names(kind: str) -> list[str]:
+    """The names of a kind's points in storage order (empty for box kinds)."""
+    return {68: LANDMARK68_NAMES, 5: LANDMARK5_NAMES}.get(get_kind(kind).n_points, [])

@@ -4,6 +4,7 @@ import importlib
 
 MODULES: list[str] = [
     "maintenance",
+    "export",
 ]
 
 

@@ -1,0 +1,132 @@
+"""`flask oiap export` and `flask oiap import-csv`: training data out, annotation CSVs in."""
+
+import sys
+
+import click
+from flask import current_app
+
+from ..cli import echo_json, fail_on_domain_error, oiap_cli
+from ..db import get_db
+from ..kinds import KINDS
+
+
+def _split_list(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+@oiap_cli.command("export")
+@click.option("--kind", required=True, type=click.Choice(list(KINDS)), help="Annotation kind.")
+@click.option(
+    "--format",
+    "fmt",
+    required=True,
+    type=click.Choice(["csv", "coco", "dlib-xml", "yolo-pose", "openimages"]),
+    help="Output format.",
+)
+@click.option(
+    "--split",
+    default="train",
+    show_default=True,
+    help="train, validation or both (train,validation); 'test' alone exports evaluation ground truth.",
+)
+@click.option("--sets", default=None, help="Only these sets (names or ids, comma-separated).")
+@click.option("--no-unrated", is_flag=True, help="Leave out machine annotations nobody rated yet.")
+@click.option(
+    "--unrated-weight", default=0.5, show_default=True, type=float, help="Weight of unrated machine rows."
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    help="File to write, '-' for stdout; for yolo-pose a folder (or a .zip file).",
+)
+@fail_on_domain_error
+def export_command(kind, fmt, split, sets, no_unrated, unrated_weight, output):
+    """Export merged training data (human + good + unrated machine rows) in a format."""
+    from tqdm import tqdm
+
+    from ..export import ImageInfo, count_candidates, select_rows, text_chunks, write_yolo_folder
+    from ..export.files import yolo_zip_chunks
+
+    db = get_db()
+    splits = _split_list(split)
+    rows = select_rows(
+        db,
+        kind,
+        splits,
+        sets=_split_list(sets) if sets else None,
+        include_unrated=not no_unrated,
+        unrated_weight=unrated_weight,
+    )
+    info = ImageInfo(current_app.config)
+    to_stdout = output == "-"
+    if not to_stdout:
+        # An upper bound (the merge drops overridden rows), good enough for a progress bar.
+        rows = tqdm(rows, total=count_candidates(db, kind, splits), unit="rows", desc=f"export {fmt}")
+    n = 0
+
+    def counted(it):
+        nonlocal n
+        for r in it:
+            n += 1
+            yield r
+
+    if fmt == "yolo-pose":
+        if to_stdout or output.endswith(".zip"):
+            out = sys.stdout.buffer if to_stdout else open(output, "wb")
+            try:
+                for chunk in yolo_zip_chunks(counted(rows), kind, info):
+                    out.write(chunk)
+            finally:
+                if not to_stdout:
+                    out.close()
+        else:
+            write_yolo_folder(counted(rows), kind, output, info)
+    else:
+        out = sys.stdout if to_stdout else open(output, "w", encoding="utf-8", newline="")
+        try:
+            for chunk in text_chunks(counted(rows), kind, fmt, info):
+                out.write(chunk)
+        finally:
+            if not to_stdout:
+                out.close()
+    if info.missing:
+        click.echo(
+            f"warning: {len(info.missing)} image(s) skipped, size unknown and file not found "
+            f"(e.g. {info.missing[0]})",
+            err=True,
+        )
+    if not to_stdout:
+        click.echo(f"exported {n} {kind} rows ({'+'.join(splits)}) as {fmt} to {output}", err=True)
+
+
+@oiap_cli.command("import-csv")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--kind", required=True, type=click.Choice(list(KINDS)), help="Annotation kind.")
+@click.option("--set", "set_name", required=True, help="Set to import into (created when missing).")
+@click.option(
+    "--source",
+    type=click.Choice(["human", "model"]),
+    default="human",
+    show_default=True,
+    help="human: trusted rows; model: machine rows to be rated (an 'import' set).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@fail_on_domain_error
+def import_csv_command(file, kind, set_name, source, as_json):
+    """Import an oiap training CSV or the original project's face_landmarks_/face_bbox_ CSVs."""
+    from ..export.importer import import_csv
+
+    report = import_csv(get_db(), file, kind, set_name, source=source)
+    if as_json:
+        echo_json(report)
+        return
+    for e in report["errors"][:50]:
+        click.echo(f"{file}:{e['line']}: {e['reason']}", err=True)
+    if len(report["errors"]) > 50:
+        click.echo(f"... and {len(report['errors']) - 50} more errors", err=True)
+    click.echo(
+        f"imported {report['imported']} rows into {set_name!r} ({report['format']} format); "
+        f"{report['duplicates']} already there, {report['malformed']} malformed, "
+        f"{report['unknown_images']} with unknown image ids"
+    )

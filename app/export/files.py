@@ -1,0 +1,180 @@
+"""Export entry points: choose rows (training or test ground truth), resolve image files, run a writer."""
+
+import io
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from ..errors import InvalidInput, OiapError
+from .merge import DEFAULT_UNRATED_WEIGHT, TrainingRow, ground_truth, iter_training_rows
+from .writers import (
+    FORMATS,
+    YoloLabels,
+    coco_chunks,
+    csv_chunks,
+    dlib_xml_chunks,
+    openimages_chunks,
+)
+
+TEXT_FORMATS = ("csv", "coco", "dlib-xml", "openimages")
+SUFFIX = {"csv": ".csv", "coco": ".json", "dlib-xml": ".xml", "openimages": ".csv", "yolo-pose": ".zip"}
+
+
+def select_rows(
+    db: Database,
+    kind: str,
+    splits: Sequence[str] = ("train",),
+    sets: Sequence[str] | None = None,
+    include_unrated: bool = True,
+    unrated_weight: float = DEFAULT_UNRATED_WEIGHT,
+) -> Iterator[TrainingRow]:
+    """Training rows, or, when the split asked for is exactly ('test',), the test ground truth.
+
+    The test split is exported only alone and only as evaluation ground truth (human + good machine,
+    no unrated rows), so it can never slip into a training file next to train rows.
+    """
+    splits = tuple(splits)
+    if "test" in splits:
+        if splits != ("test",):
+            raise InvalidInput("the test split is exported alone, as evaluation ground truth: --split test")
+        return ground_truth(db, kind, "test", sets=sets)
+    return iter_training_rows(db, kind, splits, sets, include_unrated, unrated_weight)
+
+
+class ImageInfo:
+    """Row -> (file path text, (width, height) or None), for the pixel formats.
+
+    The path comes from app.openimages.image_path when that module is present (Open Images layout),
+    else from the stored path; the size from the store, else from the file's header. Images with no
+    known size are counted in `missing` and their rows skipped by the pixel writers.
+    """
+
+    def __init__(self, config: Mapping | None = None) -> None:
+        self.config = config or {}
+        self.missing: list[str] = []
+        self._last: tuple[str, tuple[str, tuple[int, int] | None]] | None = None
+
+    def resolve(self, row: TrainingRow) -> Path | None:
+        """The image file, or None when it cannot be found."""
+        try:
+            from ..openimages import image_path
+        except ImportError:  # before the foundation's layout module: stored paths only
+            image_path = None
+        try:
+            if image_path is not None:
+                return image_path(self.config, {"id": row.image_id, "split": row.split, "path": row.path})
+        except OiapError:
+            return None
+        if row.path:
+            p = Path(row.path)
+            if not p.is_absolute():
+                from .. import REPO_ROOT
+
+                p = REPO_ROOT / p
+            return p if p.is_file() else None
+        return None
+
+    def __call__(self, row: TrainingRow) -> tuple[str, tuple[int, int] | None]:
+        if self._last is not None and self._last[0] == row.image_id:
+            return self._last[1]
+        found = self.resolve(row)
+        name = str(found) if found else (row.path or f"{row.image_id}.jpg")
+        size = (row.width, row.height) if row.width and row.height else None
+        if size is None and found is not None:
+            from PIL import Image
+
+            with Image.open(found) as im:  # reads the header only
+                size = im.size
+        if size is None:
+            self.missing.append(row.image_id)
+        self._last = (row.image_id, (name, size))
+        return name, size
+
+
+def text_chunks(rows, kind: str, fmt: str, image_info: ImageInfo) -> Iterator[str]:
+    """The chunks of a text format (csv, coco, dlib-xml, openimages)."""
+    if fmt == "csv":
+        return csv_chunks(rows, kind)
+    if fmt == "openimages":
+        return openimages_chunks(rows, kind)
+    if fmt == "coco":
+        return coco_chunks(rows, kind, image_info)
+    if fmt == "dlib-xml":
+        return dlib_xml_chunks(rows, kind, image_info)
+    raise InvalidInput(f"unknown text format {fmt!r}; use one of: {', '.join(FORMATS)}")
+
+
+def write_yolo_folder(rows, kind: str, folder: str | Path, image_info: ImageInfo) -> dict:
+    """YOLO(-pose) dataset folder: labels/<split>/<id>.txt, images/<split>/<id>.jpg links, data.yaml."""
+    folder = Path(folder)
+    labels = YoloLabels(kind)
+    n_images = 0
+    for split, image_id, _file, text in labels.label_files(rows, image_info):
+        (folder / "labels" / split).mkdir(parents=True, exist_ok=True)
+        (folder / "labels" / split / f"{image_id}.txt").write_text(text)
+        src = _existing(_file)
+        if src is not None:
+            link = folder / "images" / split / f"{image_id}{src.suffix or '.jpg'}"
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            # Ultralytics finds labels by swapping /images/ for /labels/: link the files in place.
+            os.symlink(src, link)
+        n_images += 1
+    (folder / "data.yaml").write_text(labels.data_yaml(str(folder.resolve())))
+    return {"images": n_images, "classes": len(labels.classes)}
+
+
+def _existing(name: str | None) -> Path | None:
+    if not name:
+        return None
+    p = Path(name)
+    return p if p.is_absolute() and p.is_file() else None
+
+
+class _Sink(io.RawIOBase):
+    """A write-only, unseekable byte sink that the zip writer fills and the generator drains."""
+
+    def __init__(self) -> None:
+        self.buf = bytearray()
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, b) -> int:
+        self.buf += b
+        return len(b)
+
+    def drain(self) -> bytes:
+        out = bytes(self.buf)
+        self.buf.clear()
+        return out
+
+
+def yolo_zip_chunks(rows, kind: str, image_info: ImageInfo) -> Iterator[bytes]:
+    """The YOLO(-pose) dataset as a streamed zip: labels/<split>/<id>.txt, images.csv, data.yaml.
+
+    Image files are not copied: images.csv maps each image id to its file on the server.
+    """
+    sink = _Sink()
+    labels = YoloLabels(kind)
+    # The index grows with the images: spool it to disk rather than hold it.
+    index = tempfile.SpooledTemporaryFile(max_size=4 << 20, mode="w+")
+    index.write("image_id,split,file\n")
+    with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as zf:
+        for split, image_id, file_name, text in labels.label_files(rows, image_info):
+            zf.writestr(f"labels/{split}/{image_id}.txt", text)
+            index.write(f"{image_id},{split},{file_name}\n")
+            if len(sink.buf) > 1 << 16:
+                yield sink.drain()
+        index.seek(0)
+        with zf.open("images.csv", "w") as out:
+            while chunk := index.read(1 << 16):
+                out.write(chunk.encode())
+        index.close()
+        zf.writestr("data.yaml", labels.data_yaml("."))
+    yield sink.drain()

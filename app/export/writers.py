@@ -1,0 +1,275 @@
+"""Writers: merged rows (merge.TrainingRow) to CSV, COCO keypoints, dlib XML, YOLO-pose, Open Images.
+
+Each text writer is a generator of str chunks, so the CLI writes them to a file or stdout and the web
+export streams them as a response; none holds more than one image's rows (COCO spools its image
+table to a temporary file). Pixel formats take the image size from the store, or read it from the
+image file's header when the store has none.
+"""
+
+import json
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from itertools import groupby
+from xml.sax.saxutils import quoteattr
+
+from ..kinds import FACE_LABEL, LANDMARK68_GROUPS, flip_index, get_kind, point_names
+from .merge import TrainingRow
+
+FORMATS = ("csv", "coco", "dlib-xml", "yolo-pose", "openimages")
+OPENIMAGES_COLUMNS = (
+    "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,"
+    "IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside"
+).split(",")
+
+# A function from a row to (file path text, (width, height) or None): see images.py.
+ImageInfo = Callable[[TrainingRow], tuple[str, tuple[int, int] | None]]
+
+
+def csv_header(kind: str) -> list[str]:
+    """The training CSV's columns for a kind."""
+    n = get_kind(kind).n_points
+    cols = "image_id split source weight annotation_id set x0 y0 x1 y1".split()
+    for i in range(1, n + 1):
+        cols += [f"{i}x", f"{i}y"]
+    return cols
+
+
+def _num(v: float | None) -> str:
+    return "" if v is None else repr(float(v))
+
+
+def _csv_text(s: str) -> str:
+    # Set names are free text; quote as the csv module would.
+    if any(c in s for c in ',"\r\n'):
+        return '"' + s.replace('"', '""') + '"'
+    return s
+
+
+def _points_xy(points_json: str | None, n: int) -> str:
+    """The 'x,y,x,y,...' CSV text of n points from the stored JSON, without a float round trip."""
+    if n == 0:
+        return ""
+    if not points_json:
+        return ",".join(["0,0"] * n)
+    # Stored as [[x,y,v],[x,y,v],...]; split the text rather than parse and re-format 136 floats.
+    inner = points_json.replace(" ", "")[2:-2]
+    xy = [p.rsplit(",", 1)[0] if p.count(",") == 2 else p for p in inner.split("],[")] if inner else []
+    if len(xy) != n:
+        xy = (xy + ["0,0"] * n)[:n]
+    return ",".join(xy)
+
+
+def csv_chunks(rows: Iterable[TrainingRow], kind: str, batch: int = 2000) -> Iterator[str]:
+    """The training CSV (header, then one line per row), in chunks of `batch` lines."""
+    n = get_kind(kind).n_points
+    yield ",".join(csv_header(kind)) + "\n"
+    lines: list[str] = []
+    set_text: dict[str, str] = {}
+    for r in rows:
+        s = set_text.get(r.set_name)
+        if s is None:
+            s = set_text[r.set_name] = _csv_text(r.set_name)
+        head = (
+            f"{r.image_id},{r.split},{r.source},{r.weight!r},{r.annotation_id},{s},"
+            f"{_num(r.x0)},{_num(r.y0)},{_num(r.x1)},{_num(r.y1)}"
+        )
+        lines.append(head + "," + _points_xy(r.points_json, n) if n else head)
+        if len(lines) >= batch:
+            yield "\n".join(lines) + "\n"
+            lines = []
+    if lines:
+        yield "\n".join(lines) + "\n"
+
+
+def openimages_chunks(rows: Iterable[TrainingRow], kind: str) -> Iterator[str]:
+    """Open Images bbox CSV (ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,Is...)."""
+    yield ",".join(OPENIMAGES_COLUMNS) + "\n"
+    for r in rows:
+        if r.x0 is None:
+            continue
+        f = r.flags
+        flags = ",".join(str(int(f.get(k, 0) or 0)) for k in OPENIMAGES_COLUMNS[8:])
+        yield (
+            f"{r.image_id},{r.source},{r.label or FACE_LABEL},{r.weight!r},"
+            f"{_num(r.x0)},{_num(r.x1)},{_num(r.y0)},{_num(r.y1)},{flags}\n"
+        )
+
+
+def _visibility(p: list) -> int:
+    """COCO/YOLO visibility: 0 absent (0, 0), 1 labelled but occluded, 2 visible."""
+    if not p[0] and not p[1]:
+        return 0
+    return 2 if (p[2] if len(p) > 2 else 1) else 1
+
+
+def coco_category(kind: str) -> dict:
+    """The COCO category of a kind: keypoint names and the skeleton (1-based) from the contour groups."""
+    names = point_names(kind)
+    cat = {"id": 1, "name": "face", "supercategory": "person"}
+    if names:
+        cat["keypoints"] = names
+        skeleton = []
+        if len(names) == 68:
+            for idx, closed in LANDMARK68_GROUPS.values():
+                chain = idx + [idx[0]] if closed else idx
+                skeleton += [[a + 1, b + 1] for a, b in zip(chain, chain[1:], strict=False)]
+        cat["skeleton"] = skeleton
+    return cat
+
+
+def coco_chunks(rows: Iterable[TrainingRow], kind: str, image_info: ImageInfo) -> Iterator[str]:
+    """COCO keypoints JSON, written incrementally; the image table is spooled and written last."""
+    n = get_kind(kind).n_points
+    yield '{"info": ' + json.dumps({"description": f"oiap export, {kind}", "version": "1.0"})
+    yield ', "licenses": [], "categories": [' + json.dumps(coco_category(kind)) + "]"
+    yield ', "annotations": ['
+    images = tempfile.SpooledTemporaryFile(max_size=4 << 20, mode="w+")
+    first_ann = True
+    image_no = 0
+    for _image_id, group in groupby(rows, key=lambda r: (r.split, r.image_id)):
+        group = list(group)
+        file_name, size = image_info(group[0])
+        if size is None:
+            continue
+        w, h = size
+        image_no += 1
+        images.write(
+            ("," if image_no > 1 else "")
+            + json.dumps(
+                {
+                    "id": image_no,
+                    "file_name": file_name,
+                    "width": w,
+                    "height": h,
+                    "oiap_image_id": group[0].image_id,
+                    "split": group[0].split,
+                }
+            )
+        )
+        for r in group:
+            box = r.box
+            if box is None:
+                continue
+            bx, by, bw, bh = box[0] * w, box[1] * h, (box[2] - box[0]) * w, (box[3] - box[1]) * h
+            ann = {
+                "id": r.annotation_id,
+                "image_id": image_no,
+                "category_id": 1,
+                "bbox": [round(bx, 2), round(by, 2), round(bw, 2), round(bh, 2)],
+                "area": round(bw * bh, 2),
+                "iscrowd": 0,
+            }
+            if n:
+                kps: list[float] = []
+                pts = r.points or []
+                for i in range(n):
+                    p = pts[i] if i < len(pts) else [0, 0, 0]
+                    v = _visibility(p)
+                    kps += [round(p[0] * w, 2), round(p[1] * h, 2), v] if v else [0, 0, 0]
+                ann["keypoints"] = kps
+                ann["num_keypoints"] = sum(1 for v in kps[2::3] if v)
+            ann["source"] = r.source
+            ann["weight"] = r.weight
+            yield ("" if first_ann else ",") + json.dumps(ann)
+            first_ann = False
+    yield '], "images": ['
+    images.seek(0)
+    while chunk := images.read(1 << 16):
+        yield chunk
+    images.close()
+    yield "]}\n"
+
+
+def dlib_xml_chunks(rows: Iterable[TrainingRow], kind: str, image_info: ImageInfo) -> Iterator[str]:
+    """imglab XML in pixels, as dlib's train_shape_predictor / train_simple_object_detector read it."""
+    n = get_kind(kind).n_points
+    yield (
+        "<?xml version='1.0' encoding='UTF-8'?>\n"
+        "<?xml-stylesheet type='text/xsl' href='image_metadata_stylesheet.xsl'?>\n"
+        f"<dataset>\n<name>oiap {kind}</name>\n<comment>Exported by oiap; coordinates in pixels.</comment>\n"
+        "<images>\n"
+    )
+    for _image_id, group in groupby(rows, key=lambda r: (r.split, r.image_id)):
+        group = list(group)
+        file_name, size = image_info(group[0])
+        if size is None:
+            continue
+        w, h = size
+        out = [f"  <image file={quoteattr(file_name)} width='{w}' height='{h}'>\n"]
+        for r in group:
+            box = r.box
+            if box is None:
+                continue
+            left, top = round(box[0] * w), round(box[1] * h)
+            bw, bh = round(box[2] * w) - left, round(box[3] * h) - top
+            out.append(f"    <box top='{top}' left='{left}' width='{bw}' height='{bh}'>\n")
+            if r.label and r.label != FACE_LABEL:
+                out.append(f"      <label>{r.label}</label>\n")
+            for i, p in enumerate((r.points or [])[:n]):
+                # dlib reads a missing part as "not present"; write only labelled points.
+                if _visibility(p):
+                    out.append(f"      <part name='{i:02d}' x='{round(p[0] * w)}' y='{round(p[1] * h)}'/>\n")
+            out.append("    </box>\n")
+        out.append("  </image>\n")
+        yield "".join(out)
+    yield "</images>\n</dataset>\n"
+
+
+class YoloLabels:
+    """YOLO(-pose) label text per image, and the data YAML: shared by the folder and the zip writers."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.n = get_kind(kind).n_points
+        self.classes: dict[str, int] = {}
+        self.splits: dict[str, int] = {}
+
+    def label_files(
+        self, rows: Iterable[TrainingRow], image_info: ImageInfo
+    ) -> Iterator[tuple[str, str, str, str]]:
+        """(split, image_id, image file, label text) per image, classes numbered as met."""
+        for (split, image_id), group in groupby(rows, key=lambda r: (r.split, r.image_id)):
+            lines = []
+            file_name = None
+            for r in group:
+                if file_name is None:
+                    file_name, _size = image_info(r)
+                box = r.box
+                if box is None:
+                    continue
+                cls = self.classes.setdefault(r.label or FACE_LABEL, len(self.classes))
+                x0, y0, x1, y1 = (min(max(v, 0.0), 1.0) for v in box)
+                parts = [
+                    str(cls),
+                    f"{(x0 + x1) / 2:.6f}",
+                    f"{(y0 + y1) / 2:.6f}",
+                    f"{x1 - x0:.6f}",
+                    f"{y1 - y0:.6f}",
+                ]
+                if self.n:
+                    pts = r.points or []
+                    for i in range(self.n):
+                        p = pts[i] if i < len(pts) else [0, 0, 0]
+                        v = _visibility(p)
+                        parts += [f"{p[0]:.6f}", f"{p[1]:.6f}", str(v)] if v else ["0", "0", "0"]
+                lines.append(" ".join(parts))
+            self.splits[split] = self.splits.get(split, 0) + 1
+            yield split, image_id, file_name, "\n".join(lines) + "\n"
+
+    def data_yaml(self, root: str = ".") -> str:
+        """The Ultralytics data YAML: image folders per split, kpt_shape, flip_idx, class names."""
+        key = {"train": "train", "validation": "val", "test": "test"}
+        out = [f"# oiap export, {self.kind}", f"path: {root}"]
+        for split in self.splits:
+            out.append(f"{key[split]}: images/{split}")
+        if "validation" not in self.splits and "train" in self.splits:
+            out.append("val: images/train  # no validation split exported")
+        if self.n:
+            out.append(f"kpt_shape: [{self.n}, 3]")
+            out.append(f"flip_idx: [{', '.join(str(i) for i in flip_index(self.kind))}]")
+        out.append("names:")
+        for label, cls in self.classes.items():
+            out.append(f"  {cls}: {'face' if label == FACE_LABEL else json.dumps(label)}")
+        if not self.classes:
+            out.append("  0: face")
+        return "\n".join(out) + "\n"
