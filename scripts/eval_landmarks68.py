@@ -1,6 +1,6 @@
 """Measure the 68-point annotators on the 43 dev faces (NME by outer eye corners 36-45).
 
-Usage: python scripts/eval_landmarks68.py [--annotator NAME ...] [--calibrate]
+Usage: python scripts/eval_landmarks68.py [--annotator NAME ...] [--calibrate] [--fit-mapping]
 Conditions: "box" = true box only; "five" = five points derived from the true 68 (eye centres, nose tip
 30, mouth corners 48/54); "mtcnn" = box and five points from the MTCNN detector matched to the true box
 by IoU, when the detector is installed (app.annotators.mtcnn).
@@ -45,9 +45,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--annotator", action="append", choices=NAMES)
     ap.add_argument("--calibrate", action="store_true", help="print template68's box constants")
+    ap.add_argument("--fit-mapping", action="store_true", help="print facemesh68's 468->68 table")
     args = ap.parse_args()
     if args.calibrate:
         calibrate()
+        return
+    if args.fit_mapping:
+        cost = eval68.mesh_vertex_costs(eval68.DEV_XMLS[0])
+        table = eval68.unique_argmin(cost)
+        print(f"MESH_TO_IBUG68 = {table}")
+        print(f"training NME with this table {cost[np.arange(68), table].mean():.4f}")
         return
     conds = ["box", "five"] + (["mtcnn"] if eval68.mtcnn_available() else [])
     for name in args.annotator or NAMES:

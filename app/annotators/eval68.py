@@ -48,6 +48,37 @@ def face_nmes(annotator, xml_name: str, cond: str, images_dir: Path = DEMO_DATA)
     return [nme(p, f.points) for p, f in zip(preds, faces, strict=True)]
 
 
+def mesh_vertex_costs(xml_name: str = DEV_XMLS[0], images_dir: Path = DEMO_DATA) -> np.ndarray:
+    """(68, 468) mean NME of each iBUG point against each face mesh vertex, five points from the truth."""
+    from .facemesh68 import predict_mesh_many
+
+    faces = load_faces(images_dir / xml_name)
+    cost = np.zeros((68, 468))
+    by_file: dict[str, list[XmlFace]] = {}
+    for f in faces:
+        by_file.setdefault(f.file, []).append(f)
+    for file, group in by_file.items():
+        img = load_rgb(images_dir / file)
+        meshes = predict_mesh_many(img, [f.box for f in group], [five_from_68(f.points) for f in group])
+        for f, mesh in zip(group, meshes, strict=True):
+            d = np.linalg.norm(f.points[45] - f.points[36])
+            cost += np.linalg.norm(f.points[:, None, :] - mesh[None, :, :], axis=2) / d
+    return cost / len(faces)
+
+
+def unique_argmin(cost: np.ndarray) -> list[int]:
+    """Per row the cheapest column, no column twice: rows pick in order of how much they stand to lose."""
+    order = np.argsort(cost, axis=1)
+    regret = cost[np.arange(len(cost)), order[:, 1]] - cost[np.arange(len(cost)), order[:, 0]]
+    taken: set[int] = set()
+    out = [0] * len(cost)
+    for row in np.argsort(-regret):
+        col = next(int(c) for c in order[row] if int(c) not in taken)
+        taken.add(col)
+        out[row] = col
+    return out
+
+
 def mtcnn_available() -> bool:
     """Whether the MTCNN detector is installed (its condition is measured only then)."""
     return False

@@ -1,0 +1,1 @@
+"""Training and export: the only package that imports torch (requirements-train.txt)."""
