@@ -108,6 +108,36 @@ def test_login_redirects_only_to_local_paths(client):
     assert r.headers["Location"] == "/admin/users"
 
 
+def test_change_own_password(app, reviewer_client, db):
+    other = app.test_client()
+    assert login(other, "rev").status_code == 302
+    assert reviewer_client.get("/account/password").status_code == 200
+    form = {"current": PASSWORD, "new": NEW_PASSWORD, "confirm": NEW_PASSWORD}
+    r = reviewer_client.post("/account/password", data={**form, "current": "not it at all"})
+    assert r.status_code == 403 and b"current password is not right" in r.data
+    r = reviewer_client.post("/account/password", data={**form, "confirm": "something else"})
+    assert r.status_code == 400 and b"differ" in r.data
+    r = reviewer_client.post("/account/password", data={**form, "new": "short", "confirm": "short"})
+    assert r.status_code == 400 and b"at least 8 characters" in r.data
+    r = reviewer_client.post("/account/password", data=form)
+    assert r.status_code == 302
+    # This session goes on; the other one has ended.
+    assert reviewer_client.get("/").status_code == 200
+    assert other.get("/").status_code == 302
+    assert login(app.test_client(), "rev", NEW_PASSWORD).status_code == 302
+    rev_id = find_user(db, "rev").id
+    assert [e["user_id"] for e in events(db, "user.password")] == [rev_id]
+    assert len(events(db, "user.password.failed")) == 1
+
+
+def test_change_own_password_is_throttled(reviewer_client):
+    form = {"current": "not it at all", "new": NEW_PASSWORD, "confirm": NEW_PASSWORD}
+    for _ in range(5):
+        assert reviewer_client.post("/account/password", data=form).status_code == 403
+    r = reviewer_client.post("/account/password", data={**form, "current": PASSWORD})
+    assert r.status_code == 429 and b"Too many wrong passwords" in r.data
+
+
 # --- throttling -----------------------------------------------------------------
 
 

@@ -9,7 +9,8 @@ What other blueprints use:
   for anyone but an admin. `admin_blueprint(bp)` does the same for every route of a blueprint.
   Both mark the routes, so the test suite checks that a reviewer gets 403 on each of them.
   Routes under /admin/ must be marked (the suite checks that too). Inside a view,
-  `admin_required()` aborts the same way.
+  `admin_required()` aborts the same way; the suite counts a view that calls it as admin-only
+  too, so call it unconditionally, first thing (else mark the route some other way).
 - `audit(action, ...)` writes one event for the logged-in user to the audit log; domain functions
   that take a `user_id`/`by` log their own events, so use `audit` only for web-only changes.
 - CSRF: Flask-WTF checks every POST/PUT/PATCH/DELETE. base.html sends the token as the
@@ -68,11 +69,25 @@ def admin_blueprint(bp: Blueprint) -> Blueprint:
     return bp
 
 
+def _calls_admin_required(view) -> bool:
+    # A view whose own code names admin_required (called first thing, as in the audit page).
+    while view is not None:
+        code = getattr(view, "__code__", None)
+        if code is not None and "admin_required" in code.co_names:
+            return True
+        view = getattr(view, "__wrapped__", None)
+    return False
+
+
 def is_admin_endpoint(app: Flask, endpoint: str) -> bool:
-    """Whether an endpoint is marked admin-only (by decorator or blueprint)."""
+    """Whether an endpoint is admin-only: @admin_only, admin_blueprint(), or a view calling admin_required()."""
     view = app.view_functions.get(endpoint)
     blueprint = endpoint.rpartition(".")[0]
-    return bool(getattr(view, "admin_only", False)) or blueprint in ADMIN_BLUEPRINTS
+    return (
+        bool(getattr(view, "admin_only", False))
+        or blueprint in ADMIN_BLUEPRINTS
+        or _calls_admin_required(view)
+    )
 
 
 def audit(action: str, **fields) -> None:

@@ -6,8 +6,9 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user, login_user, logout_user
 
 from ..db import get_db, log_event
+from ..errors import InvalidInput
 from . import limiter
-from .users import authenticate
+from .users import authenticate, get_user, set_password
 
 bp = Blueprint("auth", __name__)
 
@@ -104,3 +105,44 @@ def logout():
     )
     logout_user()
     return redirect(url_for("auth.login"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@limiter.limit(
+    lambda: current_app.config["LOGIN_LIMIT_PER_USER"],
+    key_func=lambda: f"password:{current_user.get_id()}",
+    methods=["POST"],
+    # Only wrong current passwords count: a stolen session cannot guess the password quickly.
+    deduct_when=lambda response: response.status_code == 403,
+    error_message="Too many wrong passwords. Wait a minute, then try again.",
+)
+def password():
+    """Change your own password; your other sessions end."""
+    if request.method == "GET":
+        return render_template("auth/password.html")
+    db = get_db()
+    f = request.form
+    _, why = authenticate(db, current_user.username, f.get("current", ""))
+    if why:
+        log_event(
+            db,
+            "user.password.failed",
+            user_id=current_user.id,
+            target_type="user",
+            target_id=current_user.id,
+            after={"address": request.remote_addr},
+        )
+        flash("Your current password is not right.", "error")
+        return render_template("auth/password.html"), 403
+    if f.get("new", "") != f.get("confirm", ""):
+        flash("The two new passwords differ.", "error")
+        return render_template("auth/password.html"), 400
+    try:
+        set_password(db, current_user.username, f.get("new", ""), by=current_user.id)
+    except InvalidInput as e:
+        flash(str(e), "error")
+        return render_template("auth/password.html"), 400
+    # The new hash ends every session of this user; keep this one.
+    login_user(get_user(db, current_user.id))
+    flash("Password changed. Your other sessions have ended.", "info")
+    return redirect(url_for("sets.index"))
