@@ -5,12 +5,15 @@ from pathlib import Path
 import pytest
 
 from app import REPO_ROOT, create_app
+from app.auth import users
 from app.auth.users import create_user
 from app.db import connect, migrate
 
 DEMO_DATA = REPO_ROOT / "app" / "demo_data"
 TEST_DATA = Path(__file__).parent / "data"
 PASSWORD = "correct horse battery"
+# A cheap hash for fixture users (scrypt costs ~0.3 s each); test_auth checks the real default.
+users.HASH_METHOD = "pbkdf2:sha256:1000"
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ import json
 import pytest
 from werkzeug.security import check_password_hash
 
-from app.auth.users import authenticate, find_user, set_active, set_password
+from app.auth import users
+from app.auth.users import authenticate, check_login, create_user, find_user, set_active, set_password
 from tests.conftest import PASSWORD, login
 
 NEW_PASSWORD = "another long password"
@@ -23,15 +24,21 @@ def events(db, action=None):
 # --- passwords and sessions -----------------------------------------------------
 
 
-def test_password_stored_with_slow_salted_hash(db):
-    rows = list(db.query("SELECT username, password_hash FROM users"))
-    hashes = [r["password_hash"] for r in rows]
+def test_password_stored_with_slow_salted_hash(db, monkeypatch):
+    monkeypatch.setattr(users, "HASH_METHOD", None)  # production's setting, not the fixtures' cheap one
+    create_user(db, "hana", PASSWORD)
+    create_user(db, "ivan", PASSWORD)
+    hashes = [
+        r["password_hash"]
+        for r in db.query("SELECT password_hash FROM users WHERE username IN ('hana', 'ivan')")
+    ]
     # werkzeug 3.1's default: scrypt with N=2**15, r=8, p=1, and a per-password salt.
     assert all(h.startswith("scrypt:32768:8:1$") for h in hashes)
     # Same password, different salts, different hashes.
     assert len(set(hashes)) == len(hashes) == 2
     assert all(PASSWORD not in h for h in hashes)
     assert check_password_hash(hashes[0], PASSWORD)
+    assert check_login(db, "hana", PASSWORD).username == "hana"
 
 
 def test_authenticate_reasons(db):

@@ -253,3 +253,28 @@ def test_secret_key_is_never_committed():
     assert r.returncode == 0, "instance/secret_key must be git-ignored"
     tracked = subprocess.run(["git", "ls-files", "instance"], cwd=REPO_ROOT, capture_output=True, text=True)
     assert "secret_key" not in tracked.stdout
+
+
+# --- path traversal ---------------------------------------------------------------
+
+TRAVERSALS = [
+    "../app/__init__.py",
+    "css/../../app/__init__.py",
+    "%2e%2e/app/__init__.py",
+    "%2e%2e%2fapp%2f__init__.py",
+    "..%2fapp%2f__init__.py",
+    "%252e%252e%252fapp%252f__init__.py",
+    "..%5capp%5c__init__.py",
+    "/etc/passwd",
+    "%2fetc%2fpasswd",
+    "....//app/__init__.py",
+]
+
+
+@pytest.mark.parametrize("attempt", TRAVERSALS)
+def test_static_route_never_leaves_static_folder(admin_client, attempt):
+    r = admin_client.get("/static/" + attempt, follow_redirects=True)
+    body = r.get_data()
+    r.close()
+    assert r.status_code in (400, 404), (attempt, r.status_code)
+    assert b"def create_app" not in body and b"root:" not in body

@@ -18,6 +18,16 @@ from ..errors import InvalidInput, NotFound
 
 ROLES = ("admin", "reviewer")
 MIN_PASSWORD = 8
+# None: werkzeug's default (scrypt). tests/conftest.py lowers it, as Django's test settings do,
+# so that each fixture user does not cost a third of a second; nothing else may set it.
+HASH_METHOD: str | None = None
+
+
+def hash_password(password: str) -> str:
+    """A slow salted hash of the password (werkzeug's default method unless HASH_METHOD is set)."""
+    if HASH_METHOD:
+        return generate_password_hash(password, method=HASH_METHOD)
+    return generate_password_hash(password)
 
 
 @dataclass
@@ -111,7 +121,7 @@ def create_user(
     if role not in ROLES:
         raise InvalidInput(f"unknown role {role!r}; use one of: {', '.join(ROLES)}")
     _check_password(password)
-    password_hash = generate_password_hash(password)
+    password_hash = hash_password(password)
     with immediate(db):
         if find_user(db, username):
             raise InvalidInput(f"user {username!r} exists already")
@@ -132,7 +142,7 @@ def create_user(
 
 @cache
 def _dummy_hash() -> str:
-    return generate_password_hash("not a password")
+    return hash_password("not a password")
 
 
 def authenticate(db: Database, username: str, password: str) -> tuple[User | None, str]:
@@ -159,7 +169,7 @@ def check_login(db: Database, username: str, password: str) -> User | None:
 def set_password(db: Database, username: str, password: str, *, by: int | None = None) -> None:
     """Change a user's password; their existing sessions stop working."""
     _check_password(password)
-    password_hash = generate_password_hash(password)
+    password_hash = hash_password(password)
     with immediate(db):
         user = _require(db, username)
         db.execute("UPDATE users SET password_hash = ? WHERE id = ?", [password_hash, user.id])
