@@ -5,6 +5,7 @@ import importlib
 MODULES: list[str] = [
     "maintenance",
     "export",
+    "storage",
 ]
 
 

@@ -1,0 +1,489 @@
+"""Share models and annotation sets through an S3 bucket (AWS, MinIO, Ceph: any S3 API).
+
+Layout under s3://<S3_BUCKET>/<S3_PREFIX>/:
+  manifest.json               every model and set pushed, with its hash and metadata
+  models/<sha256><suffix>     model files, named by the sha256 of their bytes
+  sets/<sha256>.jsonl.gz      annotation sets (app/setfile.py), named by their content's sha256
+
+Objects are content-addressed, so a push only uploads what the bucket lacks, and a fetch verifies
+each object against its name before anything reaches the store.
+"""
+
+import json
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+)
+from flask import current_app
+from sqlite_utils import Database
+
+from . import setfile
+from .annotators.registry import list_models, register_model, sha256_file, verified_path
+from .db import log_event
+from .errors import OiapError
+
+MANIFEST_FORMAT = "oiap-manifest/1"
+CREDENTIALS_HELP = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (a profile in ~/.aws)"
+BAD_KEY_CODES = (
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidClientTokenId",
+    "InvalidToken",
+    "ExpiredToken",
+)
+
+
+class StorageError(OiapError):
+    """S3 is not configured, not reachable, refuses us, or gave back something corrupt."""
+
+
+@dataclass
+class Bucket:
+    """Where the team's shared store lives: a client, a bucket and a key prefix."""
+
+    client: object
+    name: str
+    prefix: str
+    endpoint: str | None
+
+    def key(self, *parts: str) -> str:
+        """The object key for a path under the prefix."""
+        return "/".join(p.strip("/") for p in (self.prefix, *parts) if p and p.strip("/"))
+
+    def url(self, key: str) -> str:
+        """s3://bucket/key, for messages and origins."""
+        return f"s3://{self.name}/{key}"
+
+
+def get_s3():
+    """The app's S3 client, built from config on first use (never at import) and kept on the app."""
+    ext = current_app.extensions
+    if "oiap_s3" not in ext:
+        ext["oiap_s3"] = boto3.session.Session().client(
+            "s3",
+            endpoint_url=current_app.config.get("S3_ENDPOINT_URL") or None,
+            config=Config(
+                retries={
+                    "max_attempts": int(current_app.config.get("S3_MAX_ATTEMPTS") or 5),
+                    "mode": "standard",
+                }
+            ),
+        )
+    return ext["oiap_s3"]
+
+
+def configured_bucket() -> Bucket:
+    """The configured bucket; StorageError names the setting when there is none."""
+    name = current_app.config.get("S3_BUCKET")
+    if not name:
+        raise StorageError(
+            "no S3 bucket configured: set OIAP_S3_BUCKET (or S3_BUCKET in instance/config.py); "
+            "for MinIO, Ceph or another S3 API also set OIAP_S3_ENDPOINT_URL"
+        )
+    return Bucket(
+        get_s3(), name, current_app.config.get("S3_PREFIX") or "", current_app.config.get("S3_ENDPOINT_URL")
+    )
+
+
+@contextmanager
+def s3_errors(bucket: Bucket) -> Iterator[None]:
+    """Turn boto's credential, permission and connection errors into messages that say what to set."""
+    where = f"bucket {bucket.name!r}" + (f" at {bucket.endpoint}" if bucket.endpoint else "")
+    try:
+        yield
+    except (NoCredentialsError, PartialCredentialsError) as e:
+        raise StorageError(f"no usable AWS credentials for {where} ({e}): {CREDENTIALS_HELP}") from None
+    except EndpointConnectionError as e:
+        raise StorageError(
+            f"cannot reach the S3 endpoint ({e}): check OIAP_S3_ENDPOINT_URL (unset means AWS itself)"
+        ) from None
+    except ClientError as e:
+        code = e.response.get("Error", {}).get("Code", "")
+        if code in BAD_KEY_CODES:
+            raise StorageError(
+                f"S3 refused the credentials for {where} ({code}): {CREDENTIALS_HELP}"
+            ) from None
+        if code in ("AccessDenied", "403", "AllAccessDisabled"):
+            raise StorageError(
+                f"access denied to {where} ({code}): the credentials lack permission for it; "
+                f"{CREDENTIALS_HELP} to ones that may read and write it, or check OIAP_S3_BUCKET"
+            ) from None
+        if code == "NoSuchBucket":
+            raise StorageError(
+                f"{where} does not exist: check OIAP_S3_BUCKET (and OIAP_S3_ENDPOINT_URL), or create the bucket"
+            ) from None
+        raise StorageError(f"S3 error on {where}: {code}: {e}") from None
+
+
+def _missing(e: ClientError) -> bool:
+    return e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound")
+
+
+def read_manifest(bucket: Bucket) -> dict:
+    """The bucket's manifest, or an empty one when nothing was pushed yet."""
+    try:
+        body = bucket.client.get_object(Bucket=bucket.name, Key=bucket.key("manifest.json"))["Body"].read()
+    except ClientError as e:
+        if e.response.get("Error", {}).get("Code") == "NoSuchKey":
+            return {"format": MANIFEST_FORMAT, "models": {}, "sets": {}}
+        raise
+    manifest = json.loads(body)
+    if manifest.get("format") != MANIFEST_FORMAT:
+        raise StorageError(f"{bucket.url(bucket.key('manifest.json'))} is not an oiap manifest")
+    return manifest
+
+
+def write_manifest(bucket: Bucket, manifest: dict) -> None:
+    """Store the manifest (sorted, so an unchanged manifest is byte-identical)."""
+    bucket.client.put_object(
+        Bucket=bucket.name,
+        Key=bucket.key("manifest.json"),
+        Body=json.dumps(manifest, indent=1, sort_keys=True).encode(),
+        ContentType="application/json",
+    )
+
+
+def _head(bucket: Bucket, key: str) -> dict | None:
+    try:
+        return bucket.client.head_object(Bucket=bucket.name, Key=key)
+    except ClientError as e:
+        if _missing(e):
+            return None
+        raise
+
+
+def _present(bucket: Bucket, key: str, size: int, sha256: str) -> bool:
+    """True when the object exists with that size and recorded hash: nothing to upload."""
+    head = _head(bucket, key)
+    return bool(
+        head and head["ContentLength"] == size and head.get("Metadata", {}).get("sha256") in (sha256, None)
+    )
+
+
+def _upload(bucket: Bucket, path: Path, key: str, sha256: str, callback: Callable | None = None) -> None:
+    bucket.client.upload_file(
+        str(path), bucket.name, key, ExtraArgs={"Metadata": {"sha256": sha256}}, Callback=callback
+    )
+
+
+# --- push ---------------------------------------------------------------------
+
+
+def _model_entry(db: Database, m: dict, key: str, size: int) -> dict:
+    parent = None
+    if m.get("parent_id"):
+        row = db.execute("SELECT sha256 FROM models WHERE id = ?", [m["parent_id"]]).fetchone()
+        parent = row[0] if row else None
+    return {
+        "key": key,
+        "size": size,
+        "kind": m["kind"],
+        "name": m["name"],
+        "version": m["version"],
+        "params": m["params"],
+        "metrics": m["metrics"],
+        "licence": m["licence"],
+        "origin": m["origin"],
+        "source": m["source"],
+        "parent_sha256": parent,
+        "created_at": m["created_at"],
+    }
+
+
+class _SetHashes:
+    """Content hashes of sets, computed once, following links into other sets first."""
+
+    def __init__(self, db: Database, workdir: Path):
+        self.db, self.workdir = db, workdir
+        self.done: dict[str, dict] = {}
+        self.busy: set[str] = set()
+
+    def get(self, name: str) -> dict | None:
+        if name in self.done:
+            return self.done[name]
+        if name in self.busy:
+            return None  # a cycle of links: the inner reference carries no hash
+        self.busy.add(name)
+        row = list(self.db.query("SELECT * FROM annotation_sets WHERE name = ?", [name]))[0]
+        refs = {}
+        for r in setfile.referenced_sets(self.db, row["id"]):
+            info = self.get(r["name"])
+            refs[r["name"]] = info["sha256"] if info else None
+        path = self.workdir / f"set-{row['id']}.jsonl.gz"
+        sha, n_lines = setfile.write_set_file(self.db, row, refs, path)
+        model_sha = None
+        if row["model_id"]:
+            m = self.db.execute("SELECT sha256 FROM models WHERE id = ?", [row["model_id"]]).fetchone()
+            model_sha = m[0] if m else None
+        self.done[name] = {
+            "path": path,
+            "sha256": sha,
+            "entry": {
+                "sha256": sha,
+                "key": None,
+                "size": path.stat().st_size,
+                "kind": row["kind"],
+                "source": row["source"],
+                "label": row["label"],
+                "model_sha256": model_sha,
+                "counts": {"total": row["n_total"], "good": row["n_good"], "bad": row["n_bad"]},
+                "n_lines": n_lines,
+                "refs": refs,
+            },
+        }
+        self.busy.discard(name)
+        return self.done[name]
+
+
+def push(
+    db: Database,
+    bucket: Bucket,
+    *,
+    models: bool = True,
+    annotations: bool = True,
+    sets: list[str] | None = None,
+    dry_run: bool = False,
+    cache_dir: str | Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Upload models and annotation sets the bucket lacks, then the manifest; returns what moved."""
+    report: dict = {"bucket": bucket.url(bucket.key()), "dry_run": dry_run, "uploaded": [], "skipped": []}
+    with s3_errors(bucket):
+        manifest = read_manifest(bucket)
+        before = json.dumps(manifest, sort_keys=True)
+        if models:
+            for m in sorted(list_models(db), key=lambda m: m["id"]):
+                try:
+                    path = verified_path(m)
+                except OiapError as e:
+                    report["skipped"].append({"what": "model", "name": m["name"], "reason": str(e)})
+                    continue
+                key = bucket.key("models", f"{m['sha256']}{path.suffix}")
+                size = path.stat().st_size
+                item = {"what": "model", "name": m["name"], "sha256": m["sha256"], "key": key, "size": size}
+                if _present(bucket, key, size, m["sha256"]):
+                    report["skipped"].append({**item, "reason": "already in the bucket"})
+                elif dry_run:
+                    report["uploaded"].append(item)
+                else:
+                    _upload(bucket, path, key, m["sha256"], progress)
+                    report["uploaded"].append(item)
+                if m["source"] != "fetched" or m["sha256"] not in manifest["models"]:
+                    # A fetched copy never overwrites what its first pusher said about it.
+                    manifest["models"][m["sha256"]] = _model_entry(db, m, key, size)
+        if annotations:
+            names = [r["name"] for r in db.query("SELECT name FROM annotation_sets ORDER BY id")]
+            if sets:
+                unknown = sorted(set(sets) - set(names))
+                if unknown:
+                    raise StorageError(
+                        f"no annotation set named {', '.join(unknown)}; `flask oiap sets list` shows them"
+                    )
+                names = [n for n in names if n in sets]
+            Path(cache_dir or tempfile.gettempdir()).mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=cache_dir, prefix="push-") as work:
+                hashes = _SetHashes(db, Path(work))
+                for name in names:
+                    info = hashes.get(name)
+                    entry = dict(info["entry"], key=bucket.key("sets", f"{info['sha256']}.jsonl.gz"))
+                    item = {
+                        "what": "set",
+                        "name": name,
+                        "sha256": info["sha256"],
+                        "key": entry["key"],
+                        "size": entry["size"],
+                    }
+                    head = _head(bucket, entry["key"])
+                    if head and head.get("Metadata", {}).get("sha256") in (info["sha256"], None):
+                        # Same content (perhaps compressed by another zlib): keep the stored object.
+                        entry["size"] = head["ContentLength"]
+                        report["skipped"].append({**item, "reason": "already in the bucket"})
+                    elif dry_run:
+                        report["uploaded"].append(item)
+                    else:
+                        _upload(bucket, info["path"], entry["key"], info["sha256"], progress)
+                        report["uploaded"].append(item)
+                    manifest["sets"][name] = entry
+        changed = json.dumps(manifest, sort_keys=True) != before
+        report["manifest"] = "unchanged" if not changed else ("would update" if dry_run else "updated")
+        if changed and not dry_run:
+            # Re-read just before writing and keep others' entries: two pushes rarely race on a LAN
+            # team, and when they do, neither loses what it uploaded.
+            latest = read_manifest(bucket)
+            latest["models"].update(manifest["models"])
+            latest["sets"].update(manifest["sets"])
+            write_manifest(bucket, latest)
+    if not dry_run and (report["uploaded"] or changed):
+        log_event(
+            db,
+            "push",
+            target_type="bucket",
+            target_id=report["bucket"],
+            after={"uploaded": len(report["uploaded"])},
+        )
+    return report
+
+
+# --- fetch --------------------------------------------------------------------
+
+
+def _download_verified(
+    bucket: Bucket, key: str, dest: Path, expect: str, hasher: Callable[[Path], str], progress
+) -> None:
+    """Download key to dest and check its hash; a mismatch deletes dest and raises StorageError."""
+    bucket.client.download_file(bucket.name, key, str(dest), Callback=progress)
+    try:
+        got = hasher(dest)
+    except (OSError, EOFError, ValueError) as e:
+        got = f"unreadable ({e})"
+    if got != expect:
+        dest.unlink(missing_ok=True)
+        raise StorageError(
+            f"{bucket.url(key)} is corrupt: its content hashes to {got[:16]}…, its name and the manifest say "
+            f"{expect[:16]}…; refused, nothing was imported. Push it again from an instance that has it."
+        )
+
+
+def _import_order(entries: dict[str, dict]) -> list[str]:
+    """Set names with the sets they link into first, so links can resolve."""
+    order: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str, stack: set[str]) -> None:
+        if name in seen or name in stack or name not in entries:
+            return
+        stack.add(name)
+        for ref in sorted(entries[name].get("refs") or {}):
+            visit(ref, stack)
+        stack.discard(name)
+        seen.add(name)
+        order.append(name)
+
+    for name in sorted(entries):
+        visit(name, set())
+    return order
+
+
+def fetch(
+    db: Database,
+    bucket: Bucket,
+    *,
+    models: bool = True,
+    annotations: bool = True,
+    dry_run: bool = False,
+    models_dir: str | Path,
+    cache_dir: str | Path,
+    progress: Callable[[int], None] | None = None,
+) -> dict:
+    """Download what the store lacks, verify each hash, register models and import sets."""
+    report: dict = {
+        "bucket": bucket.url(bucket.key()),
+        "dry_run": dry_run,
+        "fetched": [],
+        "skipped": [],
+        "refused": [],
+    }
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    with s3_errors(bucket), tempfile.TemporaryDirectory(dir=cache_dir, prefix="fetch-") as work:
+        manifest = read_manifest(bucket)
+        if models:
+            pending = dict(manifest["models"])
+            # Parents first, so parent_id can point at a local row.
+            while pending:
+                ready = [s for s, e in pending.items() if e.get("parent_sha256") not in pending] or list(
+                    pending
+                )
+                for sha in sorted(ready):
+                    entry = pending.pop(sha)
+                    item = {
+                        "what": "model",
+                        "name": entry["name"],
+                        "sha256": sha,
+                        "key": entry["key"],
+                        "size": entry["size"],
+                    }
+                    if db.execute(
+                        "SELECT 1 FROM models WHERE sha256 = ? AND kind = ?", [sha, entry["kind"]]
+                    ).fetchone():
+                        report["skipped"].append({**item, "reason": "already registered"})
+                        continue
+                    if dry_run:
+                        report["fetched"].append(item)
+                        continue
+                    tmp = Path(work) / Path(entry["key"]).name
+                    try:
+                        _download_verified(bucket, entry["key"], tmp, sha, sha256_file, progress)
+                    except StorageError as e:
+                        report["refused"].append({**item, "reason": str(e)})
+                        continue
+                    parent = None
+                    if entry.get("parent_sha256"):
+                        row = db.execute(
+                            "SELECT id FROM models WHERE sha256 = ?", [entry["parent_sha256"]]
+                        ).fetchone()
+                        parent = row[0] if row else None
+                    model_id = register_model(
+                        db,
+                        tmp,
+                        entry["kind"],
+                        name=entry["name"],
+                        source="fetched",
+                        models_dir=models_dir,
+                        params=entry.get("params"),
+                        metrics=entry.get("metrics"),
+                        licence=entry.get("licence"),
+                        origin=entry.get("origin") or bucket.url(entry["key"]),
+                        parent_id=parent,
+                        version=entry.get("version"),
+                    )
+                    tmp.unlink(missing_ok=True)
+                    log_event(
+                        db, "fetch_model", target_type="model", target_id=model_id, after={"sha256": sha}
+                    )
+                    report["fetched"].append({**item, "id": model_id})
+        if annotations:
+            entries = manifest["sets"]
+            for name in _import_order(entries):
+                entry = entries[name]
+                item = {
+                    "what": "set",
+                    "name": name,
+                    "sha256": entry["sha256"],
+                    "key": entry["key"],
+                    "size": entry["size"],
+                }
+                local = list(db.query("SELECT id, params FROM annotation_sets WHERE name = ?", [name]))
+                if local:
+                    params = json.loads(local[0]["params"]) if local[0]["params"] else {}
+                    same = params.get("s3_sha256") == entry["sha256"]
+                    reason = "already fetched" if same else "a local set has this name (not overwritten)"
+                    report["skipped"].append({**item, "reason": reason})
+                    continue
+                if dry_run:
+                    report["fetched"].append(item)
+                    continue
+                tmp = Path(work) / Path(entry["key"]).name
+                try:
+                    _download_verified(
+                        bucket, entry["key"], tmp, entry["sha256"], setfile.content_sha256, progress
+                    )
+                    result = setfile.import_set_file(
+                        db, tmp, entry["sha256"], origin=bucket.url(entry["key"])
+                    )
+                except (StorageError, OiapError, ValueError, KeyError) as e:
+                    report["refused"].append({**item, "reason": str(e)})
+                    continue
+                finally:
+                    tmp.unlink(missing_ok=True)
+                report["fetched"].append({**item, **result})
+    return report
