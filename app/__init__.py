@@ -77,6 +77,10 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     app.register_blueprint(audit_bp)
 
+    from .images.views import bp as images_bp
+
+    app.register_blueprint(images_bp)
+
     from .cli import oiap_cli
 
     app.cli.add_command(oiap_cli)

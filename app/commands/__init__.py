@@ -6,6 +6,7 @@ MODULES: list[str] = [
     "maintenance",
     "export",
     "storage",
+    "imports",
 ]
 
 

@@ -1,0 +1,1 @@
+"""Serving image files: originals, resized copies and crops, cached on disk."""

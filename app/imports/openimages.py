@@ -1,0 +1,433 @@
+"""`flask oiap import-openimages`: Open Images' own metadata CSVs into images and import sets.
+
+Files are found by the names Google publishes (v4 to v7) in --meta-dir (not its subfolders):
+
+- image metadata, per split: `train-images-boxable-with-rotation.csv`,
+  `validation-images-with-rotation.csv`, `test-images-with-rotation.csv` (also
+  `oidv6-<split>-images-with-labels-with-rotation.csv`, `<split>-images-boxable.csv`), or else the
+  all-splits `image_ids_and_rotation.csv` (filtered by its Subset column);
+- class names: `oidv7-class-descriptions-boxable.csv` or `class-descriptions-boxable.csv` (with or
+  without the `LabelName,DisplayName` header), or the full `oidv{6,7}-class-descriptions.csv`;
+- boxes: `oidv6-<split>-annotations-bbox.csv` or `<split>-annotations-bbox.csv`.
+
+Decisions:
+- Images come from the metadata files: every image of a wanted split, with or without a box of a
+  wanted class (the model annotates them all; Open Images labels boxable images exhaustively, so an
+  image without a face box has no face). When a split has no metadata file, its images are created
+  from the bbox file instead (id and split only) and a note says so.
+- A box is imported only onto an image in the store; boxes of images left out by --limit are skipped.
+- Idempotent: a box already in its set (same image and coordinates) is not added again, so a second
+  run, or a rerun after an interruption, adds nothing twice. Identical duplicate rows collapse.
+- A malformed row (wrong column count, bad ImageID, a coordinate that is not a number in [0, 1]) is
+  counted, reported with file and line, stored in run_errors, and skipped. Rows of classes that were
+  not asked for are only checked for their column count (the bbox pass stays fast).
+- Open Images' XClick points and Confidence are not stored; Source and the Is* flags go into flags.
+"""
+
+import csv
+import json
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+from sqlite_utils import Database
+from tqdm import tqdm
+
+from ..db import immediate, now
+from ..errors import InvalidInput
+from ..kinds import FACE_LABEL
+from ..openimages import IMAGE_ID_RE, SPLITS, validate_split
+from ..runs import add_run_errors, finish_run, set_progress, start_run
+from ..sets.queries import get_or_create_set
+
+ALL_IMAGES_FILE = "image_ids_and_rotation.csv"
+CLASS_FILES = (
+    "oidv7-class-descriptions-boxable.csv",
+    "class-descriptions-boxable.csv",
+    "oidv7-class-descriptions.csv",
+    "oidv6-class-descriptions.csv",
+    "class-descriptions.csv",
+)
+FLAG_COLUMNS = ("IsOccluded", "IsTruncated", "IsGroupOf", "IsDepiction", "IsInside")
+BATCH = 20_000
+MAX_STORED_ERRORS = 10_000
+LABEL_RE = re.compile(r"/[mg]/[0-9a-z_]+")
+
+
+def image_files(split: str) -> tuple[str, ...]:
+    """Names of a split's image metadata file, in order of preference."""
+    return (
+        f"{split}-images-boxable-with-rotation.csv",
+        f"{split}-images-with-rotation.csv",
+        f"oidv6-{split}-images-with-labels-with-rotation.csv",
+        f"{split}-images-boxable.csv",
+        f"{split}-images.csv",
+    )
+
+
+def bbox_files(split: str) -> tuple[str, ...]:
+    """Names of a split's box annotation file, in order of preference."""
+    return (f"oidv6-{split}-annotations-bbox.csv", f"{split}-annotations-bbox.csv")
+
+
+def _first(meta_dir: Path, names: Iterable[str]) -> Path | None:
+    for name in names:
+        if (meta_dir / name).is_file():
+            return meta_dir / name
+    return None
+
+
+def set_name(display_name: str) -> str:
+    """The import set's name for a class: openimages-<display name as a slug>."""
+    return "openimages-" + (re.sub(r"[^0-9a-z]+", "-", display_name.lower()).strip("-") or "class")
+
+
+def read_classes(meta_dir: Path) -> dict[str, str]:
+    """MID -> display name from the class descriptions file (header row or not); {} when absent."""
+    path = _first(meta_dir, CLASS_FILES)
+    if path is None:
+        return {}
+    out = {}
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        for row in csv.reader(f):
+            if len(row) >= 2 and row[0] != "LabelName":
+                out[row[0]] = row[1]
+    return out
+
+
+def parse_classes(value: str | Iterable[str] | None) -> list[str]:
+    """Class MIDs from a comma-separated option; the default is Human face."""
+    if value is None:
+        return [FACE_LABEL]
+    items = value.split(",") if isinstance(value, str) else list(value)
+    mids = [v.strip() for v in items if v.strip()]
+    for mid in mids:
+        if not LABEL_RE.fullmatch(mid):
+            raise InvalidInput(f"bad class {mid!r}: a class is an Open Images MID such as /m/0dzct")
+    return mids or [FACE_LABEL]
+
+
+class _Errors:
+    """Malformed rows: counted, a few kept for the report, up to MAX_STORED_ERRORS stored."""
+
+    def __init__(self, db: Database, run_id: int):
+        self.db, self.run_id = db, run_id
+        self.count = 0
+        self.samples: list[str] = []
+        self.pending: list[dict] = []
+
+    def add(self, source: Path, line: int, reason: str, image_id: str | None = None) -> None:
+        self.count += 1
+        if len(self.samples) < 20:
+            self.samples.append(f"{source.name}:{line}: {reason}")
+        if self.count <= MAX_STORED_ERRORS:
+            self.pending.append({"source": str(source), "line": line, "reason": reason, "image_id": image_id})
+
+    def flush(self) -> None:
+        """Store pending errors in the caller's transaction."""
+        if self.pending:
+            add_run_errors(self.db, self.run_id, self.pending)
+            self.pending = []
+
+
+def _rows(path: Path, errors: _Errors, bar: tqdm) -> Iterator[tuple[int, list[str], dict[str, int]]]:
+    """(line, row, column index) for each data row; csv errors are reported and skipped."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None:
+            return
+        idx = {name.strip(): i for i, name in enumerate(header)}
+        n = 0
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:
+                errors.add(path, reader.line_num, f"unreadable CSV row: {e}")
+                continue
+            n += 1
+            if n % 65536 == 0:
+                # The binary buffer's position is how far the text reader has got (within a block).
+                bar.update(f.buffer.tell() - bar.n)
+            yield reader.line_num, row, idx
+        bar.update(max(0, bar.total - bar.n))
+
+
+def _need(idx: dict[str, int], columns: Iterable[str], path: Path) -> None:
+    missing = [c for c in columns if c not in idx]
+    if missing:
+        raise InvalidInput(f"{path}: missing column(s) {', '.join(missing)}; is this an Open Images file?")
+
+
+def _bar(path: Path, desc: str) -> tqdm:
+    return tqdm(total=path.stat().st_size, unit="B", unit_scale=True, desc=desc, mininterval=0.5, leave=False)
+
+
+def _count_images(db: Database) -> int:
+    return db.execute("SELECT count(*) FROM images").fetchone()[0]
+
+
+IMAGE_SQL = (
+    "INSERT INTO images (id, split, rotation, licence, author, author_url, title, url, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
+)
+BARE_IMAGE_SQL = "INSERT INTO images (id, split, created_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING"
+# The image must be in the store, and the same box must not be in the set yet (idempotence).
+BOX_SQL = (
+    "INSERT INTO annotations (set_id, image_id, kind, label, x0, y0, x1, y1, flags, created_at)"
+    " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10"
+    " WHERE EXISTS (SELECT 1 FROM images WHERE id = ?2)"
+    " AND NOT EXISTS (SELECT 1 FROM annotations WHERE set_id = ?1 AND image_id = ?2"
+    " AND x0 = ?5 AND y0 = ?6 AND x1 = ?7 AND y1 = ?8 AND deleted = 0)"
+)
+
+
+def _float_or_none(value: str) -> float | None:
+    if value == "" or value.lower() == "nan":
+        return None
+    return float(value)
+
+
+def import_images(
+    db: Database, path: Path, splits: list[str], limit: int | None, errors: _Errors, file_split: str | None
+) -> dict:
+    """Create image rows from one metadata file; returns {'read': {split: n}, 'added': n}."""
+    read = dict.fromkeys(splits, 0)
+    created = now()
+    before = _count_images(db)
+    batch: list[tuple] = []
+
+    def flush() -> None:
+        with immediate(db):
+            db.conn.executemany(IMAGE_SQL, batch)
+            errors.flush()
+        batch.clear()
+
+    with _bar(path, f"images {path.name}") as bar:
+        cols = None
+        for line, row, idx in _rows(path, errors, bar):
+            if cols is None:
+                _need(idx, ["ImageID"], path)
+                if file_split is None:
+                    _need(idx, ["Subset"], path)
+                cols = [idx.get(c) for c in ("License", "Author", "AuthorProfileURL", "Title", "OriginalURL")]
+                i_id, i_sub, i_rot, n_cols = idx["ImageID"], idx.get("Subset"), idx.get("Rotation"), len(idx)
+            if len(row) != n_cols:
+                errors.add(path, line, f"expected {n_cols} columns, got {len(row)}")
+                continue
+            image_id = row[i_id]
+            split = row[i_sub] if i_sub is not None and row[i_sub] else file_split
+            if split not in read:
+                if split not in SPLITS:
+                    errors.add(path, line, f"unknown Subset {split!r}", image_id)
+                continue
+            if limit is not None and read[split] >= limit:
+                if all(n >= limit for n in read.values()):
+                    break
+                continue
+            if not IMAGE_ID_RE.fullmatch(image_id):
+                errors.add(path, line, f"bad ImageID {image_id!r}: expected 16 lowercase hex characters")
+                continue
+            try:
+                rotation = _float_or_none(row[i_rot]) if i_rot is not None else None
+            except ValueError:
+                errors.add(path, line, f"bad Rotation {row[i_rot]!r}", image_id)
+                continue
+            licence, author, author_url, title, url = (
+                row[i] or None if i is not None else None for i in cols
+            )
+            batch.append((image_id, split, rotation, licence, author, author_url, title, url, created))
+            read[split] += 1
+            if len(batch) >= BATCH:
+                flush()
+        flush()
+    return {"read": read, "added": _count_images(db) - before}
+
+
+def import_boxes(
+    db: Database,
+    path: Path,
+    split: str,
+    sets: dict[str, tuple[int, str]],
+    errors: _Errors,
+    *,
+    create_images: bool = False,
+    limit: int | None = None,
+    run_id: int | None = None,
+) -> dict:
+    """Import the boxes of wanted classes from one bbox file; returns rows read, boxes added and seconds.
+
+    sets maps LabelName -> (set id, kind). With create_images, images missing from the store are
+    created from the file (id and split only), at most `limit` of them.
+    """
+    created = now()
+    batch: list[tuple] = []
+    new_images: list[tuple] = []
+    seen_images: set[str] = set()  # only filled with create_images, bounded by limit
+    counts = {"rows": 0, "boxes": 0, "added": 0}
+    t0 = time.perf_counter()
+
+    def flush() -> None:
+        with immediate(db):
+            if new_images:
+                db.conn.executemany(BARE_IMAGE_SQL, new_images)
+            counts["added"] += db.conn.executemany(BOX_SQL, batch).rowcount
+            errors.flush()
+            if run_id is not None:
+                set_progress(db, run_id, counts["rows"], cursor=f"{path.name}:{line}")
+        batch.clear()
+        new_images.clear()
+
+    line = 0
+    with _bar(path, f"boxes {path.name}") as bar:
+        n_cols = None
+        for line, row, idx in _rows(path, errors, bar):
+            if n_cols is None:
+                _need(idx, ["ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax"], path)
+                n_cols = len(idx)
+                i_id, i_label = idx["ImageID"], idx["LabelName"]
+                i_x0, i_x1, i_y0, i_y1 = idx["XMin"], idx["XMax"], idx["YMin"], idx["YMax"]
+                i_source = idx.get("Source")
+                flag_idx = [(c, idx[c]) for c in FLAG_COLUMNS if c in idx]
+            counts["rows"] += 1
+            if len(row) != n_cols:
+                errors.add(path, line, f"expected {n_cols} columns, got {len(row)}")
+                continue
+            target = sets.get(row[i_label])
+            if target is None:
+                continue
+            image_id = row[i_id]
+            if not IMAGE_ID_RE.fullmatch(image_id):
+                errors.add(path, line, f"bad ImageID {image_id!r}: expected 16 lowercase hex characters")
+                continue
+            try:
+                x0, x1, y0, y1 = float(row[i_x0]), float(row[i_x1]), float(row[i_y0]), float(row[i_y1])
+                flags = {c: int(row[i]) for c, i in flag_idx if row[i] != ""}
+            except ValueError as e:
+                errors.add(path, line, f"not a number: {e}", image_id)
+                continue
+            if not (0.0 <= x0 <= x1 <= 1.0 and 0.0 <= y0 <= y1 <= 1.0):
+                errors.add(
+                    path, line, f"box XMin={x0} XMax={x1} YMin={y0} YMax={y1} is not inside [0, 1]", image_id
+                )
+                continue
+            if create_images and image_id not in seen_images:
+                if limit is not None and len(seen_images) >= limit:
+                    continue
+                seen_images.add(image_id)
+                new_images.append((image_id, split, created))
+            if i_source is not None:
+                flags["Source"] = row[i_source]
+            set_id, kind = target
+            batch.append((set_id, image_id, kind, row[i_label], x0, y0, x1, y1, json.dumps(flags), created))
+            counts["boxes"] += 1
+            if len(batch) >= BATCH:
+                flush()
+        flush()
+    counts["seconds"] = round(time.perf_counter() - t0, 3)
+    return counts
+
+
+def plan(meta_dir: Path, splits: list[str]) -> dict:
+    """Which files an import reads: {'images': [(path, split or None)], 'boxes': [(path, split)], 'bare': [...]}."""
+    images: list[tuple[Path, str | None]] = []
+    uncovered = []
+    for split in splits:
+        path = _first(meta_dir, image_files(split))
+        if path:
+            images.append((path, split))
+        else:
+            uncovered.append(split)
+    if uncovered and (meta_dir / ALL_IMAGES_FILE).is_file():
+        images.append((meta_dir / ALL_IMAGES_FILE, None))
+        uncovered = []
+    boxes = [(p, s) for s in splits if (p := _first(meta_dir, bbox_files(s)))]
+    return {"images": images, "boxes": boxes, "bare": uncovered}
+
+
+def import_openimages(
+    db: Database,
+    meta_dir: str | Path,
+    *,
+    splits: Iterable[str] | None = None,
+    classes: str | Iterable[str] | None = None,
+    limit: int | None = None,
+    echo: Callable[[str], None] = lambda s: None,
+) -> dict:
+    """Import images and boxes from Open Images metadata files; returns a summary (also in `runs`)."""
+    meta_dir = Path(meta_dir)
+    if not meta_dir.is_dir():
+        raise InvalidInput(f"--meta-dir {meta_dir} is not a folder")
+    splits = [validate_split(s) for s in (splits or SPLITS)]
+    mids = parse_classes(classes)
+    if limit is not None and limit < 1:
+        raise InvalidInput("--limit must be at least 1")
+    files = plan(meta_dir, splits)
+    if not files["images"] and not files["boxes"]:
+        raise InvalidInput(
+            f"no Open Images metadata files in {meta_dir} for split(s) {', '.join(splits)}; expected e.g. "
+            "train-images-boxable-with-rotation.csv or image_ids_and_rotation.csv, and "
+            "oidv6-train-annotations-bbox.csv (see README, Open Images)"
+        )
+    names = read_classes(meta_dir)
+    unknown = [m for m in mids if names and m not in names]
+    if unknown:
+        raise InvalidInput(f"class(es) {', '.join(unknown)} are not in the class descriptions file")
+    params = {"meta_dir": str(meta_dir.resolve()), "splits": splits, "classes": mids, "limit": limit}
+    run_id = start_run(db, "import-openimages", params)
+    errors = _Errors(db, run_id)
+    images_before = _count_images(db)
+    summary: dict = {"run_id": run_id, "images_added": 0, "images_read": {}, "sets": {}, "boxes": {}}
+    try:
+        sets: dict[str, tuple[int, str]] = {}
+        with immediate(db):
+            for mid in mids:
+                display = names.get(mid) or ("Human face" if mid == FACE_LABEL else mid)
+                kind = "face_box" if mid == FACE_LABEL else "object_box"
+                name = set_name(display)
+                set_id = get_or_create_set(
+                    db, name, kind, "import", label=mid, params={"label_name": mid, "display_name": display}
+                )
+                sets[mid] = (set_id, kind)
+                summary["sets"][name] = set_id
+        for path, file_split in files["images"]:
+            echo(f"images: {path}")
+            # The all-splits file covers only the splits without a file of their own.
+            covered = {s for _, s in files["images"] if s}
+            wanted = [file_split] if file_split else [s for s in splits if s not in covered]
+            r = import_images(db, path, wanted, limit, errors, file_split)
+            for s, n in r["read"].items():
+                summary["images_read"][s] = summary["images_read"].get(s, 0) + n
+        for split in files["bare"]:
+            echo(f"note: no image metadata file for {split}; its images come from the bbox file (no licence)")
+        for path, split in files["boxes"]:
+            echo(f"boxes: {path}")
+            r = import_boxes(
+                db,
+                path,
+                split,
+                sets,
+                errors,
+                create_images=split in files["bare"],
+                limit=limit,
+                run_id=run_id,
+            )
+            r["rows_per_s"] = round(r["rows"] / r["seconds"]) if r["seconds"] else None
+            summary["boxes"][path.name] = r
+        summary["images_total"] = _count_images(db)
+        summary["images_added"] = summary["images_total"] - images_before
+        summary["boxes_added"] = sum(r["added"] for r in summary["boxes"].values())
+        summary["errors"] = errors.count
+        summary["error_samples"] = errors.samples
+        error_text = f"{errors.count} malformed row(s)" if errors.count else None
+        finish_run(db, run_id, "done", error_text)
+    except KeyboardInterrupt:
+        finish_run(db, run_id, "interrupted")
+        raise
+    except BaseException as e:
+        finish_run(db, run_id, "failed", str(e))
+        raise
+    return summary
