@@ -82,6 +82,16 @@ def test_every_route_needs_a_login(app, client, hx):
     assert checked >= 5
 
 
+def test_login_brings_you_back(client):
+    r = client.get("/admin/users?x=1")
+    assert r.headers["Location"] == "/login?next=/admin/users?x%3D1"
+    r = client.post(r.headers["Location"], data={"username": "admin", "password": PASSWORD})
+    assert r.headers["Location"] == "/admin/users?x=1"
+    assert client.post("/logout").headers["Location"] == "/login"
+    r = client.post("/admin/users", data={})
+    assert r.headers["Location"] == "/login"
+
+
 def test_allow_list_is_small():
     assert PUBLIC_ENDPOINTS == {"auth.login", "static"}
 
@@ -143,6 +153,15 @@ def csrf_app(app):
 
 def token_from(html: bytes) -> str:
     return re.search(rb'name="csrf_token" value="([^"]+)"', html).group(1).decode()
+
+
+def test_anonymous_post_goes_to_login_before_csrf(csrf_app, hx):
+    # An htmx POST from a page whose session ended: navigate to login, do nothing.
+    c = csrf_app.test_client()
+    r = c.post("/logout", headers=hx)
+    assert r.status_code == 401 and r.headers["HX-Redirect"] == "/login"
+    r = c.post("/admin/users", data={"username": "mallory", "password": PASSWORD})
+    assert r.status_code == 302 and r.headers["Location"].startswith("/login")
 
 
 def test_login_post_without_token_is_refused(csrf_app):

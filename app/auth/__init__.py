@@ -107,8 +107,6 @@ def init_auth(app: Flask) -> None:
 
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
-    csrf.init_app(app)
-    limiter.init_app(app)
 
     @login_manager.user_loader
     def load_user(session_id: str) -> User | None:
@@ -127,8 +125,15 @@ def init_auth(app: Flask) -> None:
             if request.headers.get("HX-Request"):
                 # htmx would swap the login page into a fragment; make it navigate instead.
                 return "", 401, {"HX-Redirect": url_for("auth.login")}
-            return redirect(url_for("auth.login", next=request.full_path))
+            # Back to the page after login; a POST's URL cannot be opened with GET, so not for those.
+            target = request.full_path.rstrip("?") if request.method == "GET" else None
+            return redirect(url_for("auth.login", next=target))
         return None
+
+    # After require_login: an anonymous request (an expired session) is sent to the login page
+    # rather than refused for its token, so htmx navigates instead of failing silently.
+    csrf.init_app(app)
+    limiter.init_app(app)
 
     @app.errorhandler(CSRFError)
     def csrf_error(e: CSRFError):
