@@ -1,0 +1,340 @@
+"""MTCNN face detector (boxes, scores, five landmarks) on onnxruntime and numpy, no torch.
+
+Follows facenet-pytorch 2.6.0's detect_face step for step (min_face_size 20, thresholds 0.6/0.7/0.7,
+factor 0.709, (x - 127.5) * 0.0078125 on NCHW RGB), so its weights behave as they were trained.
+Every resize is torch's "area" interpolation (adaptive average pooling), computed exactly from one
+integral image per picture: the pyramid levels and every RNet/ONet crop are gathers over it, for all
+candidates at once, with no per-candidate loop or PIL call. RNet and ONet each see all candidates of
+all images of a batch in one run.
+"""
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from time import thread_time as perf_counter
+
+import numpy as np
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+FILES = {"pnet": "pnet.onnx", "rnet": "rnet.onnx", "onet": "onet.onnx"}
+
+# facenet-pytorch's defaults and preprocessing, the constants the weights were trained with.
+MIN_FACE_SIZE = 20
+THRESHOLDS = (0.6, 0.7, 0.7)
+FACTOR = 0.709
+MEAN = 127.5
+SCALE = 0.0078125
+
+_sessions: dict = {}
+_sessions_lock = threading.Lock()
+
+
+def default_threads() -> int:
+    """intra-op threads for onnxruntime: the cores we have, at most 4 (these nets are small)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def session(path: str | Path, threads: int | None = None):
+    """An onnxruntime CPU session for a file, built once per process (and thread count)."""
+    import onnxruntime as ort
+
+    key = (str(path), threads or default_threads())
+    with _sessions_lock:
+        if key not in _sessions:
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = key[1]
+            opts.inter_op_num_threads = 1
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            _sessions[key] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        return _sessions[key]
+
+
+def integral(img: np.ndarray) -> np.ndarray:
+    """(H+1, W+1, 3) integral image: box sums in four lookups, exact (int32 while it cannot overflow)."""
+    h, w, c = img.shape
+    dtype = np.int32 if h * w * 255 < 2**31 else np.int64
+    ii = np.zeros((h + 1, w + 1, c), dtype=dtype)
+    np.cumsum(img, axis=0, dtype=dtype, out=ii[1:, 1:])
+    np.cumsum(ii[1:, 1:], axis=1, out=ii[1:, 1:])
+    return ii
+
+
+def _bins(start: np.ndarray, length: np.ndarray, out: int) -> tuple[np.ndarray, np.ndarray]:
+    # torch adaptive_avg_pool bins: [floor(i*L/out), ceil((i+1)*L/out)), shifted by start.
+    i = np.arange(out)
+    length = length[:, None]
+    lo = (i * length) // out
+    hi = -((-(i + 1) * length) // out)
+    return start[:, None] + lo, start[:, None] + hi
+
+
+def area_crops(ii: np.ndarray, y0, y1, x0, x1, size: int) -> np.ndarray:
+    """Area-resize the crops [y0, y1) x [x0, x1) (int arrays, N) to normalised NCHW (N, 3, size, size)."""
+    y0, y1, x0, x1 = (np.asarray(a, dtype=np.int64) for a in (y0, y1, x0, x1))
+    rs, re = _bins(y0, y1 - y0, size)
+    cs, ce = _bins(x0, x1 - x0, size)
+    w1 = ii.shape[1]
+    rs, re = rs[:, :, None] * w1, re[:, :, None] * w1
+    cs, ce = cs[:, None, :], ce[:, None, :]
+    # np.take on the (pixels, 3) view is several times faster than 2-D fancy indexing.
+    px = ii.reshape(-1, 3)
+    s = np.take(px, re + ce, axis=0)
+    s -= np.take(px, rs + ce, axis=0)
+    s -= np.take(px, re + cs, axis=0)
+    s += np.take(px, rs + cs, axis=0)
+    re, rs = re // w1, rs // w1
+    # Mean, then (x - MEAN) * SCALE, folded into one multiply and one subtract.
+    k = (SCALE / ((re - rs) * (ce - cs))).astype(np.float32)[..., None]
+    out = s.astype(np.float32)
+    out *= k
+    out -= np.float32(MEAN * SCALE)
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+def pyramid_level(pil_img, out_h: int, out_w: int) -> np.ndarray:
+    """One pyramid level as normalised NCHW (1, 3, out_h, out_w): PIL's BOX filter, an area average."""
+    from PIL import Image
+
+    level = np.asarray(pil_img.resize((out_w, out_h), Image.Resampling.BOX), dtype=np.float32)
+    return to_input(level[None])
+
+
+def to_input(pixels: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) float pixels to the nets' NCHW input, normalised."""
+    return np.ascontiguousarray(((pixels - MEAN) * SCALE).transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
+    """Greedy NMS; returns kept indices, best first.
+
+    "union": torchvision's IoU on (x1, y1, x2, y2) with areas (x2-x1)(y2-y1); "min": facenet's last
+    stage, intersection over the smaller area with +1 pixel sizes. Suppresses overlap > threshold.
+    Each step compares the kept box with all remaining ones at once.
+    """
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    plus = 1.0 if method == "min" else 0.0
+    x1, y1, x2, y2 = (boxes[:, i] for i in range(4))
+    area = (x2 - x1 + plus) * (y2 - y1 + plus)
+    order = np.argsort(-scores, kind="stable")
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(i)
+        rest = order[1:]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + plus)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + plus)
+        inter = w * h
+        if method == "min":
+            over = inter / np.minimum(area[i], area[rest])
+        else:
+            over = inter / (area[i] + area[rest] - inter)
+        order = rest[over <= threshold]
+    return np.asarray(keep, dtype=np.int64)
+
+
+def batched_nms(boxes, scores, groups, threshold, method="union") -> np.ndarray:
+    """NMS within each group (image), as torchvision's batched_nms: boxes of groups shifted apart."""
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    shift = (groups.astype(np.float64) * (boxes[:, :4].max() + 1))[:, None]
+    return nms(boxes[:, :4] + shift, scores, threshold, method)
+
+
+def rerec(b: np.ndarray) -> np.ndarray:
+    """Make boxes square around their centre, side = the longer side."""
+    b = b.copy()
+    h = b[:, 3] - b[:, 1]
+    w = b[:, 2] - b[:, 0]
+    side = np.maximum(w, h)
+    b[:, 0] += w * 0.5 - side * 0.5
+    b[:, 1] += h * 0.5 - side * 0.5
+    b[:, 2] = b[:, 0] + side
+    b[:, 3] = b[:, 1] + side
+    return b
+
+
+def bbreg(b: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    """Apply RNet/ONet box regression (offsets in units of the +1 box size)."""
+    b = b.copy()
+    w = b[:, 2] - b[:, 0] + 1
+    h = b[:, 3] - b[:, 1] + 1
+    b[:, 0] += reg[:, 0] * w
+    b[:, 1] += reg[:, 1] * h
+    b[:, 2] += reg[:, 2] * w
+    b[:, 3] += reg[:, 3] * h
+    return b
+
+
+def crop_bounds(b: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, ...]:
+    """facenet's pad(): integer crop rows/cols [y0, y1) x [x0, x1) clipped to each box's image; valid mask."""
+    t = np.trunc(b[:, :4]).astype(np.int64)
+    x = np.maximum(t[:, 0], 1)
+    y = np.maximum(t[:, 1], 1)
+    ex = np.minimum(t[:, 2], sizes[:, 1])
+    ey = np.minimum(t[:, 3], sizes[:, 0])
+    valid = (ey > y - 1) & (ex > x - 1)
+    return y - 1, ey, x - 1, ex, valid
+
+
+class Profile(dict):
+    """Seconds spent per stage, summed over calls (for scripts/bench_annotate.py)."""
+
+    def add(self, key: str, t0: float) -> float:
+        t = perf_counter()
+        self[key] = self.get(key, 0.0) + t - t0
+        return t
+
+
+class MTCNN:
+    """The three-stage detector. detect(img) -> [(box_px, score, points5_px)], box as (x0, y0, x1, y1)."""
+
+    def __init__(
+        self,
+        models_dir: str | Path | None = None,
+        *,
+        paths: dict | None = None,
+        min_face_size: int = MIN_FACE_SIZE,
+        thresholds: Sequence[float] = THRESHOLDS,
+        factor: float = FACTOR,
+        threads: int | None = None,
+    ):
+        folder = Path(models_dir) if models_dir else MODELS_DIR
+        self.paths = {k: Path(p) for k, p in (paths or {k: folder / f for k, f in FILES.items()}).items()}
+        self.min_face_size = min_face_size
+        self.thresholds = tuple(thresholds)
+        self.factor = factor
+        self.threads = threads
+        self.profile = Profile()
+
+    def _run(self, net: str, x: np.ndarray) -> list[np.ndarray]:
+        sess = session(self.paths[net], self.threads)
+        return sess.run(None, {"image": x})
+
+    def scales(self, h: int, w: int) -> list[float]:
+        """The pyramid: scales from 12/min_face_size down by factor while the short side stays >= 12."""
+        m = 12.0 / self.min_face_size
+        minl = min(h, w) * m
+        out, s = [], m
+        while minl >= 12:
+            out.append(s)
+            s *= self.factor
+            minl *= self.factor
+        return out
+
+    def _stage1(self, img: np.ndarray) -> np.ndarray:
+        """PNet over the pyramid of one image: (K, 9) rows x1 y1 x2 y2 score reg*4 after NMS."""
+        from PIL import Image
+
+        h, w = img.shape[:2]
+        pil = Image.fromarray(img)
+        found = []
+        for scale in self.scales(h, w):
+            t0 = perf_counter()
+            x = pyramid_level(pil, int(h * scale + 1), int(w * scale + 1))
+            t0 = self.profile.add("pyramid", t0)
+            reg, prob = self._run("pnet", x)
+            t0 = self.profile.add("pnet", t0)
+            ys, xs = np.nonzero(prob[0, 1] >= self.thresholds[0])
+            if len(ys) == 0:
+                continue
+            score = prob[0, 1, ys, xs]
+            bb = np.stack([xs, ys], axis=1).astype(np.float64)
+            q1 = np.floor((2 * bb + 1) / scale)
+            q2 = np.floor((2 * bb + 12) / scale)
+            rows = np.concatenate([q1, q2, score[:, None], reg[0][:, ys, xs].T], axis=1)
+            rows = rows[nms(rows[:, :4], rows[:, 4], 0.5)]
+            found.append(rows)
+            self.profile.add("nms", t0)
+        if not found:
+            return np.zeros((0, 9))
+        rows = np.concatenate(found)
+        return rows[nms(rows[:, :4], rows[:, 4], 0.7)]
+
+    def detect(self, img: np.ndarray) -> list[tuple[tuple[float, ...], float, np.ndarray]]:
+        """Faces in one HxWx3 uint8 RGB image: [(box_px, score, points5_px (5, 2))], best first."""
+        return self.detect_batch([img])[0]
+
+    def detect_batch(
+        self, imgs: Sequence[np.ndarray]
+    ) -> list[list[tuple[tuple[float, ...], float, np.ndarray]]]:
+        """detect() for several images; RNet and ONet see every candidate of every image in one run each."""
+        imgs = [np.ascontiguousarray(im, dtype=np.uint8) for im in imgs]
+        sizes_img = np.array([im.shape[:2] for im in imgs], dtype=np.int64)
+        boxes, groups = [], []
+        for g, im in enumerate(imgs):
+            rows = self._stage1(im)
+            if len(rows):
+                # PNet's regression uses sizes without the +1, as facenet-pytorch does.
+                w = rows[:, 2] - rows[:, 0]
+                h = rows[:, 3] - rows[:, 1]
+                b = np.stack(
+                    [
+                        rows[:, 0] + rows[:, 5] * w,
+                        rows[:, 1] + rows[:, 6] * h,
+                        rows[:, 2] + rows[:, 7] * w,
+                        rows[:, 3] + rows[:, 8] * h,
+                        rows[:, 4],
+                    ],
+                    axis=1,
+                )
+                boxes.append(rerec(b))
+                groups.append(np.full(len(b), g))
+        out: list[list] = [[] for _ in imgs]
+        if not boxes:
+            return out
+        b = np.concatenate(boxes)
+        g = np.concatenate(groups)
+
+        # Stage 2: RNet on 24x24 crops of every candidate.
+        t0 = perf_counter()
+        iis = [integral(im) for im in imgs]
+        b, g, crops = self._crops(iis, sizes_img, b, g, 24)
+        t0 = self.profile.add("crops", t0)
+        if len(b) == 0:
+            return out
+        reg, prob = self._run("rnet", crops)
+        t0 = self.profile.add("rnet", t0)
+        keep = prob[:, 1] > self.thresholds[1]
+        b, g, reg = b[keep], g[keep], reg[keep]
+        b[:, 4] = prob[keep, 1]
+        pick = batched_nms(b, b[:, 4], g, 0.7)
+        b, g, reg = b[pick], g[pick], reg[pick]
+        b = rerec(bbreg(b, reg))
+        t0 = self.profile.add("nms", t0)
+        if len(b) == 0:
+            return out
+
+        # Stage 3: ONet on 48x48 crops: score, box regression, five landmarks.
+        b, g, crops = self._crops(iis, sizes_img, b, g, 48)
+        t0 = self.profile.add("crops", t0)
+        if len(b) == 0:
+            return out
+        reg, lm, prob = self._run("onet", crops)
+        t0 = self.profile.add("onet", t0)
+        keep = prob[:, 1] > self.thresholds[2]
+        b, g, reg, lm = b[keep], g[keep], reg[keep], lm[keep]
+        b[:, 4] = prob[keep, 1]
+        w = b[:, 2] - b[:, 0] + 1
+        h = b[:, 3] - b[:, 1] + 1
+        px = w[:, None] * lm[:, :5] + b[:, 0:1] - 1
+        py = h[:, None] * lm[:, 5:] + b[:, 1:2] - 1
+        pts = np.stack([px, py], axis=2)
+        b = bbreg(b, reg)
+        pick = batched_nms(b, b[:, 4], g, 0.7, "min")
+        b, g, pts = b[pick], g[pick], pts[pick]
+        self.profile.add("nms", t0)
+        for row, gi, p in zip(b, g, pts, strict=True):
+            out[int(gi)].append((tuple(float(v) for v in row[:4]), float(row[4]), p.astype(np.float64)))
+        return out
+
+    def _crops(self, iis, sizes_img, b, g, size):
+        """Area-resized crops of every box (NCHW input), dropping boxes whose crop is empty."""
+        y0, y1, x0, x1, valid = crop_bounds(b, sizes_img[g])
+        b, g, y0, y1, x0, x1 = b[valid], g[valid], y0[valid], y1[valid], x0[valid], x1[valid]
+        crops = np.empty((len(b), 3, size, size), dtype=np.float32)
+        for gi in np.unique(g):
+            sel = g == gi
+            crops[sel] = area_crops(iis[gi], y0[sel], y1[sel], x0[sel], x1[sel], size)
+        return b, g, crops

@@ -1,0 +1,86 @@
+"""Export MTCNN's PNet, RNet and ONet to ONNX from facenet-pytorch 2.6.0's weight files, checked against torch.
+
+Get the weights (MIT, only the three .pt files are used; never committed):
+    pip download --no-deps facenet-pytorch==2.6.0 -d /tmp/fp && unzip -o /tmp/fp/*.whl 'facenet_pytorch/data/*' -d /tmp/fp
+    python scripts/export_mtcnn.py --weights /tmp/fp/facenet_pytorch/data
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+# name: (input shape for tracing, output names, dynamic axes of the input)
+SPECS = {
+    "pnet": ((1, 3, 64, 80), ["reg", "prob"], {0: "batch", 2: "height", 3: "width"}),
+    "rnet": ((2, 3, 24, 24), ["reg", "prob"], {0: "batch"}),
+    "onet": ((2, 3, 48, 48), ["reg", "landmarks", "prob"], {0: "batch"}),
+}
+
+
+def export_one(name: str, weights: Path, out_dir: Path, opset: int) -> Path:
+    """Export one net, run onnx.checker and compare onnxruntime with torch on random and odd-sized input."""
+    import onnx
+    import onnxruntime as ort
+    import torch
+
+    from app.training.mtcnn_nets import load_net
+
+    net = load_net(name, weights / f"{name}.pt")
+    shape, outputs, dyn = SPECS[name]
+    dummy = torch.randn(*shape)
+    out = out_dir / f"{name}.onnx"
+    dynamic_axes = {"image": dyn} | {o: {0: "batch"} for o in outputs}
+    if name == "pnet":
+        dynamic_axes |= {o: {0: "batch", 2: "out_height", 3: "out_width"} for o in outputs}
+    torch.onnx.export(
+        net,
+        (dummy,),
+        str(out),
+        input_names=["image"],
+        output_names=outputs,
+        dynamic_axes=dynamic_axes,
+        opset_version=opset,
+        dynamo=False,
+    )
+    model = onnx.load(str(out))
+    onnx.checker.check_model(model, full_check=True)
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    tests = [shape, (5,) + shape[1:]]
+    if name == "pnet":
+        tests += [(1, 3, 12, 12), (3, 3, 101, 77), (1, 3, 615, 410)]
+    for s in tests:
+        x = rng.uniform(-1, 1, size=s).astype(np.float32)
+        with torch.no_grad():
+            ref = [t.numpy() for t in net(torch.from_numpy(x))]
+        got = sess.run(outputs, {"image": x})
+        for o, r, g in zip(outputs, ref, got, strict=True):
+            np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5, err_msg=f"{name}.{o} at {s}")
+    return out
+
+
+def main(argv=None) -> int:
+    """Parse options and export the three nets."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--weights", type=Path, required=True, help="folder with pnet.pt, rnet.pt, onet.pt")
+    p.add_argument("--out", type=Path, default=REPO / "app" / "annotators" / "models", help="output folder")
+    p.add_argument("--opset", type=int, default=17)
+    args = p.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    from app.annotators.registry import sha256_file
+
+    for name in SPECS:
+        path = export_one(name, args.weights, args.out, args.opset)
+        print(
+            f"{path.relative_to(REPO) if path.is_relative_to(REPO) else path}  {path.stat().st_size} bytes  sha256 {sha256_file(path)}  parity ok"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,140 @@
+"""MTCNN on onnxruntime: parity of the ONNX files with our torch nets, and detections on the dev photos."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app import REPO_ROOT
+from app.annotators import mtcnn as M
+from app.annotators.eval_detector import evaluate, iou
+from tests.conftest import DEMO_DATA
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return M.MTCNN()
+
+
+def _torch_net_from_onnx(name):
+    """Our torch definition of a net, loaded with the weights inside the committed ONNX file."""
+    torch = pytest.importorskip("torch")
+    import onnx
+    from onnx import numpy_helper
+
+    from app.training.mtcnn_nets import NETS
+
+    model = onnx.load(str(M.MODELS_DIR / M.FILES[name]))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    net = NETS[name]().eval()
+    state = {k: torch.from_numpy(inits[k].copy()) for k in net.state_dict() if k in inits}
+    # The exporter renames PReLU slopes (reshaped to (C, 1, 1)); take them in graph order.
+    slopes = [inits[n.input[1]] for n in model.graph.node if n.op_type == "PRelu"]
+    prelus = [k for k in net.state_dict() if k.startswith("prelu") and k not in state]
+    prelus_all = [k for k in net.state_dict() if k.startswith("prelu")]
+    assert len(slopes) == len(prelus_all)
+    for k, v in zip(prelus_all, slopes, strict=True):
+        if k in prelus:
+            state[k] = torch.from_numpy(v.reshape(-1).copy())
+    net.load_state_dict(state, strict=True)
+    return net
+
+
+@pytest.mark.parametrize(
+    "name,shape", [("pnet", (2, 3, 57, 73)), ("rnet", (7, 3, 24, 24)), ("onet", (5, 3, 48, 48))]
+)
+def test_onnx_matches_torch(name, shape):
+    import torch
+
+    net = _torch_net_from_onnx(name)
+    img = np.asarray(Image.open(DEMO_DATA / "2008_002506.jpg").convert("RGB"))
+    # Real photo content: crops of the dev photo, normalised as the detector does.
+    n, _, h, w = shape
+    x = np.stack([img[20 * k : 20 * k + h, 30 * k : 30 * k + w] for k in range(n)]).astype(np.float32)
+    x = M.to_input(x)
+    with torch.no_grad():
+        ref = [t.numpy() for t in net(torch.from_numpy(x))]
+    got = M.session(M.MODELS_DIR / M.FILES[name]).run(None, {"image": x})
+    assert len(got) == len(ref)
+    for g, r in zip(got, ref, strict=True):
+        np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)
+
+
+def test_area_crops_match_torch_area_interpolation():
+    torch = pytest.importorskip("torch")
+    img = np.asarray(Image.open(DEMO_DATA / "2008_004176.jpg").convert("RGB"))
+    ii = M.integral(img)
+    y0, y1 = np.array([5, 100, 0, 10]), np.array([40, 110, img.shape[0], 30])
+    x0, x1 = np.array([7, 300, 0, 200]), np.array([60, 350, img.shape[1], 213])
+    got = M.area_crops(ii, y0, y1, x0, x1, 24)
+    t = torch.from_numpy(img.astype(np.float32)).permute(2, 0, 1)[None]
+    for k in range(4):
+        crop = t[:, :, y0[k] : y1[k], x0[k] : x1[k]]
+        ref = torch.nn.functional.interpolate(crop, size=(24, 24), mode="area")[0].numpy()
+        np.testing.assert_allclose(got[k], (ref - 127.5) * 0.0078125, atol=1e-5)
+
+
+def test_nms_keeps_best_and_suppresses_overlap():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 10.0]])
+    scores = np.array([0.8, 0.9, 0.5, 0.1])
+    assert M.nms(boxes, scores, 0.5).tolist() == [1, 2]
+    # Separate groups never suppress each other.
+    keep = M.batched_nms(boxes, scores, np.array([0, 0, 0, 1]), 0.5)
+    assert sorted(keep.tolist()) == [1, 2, 3]
+    # "min": a box inside a bigger one goes.
+    inner = np.array([[0, 0, 100, 100], [10, 10, 20, 20.0]])
+    assert M.nms(inner, np.array([0.9, 0.95]), 0.7, "min").tolist() == [1]
+
+
+def test_detections_match_the_dev_boxes(detector):
+    # 43 dlib faces on 9 photos. Bound: recall >= 0.95 at IoU 0.5 (measured 42/43; the miss is a
+    # small face in 2008_002079.jpg); at most 2 detections without a dev box (measured 1, a 16 px
+    # background face that dlib's set leaves out); five points within 0.15 of the eye distance.
+    r = evaluate(detector)
+    assert r["faces"] == 43
+    assert r["recall@0.5"] >= 0.95
+    assert r["false_positives@0.5"] <= 2
+    assert r["five_point_nme"] < 0.15
+
+
+def test_detect_returns_boxes_scores_and_points(detector):
+    img = np.asarray(Image.open(DEMO_DATA / "astronaut.png").convert("RGB"))
+    dets = detector.detect(img)
+    assert len(dets) == 1
+    box, score, pts = dets[0]
+    assert iou(box, (181, 62, 268, 172)) > 0.8 and score > 0.99
+    assert pts.shape == (5, 2)
+    # Eyes above the nose above the mouth, image-left eye first.
+    assert pts[0, 0] < pts[1, 0] and pts[:2, 1].max() < pts[2, 1] < pts[3:, 1].min()
+    assert all(box[0] <= x <= box[2] and box[1] <= y <= box[3] for x, y in pts)
+
+
+def test_batch_equals_one_by_one(detector):
+    imgs = [
+        np.asarray(Image.open(DEMO_DATA / f).convert("RGB")) for f in ("2008_001009.jpg", "2009_004587.jpg")
+    ]
+    batch = detector.detect_batch(imgs)
+    for img, dets in zip(imgs, batch, strict=True):
+        single = detector.detect(img)
+        assert len(single) == len(dets) > 0
+        for a, b in zip(single, dets, strict=True):
+            np.testing.assert_allclose(a[0], b[0], atol=1e-3)
+            np.testing.assert_allclose(a[2], b[2], atol=1e-3)
+
+
+@pytest.mark.parametrize("shape", [(8, 8, 3), (11, 300, 3), (200, 300, 3)])
+def test_no_face_no_detection(detector, shape):
+    assert detector.detect(np.full(shape, 128, dtype=np.uint8)) == []
+
+
+def test_detector_never_imports_torch():
+    code = (
+        "import sys, numpy as np; from PIL import Image;"
+        "from app.annotators.mtcnn import MTCNN;"
+        f"img = np.asarray(Image.open({str(DEMO_DATA / 'astronaut.png')!r}).convert('RGB'));"
+        "assert len(MTCNN().detect(img)) == 1;"
+        "assert 'torch' not in sys.modules, 'torch was imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
