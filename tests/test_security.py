@@ -2,9 +2,11 @@
 
 import os
 import re
+import shutil
 import stat
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
@@ -13,7 +15,7 @@ from werkzeug.routing import Rule
 from app import REPO_ROOT, create_app
 from app.auth import ADMIN_MESSAGE, PUBLIC_ENDPOINTS, is_admin_endpoint
 from app.db import connect, migrate
-from tests.conftest import PASSWORD, login
+from tests.conftest import DEMO_DATA, PASSWORD, login
 
 # Dummy values tried for each URL variable, in order, until the built URL routes back to the rule.
 # A new converter that none of these fits makes test_every_route_can_be_built fail: add a value here.
@@ -297,3 +299,117 @@ def test_static_route_never_leaves_static_folder(admin_client, attempt):
     r.close()
     assert r.status_code in (400, 404), (attempt, r.status_code)
     assert b"def create_app" not in body and b"root:" not in body
+
+
+# --- image routes: only images in the store, only from the image folders ---------------
+
+GOOD = "00000000000000aa"
+LINK = "00000000000000bb"
+MISSING = "00000000000000cc"
+SECRET = b"TOP SECRET, outside every image folder"
+
+
+@pytest.fixture(params=["OPEN_IMAGES_DIR", "OPEN_IMAGES_DIR_MAP"])
+def images(request, app, db, tmp_path):
+    """An image folder (either layout) with one real photo and one symlink pointing outside it."""
+    root = tmp_path / "openimages"
+    (root / "validation").mkdir(parents=True)
+    photo = DEMO_DATA / "2008_001322.jpg"
+    shutil.copy(photo, root / "validation" / f"{GOOD}.jpg")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(photo, outside / "private.jpg")
+    (outside / "secret.txt").write_bytes(SECRET)
+    (root / "validation" / f"{LINK}.jpg").symlink_to(outside / "private.jpg")
+    if request.param == "OPEN_IMAGES_DIR":
+        app.config["OPEN_IMAGES_DIR"] = str(root)
+    else:
+        app.config["OPEN_IMAGES_DIR_MAP"] = {"validation": str(root / "validation")}
+    for image_id in (GOOD, LINK):
+        db.execute(
+            "INSERT INTO images (id, split, created_at) VALUES (?, 'validation', '2026-01-01T00:00:00')",
+            [image_id],
+        )
+    return {"root": root, "outside": outside, "photo": photo.read_bytes()}
+
+
+def _get(client, url):
+    r = client.get(url, follow_redirects=True)
+    body = r.get_data()
+    r.close()
+    return r.status_code, body
+
+
+def test_image_in_the_store_is_served(admin_client, images):
+    status, body = _get(admin_client, f"/images/{GOOD}")
+    assert status == 200 and body == images["photo"]
+    status, body = _get(admin_client, f"/images/{GOOD}/256")
+    assert status == 200 and body[:2] == b"\xff\xd8"
+
+
+def test_anonymous_gets_no_image(client, images):
+    r = client.get(f"/images/{GOOD}")
+    assert r.status_code == 302 and "/login" in r.headers["Location"]
+
+
+@pytest.mark.parametrize("suffix", ["", "/256", "/meta", "/crop?box=0.1,0.1,0.5,0.5"])
+def test_symlink_out_of_the_image_folder_is_not_followed(admin_client, images, app, suffix):
+    status, body = _get(admin_client, f"/images/{LINK}{suffix}")
+    # Not even its size (meta reads it from the file) comes from the outside file.
+    assert status == 404, status
+    assert body != images["photo"] and body[:2] != b"\xff\xd8"
+    # Nothing was rendered from the outside file either.
+    assert not list(Path(app.config["CACHE_DIR"]).rglob(f"{LINK}*"))
+
+
+def test_image_not_in_the_store_is_404_even_if_its_file_exists(admin_client, images):
+    shutil.copy(
+        images["root"] / "validation" / f"{GOOD}.jpg", images["root"] / "validation" / f"{MISSING}.jpg"
+    )
+    status, _ = _get(admin_client, f"/images/{MISSING}")
+    assert status == 404
+
+
+def _attempts(images):
+    secret = str(images["outside"] / "secret.txt")
+    return [
+        "../../../../../../etc/passwd",
+        "..%2f..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
+        "%2e%2e%2f%2e%2e%2f%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        "%252e%252e%252f%252e%252e%252f%252e%252e%252fetc%252fpasswd",
+        "..%252f..%252f..%252fetc%252fpasswd",
+        "..%5c..%5c..%5cetc%5cpasswd",
+        "....//....//....//etc/passwd",
+        "/etc/passwd",
+        "%2fetc%2fpasswd",
+        "/" + secret.lstrip("/"),
+        secret.replace("/", "%2f"),
+        secret.replace("/", "%252f"),
+        f"{GOOD}/../../../../etc/passwd",
+        f"{GOOD}%00.jpg",
+        "..%2f..%2f..%2foutside%2fsecret.txt",
+    ]
+
+
+@pytest.mark.parametrize("suffix", ["", "/256", "/meta", "/crop?box=0,0,1,1"])
+def test_traversal_attempts_read_nothing(admin_client, images, suffix):
+    for attempt in _attempts(images):
+        url = f"/images/{attempt}{suffix}"
+        status, body = _get(admin_client, url)
+        assert status in (400, 404), (url, status)
+        assert SECRET not in body and b"root:" not in body and body != images["photo"], url
+
+
+def test_sizes_are_limited(admin_client, images):
+    assert _get(admin_client, f"/images/{GOOD}/99999")[0] == 400
+    assert _get(admin_client, f"/images/{GOOD}/-256")[0] == 404
+
+
+def test_stored_relative_path_cannot_leave_the_repository(admin_client, db, images):
+    db.execute(
+        "INSERT INTO images (id, split, path, created_at) VALUES (?, 'train', ?, '2026-01-01T00:00:00')",
+        ["00000000000000dd", "../../../../etc/passwd"],
+    )
+    status, body = _get(admin_client, "/images/00000000000000dd")
+    assert status in (400, 404) and b"root:" not in body
