@@ -65,6 +65,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     db.init_app(app)
     errors.register_error_handlers(app)
 
+    from .timing import init_timing
+
+    init_timing(app)
+
     from .auth import init_auth
 
     init_auth(app)
@@ -80,6 +84,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .images.views import bp as images_bp
 
     app.register_blueprint(images_bp)
+
+    from .review.views import bp as review_bp
+
+    app.register_blueprint(review_bp)
 
     from .cli import oiap_cli
 

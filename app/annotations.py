@@ -110,38 +110,51 @@ def _check_rateable(db: Database, ann: dict, user_id: int | None) -> None:
             raise InvalidInput("you cannot rate your own annotation; another reviewer has to")
 
 
-def rate(db: Database, annotation_id: int, user_id: int | None, value: str) -> dict:
-    """Rate an annotation good or bad: current value on the row, history in ratings, audit event."""
-    if value not in RATINGS:
-        raise InvalidInput(f"a rating is 'good' or 'bad', not {value!r}")
-    with immediate(db):
-        ann = get_annotation(db, annotation_id)
-        _check_rateable(db, ann, user_id)
-        at = now()
-        db.execute(
-            "UPDATE annotations SET rating = ?, rated_by = ?, rated_at = ? WHERE id = ?",
-            [value, user_id, at, annotation_id],
-        )
-        rating_id = db.execute(
-            "INSERT INTO ratings (annotation_id, user_id, value, previous, at) VALUES (?, ?, ?, ?, ?)",
-            [annotation_id, user_id, value, ann["rating"], at],
-        ).lastrowid
-        log_event(
-            db,
-            "rate",
-            user_id=user_id,
-            target_type="annotation",
-            target_id=annotation_id,
-            set_id=ann["set_id"],
-            before={"rating": ann["rating"]},
-            after={"rating": value, "rating_id": rating_id},
-        )
+def _rate_locked(db: Database, annotation_id: int, user_id: int | None, value: str) -> dict:
+    # The caller holds the write lock (immediate), so check and write cannot interleave.
+    ann = get_annotation(db, annotation_id)
+    _check_rateable(db, ann, user_id)
+    at = now()
+    db.execute(
+        "UPDATE annotations SET rating = ?, rated_by = ?, rated_at = ? WHERE id = ?",
+        [value, user_id, at, annotation_id],
+    )
+    rating_id = db.execute(
+        "INSERT INTO ratings (annotation_id, user_id, value, previous, at) VALUES (?, ?, ?, ?, ?)",
+        [annotation_id, user_id, value, ann["rating"], at],
+    ).lastrowid
+    log_event(
+        db,
+        "rate",
+        user_id=user_id,
+        target_type="annotation",
+        target_id=annotation_id,
+        set_id=ann["set_id"],
+        before={"rating": ann["rating"]},
+        after={"rating": value, "rating_id": rating_id},
+    )
     return {
         "annotation_id": annotation_id,
         "rating": value,
         "previous": ann["rating"],
         "rating_id": rating_id,
     }
+
+
+def rate(db: Database, annotation_id: int, user_id: int | None, value: str) -> dict:
+    """Rate an annotation good or bad: current value on the row, history in ratings, audit event."""
+    if value not in RATINGS:
+        raise InvalidInput(f"a rating is 'good' or 'bad', not {value!r}")
+    with immediate(db):
+        return _rate_locked(db, annotation_id, user_id, value)
+
+
+def rate_many(db: Database, annotation_ids: Iterable[int], user_id: int | None, value: str) -> list[dict]:
+    """Rate several annotations in one transaction, each exactly as rate() does (all or none)."""
+    if value not in RATINGS:
+        raise InvalidInput(f"a rating is 'good' or 'bad', not {value!r}")
+    with immediate(db):
+        return [_rate_locked(db, i, user_id, value) for i in annotation_ids]
 
 
 def undo_last_rating(db: Database, user_id: int, set_id: int | None = None) -> dict | None:

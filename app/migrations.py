@@ -205,3 +205,12 @@ def m001_core(db: Database) -> None:
         CREATE INDEX events_at ON events (at);
         """
     )
+
+
+@migrations()
+def m005_review_queue_by_image(db: Database) -> None:
+    # The review queue ordered by image walks this index, as the default order walks annotations_queue.
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS annotations_queue_image"
+        " ON annotations (set_id, deleted, rating, image_id, id)"
+    )

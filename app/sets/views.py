@@ -1,14 +1,45 @@
-"""The dashboard: every annotation set with its counts."""
+"""The dashboard (every annotation set with its counts) and a set's page of thumbnails."""
 
-from flask import Blueprint, render_template
+from flask import Blueprint, render_template, request
 
 from ..db import get_db
+from ..errors import InvalidInput
+from ..review import images
+from ..review.drawing import crop_box, figure, image_size
+from ..review.queries import get_review_set, set_page
 from .queries import list_sets
 
 bp = Blueprint("sets", __name__)
 
+PER_PAGE = 60
+
 
 @bp.route("/")
 def index():
-    """List the annotation sets with kind, source, model and counts."""
+    """List the annotation sets with kind, source, model, counts and progress."""
     return render_template("sets/index.html", sets=list_sets(get_db()))
+
+
+@bp.route("/sets/<int:set_id>")
+def show(set_id: int):
+    """A page of the set's annotations as thumbnails, marked good, bad or unrated."""
+    db = get_db()
+    s = get_review_set(db, set_id)
+    page = request.args.get("page", 1, type=int)
+    if page < 1:
+        raise InvalidInput("page starts at 1")
+    thumbs = []
+    for ann in set_page(db, set_id, page, PER_PAGE):
+        size = image_size(ann)
+        crop = crop_box(ann, size, margin=0.15)
+        w, h = size
+        thumbs.append(
+            {
+                "ann": ann,
+                "url": images.crop_url(ann["image_id"], crop, images.THUMB_SIZE),
+                "view": (crop[0] * w, crop[1] * h, (crop[2] - crop[0]) * w, (crop[3] - crop[1]) * h),
+                "fig": figure(ann, s["kind"], size),
+            }
+        )
+    pages = max(1, -(-s["n_total"] // PER_PAGE))
+    return render_template("sets/show.html", set=s, thumbs=thumbs, page=page, pages=pages)

@@ -1,0 +1,1 @@
+"""Review: the one-keystroke good/bad queue for a team."""

@@ -1,0 +1,216 @@
+"""The review page: one item at a time, rated with one key; htmx swaps in the next item."""
+
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from ..annotations import rate, rate_many, undo_last_rating
+from ..db import get_db
+from ..errors import InvalidInput, OiapError
+from ..htmx import wants_fragment
+from ..kinds import get_kind
+from . import images, queries
+from .drawing import crop_box, figure, image_size
+
+bp = Blueprint("review", __name__)
+
+TARGET = "review-item"
+TRAIL_MAX = 30
+
+
+def _trail(value: str | None) -> list[int]:
+    # The ids shown before the current one, most recent last: what ← goes back to.
+    out = []
+    for part in (value or "").split(","):
+        if part.strip().isdigit():
+            out.append(int(part))
+    return out[-TRAIL_MAX:]
+
+
+def _cursor(value: str | None) -> tuple[int, int] | None:
+    # "segment:annotation id" of the item on screen; the queue continues after it.
+    if not value:
+        return None
+    try:
+        seg, ann_id = value.split(":")
+        return int(seg), int(ann_id)
+    except ValueError:
+        raise InvalidInput(f"bad cursor {value!r}") from None
+
+
+def _segment_of(filters: queries.Filters, rating: str | None) -> int:
+    segs = queries._SEGMENTS[filters.status]
+    return segs.index(rating) if rating in segs else 0
+
+
+def _context(db, review_set, filters, shown, trail, preload_id=None, message=None, holder=None) -> dict:
+    """What _item.html needs: the item, its drawings and image URLs, and the queue state."""
+    ctx = {
+        "set": review_set,
+        "filters": filters,
+        "params": filters.as_params(),
+        "trail": trail,
+        "message": message,
+        "item": None,
+        "holder": holder,
+        "preload": [],
+    }
+    counts = db.execute("SELECT n_total, n_good, n_bad FROM annotation_sets WHERE id = ?", [review_set["id"]])
+    # Counters as they are after this request's write, not as they were when the set was read.
+    ctx["set"] = dict(review_set, **dict(zip(("n_total", "n_good", "n_bad"), counts.fetchone(), strict=True)))
+    if shown is None:
+        return ctx
+    seg, ann_id = shown
+    ann = queries.item(db, ann_id, review_set["id"])
+    size = image_size(ann)
+    crop = crop_box(ann, size)
+    w, h = size
+    ctx.update(
+        item=ann,
+        cursor=f"{seg}:{ann_id}",
+        size=size,
+        fig=figure(ann, review_set["kind"], size),
+        others=[(o["id"], figure(o, "face_box", size)["rect"], o["rating"]) for o in ann["others"]],
+        crop=crop,
+        crop_view=(crop[0] * w, crop[1] * h, (crop[2] - crop[0]) * w, (crop[3] - crop[1]) * h),
+        full_url=images.full_url(ann["image_id"]),
+        crop_url=images.crop_url(ann["image_id"], crop),
+        n_points=get_kind(review_set["kind"]).n_points,
+    )
+    if preload_id is not None:
+        nxt = queries.item(db, preload_id, review_set["id"])
+        nsize = image_size(nxt)
+        ctx["preload"] = [
+            images.full_url(nxt["image_id"]),
+            images.crop_url(nxt["image_id"], crop_box(nxt, nsize)),
+        ]
+    return ctx
+
+
+def _render(ctx: dict):
+    if wants_fragment(TARGET):
+        resp = current_app.make_response(render_template("review/_item.html", **ctx))
+    else:
+        page = dict(queue_orders=queries.ORDERS, queue_statuses=queries.STATUSES, queue_splits=queries.SPLITS)
+        resp = current_app.make_response(render_template("review/page.html", **ctx, **page))
+    resp.headers["Vary"] = "HX-Request"
+    return resp
+
+
+def _next(db, review_set, filters, cursor, trail, message=None):
+    shown, preload_id = queries.claim_next(
+        db, review_set, current_user.id, filters, cursor, current_app.config["CLAIM_SECONDS"]
+    )
+    return _render(_context(db, review_set, filters, shown, trail, preload_id, message))
+
+
+def _show(db, review_set, filters, ann_id, trail, message=None):
+    holder_id = queries.claim_item(db, ann_id, current_user.id, current_app.config["CLAIM_SECONDS"])
+    holder = None
+    if holder_id is not None:
+        row = db.execute("SELECT username FROM users WHERE id = ?", [holder_id]).fetchone()
+        holder = row[0] if row else str(holder_id)
+    rating = db.execute("SELECT rating FROM annotations WHERE id = ?", [ann_id]).fetchone()
+    seg = _segment_of(filters, rating[0] if rating else None)
+    return _render(_context(db, review_set, filters, (seg, ann_id), trail, None, message, holder))
+
+
+@bp.route("/review/<int:set_id>")
+def show(set_id: int):
+    """The review page (or, for htmx, the item fragment): ?item= shows one item, ?cursor= skips past one."""
+    db = get_db()
+    review_set = queries.get_review_set(db, set_id)
+    filters = queries.parse_filters(request.args)
+    trail = _trail(request.args.get("trail"))
+    item = request.args.get("item", type=int)
+    if item is not None:
+        return _show(db, review_set, filters, item, trail)
+    return _next(db, review_set, filters, _cursor(request.args.get("cursor")), trail)
+
+
+def _after_post(set_id: int, filters: queries.Filters, cursor: str | None, trail: list[int]):
+    # Plain form posts (no JavaScript) redirect to the next item (PRG).
+    args = dict(filters.as_params())
+    if cursor:
+        args["cursor"] = cursor
+    if trail:
+        args["trail"] = ",".join(map(str, trail))
+    return redirect(url_for("review.show", set_id=set_id, **args))
+
+
+@bp.route("/review/<int:set_id>/rate", methods=["POST"])
+def rate_item(set_id: int):
+    """Rate the item on screen good or bad, then show the next one."""
+    db = get_db()
+    review_set = queries.get_review_set(db, set_id)
+    filters = queries.parse_filters(request.form)
+    ann_id = request.form.get("annotation_id", type=int)
+    if ann_id is None:
+        raise InvalidInput("annotation_id is missing")
+    trail = _trail(request.form.get("trail"))
+    cursor = request.form.get("cursor")
+    try:
+        rate(db, ann_id, current_user.id, request.form.get("value", ""))
+    except OiapError as e:
+        # htmx never swaps a 4xx, so the item is shown again with the reason.
+        if not wants_fragment(TARGET):
+            raise
+        return _show(db, review_set, filters, ann_id, trail, message=str(e))
+    trail = (trail + [ann_id])[-TRAIL_MAX:]
+    if not wants_fragment(TARGET):
+        return _after_post(set_id, filters, cursor, trail)
+    return _next(db, review_set, filters, _cursor(cursor), trail)
+
+
+@bp.route("/review/<int:set_id>/image-good", methods=["POST"])
+def image_good(set_id: int):
+    """Rate every annotation of the set on the item's image good ("all faces in this image are good")."""
+    db = get_db()
+    review_set = queries.get_review_set(db, set_id)
+    filters = queries.parse_filters(request.form)
+    ann_id = request.form.get("annotation_id", type=int)
+    if ann_id is None:
+        raise InvalidInput("annotation_id is missing")
+    ann = queries.item(db, ann_id, set_id)
+    ids = queries.image_ids_to_rate(db, set_id, ann["image_id"], current_user.id, review_set["source"])
+    rate_many(db, ids, current_user.id, "good")
+    trail = (_trail(request.form.get("trail")) + [ann_id])[-TRAIL_MAX:]
+    cursor = request.form.get("cursor")
+    message = f"Rated {len(ids)} annotation(s) on image {ann['image_id']} good."
+    if not wants_fragment(TARGET):
+        return _after_post(set_id, filters, cursor, trail)
+    return _next(db, review_set, filters, _cursor(cursor), trail, message)
+
+
+@bp.route("/review/<int:set_id>/undo", methods=["POST"])
+def undo(set_id: int):
+    """Undo my last rating in this set and show that item again."""
+    db = get_db()
+    review_set = queries.get_review_set(db, set_id)
+    filters = queries.parse_filters(request.form)
+    trail = _trail(request.form.get("trail"))
+    done = undo_last_rating(db, current_user.id, set_id)
+    if done is None:
+        message = "Nothing to undo."
+        ann_id = request.form.get("annotation_id", type=int)
+        if ann_id is None:
+            return _next(db, review_set, filters, None, trail, message)
+    else:
+        ann_id = done["annotation_id"]
+        message = f"Undid your rating '{done['undone']}' of annotation {ann_id}."
+        if trail and trail[-1] == ann_id:
+            trail = trail[:-1]
+    if not wants_fragment(TARGET):
+        return redirect(url_for("review.show", set_id=set_id, item=ann_id, **filters.as_params()))
+    return _show(db, review_set, filters, ann_id, trail, message)
+
+
+@bp.route("/review/img/<image_id>/<int:size>")
+def image(image_id: str, size: int):
+    """The image resized (stand-in until the images blueprint serves it)."""
+    return images.send_resized(image_id, size)
+
+
+@bp.route("/review/img/<image_id>/crop")
+def image_crop(image_id: str):
+    """A crop of the image, resized (stand-in until the images blueprint serves it)."""
+    return images.send_crop(image_id, request.args.get("box", ""), request.args.get("size", 384, type=int))

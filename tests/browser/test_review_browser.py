@@ -1,0 +1,61 @@
+"""Review in Chromium: log in, rate five items with the keyboard only, check the store."""
+
+import pytest
+
+from tests.browser.conftest import browser_login
+from tests.review_data import seed, user_ids
+
+pytestmark = pytest.mark.browser
+
+
+def test_review_five_items_with_keyboard_only(live_server, page):
+    db = live_server.db()
+    data = seed(db, user_ids(db))
+    db.close()
+    set_id = data["landmarks68"]
+    browser_login(page, live_server, "rev")
+    page.goto(f"{live_server.url}/review/{set_id}")
+    item = page.locator("#review-item")
+    ids, keys = [], ["g", "b", "g", "g", "b"]
+    for key in keys:
+        current = item.get_attribute("data-annotation-id")
+        ids.append(int(current))
+        page.keyboard.press(key)
+        # htmx swaps the next item in place: wait for another id, with no page load.
+        page.wait_for_function(
+            "id => document.getElementById('review-item').dataset.annotationId !== id", arg=current
+        )
+    assert page.url == f"{live_server.url}/review/{set_id}"
+    db = live_server.db()
+    try:
+        rows = {
+            r[0]: r[1:]
+            for r in db.execute(
+                "SELECT a.id, a.rating, u.username FROM annotations a JOIN users u ON u.id = a.rated_by"
+                " WHERE a.set_id = ?",
+                [set_id],
+            ).fetchall()
+        }
+        assert rows == {i: ("good" if k == "g" else "bad", "rev") for i, k in zip(ids, keys, strict=True)}
+        assert db.execute("SELECT count(*) FROM ratings").fetchone()[0] == 5
+    finally:
+        db.close()
+
+    # u undoes the last rating and shows that item again; ← goes back; ? opens the help.
+    page.keyboard.press("u")
+    page.wait_for_function(
+        "id => document.getElementById('review-item').dataset.annotationId === id", arg=str(ids[-1])
+    )
+    db = live_server.db()
+    assert db.execute("SELECT rating FROM annotations WHERE id = ?", [ids[-1]]).fetchone()[0] is None
+    db.close()
+    page.keyboard.press("ArrowLeft")
+    page.wait_for_function(
+        "id => document.getElementById('review-item').dataset.annotationId === id", arg=str(ids[-2])
+    )
+    page.keyboard.press("?")
+    assert page.locator("#review-help").is_visible()
+    page.keyboard.press("Escape")
+    assert not page.locator("#review-help").is_visible()
+    # The zoomed crop has its 68 points drawn.
+    assert page.locator(".zoom circle.pt").count() == 68
