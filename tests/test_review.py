@@ -92,14 +92,27 @@ def test_review_page_draws_item_with_landmarks_and_image_credit(reviewer_client,
     assert re.search(r'data-preload="[^"]*/\d+ [^"]*crop\?box=', html)
 
 
-def test_resized_image_route_serves_small_jpeg(reviewer_client, data, db):
+def test_review_images_are_resized_and_cropped(reviewer_client, data, db):
     html = reviewer_client.get(f"/review/{data['landmarks68']}").get_data(as_text=True)
-    full = re.search(r'<image href="([^"]+)"', html).group(1)
-    r = reviewer_client.get(full.replace("&amp;", "&"))
-    assert r.status_code == 200 and r.mimetype == "image/jpeg"
-    crop = re.findall(r'<image href="([^"]+)"', html)[1].replace("&amp;", "&")
-    r = reviewer_client.get(crop)
-    assert r.status_code == 200 and r.mimetype == "image/jpeg"
+    full, crop = (u.replace("&amp;", "&") for u in re.findall(r'<image href="([^"]+)"', html)[:2])
+    assert re.fullmatch(r"/images/[0-9a-f]{16}/1024", full)
+    with reviewer_client.get(full) as r:
+        assert r.status_code == 200 and r.mimetype == "image/jpeg" and r.headers["ETag"]
+    with reviewer_client.get(crop) as r:
+        assert r.status_code == 200 and r.mimetype == "image/jpeg"
+        # The region the page draws the crop in is the region the route cropped.
+        region = [float(v) for v in r.headers["X-Crop-Box"].split(",")]
+    ann = db.execute(
+        "SELECT image_id FROM annotations WHERE id = ?",
+        [int(re.search(r'data-annotation-id="(\d+)"', html).group(1))],
+    ).fetchone()
+    w, h = db.execute("SELECT width, height FROM images WHERE id = ?", [ann[0]]).fetchone()
+    view = [
+        float(v) for v in re.search(r'<figure class="zoom">\s*<svg viewBox="([^"]+)"', html).group(1).split()
+    ]
+    assert view == pytest.approx(
+        [region[0] * w, region[1] * h, (region[2] - region[0]) * w, (region[3] - region[1]) * h], abs=0.01
+    )
 
 
 def test_rate_swaps_in_next_item_fragment_and_keeps_history(reviewer_client, data, db):

@@ -30,19 +30,6 @@ def norm_box(ann: Mapping) -> tuple[float, float, float, float] | None:
     return None
 
 
-def crop_box(ann: Mapping, size: tuple[int, int], margin: float = 0.3) -> tuple[float, float, float, float]:
-    """A square (in pixels) region around the annotation with a margin, clipped, normalised."""
-    box = norm_box(ann) or (0.0, 0.0, 1.0, 1.0)
-    w, h = size
-    cx, cy = (box[0] + box[2]) / 2 * w, (box[1] + box[3]) / 2 * h
-    side = max((box[2] - box[0]) * w, (box[3] - box[1]) * h, 8) * (1 + 2 * margin)
-    side = min(side, max(w, h))
-    x0 = min(max(cx - side / 2, 0), max(w - side, 0))
-    y0 = min(max(cy - side / 2, 0), max(h - side, 0))
-    x1, y1 = min(x0 + side, w), min(y0 + side, h)
-    return round(x0 / w, 5), round(y0 / h, 5), round(x1 / w, 5), round(y1 / h, 5)
-
-
 def figure(ann: Mapping, kind: str, size: tuple[int, int]) -> dict:
     """Box, points and contour polylines of one annotation, in pixels."""
     w, h = size

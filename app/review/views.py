@@ -9,7 +9,7 @@ from ..errors import InvalidInput, OiapError
 from ..htmx import wants_fragment
 from ..kinds import get_kind
 from . import images, queries
-from .drawing import crop_box, figure, image_size
+from .drawing import figure, image_size, norm_box
 
 bp = Blueprint("review", __name__)
 
@@ -62,8 +62,8 @@ def _context(db, review_set, filters, shown, trail, preload_id=None, message=Non
     seg, ann_id = shown
     ann = queries.item(db, ann_id, review_set["id"])
     size = image_size(ann)
-    crop = crop_box(ann, size)
     w, h = size
+    crop_url, crop = _crop(ann, size)
     ctx.update(
         item=ann,
         cursor=f"{seg}:{ann_id}",
@@ -73,17 +73,18 @@ def _context(db, review_set, filters, shown, trail, preload_id=None, message=Non
         crop=crop,
         crop_view=(crop[0] * w, crop[1] * h, (crop[2] - crop[0]) * w, (crop[3] - crop[1]) * h),
         full_url=images.full_url(ann["image_id"]),
-        crop_url=images.crop_url(ann["image_id"], crop),
+        crop_url=crop_url,
         n_points=get_kind(review_set["kind"]).n_points,
     )
     if preload_id is not None:
         nxt = queries.item(db, preload_id, review_set["id"])
-        nsize = image_size(nxt)
-        ctx["preload"] = [
-            images.full_url(nxt["image_id"]),
-            images.crop_url(nxt["image_id"], crop_box(nxt, nsize)),
-        ]
+        ctx["preload"] = [images.full_url(nxt["image_id"]), _crop(nxt, image_size(nxt))[0]]
     return ctx
+
+
+def _crop(ann: dict, size: tuple[int, int]):
+    box = norm_box(ann) or (0.0, 0.0, 1.0, 1.0)
+    return images.crop(ann["image_id"], box, size, images.CROP_SIZE, images.CROP_PAD)
 
 
 def _render(ctx: dict):
@@ -202,15 +203,3 @@ def undo(set_id: int):
     if not wants_fragment(TARGET):
         return redirect(url_for("review.show", set_id=set_id, item=ann_id, **filters.as_params()))
     return _show(db, review_set, filters, ann_id, trail, message)
-
-
-@bp.route("/review/img/<image_id>/<int:size>")
-def image(image_id: str, size: int):
-    """The image resized (stand-in until the images blueprint serves it)."""
-    return images.send_resized(image_id, size)
-
-
-@bp.route("/review/img/<image_id>/crop")
-def image_crop(image_id: str):
-    """A crop of the image, resized (stand-in until the images blueprint serves it)."""
-    return images.send_crop(image_id, request.args.get("box", ""), request.args.get("size", 384, type=int))

@@ -5,7 +5,7 @@ from flask import Blueprint, render_template, request
 from ..db import get_db
 from ..errors import InvalidInput
 from ..review import images
-from ..review.drawing import crop_box, figure, image_size
+from ..review.drawing import figure, image_size, norm_box
 from ..review.queries import get_review_set, set_page
 from .queries import list_sets
 
@@ -31,12 +31,14 @@ def show(set_id: int):
     thumbs = []
     for ann in set_page(db, set_id, page, PER_PAGE):
         size = image_size(ann)
-        crop = crop_box(ann, size, margin=0.15)
         w, h = size
+        url, crop = images.crop(
+            ann["image_id"], norm_box(ann) or (0, 0, 1, 1), size, images.THUMB_SIZE, images.THUMB_PAD
+        )
         thumbs.append(
             {
                 "ann": ann,
-                "url": images.crop_url(ann["image_id"], crop, images.THUMB_SIZE),
+                "url": url,
                 "view": (crop[0] * w, crop[1] * h, (crop[2] - crop[0]) * w, (crop[3] - crop[1]) * h),
                 "fig": figure(ann, s["kind"], size),
             }
