@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .. import metrics
 from .ibug_xml import XmlFace, load_faces
 from .template68 import five_from_68
 
@@ -14,9 +15,7 @@ DEV_XMLS = ("training_with_face_landmarks.xml", "testing_with_face_landmarks.xml
 
 def nme(pred: np.ndarray, true: np.ndarray) -> float:
     """Mean point error divided by the distance between the outer eye corners (36 and 45)."""
-    true = np.asarray(true, dtype=np.float64)
-    d = np.linalg.norm(true[45] - true[36])
-    return float(np.linalg.norm(np.asarray(pred) - true, axis=1).mean() / d)
+    return float(metrics.nme(np.asarray(pred)[None], np.asarray(true)[None])[0])
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
@@ -25,27 +24,72 @@ def load_rgb(path: str | Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
-def predict_faces(annotator, faces: list[XmlFace], images_dir: Path, cond: str) -> list[np.ndarray]:
-    """Run the annotator per image (all its faces in one predict_many) on the true boxes; with
-    cond "five", also on five points derived from the true 68."""
+CONDS = ("box", "five", "mtcnn", "mtcnn_box")
+MATCH_IOU = 0.3  # a detection stands for a true face when their boxes overlap at least this much
+
+
+def _inputs(img, faces: list[XmlFace], cond: str, detector) -> tuple[list, list | None, list[bool]]:
+    """Boxes, five points (or None) and a found flag per true face under a condition."""
+    boxes = [f.box for f in faces]
+    if cond == "box":
+        return boxes, None, [True] * len(faces)
+    if cond == "five":
+        return boxes, [five_from_68(f.points) for f in faces], [True] * len(faces)
+    dets = detector.detect(img)
+    found = [False] * len(faces)
+    fives: list = [None] * len(faces)
+    if dets:
+        iou = metrics.box_iou(np.array(boxes), np.array([d[0] for d in dets]))
+        for i in range(len(faces)):
+            j = int(iou[i].argmax())
+            if iou[i, j] >= MATCH_IOU:
+                found[i] = True
+                boxes[i] = tuple(float(v) for v in dets[j][0])
+                fives[i] = np.asarray(dets[j][2], dtype=np.float64)
+    return boxes, (fives if cond == "mtcnn" else None), found
+
+
+def predict_faces(
+    annotator, faces: list[XmlFace], images_dir: Path, cond: str, detector=None
+) -> list[np.ndarray | None]:
+    """Run the annotator per image (all its faces in one predict_many). cond: "box" = true boxes;
+    "five" = true boxes and five points from the true 68; "mtcnn" = the matched MTCNN box and five
+    points; "mtcnn_box" = the matched MTCNN box alone. None for a face MTCNN did not find."""
     by_file: dict[str, list[int]] = {}
     for i, f in enumerate(faces):
         by_file.setdefault(f.file, []).append(i)
     out: list[np.ndarray | None] = [None] * len(faces)
     for file, idx in by_file.items():
         img = load_rgb(images_dir / file)
-        boxes = [faces[i].box for i in idx]
-        fives = [five_from_68(faces[i].points) for i in idx] if cond == "five" else None
-        for i, p in zip(idx, annotator.predict_many(img, boxes, fives), strict=True):
-            out[i] = p
+        boxes, fives, found = _inputs(img, [faces[i] for i in idx], cond, detector)
+        keep = [k for k in range(len(idx)) if found[k]]
+        preds = annotator.predict_many(
+            img, [boxes[k] for k in keep], None if fives is None else [fives[k] for k in keep]
+        )
+        for k, p in zip(keep, preds, strict=True):
+            out[idx[k]] = p
     return out
 
 
-def face_nmes(annotator, xml_name: str, cond: str, images_dir: Path = DEMO_DATA) -> list[float]:
-    """Per-face NME of an annotator on one dev XML file under a condition ("box" or "five")."""
+def face_nmes(
+    annotator, xml_name: str, cond: str, images_dir: Path = DEMO_DATA, detector=None
+) -> list[float]:
+    """Per-face NME of an annotator on one dev XML file under a condition (see predict_faces); faces
+    that MTCNN missed are left out (count them by the length)."""
+    if cond.startswith("mtcnn") and detector is None:
+        detector = get_detector()
     faces = load_faces(images_dir / xml_name)
-    preds = predict_faces(annotator, faces, images_dir, cond)
-    return [nme(p, f.points) for p, f in zip(preds, faces, strict=True)]
+    preds = predict_faces(annotator, faces, images_dir, cond, detector)
+    return [nme(p, f.points) for p, f in zip(preds, faces, strict=True) if p is not None]
+
+
+def get_detector():
+    """The MTCNN detector, or None where it is not installed."""
+    try:
+        from .mtcnn import MTCNN
+    except ImportError:
+        return None
+    return MTCNN()
 
 
 def mesh_vertex_costs(xml_name: str = DEV_XMLS[0], images_dir: Path = DEMO_DATA) -> np.ndarray:
@@ -80,8 +124,8 @@ def unique_argmin(cost: np.ndarray) -> list[int]:
 
 
 def mtcnn_available() -> bool:
-    """Whether the MTCNN detector is installed (its condition is measured only then)."""
-    return False
+    """Whether the MTCNN detector is installed (its conditions are measured only then)."""
+    return get_detector() is not None
 
 
 def summary(nmes: list[float]) -> dict:

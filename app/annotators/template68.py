@@ -8,15 +8,17 @@ import numpy as np
 
 MEAN_FACE_PATH = Path(__file__).parent / "data" / "mean_face_68.json"
 
-# Box placement, calibrated by scripts/eval_landmarks68.py --calibrate on the 18 faces of
-# training_with_face_landmarks.xml (dlib boxes, square). The mean shape is normalised (centroid at 0,
-# outer eye corners 36-45 one unit apart) and placed in the square of side w = box width that shares
-# the box's bottom edge: scale BOX_SCALE * w, centroid at (cx + BOX_DX * w, y1 - BOX_DY * w).
-# A dlib box is that square already; an MTCNN box is taller than wide with the extra height above the
-# brows, so anchoring on the bottom edge and the width keeps the face where it is in both.
-BOX_SCALE = 0.556
-BOX_DX = 0.0  # measured -0.006: kept symmetric
-BOX_DY = 0.454
+# Box placement, calibrated by scripts/eval_landmarks68.py --calibrate on the faces of
+# training_with_face_landmarks.xml only, for two kinds of box: the file's own dlib boxes (square) and
+# MTCNN's boxes of the same faces (about 0.87 as wide and 1.16 as tall as dlib's: h/w 1.34).
+# The mean shape is normalised (centroid at 0, outer eye corners 36-45 one unit apart) and scaled by
+# BOX_SCALE * sqrt(w * h): measured 0.556 for dlib boxes and 0.562 for MTCNN boxes. Its centroid sits
+# at the box centre x and (BOX_DY + BOX_DY_PER_ASPECT * (h / w - 1)) * h below the box centre:
+# measured 0.046 h for dlib boxes (h/w = 1) and 0.081 h for MTCNN boxes (h/w = 1.34), since MTCNN's
+# extra height is mostly forehead.
+BOX_SCALE = 0.56
+BOX_DY = 0.046
+BOX_DY_PER_ASPECT = 0.103
 
 
 def five_from_68(points68: np.ndarray) -> np.ndarray:
@@ -63,11 +65,13 @@ def fit_to_five(points5_px: np.ndarray) -> np.ndarray:
 
 
 def fit_to_box(box_px) -> np.ndarray:
-    """Place the mean shape in a face box (x0, y0, x1, y1) by the calibrated scale and offset."""
-    x0, _y0, x1, y1 = (float(v) for v in box_px)
-    w = x1 - x0
-    centre = np.array([(x0 + x1) / 2 + BOX_DX * w, y1 - BOX_DY * w])
-    return mean_shape() * (BOX_SCALE * w) + centre
+    """Place the mean shape in a face box (x0, y0, x1, y1), dlib-style or MTCNN-style, by the
+    calibrated scale and offset."""
+    x0, y0, x1, y1 = (float(v) for v in box_px)
+    w, h = max(x1 - x0, 1e-6), max(y1 - y0, 1e-6)
+    dy = (BOX_DY + BOX_DY_PER_ASPECT * (h / w - 1)) * h
+    centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2 + dy])
+    return mean_shape() * (BOX_SCALE * np.sqrt(w * h)) + centre
 
 
 class TemplateLandmarks68:
