@@ -157,7 +157,7 @@ def write_set_file(db: Database, set_row: dict, refs: dict[str, str | None], des
     n = -1
     with open(dest, "wb") as raw:
         # filename="" and mtime=0: the gzip header carries no temp name or time.
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=3) as gz:
             for line in set_lines(db, set_row, refs):
                 data = (line + "\n").encode()
                 h.update(data)
@@ -249,8 +249,28 @@ def import_set_file(db: Database, path: Path, sha256: str, *, origin: str | None
                 head["created_at"],
             ],
         ).lastrowid
-        ids: list[int] = []
-        links: list[tuple[int, list | None, list | None]] = []
+        stamp = now()
+        images_sql = (
+            "INSERT OR IGNORE INTO images (id, " + ", ".join(IMAGE_FIELDS) + ", created_at)"
+            " VALUES (?, " + ", ".join("?" * len(IMAGE_FIELDS)) + ", ?)"
+        )
+        annotations_sql = (
+            "INSERT INTO annotations (set_id, image_id, kind, label, x0, y0, x1, y1, points, score,"
+            " flags, created_by, created_at, version, deleted, rating, rated_by, rated_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        )
+        images: list[list] = []
+        rows: list[list] = []
+        history: list[tuple[int, dict]] = []  # (line position, rating)
+        links: list[tuple[int, list | None, list | None]] = []  # (line position, parent, origin)
+        n = 0
+
+        def flush() -> None:
+            report["images_added"] += db.conn.executemany(images_sql, images).rowcount
+            db.conn.executemany(annotations_sql, rows)
+            images.clear()
+            rows.clear()
+
         with gzip.open(path, "rt", encoding="utf-8") as f:
             f.readline()
             for lineno, line in enumerate(f, start=2):
@@ -258,17 +278,9 @@ def import_set_file(db: Database, path: Path, sha256: str, *, origin: str | None
                 img = a["image"]
                 if not isinstance(img.get("id"), str) or len(img["id"]) != 16:
                     raise InvalidInput(f"{head['name']} line {lineno}: bad image id {img.get('id')!r}")
-                cur = db.execute(
-                    "INSERT OR IGNORE INTO images (id, " + ", ".join(IMAGE_FIELDS) + ", created_at)"
-                    " VALUES (?, " + ", ".join("?" * len(IMAGE_FIELDS)) + ", ?)",
-                    [img["id"], *(img.get(k) for k in IMAGE_FIELDS), now()],
-                )
-                report["images_added"] += cur.rowcount
+                images.append([img["id"], *(img.get(k) for k in IMAGE_FIELDS), stamp])
                 box = a.get("box") or [None] * 4
-                ann_id = db.execute(
-                    "INSERT INTO annotations (set_id, image_id, kind, label, x0, y0, x1, y1, points, score,"
-                    " flags, created_by, created_at, version, deleted, rating, rated_by, rated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows.append(
                     [
                         set_id,
                         img["id"],
@@ -285,24 +297,30 @@ def import_set_file(db: Database, path: Path, sha256: str, *, origin: str | None
                         a.get("rating"),
                         user_id(a.get("rated_by")),
                         a.get("rated_at"),
-                    ],
-                ).lastrowid
-                ids.append(ann_id)
-                for r in a.get("ratings") or []:
-                    db.execute(
-                        "INSERT INTO ratings (annotation_id, user_id, value, previous, at) VALUES (?, ?, ?, ?, ?)",
-                        [ann_id, user_id(r.get("user")), r["value"], r.get("previous"), r["at"]],
-                    )
+                    ]
+                )
+                history.extend((n, r) for r in a.get("ratings") or [])
                 if a.get("parent") or a.get("origin"):
-                    links.append((ann_id, a.get("parent"), a.get("origin")))
+                    links.append((n, a.get("parent"), a.get("origin")))
+                n += 1
+                if len(rows) >= 5000:
+                    flush()
+        flush()
+        # The set is new and we hold the write lock: its ids ascend in file order.
+        ids = [r[0] for r in db.execute("SELECT id FROM annotations WHERE set_id = ? ORDER BY id", [set_id])]
         if len(ids) != head["n_lines"]:
             raise InvalidInput(
                 f"{head['name']}: {len(ids)} annotation lines, the header says {head['n_lines']}"
             )
+        db.conn.executemany(
+            "INSERT INTO ratings (annotation_id, user_id, value, previous, at) VALUES (?, ?, ?, ?, ?)",
+            ([ids[i], user_id(r.get("user")), r["value"], r.get("previous"), r["at"]] for i, r in history),
+        )
         # Links second: a parent may come later in the file, or live in another set.
         targets: dict[str, list[int] | None] = {}
         refs = head.get("refs") or {}
-        for ann_id, parent, origin_ref in links:
+        updates = []
+        for i, parent, origin_ref in links:
             resolved = []
             for link in (parent, origin_ref):
                 if not link:
@@ -317,9 +335,8 @@ def import_set_file(db: Database, path: Path, sha256: str, *, origin: str | None
                     resolved.append(None)
                 else:
                     resolved.append(found[pos])
-            db.execute(
-                "UPDATE annotations SET parent_id = ?, origin_id = ? WHERE id = ?", [*resolved, ann_id]
-            )
+            updates.append([*resolved, ids[i]])
+        db.conn.executemany("UPDATE annotations SET parent_id = ?, origin_id = ? WHERE id = ?", updates)
         got = db.execute(
             "SELECT n_total, n_good, n_bad FROM annotation_sets WHERE id = ?", [set_id]
         ).fetchone()
