@@ -21,13 +21,12 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from sqlite_utils import Database
 
-from .errors import InvalidInput
+from .errors import InvalidInput, NotFound
+from .openimages import check_layout, image_path, validate_image_id, validate_split
 from .storage import StorageError
 
 DEFAULT_BUCKET = "open-images-dataset"
 DEFAULT_REGION = "us-east-1"
-SPLITS = ("train", "validation", "test")
-IMAGE_ID_RE = re.compile(r"[0-9a-f]{16}")
 CHUNK = 1 << 16
 
 
@@ -43,12 +42,6 @@ def open_images_client(config: Mapping):
             max_pool_connections=32,
         ),
     )
-
-
-def _check_split(split: str) -> str:
-    if split not in SPLITS:
-        raise InvalidInput(f"unknown split {split!r}; use one of: {', '.join(SPLITS)}")
-    return split
 
 
 def _check_prefix(prefix: str | None) -> str | None:
@@ -68,10 +61,7 @@ def read_ids_file(path: str | Path, split: str) -> list[str]:
             line_split, line = line.split("/", 1)
             if line_split != split:
                 continue
-        line = line.removesuffix(".jpg")
-        if not IMAGE_ID_RE.fullmatch(line):
-            raise InvalidInput(f"{path} line {n}: bad ImageID {line!r}: 16 lowercase hex characters")
-        ids.append(line)
+        ids.append(validate_image_id(line.removesuffix(".jpg"), f"{path} line {n}"))
     return list(dict.fromkeys(ids))
 
 
@@ -84,7 +74,7 @@ def ids_to_download(
     limit: int | None = None,
 ) -> list[str]:
     """The ImageIDs to fetch: from --ids-file, or the store's Open Images images of the split."""
-    _check_split(split)
+    validate_split(split)
     _check_prefix(prefix)
     if ids_file:
         ids = read_ids_file(ids_file, split)
@@ -102,7 +92,8 @@ def ids_to_download(
 
 
 def target_path(config: Mapping, split: str, image_id: str) -> Path:
-    """Where a downloaded image goes: OPEN_IMAGES_DIR/<split>/<id>.jpg, or the OPEN_IMAGES_DIR_MAP folder."""
+    """Where a downloaded image goes: OPEN_IMAGES_DIR/<split>/<id>.jpg, or its OPEN_IMAGES_DIR_MAP folder."""
+    check_layout(config)
     mapping = config.get("OPEN_IMAGES_DIR_MAP")
     if mapping:
         key = image_id[0] if split == "train" else split
@@ -119,15 +110,11 @@ def target_path(config: Mapping, split: str, image_id: str) -> Path:
 
 
 def existing_path(config: Mapping, split: str, image_id: str) -> Path | None:
-    """A file for the image already in one of the layouts the app reads, if any."""
-    root = config.get("OPEN_IMAGES_DIR")
-    candidates = [target_path(config, split, image_id)]
-    if root:
-        root = Path(root)
-        if split == "train":
-            candidates.append(root / f"train_{image_id[0]}" / f"{image_id}.jpg")
-        candidates.append(root / f"{image_id}.jpg")
-    return next((p for p in candidates if p.is_file()), None)
+    """The image's file where the app would read it (any layout app/openimages.py knows), if any."""
+    try:
+        return image_path(config, {"id": image_id, "split": split, "path": None})
+    except NotFound:
+        return None
 
 
 @dataclass
@@ -233,7 +220,7 @@ def download_images(
     progress=None,
 ) -> dict:
     """Download the images of a split into the configured layout; returns counts and per-image results."""
-    _check_split(split)
+    validate_split(split)
     ids = list(ids)
     bucket = config.get("OPEN_IMAGES_BUCKET") or DEFAULT_BUCKET
     plan = [(i, target_path(config, split, i), existing_path(config, split, i)) for i in ids]
@@ -284,4 +271,5 @@ def download_images(
     report["bytes"] = sum(r.bytes for r in results)
     report["resumed"] = sum(1 for r in results if r.resumed_from)
     report["errors"] = [r.error for r in results if r.error]
+    report["failures"] = [{"image_id": r.image_id, "error": r.error} for r in results if r.status == "failed"]
     return report

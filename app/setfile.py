@@ -19,6 +19,7 @@ from .annotations import points_json
 from .db import immediate, log_event, now
 from .errors import InvalidInput
 from .kinds import get_kind
+from .openimages import validate_image_id
 
 FORMAT = "oiap-set/1"
 # Keys of a set's params that describe where the local copy came from, not the set itself;
@@ -276,8 +277,7 @@ def import_set_file(db: Database, path: Path, sha256: str, *, origin: str | None
             for lineno, line in enumerate(f, start=2):
                 a = json.loads(line)
                 img = a["image"]
-                if not isinstance(img.get("id"), str) or len(img["id"]) != 16:
-                    raise InvalidInput(f"{head['name']} line {lineno}: bad image id {img.get('id')!r}")
+                validate_image_id(img.get("id"), f"{head['name']} line {lineno}")
                 images.append([img["id"], *(img.get(k) for k in IMAGE_FIELDS), stamp])
                 box = a.get("box") or [None] * 4
                 rows.append(

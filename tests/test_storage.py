@@ -337,6 +337,9 @@ def test_push_fetch_round_trip_and_idempotence(tmp_path, moto_url, s3, bucket):
     assert head["kind"] == "face_box" and head["model"]["name"] == "tiny-2" and head["n_lines"] == 4
     assert json.loads(lines[1])["ratings"][0]["user"] == "rev"
 
+    db = connect(a.config["DATABASE"])
+    assert db.execute("SELECT command, status FROM runs").fetchall() == [("push", "done")]  # not the dry run
+    db.close()
     second = cli(a, "push")
     assert second.exit_code == 0, second.output
     assert "0 uploaded, 5 skipped, manifest unchanged" in second.output
@@ -412,6 +415,10 @@ def test_corrupt_objects_are_refused(tmp_path, moto_url, s3, bucket):
     assert "set human-face_box" in result.output and "is corrupt" in result.output
     assert "model tiny-2" in result.output
     db = connect(c.config["DATABASE"])
+    run = db.execute("SELECT id, command, status FROM runs").fetchall()
+    assert [r[1:] for r in run] == [("fetch", "failed")]
+    refused = {r[0] for r in db.execute("SELECT source FROM run_errors WHERE run_id = ?", [run[0][0]])}
+    assert refused == {key, tiny["key"]}
     assert [r["name"] for r in db.query("SELECT name FROM models")] == ["tiny"]
     names = {r["name"] for r in db.query("SELECT name FROM annotation_sets")}
     # The landmarks set links into boxes that come from a model that was refused: still importable.

@@ -1,11 +1,43 @@
 """`flask oiap push`, `fetch` and `download-images`: share through S3, fetch Open Images files."""
 
+from contextlib import contextmanager
+
 import click
 from flask import current_app
 from tqdm import tqdm
 
 from ..cli import echo_json, fail_on_domain_error, oiap_cli
 from ..db import get_db
+from ..runs import add_run_errors, finish_run, start_run
+
+
+def _store_errors(db, run_id: int, errors: list[dict]) -> None:
+    # finish_run rolls back an open transaction of a failed run: commit the errors first.
+    if errors:
+        add_run_errors(db, run_id, errors)
+        db.conn.commit()
+
+
+@contextmanager
+def _run(command: str, params: dict, dry_run: bool):
+    """Record the job in `runs` (a dry run is not a job); yields a list to append per-item errors to."""
+    errors: list[dict] = []
+    if dry_run:
+        yield errors
+        return
+    db = get_db()
+    run_id = start_run(db, command, params)
+    try:
+        yield errors
+    except KeyboardInterrupt:
+        finish_run(db, run_id, "interrupted", "interrupted")
+        raise
+    except Exception as e:
+        _store_errors(db, run_id, errors)
+        finish_run(db, run_id, "failed", str(e))
+        raise
+    _store_errors(db, run_id, errors)
+    finish_run(db, run_id, "failed" if errors else "done", f"{len(errors)} items failed" if errors else None)
 
 
 def _bar(desc: str) -> tqdm:
@@ -40,7 +72,8 @@ def push_command(models, annotations, set_names, dry_run, as_json):
 
     models, annotations = _choose(models, annotations or bool(set_names))
     names = [n.strip() for n in set_names.split(",") if n.strip()] if set_names else None
-    with _bar("push") as bar:
+    params = {"models": models, "annotations": annotations, "sets": names}
+    with _run("push", params, dry_run), _bar("push") as bar:
         report = push(
             get_db(),
             configured_bucket(),
@@ -72,7 +105,10 @@ def fetch_command(models, annotations, dry_run, as_json):
     from ..storage import StorageError, configured_bucket, fetch
 
     models, annotations = _choose(models, annotations)
-    with _bar("fetch") as bar:
+    with (
+        _run("fetch", {"models": models, "annotations": annotations}, dry_run) as errors,
+        _bar("fetch") as bar,
+    ):
         report = fetch(
             get_db(),
             configured_bucket(),
@@ -83,6 +119,7 @@ def fetch_command(models, annotations, dry_run, as_json):
             cache_dir=current_app.config["CACHE_DIR"],
             progress=bar.update,
         )
+        errors.extend({"source": r["key"], "reason": r["reason"]} for r in report["refused"])
     if as_json:
         echo_json(report)
     else:
@@ -113,8 +150,13 @@ def download_images_command(split, prefix, ids_file, limit, workers, dry_run, as
 
     ids = ids_to_download(get_db(), split, prefix=prefix, ids_file=ids_file, limit=limit)
     config = current_app.config
-    with tqdm(desc=f"{split} images", unit="B", unit_scale=True, unit_divisor=1024, disable=dry_run) as bar:
+    params = {"split": split, "prefix": prefix, "ids_file": ids_file, "limit": limit, "images": len(ids)}
+    with (
+        _run("download-images", params, dry_run) as errors,
+        tqdm(desc=f"{split} images", unit="B", unit_scale=True, unit_divisor=1024, disable=dry_run) as bar,
+    ):
         report = download_images(config, split, ids, dry_run=dry_run, workers=workers, progress=bar)
+        errors.extend({"image_id": r["image_id"], "reason": r["error"]} for r in report.get("failures", []))
     if as_json:
         echo_json(report)
     elif dry_run:
