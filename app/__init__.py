@@ -76,6 +76,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .sets.views import bp as sets_bp
 
     app.register_blueprint(sets_bp)
+    from .editor.views import bp as editor_bp
+
+    app.register_blueprint(editor_bp)
 
     from .audit.views import bp as audit_bp
 

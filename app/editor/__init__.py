@@ -1,0 +1,1 @@
+"""The SVG editor for face boxes and landmark points."""

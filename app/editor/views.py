@@ -1,0 +1,125 @@
+"""The editor pages and their JSON endpoints (save, place a new face)."""
+
+from urllib.parse import urlparse
+
+from flask import Blueprint, current_app, jsonify, render_template, request, url_for
+from flask_login import current_user
+
+from ..annotations import get_annotation
+from ..db import get_db
+from ..edits import (
+    MAX_BODY_BYTES,
+    check_kind,
+    get_image,
+    load_faces,
+    parse_json_body,
+    parse_place,
+    parse_save,
+    place_face,
+    save_faces,
+)
+from ..errors import Conflict, InvalidInput, NotFound, OiapError
+from ..images import files
+from ..kinds import LANDMARK68_GROUPS, get_kind
+from .names import point_titles
+
+bp = Blueprint("editor", __name__, url_prefix="/edit")
+
+# Lines drawn between points, per kind: lists of (indices, closed).
+_LINES = {
+    "face_landmarks68": [[idx, closed] for idx, closed in LANDMARK68_GROUPS.values()],
+    "face_landmarks5": [],
+    "face_box": [],
+}
+
+
+def _safe_next(target: str | None) -> str | None:
+    # Only same-site paths, as the login page does.
+    if target and target.startswith("/") and not target.startswith("//") and not urlparse(target).netloc:
+        return target
+    return None
+
+
+def _image_url(image_id: str) -> str:
+    # The resized route drops EXIF orientation (the original keeps it, and a browser would turn the
+    # photo but not the stored coordinates) and keeps the pixel grid; it never upscales.
+    return url_for("images.resized", image_id=image_id, size=2048)
+
+
+def _page(image_id: str, kind: str, focus_id: int | None = None):
+    db = get_db()
+    image = get_image(db, image_id)
+    width, height = files.image_size(db, current_app.config, image)
+    loaded = load_faces(db, image_id, kind, focus_id)
+    config = {
+        "image": {"id": image_id, "url": _image_url(image_id), "width": width, "height": height},
+        "kind": kind,
+        "kind_title": get_kind(kind).title,
+        "n_points": get_kind(kind).n_points,
+        "names": point_titles(kind),
+        "lines": _LINES[kind],
+        "faces": loaded["faces"],
+        "focus_key": loaded["focus_key"],
+        "save_url": url_for("editor.save"),
+        "place_url": url_for("editor.place"),
+    }
+    return render_template(
+        "editor/edit.html",
+        config=config,
+        image=image,
+        kind=kind,
+        machine_set=loaded["machine_set"],
+        next_url=_safe_next(request.args.get("next")),
+    )
+
+
+@bp.route("/annotation/<int:annotation_id>")
+def annotation(annotation_id: int):
+    """Edit an annotation: its image with every face of its kind, this one selected."""
+    ann = get_annotation(get_db(), annotation_id)
+    return _page(ann["image_id"], check_kind(ann["kind"]), annotation_id)
+
+
+@bp.route("/image/<image_id>")
+def image(image_id: str):
+    """Edit every face of a kind (?kind=, default face_landmarks68) on an image."""
+    kind = check_kind(request.args.get("kind", "face_landmarks68"))
+    return _page(image_id, kind)
+
+
+def _json_body() -> dict:
+    if not request.is_json:
+        raise InvalidInput("send the body as application/json")
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise InvalidInput(f"the body is larger than {MAX_BODY_BYTES} bytes")
+    # Read at most one byte past the limit, so a body without a length cannot fill memory.
+    return parse_json_body(request.stream.read(MAX_BODY_BYTES + 1))
+
+
+def _json_error(e: OiapError):
+    code = 409 if isinstance(e, Conflict) else 404 if isinstance(e, NotFound) else 400
+    return jsonify({"error": str(e)}), code
+
+
+@bp.route("/save", methods=["POST"])
+def save():
+    """Save the editor's changed faces (JSON); 409 when a face changed since it was loaded."""
+    try:
+        body = parse_save(_json_body())
+        result = save_faces(get_db(), body, current_user.id)
+    except OiapError as e:
+        return _json_error(e)
+    return jsonify(result)
+
+
+@bp.route("/place", methods=["POST"])
+def place():
+    """Points for a newly drawn face box (JSON): the template fitted to five points or to the box."""
+    try:
+        body = parse_place(_json_body())
+        db = get_db()
+        image = get_image(db, body["image_id"])
+        result = place_face(db, image, body["kind"], body["box"], current_app.config)
+    except OiapError as e:
+        return _json_error(e)
+    return jsonify(result)

@@ -1,0 +1,219 @@
+"""The editor in Debian's Chromium: drag a point at a known zoom and save, draw a new face, undo a drag."""
+
+import threading
+
+import pytest
+from werkzeug.serving import make_server
+
+from app import create_app
+from app.annotations import get_annotation
+from app.auth.users import create_user
+from app.db import connect, migrate
+from tests.conftest import PASSWORD
+from tests.editor_seed import seed
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+KIND = "face_landmarks68"
+
+
+@pytest.fixture
+def server(tmp_path):
+    """The app over HTTP on a free port, CSRF on, seeded with the demo faces; yields (url, app, data)."""
+    instance = tmp_path / "instance"
+    app = create_app(
+        {
+            "TESTING": True,
+            "INSTANCE_PATH": str(instance),
+            "DATABASE": str(instance / "oiap.sqlite3"),
+            "CACHE_DIR": str(instance / "cache"),
+            "IMAGES_DIR": str(instance / "images"),
+            "SECRET_KEY": "live-test",
+            "WTF_CSRF_ENABLED": True,
+            "RATELIMIT_ENABLED": False,
+        }
+    )
+    db = connect(app.config["DATABASE"])
+    migrate(db)
+    create_user(db, "rev", PASSWORD, "reviewer")
+    data = seed(db)
+    db.close()
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_port}", app, data
+    srv.shutdown()
+    thread.join(10)
+    srv.server_close()
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Headless Debian Chromium, one per module."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(chromium, server):
+    """A logged-in page on a laptop-sized window; fails the test on any JavaScript error."""
+    url, _app, _data = server
+    context = chromium.new_context(viewport={"width": 1366, "height": 768})
+    pg = context.new_page()
+    errors = []
+    pg.on("pageerror", lambda e: errors.append(str(e)))
+    pg.goto(f"{url}/login")
+    pg.fill("input[name=username]", "rev")
+    pg.fill("input[name=password]", PASSWORD)
+    pg.click("button[type=submit]")
+    pg.wait_for_url(f"{url}/")
+    yield pg
+    context.close()
+    assert not errors, errors
+
+
+def open_editor(page, url: str):
+    page.goto(url)
+    page.wait_for_function("window.oiapEditor !== undefined")
+    page.wait_for_function("document.getElementById('photo').getBBox().width > 0")
+
+
+def centre(page, selector: str) -> tuple[float, float]:
+    box = page.locator(selector).bounding_box()
+    return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+
+def drag(page, start, dx, dy, steps=6):
+    page.mouse.move(*start)
+    page.mouse.down()
+    page.mouse.move(start[0] + dx, start[1] + dy, steps=steps)
+    page.mouse.up()
+
+
+def wait_saved(page):
+    page.wait_for_function("document.getElementById('ed-status').textContent.startsWith('Saved')")
+
+
+def test_drag_landmark_30_at_a_known_zoom_and_save(page, server):
+    url, app, data = server
+    f = data["faces"][14]
+    w, h = f["image"]["width"], f["image"]["height"]
+    open_editor(page, f"{url}/edit/annotation/{f['id']}")
+    # The page fits a laptop screen: the stage and the side panel are inside the window.
+    stage = page.locator("#stage").bounding_box()
+    assert stage["y"] + stage["height"] <= 768 and page.locator(".ed-side").bounding_box()["x"] + 230 <= 1366
+    x30, y30 = f["points_px"][30]
+    zoom = 4
+    page.evaluate(f"oiapEditor.setView({zoom}, {x30}, {y30})")
+    page.wait_for_timeout(50)
+    key = f"m{f['id']}"
+    before = page.evaluate(f"oiapEditor.faces().find(g => g.key === '{key}').points[30]")
+    assert before[:2] == pytest.approx([x30, y30], abs=1e-3)
+    start = centre(page, f'circle[data-face="{key}"][data-pt="30"]')
+    drag(page, start, 40, -24)
+    moved = page.evaluate(f"oiapEditor.faces().find(g => g.key === '{key}').points[30]")
+    assert moved[0] - before[0] == pytest.approx(40 / zoom, abs=1e-6)
+    assert moved[1] - before[1] == pytest.approx(-24 / zoom, abs=1e-6)
+    page.keyboard.press("s")
+    wait_saved(page)
+
+    db = connect(app.config["DATABASE"])
+    try:
+        human = db.execute("SELECT id FROM annotations WHERE origin_id = ?", [f["id"]]).fetchone()
+        assert human, "no correction was stored"
+        ann = get_annotation(db, human[0])
+        orig = get_annotation(db, f["id"])
+        assert ann["points"][30][0] - orig["points"][30][0] == pytest.approx(10 / w, abs=2e-6)
+        assert ann["points"][30][1] - orig["points"][30][1] == pytest.approx(-6 / h, abs=2e-6)
+        others = [i for i in range(68) if i != 30]
+        assert all(ann["points"][i][:2] == pytest.approx(orig["points"][i][:2], abs=2e-6) for i in others)
+        assert orig["rating"] == "bad"
+    finally:
+        db.close()
+    # The page now holds the saved version: a second edit updates the same row to version 2.
+    assert page.evaluate(f"oiapEditor.meta('{key}').version") == 1
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("s")
+    page.wait_for_function(f"oiapEditor.meta('{key}').version === 2")
+
+
+def test_draw_a_new_face_and_save_it(page, server):
+    url, app, data = server
+    f = data["faces"][14]
+    image_id = f["image"]["id"]
+    open_editor(page, f"{url}/edit/image/{image_id}?kind={KIND}")
+    n_before = page.evaluate("oiapEditor.faces().length")
+    # An empty region of 2008_001009.jpg, away from its two faces: (240, 360)-(320, 440) in image pixels (360x480).
+    a = page.evaluate("oiapEditor.toScreen(240, 360)")
+    b = page.evaluate("oiapEditor.toScreen(320, 440)")
+    page.keyboard.press("a")
+    drag(page, (a["x"], a["y"]), b["x"] - a["x"], b["y"] - a["y"])
+    page.wait_for_function(f"oiapEditor.faces().length === {n_before + 1}")
+    new = page.evaluate("oiapEditor.faces().find(g => g.key.startsWith('new'))")
+    assert new["box"] == pytest.approx([240, 360, 320, 440], abs=0.5)
+    assert len(new["points"]) == 68
+    page.keyboard.press("s")
+    wait_saved(page)
+    db = connect(app.config["DATABASE"])
+    try:
+        rows = db.execute(
+            "SELECT a.id FROM annotations a JOIN annotation_sets s ON s.id = a.set_id"
+            " WHERE s.name = 'human-face_landmarks68' AND a.origin_id IS NULL AND a.image_id = ?",
+            [image_id],
+        ).fetchall()
+        assert len(rows) == 1
+        ann = get_annotation(db, rows[0][0])
+        w, h = f["image"]["width"], f["image"]["height"]
+        assert [ann["x0"] * w, ann["y0"] * h, ann["x1"] * w, ann["y1"] * h] == pytest.approx(
+            [240, 360, 320, 440], abs=0.5
+        )
+        assert len(ann["points"]) == 68
+        assert all(235 <= p[0] * w <= 325 and 355 <= p[1] * h <= 445 for p in ann["points"])
+    finally:
+        db.close()
+
+
+def test_undo_and_redo_a_drag(page, server):
+    url, _app, data = server
+    f = data["faces"][15]
+    key = f"m{f['id']}"
+    open_editor(page, f"{url}/edit/annotation/{f['id']}")
+    x30, y30 = f["points_px"][30]
+    page.evaluate(f"oiapEditor.setView(5, {x30}, {y30})")
+    page.wait_for_timeout(50)
+    selector = f'circle[data-face="{key}"][data-pt="30"]'
+    before = page.evaluate(f"oiapEditor.faces().find(g => g.key === '{key}').points[30]")
+    # Hovering names the point.
+    page.mouse.move(*centre(page, selector))
+    page.wait_for_function("!document.getElementById('ed-tip').hidden")
+    assert page.locator("#ed-tip").text_content() == "nose tip (30)"
+    drag(page, centre(page, selector), 30, 30)
+    after = page.evaluate(f"oiapEditor.faces().find(g => g.key === '{key}').points[30]")
+    assert after[0] == pytest.approx(before[0] + 6, abs=1e-6)
+    assert page.evaluate("oiapEditor.changed()") == [key]
+    page.keyboard.press("Control+z")
+    undone = page.evaluate(f"oiapEditor.faces().find(g => g.key === '{key}').points[30]")
+    assert undone == before
+    assert page.evaluate("oiapEditor.changed()") == []
+    page.keyboard.press("Control+Shift+z")
+    assert page.evaluate(f"oiapEditor.faces().find(g => g.key === '{key}').points[30]") == after
+    # Keys: nudge the selected point, mark it occluded; one undo step per kind of edit.
+    page.keyboard.press("ArrowLeft")
+    page.keyboard.press("o")
+    p = page.evaluate(f"oiapEditor.faces().find(g => g.key === '{key}').points[30]")
+    assert p[0] == pytest.approx(after[0] - 1 / 5, abs=1e-6) and p[2] == 0
+    page.keyboard.press("Control+z")
+    page.keyboard.press("Control+z")
+    assert page.evaluate(f"oiapEditor.faces().find(g => g.key === '{key}').points[30]") == after
