@@ -83,6 +83,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .audit.views import bp as audit_bp
 
     app.register_blueprint(audit_bp)
+    from .export.views import bp as export_bp
+
+    app.register_blueprint(export_bp)
 
     from .images.views import bp as images_bp
 

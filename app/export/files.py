@@ -87,8 +87,11 @@ class ImageInfo:
         if size is None and found is not None:
             from PIL import Image
 
-            with Image.open(found) as im:  # reads the header only
-                size = im.size
+            try:
+                with Image.open(found) as im:  # reads the header only
+                    size = im.size
+            except OSError:
+                size = None
         if size is None:
             self.missing.append(row.image_id)
         self._last = (row.image_id, (name, size))

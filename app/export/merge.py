@@ -205,14 +205,20 @@ def _merged(
     include_unrated: bool,
     unrated_weight: float,
 ) -> Iterator[TrainingRow]:
+    # Validate now, not at the first next(): a web export must fail before its response starts.
     get_kind(kind)
     for split in splits:
         if split not in SPLITS:
             raise InvalidInput(f"unknown split {split!r}; use one of: {', '.join(SPLITS)}")
     set_ids = _set_ids(db, kind, sets)
     extra = "" if include_unrated else "AND (s.source = 'human' OR a.rating = 'good')"
-    sql = _SELECT.format(extra=extra)
-    for split in dict.fromkeys(splits):
+    return _stream(
+        db, _SELECT.format(extra=extra), kind, tuple(dict.fromkeys(splits)), set_ids, unrated_weight
+    )
+
+
+def _stream(db, sql, kind, splits, set_ids, unrated_weight) -> Iterator[TrainingRow]:
+    for split in splits:
         # One query per split keeps each walk in index order (images_split, annotations_image_kind).
         cursor = db.conn.execute(sql, [kind, split])
         for _image, group in groupby(map(TrainingRow, cursor), key=_image_key):
