@@ -152,19 +152,33 @@ def set_lines(db: Database, set_row: dict, refs: dict[str, str | None]) -> Itera
         )
 
 
-def write_set_file(db: Database, set_row: dict, refs: dict[str, str | None], dest: Path) -> tuple[str, int]:
-    """Write a set as gzip JSON lines to dest; returns (content sha256, number of annotation lines)."""
+def write_set_file(db: Database, set_id: int, refs: dict[str, str | None], dest: Path) -> tuple[str, dict]:
+    """Write a set as gzip JSON lines to dest; returns (content sha256, header).
+
+    Read in one transaction, so reviewers rating meanwhile never make the header's counts and
+    the lines disagree (WAL gives the reader a snapshot without blocking them).
+    """
     h = hashlib.sha256()
-    n = -1
-    with open(dest, "wb") as raw:
-        # filename="" and mtime=0: the gzip header carries no temp name or time.
-        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=3) as gz:
-            for line in set_lines(db, set_row, refs):
-                data = (line + "\n").encode()
-                h.update(data)
-                gz.write(data)
-                n += 1
-    return h.hexdigest(), n
+    head = None
+    own = not db.conn.in_transaction
+    if own:
+        db.conn.execute("BEGIN")
+    try:
+        set_row = db.execute("SELECT * FROM annotation_sets WHERE id = ?", [set_id])
+        set_row = dict(zip([c[0] for c in set_row.description], set_row.fetchone(), strict=True))
+        with open(dest, "wb") as raw:
+            # filename="" and mtime=0: the gzip header carries no temp name or time.
+            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=3) as gz:
+                for line in set_lines(db, set_row, refs):
+                    if head is None:
+                        head = json.loads(line)
+                    data = (line + "\n").encode()
+                    h.update(data)
+                    gz.write(data)
+    finally:
+        if own:
+            db.conn.execute("COMMIT")
+    return h.hexdigest(), head
 
 
 def content_sha256(path: Path) -> str:

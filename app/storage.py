@@ -220,11 +220,7 @@ class _SetHashes:
             info = self.get(r["name"])
             refs[r["name"]] = info["sha256"] if info else None
         path = self.workdir / f"set-{row['id']}.jsonl.gz"
-        sha, n_lines = setfile.write_set_file(self.db, row, refs, path)
-        model_sha = None
-        if row["model_id"]:
-            m = self.db.execute("SELECT sha256 FROM models WHERE id = ?", [row["model_id"]]).fetchone()
-            model_sha = m[0] if m else None
+        sha, head = setfile.write_set_file(self.db, row["id"], refs, path)
         self.done[name] = {
             "path": path,
             "sha256": sha,
@@ -232,12 +228,12 @@ class _SetHashes:
                 "sha256": sha,
                 "key": None,
                 "size": path.stat().st_size,
-                "kind": row["kind"],
-                "source": row["source"],
-                "label": row["label"],
-                "model_sha256": model_sha,
-                "counts": {"total": row["n_total"], "good": row["n_good"], "bad": row["n_bad"]},
-                "n_lines": n_lines,
+                "kind": head["kind"],
+                "source": head["source"],
+                "label": head["label"],
+                "model_sha256": (head["model"] or {}).get("sha256"),
+                "counts": head["counts"],
+                "n_lines": head["n_lines"],
                 "refs": refs,
             },
         }
@@ -303,6 +299,10 @@ def push(
                         "key": entry["key"],
                         "size": entry["size"],
                     }
+                    previous = manifest["sets"].get(name, {}).get("sha256")
+                    if previous and previous != info["sha256"]:
+                        # Another version of this set was pushed before (from here or elsewhere).
+                        item["replaces"] = previous
                     head = _head(bucket, entry["key"])
                     if head and head.get("Metadata", {}).get("sha256") in (info["sha256"], None):
                         # Same content (perhaps compressed by another zlib): keep the stored object.
@@ -341,7 +341,15 @@ def _download_verified(
     bucket: Bucket, key: str, dest: Path, expect: str, hasher: Callable[[Path], str], progress
 ) -> None:
     """Download key to dest and check its hash; a mismatch deletes dest and raises StorageError."""
-    bucket.client.download_file(bucket.name, key, str(dest), Callback=progress)
+    try:
+        bucket.client.download_file(bucket.name, key, str(dest), Callback=progress)
+    except ClientError as e:
+        if _missing(e):
+            dest.unlink(missing_ok=True)
+            raise StorageError(
+                f"{bucket.url(key)} is in the manifest but not in the bucket; push it again"
+            ) from None
+        raise
     try:
         got = hasher(dest)
     except (OSError, EOFError, ValueError) as e:

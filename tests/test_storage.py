@@ -377,6 +377,12 @@ def test_push_fetch_round_trip_and_idempotence(tmp_path, moto_url, s3, bucket):
     db.close()
     third = json.loads(cli(a, "push", "--annotations", "--json").stdout)
     assert [u["name"] for u in third["uploaded"]] == ["human-face_box"]
+    assert third["uploaded"][0]["replaces"] == manifest["sets"]["human-face_box"]["sha256"]
+    # B has that set already (the older version): fetch leaves it alone, and says so.
+    later = cli(b, "fetch", "--annotations")
+    assert (
+        later.exit_code == 0 and "human-face_box: a local set has this name (not overwritten)" in later.output
+    )
 
 
 def test_push_only_named_sets(tmp_path, moto_url, s3, bucket):
@@ -438,9 +444,11 @@ def test_truncated_set_leaves_nothing(tmp_path, moto_url, s3, bucket):
     key = manifest["sets"]["model-face_box-1"]["key"]
     body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
     s3.put_object(Bucket=bucket, Key=key, Body=body[: len(body) // 2])
+    s3.delete_object(Bucket=bucket, Key=manifest["sets"]["human-face_box"]["key"])
     c = make_app(tmp_path, "c", **config)
     result = cli(c, "fetch", "--annotations")
     assert result.exit_code == 1 and "model-face_box-1" in result.output and "corrupt" in result.output
+    assert "human-face_box" in result.output and "not in the bucket" in result.output
     db = connect(c.config["DATABASE"])
     assert (
         db.execute("SELECT count(*) FROM annotation_sets WHERE name = 'model-face_box-1'").fetchone()[0] == 0

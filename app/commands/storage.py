@@ -49,6 +49,7 @@ def _echo_items(report: dict, moved_key: str, verb: str) -> None:
     for item in report[moved_key]:
         click.echo(
             f"{prefix}{verb} {item['what']} {item['name']}  {item['sha256'][:12]}  {item['size']} B  {item['key']}"
+            + (f"  (replaces {item['replaces'][:12]} in the manifest)" if item.get("replaces") else "")
         )
     for item in report["skipped"]:
         click.echo(f"skip {item['what']} {item['name']}: {item['reason']}")
