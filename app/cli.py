@@ -211,7 +211,9 @@ def stats_command(as_json):
             f"{s['name']}: {s['total']} total, {s['good']} good, {s['bad']} bad, {s['unrated']} unrated"
         )
         for split, c in s["per_split"].items():
-            click.echo(f"  {split:<10} {c['total']} total, {c['good']} good, {c['bad']} bad, {c['unrated']} unrated")
+            click.echo(
+                f"  {split:<10} {c['total']} total, {c['good']} good, {c['bad']} bad, {c['unrated']} unrated"
+            )
 
 
 # Each area registers its own commands on oiap_cli.
