@@ -1,6 +1,10 @@
 import json
 import shutil
 
+import pytest
+
+from app.dlib_xml import import_dlib_xml
+from app.errors import InvalidInput
 from app.imports.files import content_id
 from tests.conftest import DEMO_DATA
 
@@ -91,3 +95,20 @@ def test_stats_count_per_set_and_split(runner):
     assert faces["per_split"]["train"]["unrated"] == 18  # dlib's training photos hold 18 faces
     text = runner.invoke(args=["oiap", "stats"]).output
     assert "demo-faces: 43 total" in text and "  test" in text
+
+
+def test_import_dlib_xml_checks_the_number_of_parts(db, tmp_path):
+    shutil.copy(DEMO_DATA / "2008_001009.jpg", tmp_path / "p.jpg")
+    xml = tmp_path / "five.xml"
+    parts = "".join(f"<part name='{i:02d}' x='{100 + i}' y='120'/>" for i in range(5))
+    xml.write_text(
+        f"<dataset><images><image file='p.jpg'><box top='100' left='90' width='50' height='60'>{parts}</box>"
+        "<box top='0' left='0' width='10' height='10' ignore='1'/></image></images></dataset>"
+    )
+    r = import_dlib_xml(db, xml, "five", "face_landmarks5", "human", split="validation")
+    assert (r["added"], r["ignored"], r["images_added"]) == (1, 1, 1)
+    row = db.execute("SELECT x0, y0, points FROM annotations").fetchone()
+    assert (row[0], row[1]) == (90 / 360, 100 / 480) and len(json.loads(row[2])) == 5
+    assert import_dlib_xml(db, xml, "five", "face_landmarks5", "human")["added"] == 0
+    with pytest.raises(InvalidInput, match="has 5 parts, face_landmarks68 needs 68"):
+        import_dlib_xml(db, xml, "sixty-eight", "face_landmarks68", "human")

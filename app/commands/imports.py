@@ -7,6 +7,11 @@ from ..db import get_db
 from ..openimages import SPLITS
 
 
+def _note(message: str) -> None:
+    # Notes go to stderr, so `--json` output on stdout stays parseable.
+    click.echo(message, err=True)
+
+
 @oiap_cli.command("import-openimages")
 @click.option(
     "--meta-dir",
@@ -28,7 +33,7 @@ def import_openimages_command(meta_dir, splits, classes, limit, as_json):
     from ..imports.openimages import import_openimages
 
     summary = import_openimages(
-        get_db(), meta_dir, splits=splits or None, classes=classes, limit=limit, echo=click.echo
+        get_db(), meta_dir, splits=splits or None, classes=classes, limit=limit, echo=_note
     )
     if as_json:
         echo_json(summary)
@@ -58,7 +63,7 @@ def import_dir_command(directory, split, as_json):
     """Register a folder of JPEG/PNG files (id from the content; unreadable files are skipped)."""
     from ..imports.files import import_dir
 
-    summary = import_dir(get_db(), directory, split, echo=click.echo)
+    summary = import_dir(get_db(), directory, split, echo=_note)
     if as_json:
         echo_json(summary)
         return

@@ -347,7 +347,9 @@ def import_boxes(
         counts["rows"] = line - 1
         flush()
         bar.update(max(0, bar.total - bar.n))
-    counts["seconds"] = round(time.perf_counter() - t0, 3)
+    seconds = time.perf_counter() - t0
+    counts["seconds"] = round(seconds, 3)
+    counts["rows_per_s"] = round(counts["rows"] / seconds) if seconds > 0 else None
     return counts
 
 
@@ -438,7 +440,6 @@ def import_openimages(
                 limit=limit,
                 run_id=run_id,
             )
-            r["rows_per_s"] = round(r["rows"] / r["seconds"]) if r["seconds"] else None
             summary["boxes"][path.name] = r
         summary["images_total"] = _count_images(db)
         summary["images_added"] = summary["images_total"] - images_before
