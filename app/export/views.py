@@ -42,6 +42,9 @@ def index():
 def download():
     """Stream an export file (GET: it changes nothing, so a plain link or form can fetch it)."""
     args = request.args
+    if "kind" not in args:
+        # A bare visit (a bookmark, a link without a query) gets the form rather than an error.
+        return index()
     kind = args.get("kind", "")
     fmt = args.get("format", "csv")
     if kind not in KINDS:
