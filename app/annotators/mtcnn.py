@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from time import thread_time as perf_counter
+from time import thread_time
 
 import numpy as np
 
@@ -179,11 +179,14 @@ def crop_bounds(b: np.ndarray, sizes: np.ndarray) -> tuple[np.ndarray, ...]:
 
 
 class Profile(dict):
-    """Seconds spent per stage, summed over calls (for scripts/bench_annotate.py)."""
+    """CPU seconds per stage (thread time, so concurrent workers add up), for scripts/bench_annotate.py."""
+
+    _lock = threading.Lock()
 
     def add(self, key: str, t0: float) -> float:
-        t = perf_counter()
-        self[key] = self.get(key, 0.0) + t - t0
+        t = thread_time()
+        with self._lock:
+            self[key] = self.get(key, 0.0) + t - t0
         return t
 
 
@@ -231,7 +234,7 @@ class MTCNN:
         pil = Image.fromarray(img)
         found = []
         for scale in self.scales(h, w):
-            t0 = perf_counter()
+            t0 = thread_time()
             x = pyramid_level(pil, int(h * scale + 1), int(w * scale + 1))
             t0 = self.profile.add("pyramid", t0)
             reg, prob = self._run("pnet", x)
@@ -288,7 +291,7 @@ class MTCNN:
         g = np.concatenate(groups)
 
         # Stage 2: RNet on 24x24 crops of every candidate.
-        t0 = perf_counter()
+        t0 = thread_time()
         iis = [integral(im) for im in imgs]
         b, g, crops = self._crops(iis, sizes_img, b, g, 24)
         t0 = self.profile.add("crops", t0)

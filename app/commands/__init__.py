@@ -7,6 +7,8 @@ MODULES: list[str] = [
     "export",
     "storage",
     "imports",
+    "models",
+    "annotate",
 ]
 
 

@@ -1,0 +1,553 @@
+"""`flask oiap bulk-annotate`: run the active models over the data set into new model annotation sets.
+
+Chains per kind:
+- face_box: MTCNN boxes;
+- face_landmarks5: MTCNN boxes and five points (each landmark row's parent_id is its box);
+- face_landmarks68: boxes of the active face_box model (MTCNN, whose five points align the crop) or,
+  with boxes_from, the boxes of an existing set (e.g. Open Images' human face boxes); then the active
+  68-point annotator; parent_id is the box.
+Boxes a chain makes are written to a box set of their own, next to the set of the kind asked for.
+
+Speed: a thread pool decodes and annotates whole batches (JPEGs decoded reduced when larger than
+max_side; RNet/ONet see all faces of a batch at once); the main thread writes each batch in one
+transaction, in selection (id) order.
+
+Resume: images are taken in id order, and each batch's annotations, run_errors and the run's cursor
+(the last image id of the batch) commit in one transaction. After Ctrl-C or kill -9, resume(run_id)
+continues after the cursor, so no image is done twice or missed.
+"""
+
+import json
+import re
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from time import perf_counter
+
+import numpy as np
+from sqlite_utils import Database
+
+from .annotations import annotation_row, insert_annotation, insert_annotations
+from .db import immediate
+from .errors import InvalidInput, NotFound
+from .imagefile import BadImage, decode
+from .kinds import FACE_LABEL
+from .runs import add_run_errors, finish_run, set_progress, start_run
+
+KINDS = ("face_box", "face_landmarks5", "face_landmarks68")
+COMMAND = "bulk-annotate"
+DEFAULT_MAX_SIDE = 1024
+HEX_PREFIX = re.compile(r"[0-9a-f]{1,16}")
+
+
+# --- selection ---------------------------------------------------------------------------------
+
+
+def _selection_sql(
+    kind: str,
+    split: str | None,
+    prefix: str | None,
+    image_ids: list[str] | None,
+    with_boxes_in: int | None,
+    after: str | None,
+) -> tuple[str, list]:
+    where = [
+        "(NOT EXISTS (SELECT 1 FROM annotations a JOIN annotation_sets s ON s.id = a.set_id"
+        " WHERE a.image_id = i.id AND a.kind = ? AND a.deleted = 0 AND s.source = 'human')"
+        " OR EXISTS (SELECT 1 FROM annotations a JOIN annotation_sets s ON s.id = a.set_id"
+        " WHERE a.image_id = i.id AND a.kind = ? AND a.deleted = 0 AND a.rating = 'bad'"
+        " AND s.source != 'human'))"
+    ]
+    params: list = [kind, kind]
+    if split:
+        where.append("i.split = ?")
+        params.append(split)
+    if prefix:
+        if not HEX_PREFIX.fullmatch(prefix):
+            raise InvalidInput(f"--prefix {prefix!r}: give 1-16 lowercase hex characters, e.g. 0 or 3f")
+        where.append("i.id >= ? AND i.id < ?")
+        params += [prefix, prefix + "g"]  # 'g' sorts after every hex digit
+    if image_ids is not None:
+        where.append("i.id IN (SELECT value FROM json_each(?))")
+        params.append(json.dumps(image_ids))
+    if with_boxes_in is not None:
+        where.append(
+            "EXISTS (SELECT 1 FROM annotations b WHERE b.set_id = ? AND b.image_id = i.id AND b.deleted = 0)"
+        )
+        params.append(with_boxes_in)
+    if after:
+        where.append("i.id > ?")
+        params.append(after)
+    return " AND ".join(where), params
+
+
+def select_images(
+    db: Database,
+    kind: str,
+    *,
+    split: str | None = None,
+    prefix: str | None = None,
+    image_ids: list[str] | None = None,
+    with_boxes_in: int | None = None,
+    after: str | None = None,
+    limit: int | None = None,
+) -> list[dict]:
+    """Images to annotate for a kind, in id order: those no human has labelled for the kind, plus those
+    with a machine annotation of the kind rated bad; narrowed by split, id prefix, an id list, having
+    boxes in a set, and ids after a cursor. Rows: id, split, path, width, height."""
+    where, params = _selection_sql(kind, split, prefix, image_ids, with_boxes_in, after)
+    sql = f"SELECT i.id, i.split, i.path, i.width, i.height FROM images i WHERE {where} ORDER BY i.id"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(int(limit))
+    return list(db.query(sql, params))
+
+
+def count_images(db: Database, kind: str, **kw) -> int:
+    """How many images select_images would return (without a limit)."""
+    where, params = _selection_sql(
+        kind,
+        kw.get("split"),
+        kw.get("prefix"),
+        kw.get("image_ids"),
+        kw.get("with_boxes_in"),
+        kw.get("after"),
+    )
+    return db.execute(f"SELECT count(*) FROM images i WHERE {where}", params).fetchone()[0]
+
+
+def read_images_file(path: str | Path) -> list[str]:
+    """Image ids from a file, one per line (blank lines and # comments skipped), validated."""
+    from .openimages import validate_image_id
+
+    ids = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if line:
+            ids.append(validate_image_id(line.split(",")[0].strip(), f"{path} line {n}"))
+    return ids
+
+
+# --- the pipeline ------------------------------------------------------------------------------
+
+
+class Timer(dict):
+    """Seconds per stage, summed over threads (CPU work of each worker counts in its own thread)."""
+
+    def __init__(self):
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def add(self, key: str, seconds: float) -> None:
+        with self._lock:
+            self[key] = self.get(key, 0.0) + seconds
+
+
+class Chain:
+    """The models of one run and what they do to a batch of images (runs in worker threads)."""
+
+    def __init__(self, kind, detector, landmarks68, config, max_side, boxes_from):
+        self.kind = kind
+        self.detector = detector
+        self.landmarks68 = landmarks68
+        self.config = config
+        self.max_side = max_side
+        self.boxes_from = boxes_from
+        self.timer = Timer()
+
+    def _decode(self, row: dict):
+        from .openimages import image_path
+
+        t0 = perf_counter()
+        try:
+            path = image_path(self.config, row)
+            return decode(path, self.max_side)
+        except NotFound as e:
+            return BadImage(f"missing: {e}")
+        except (BadImage, InvalidInput) as e:
+            return e if isinstance(e, BadImage) else BadImage(f"missing: {e}")
+        finally:
+            self.timer.add("decode", perf_counter() - t0)
+
+    def run(self, rows: list[dict]) -> list[dict]:
+        """Decode and annotate a batch; one result per row: {"image_id", "error"} or {"image_id", "faces"}."""
+        decoded = [self._decode(r) for r in rows]
+        ok = [i for i, d in enumerate(decoded) if not isinstance(d, BadImage)]
+        out = [
+            {"image_id": r["id"], "error": str(d)}
+            if isinstance(d, BadImage)
+            else {"image_id": r["id"], "faces": []}
+            for r, d in zip(rows, decoded, strict=True)
+        ]
+        if self.boxes_from is None:
+            t0 = perf_counter()
+            dets = self.detector.detect_batch([decoded[i].rgb for i in ok]) if ok else []
+            self.timer.add("detect", perf_counter() - t0)
+            for i, faces in zip(ok, dets, strict=True):
+                d = decoded[i]
+                out[i]["faces"] = [
+                    {
+                        "box_px": np.asarray(box, dtype=np.float64),
+                        "box": d.normalise_box(box),
+                        "score": score,
+                        "points5_px": pts,
+                        "points5": d.normalise_xy(pts),
+                    }
+                    for box, score, pts in faces
+                ]
+        else:
+            for i in ok:
+                d = decoded[i]
+                px = np.array([d.width, d.height, d.width, d.height], dtype=np.float64) / d.scale
+                out[i]["faces"] = [
+                    {
+                        "box_px": np.asarray(b["box"]) * px,
+                        "box": tuple(b["box"]),
+                        "score": None,
+                        "parent_id": b["id"],
+                    }
+                    for b in rows[i]["boxes"]
+                ]
+        if self.kind == "face_landmarks68":
+            t0 = perf_counter()
+            for i in ok:
+                faces, d = out[i]["faces"], decoded[i]
+                if not faces:
+                    continue
+                preds = self.landmarks68.predict_many(
+                    d.rgb, [f["box_px"] for f in faces], [f.get("points5_px") for f in faces]
+                )
+                for f, p in zip(faces, preds, strict=True):
+                    f["points68"] = d.normalise_xy(p)
+            self.timer.add("landmarks68", perf_counter() - t0)
+        return out
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _create_sets(db, run_id, kind, box_model, kind_model, boxes_from) -> dict:
+    from .sets.queries import create_set
+
+    stamp = _stamp()
+    sets = {}
+    if boxes_from is None:
+        sets["box"] = create_set(
+            db,
+            f"{box_model['name']}-face_box-{stamp}-run{run_id}",
+            "face_box",
+            "model",
+            label=FACE_LABEL,
+            model_id=box_model["id"],
+            params={"run_id": run_id},
+        )
+    if kind != "face_box":
+        sets["points"] = create_set(
+            db,
+            f"{kind_model['name']}-{kind}-{stamp}-run{run_id}",
+            kind,
+            "model",
+            label=FACE_LABEL,
+            model_id=kind_model["id"],
+            params={"run_id": run_id, "boxes_set_id": sets.get("box", boxes_from)},
+        )
+    return sets
+
+
+def _write(db: Database, results: list[dict], kind: str, sets: dict, run_id: int) -> tuple[int, int]:
+    """Rows of one batch, in the caller's transaction; returns (annotations, errors)."""
+    errors = [{"image_id": r["image_id"], "reason": r["error"]} for r in results if "error" in r]
+    if errors:
+        add_run_errors(db, run_id, errors)
+    n = 0
+    if kind == "face_box":
+        rows = [
+            annotation_row(
+                sets["box"], r["image_id"], "face_box", f["box"], label=FACE_LABEL, score=f["score"]
+            )
+            for r in results
+            for f in r.get("faces", [])
+        ]
+        return insert_annotations(db, rows), len(errors)
+    key = "points5" if kind == "face_landmarks5" else "points68"
+    for r in results:
+        for f in r.get("faces", []):
+            parent = f.get("parent_id")
+            if parent is None:
+                parent = insert_annotation(
+                    db,
+                    annotation_row(
+                        sets["box"], r["image_id"], "face_box", f["box"], label=FACE_LABEL, score=f["score"]
+                    ),
+                )
+                n += 1
+            insert_annotation(
+                db,
+                annotation_row(
+                    sets["points"],
+                    r["image_id"],
+                    kind,
+                    f["box"],
+                    f[key],
+                    label=FACE_LABEL,
+                    score=f["score"],
+                    parent_id=parent,
+                ),
+            )
+            n += 1
+    return n, len(errors)
+
+
+def _batches(
+    db, kind, sel: dict, after: str | None, remaining: int | None, batch: int, boxes_from
+) -> Iterator[list]:
+    """Selected rows in id order, in batches, paging through the table (never the whole selection at once)."""
+    page = max(batch * 64, 1024)
+    while remaining is None or remaining > 0:
+        take = page if remaining is None else min(page, remaining)
+        rows = select_images(db, kind, after=after, limit=take, **sel)
+        if not rows:
+            return
+        if boxes_from is not None:
+            _attach_boxes(db, rows, boxes_from)
+        for k in range(0, len(rows), batch):
+            yield rows[k : k + batch]
+        after = rows[-1]["id"]
+        if remaining is not None:
+            remaining -= len(rows)
+
+
+def _attach_boxes(db, rows, set_id) -> None:
+    ids = [r["id"] for r in rows]
+    by_image: dict[str, list] = {i: [] for i in ids}
+    for b in db.query(
+        "SELECT id, image_id, x0, y0, x1, y1 FROM annotations WHERE set_id = ? AND deleted = 0"
+        " AND image_id IN (SELECT value FROM json_each(?)) ORDER BY id",
+        [set_id, json.dumps(ids)],
+    ):
+        by_image[b["image_id"]].append({"id": b["id"], "box": (b["x0"], b["y0"], b["x1"], b["y1"])})
+    for r in rows:
+        r["boxes"] = by_image[r["id"]]
+
+
+def _models(db, kind):
+    from .annotators.builtin import ensure_builtin_models
+    from .annotators.registry import active_model
+
+    ensure_builtin_models(db)
+    box_model = active_model(db, "face_box")
+    kind_model = active_model(db, kind) if kind != "face_box" else box_model
+    if kind == "face_landmarks5":
+        # Five points come with their detector's boxes: one model makes both sets.
+        box_model = kind_model
+    if box_model is None or kind_model is None:
+        raise InvalidInput(f"no active model for {kind}; `flask oiap models activate ID`")
+    return box_model, kind_model
+
+
+def bulk_annotate(
+    db: Database,
+    config,
+    kind: str = "face_box",
+    *,
+    split: str | None = None,
+    prefix: str | None = None,
+    limit: int | None = None,
+    images_file: str | None = None,
+    boxes_from: str | None = None,
+    resume: int | None = None,
+    batch: int = 8,
+    workers: int = 2,
+    max_side: int | None = DEFAULT_MAX_SIDE,
+    progress: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict:
+    """Annotate the selected images with the active models into new sets; returns the run's summary.
+
+    on_batch(images_done) is called after each committed batch (tests use it to interrupt a run).
+    """
+    from tqdm import tqdm
+
+    from .annotators.builtin import load_annotator
+    from .annotators.registry import get_model
+    from .sets.queries import get_set_by_name
+
+    if batch < 1 or workers < 1:
+        raise InvalidInput("--batch and --workers must be at least 1")
+    if resume is not None:
+        run = _resumable_run(db, resume)
+        p = json.loads(run["params"])
+        kind, split, prefix, limit, max_side = p["kind"], p["split"], p["prefix"], p["limit"], p["max_side"]
+        image_ids, boxes_set = p["image_ids"], p["boxes_set_id"]
+        sets = {k: int(v) for k, v in p["sets"].items()}
+        box_model = get_model(db, p["box_model_id"]) if p.get("box_model_id") else None
+        kind_model = get_model(db, p["kind_model_id"])
+        run_id, done, cursor = run["id"], run["progress"], run["cursor"]
+        db.execute(
+            "UPDATE runs SET status = 'running', error = NULL, finished_at = NULL WHERE id = ?", [run_id]
+        )
+        db.conn.commit()
+    else:
+        if kind not in KINDS:
+            raise InvalidInput(f"bulk-annotate does {', '.join(KINDS)}, not {kind!r}")
+        if boxes_from is not None and kind != "face_landmarks68":
+            raise InvalidInput("--boxes-from is for --kind face_landmarks68")
+        box_model, kind_model = _models(db, kind)
+        boxes_set = None
+        if boxes_from is not None:
+            s = get_set_by_name(db, boxes_from)
+            if s["kind"] != "face_box":
+                raise InvalidInput(f"--boxes-from {boxes_from!r} holds {s['kind']}, not face_box")
+            boxes_set, box_model = s["id"], None
+        image_ids = read_images_file(images_file) if images_file else None
+        sel = {"split": split, "prefix": prefix, "image_ids": image_ids, "with_boxes_in": boxes_set}
+        total = count_images(db, kind, **sel)
+        total = min(total, limit) if limit is not None else total
+        params = {
+            "kind": kind,
+            "split": split,
+            "prefix": prefix,
+            "limit": limit,
+            "images_file": images_file,
+            "image_ids": image_ids,
+            "boxes_from": boxes_from,
+            "boxes_set_id": boxes_set,
+            "max_side": max_side,
+            "box_model_id": box_model["id"] if box_model else None,
+            "kind_model_id": kind_model["id"],
+        }
+        run_id = start_run(db, COMMAND, params, total=total, model_id=kind_model["id"])
+        with immediate(db):
+            sets = _create_sets(db, run_id, kind, box_model, kind_model, boxes_set)
+            params["sets"] = sets
+            db.execute(
+                "UPDATE runs SET params = ?, set_id = ? WHERE id = ?",
+                [json.dumps(params), sets.get("points", sets.get("box")), run_id],
+            )
+        done, cursor = 0, None
+
+    sel = {"split": split, "prefix": prefix, "image_ids": image_ids, "with_boxes_in": boxes_set}
+    total = db.execute("SELECT total FROM runs WHERE id = ?", [run_id]).fetchone()[0]
+    remaining = None if limit is None else max(0, limit - done)
+    threads = 1 if workers > 1 else None
+    chain = Chain(
+        kind,
+        load_annotator(box_model, threads) if box_model else None,
+        load_annotator(kind_model, threads) if kind == "face_landmarks68" else None,
+        config,
+        max_side,
+        boxes_set,
+    )
+    n_ann = n_err = n_img = 0
+    t_start = perf_counter()
+    bar = tqdm(total=total, initial=done, unit="img", desc=f"bulk-annotate {kind}", disable=not progress)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bulk")
+    inflight: deque = deque()
+    batches = _batches(db, kind, sel, cursor, remaining, batch, boxes_set)
+    try:
+        while True:
+            # Keep a few batches ahead so decoding and inference never wait on the writer.
+            while len(inflight) < workers * 2:
+                rows = next(batches, None)
+                if rows is None:
+                    break
+                inflight.append((rows, pool.submit(chain.run, rows)))
+            if not inflight:
+                break
+            rows, fut = inflight.popleft()
+            results = fut.result()
+            t0 = perf_counter()
+            with immediate(db):
+                a, e = _write(db, results, kind, sets, run_id)
+                done += len(rows)
+                set_progress(db, run_id, done, cursor=rows[-1]["id"])
+            chain.timer.add("db_write", perf_counter() - t0)
+            n_ann, n_err, n_img = n_ann + a, n_err + e, n_img + len(rows)
+            bar.update(len(rows))
+            if on_batch:
+                on_batch(done)
+    except KeyboardInterrupt:
+        _stop(pool, inflight)
+        finish_run(
+            db,
+            run_id,
+            "interrupted",
+            f"interrupted; continue with `flask oiap bulk-annotate --resume {run_id}`",
+        )
+        bar.close()
+        raise
+    except BaseException as exc:
+        _stop(pool, inflight)
+        finish_run(db, run_id, "failed", f"{type(exc).__name__}: {exc}; `--resume {run_id}` continues")
+        bar.close()
+        raise
+    pool.shutdown()
+    bar.close()
+    finish_run(db, run_id, "done")
+    seconds = perf_counter() - t_start
+    return summary(db, run_id) | {
+        "images_this_session": n_img,
+        "annotations_this_session": n_ann,
+        "errors_this_session": n_err,
+        "seconds": round(seconds, 3),
+        "images_per_s": round(n_img / seconds, 3) if seconds > 0 else None,
+        "profile_s": {k: round(v, 3) for k, v in chain.timer.items()}
+        | (
+            {f"detect.{k}": round(v, 3) for k, v in chain.detector.profile.items()}
+            if chain.detector is not None and hasattr(chain.detector, "profile")
+            else {}
+        ),
+    }
+
+
+def _stop(pool, inflight) -> None:
+    for _, fut in inflight:
+        fut.cancel()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _resumable_run(db, run_id: int) -> dict:
+    rows = list(db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
+    if not rows or rows[0]["command"] != COMMAND:
+        raise NotFound(f"no bulk-annotate run {run_id}; `flask oiap runs` or the runs table lists them")
+    if rows[0]["status"] == "done":
+        raise InvalidInput(f"run {run_id} is done; nothing to resume")
+    return rows[0]
+
+
+def summary(db: Database, run_id: int) -> dict:
+    """A run's state: status, progress, sets with counts, errors by reason."""
+    run = db.execute("SELECT * FROM runs WHERE id = ?", [run_id]).fetchone()
+    cols = [d[0] for d in db.execute("SELECT * FROM runs LIMIT 0").description]
+    run = dict(zip(cols, run, strict=True))
+    params = json.loads(run["params"] or "{}")
+    sets = {}
+    for role, set_id in params.get("sets", {}).items():
+        s = db.execute(
+            "SELECT id, name, kind, n_total FROM annotation_sets WHERE id = ?", [set_id]
+        ).fetchone()
+        sets[role] = {"id": s[0], "name": s[1], "kind": s[2], "annotations": s[3]}
+    reasons: dict[str, int] = {}
+    samples = []
+    for image_id, reason in db.execute(
+        "SELECT image_id, reason FROM run_errors WHERE run_id = ? ORDER BY id", [run_id]
+    ):
+        key = reason.split(":", 1)[0]
+        reasons[key] = reasons.get(key, 0) + 1
+        if len(samples) < 10:
+            samples.append(f"{image_id}: {reason}")
+    return {
+        "run_id": run_id,
+        "status": run["status"],
+        "kind": params.get("kind"),
+        "images": run["progress"],
+        "total": run["total"],
+        "sets": sets,
+        "errors": sum(reasons.values()),
+        "errors_by_reason": reasons,
+        "error_samples": samples,
+    }

@@ -1,0 +1,77 @@
+"""`flask oiap bulk-annotate`: the active models over the data set (see app/bulk.py)."""
+
+import click
+from flask import current_app
+
+from ..cli import echo_json, fail_on_domain_error, oiap_cli
+from ..db import get_db
+from ..openimages import SPLITS
+
+
+@oiap_cli.command("bulk-annotate")
+@click.option(
+    "--kind",
+    type=click.Choice(["face_box", "face_landmarks5", "face_landmarks68"]),
+    default="face_box",
+    show_default=True,
+)
+@click.option("--split", type=click.Choice(SPLITS), default=None, help="Only this split.")
+@click.option("--prefix", default=None, help="Only image ids starting with these hex characters (0 .. f).")
+@click.option("--limit", type=int, default=None, help="At most N images.")
+@click.option(
+    "--images-file", type=click.Path(dir_okay=False, exists=True), help="Only the ids listed, one a line."
+)
+@click.option(
+    "--boxes-from", default=None, help="face_landmarks68 on the boxes of this set (e.g. an import)."
+)
+@click.option("--resume", type=int, default=None, help="Finish an interrupted run (its options are reused).")
+@click.option("--batch", type=int, default=8, show_default=True, help="Images per inference batch and write.")
+@click.option("--workers", type=int, default=2, show_default=True, help="Threads decoding and annotating.")
+@click.option(
+    "--max-side",
+    type=int,
+    default=1024,
+    show_default=True,
+    help="JPEGs longer than this are decoded reduced (1/2, 1/4, 1/8), never below it; 0: full size.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@fail_on_domain_error
+def bulk_annotate_command(
+    kind, split, prefix, limit, images_file, boxes_from, resume, batch, workers, max_side, as_json
+):
+    """Annotate the images no human labelled (and those rated bad) with the active models, into new sets."""
+    from ..bulk import bulk_annotate
+
+    try:
+        s = bulk_annotate(
+            get_db(),
+            current_app.config,
+            kind,
+            split=split,
+            prefix=prefix,
+            limit=limit,
+            images_file=images_file,
+            boxes_from=boxes_from,
+            resume=resume,
+            batch=batch,
+            workers=workers,
+            max_side=max_side or None,
+            progress=not as_json,
+        )
+    except KeyboardInterrupt:
+        raise click.ClickException(
+            "interrupted; `flask oiap bulk-annotate --resume RUN_ID` continues"
+        ) from None
+    if as_json:
+        echo_json(s)
+        return
+    click.echo(
+        f"run {s['run_id']} {s['status']}: {s['images']}/{s['total']} images, {s['images_per_s']} images/s"
+    )
+    for st in s["sets"].values():
+        click.echo(f"  set {st['id']} {st['name']} ({st['kind']}): {st['annotations']} annotations")
+    if s["errors"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["errors_by_reason"].items()))
+        click.echo(f"  {s['errors']} image(s) skipped ({reasons}), listed in run_errors; e.g.:")
+        for line in s["error_samples"][:5]:
+            click.echo(f"    {line}")

@@ -1,0 +1,83 @@
+"""`flask oiap models list | add | activate`: the model registry from the command line."""
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from ..cli import echo_json, fail_on_domain_error, oiap_cli
+from ..db import get_db
+from ..kinds import KINDS
+
+models_cli = AppGroup("models", help="Models: list, add a file, activate one per kind.")
+oiap_cli.add_command(models_cli)
+
+
+@models_cli.command("list")
+@click.option("--kind", type=click.Choice(list(KINDS)), default=None, help="Only models of this kind.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@fail_on_domain_error
+def models_list(kind, as_json):
+    """List models (newest first) with kind, status, source and hash."""
+    from ..annotators.builtin import ensure_builtin_models
+    from ..annotators.registry import list_models
+
+    db = get_db()
+    ensure_builtin_models(db)
+    models = list_models(db, kind)
+    if as_json:
+        echo_json(models)
+        return
+    click.echo(f"{'id':>4}  {'kind':<18} {'name':<16} {'status':<9} {'source':<8} {'sha256':<12}  path")
+    for m in models:
+        click.echo(
+            f"{m['id']:>4}  {m['kind']:<18} {m['name']:<16} {m['status']:<9} {m['source']:<8} "
+            f"{m['sha256'][:12]}  {m['path']}"
+        )
+
+
+@models_cli.command("add")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--kind", required=True, type=click.Choice(list(KINDS)), help="What the model annotates.")
+@click.option("--name", default=None, help="A name (default: the file's stem).")
+@click.option(
+    "--runner",
+    default=None,
+    help="Code that runs it: 'mtcnn' is not possible for one file; 'landmarks68:facemesh68' for a face-mesh ONNX.",
+)
+@click.option("--licence", default=None, help="Licence of the weights.")
+@click.option("--origin", default=None, help="Where the file comes from.")
+@click.option("--activate", "then_activate", is_flag=True, help="Make it the active model of its kind.")
+@fail_on_domain_error
+def models_add(path, kind, name, runner, licence, origin, then_activate):
+    """Register a model file (copied into the instance's models folder by its sha256)."""
+    from ..annotators.registry import activate_model, get_model, register_model
+
+    db = get_db()
+    params = {"runner": runner} if runner else {}
+    model_id = register_model(
+        db,
+        path,
+        kind,
+        name=name,
+        source="added",
+        models_dir=current_app.config["MODELS_DIR"],
+        params=params,
+        licence=licence,
+        origin=origin,
+    )
+    db.conn.commit()
+    if then_activate:
+        activate_model(db, model_id)
+    m = get_model(db, model_id)
+    click.echo(f"model {m['id']}: {m['kind']} {m['name']} sha256 {m['sha256'][:12]} ({m['status']})")
+
+
+@models_cli.command("activate")
+@click.argument("model_id", type=int)
+@fail_on_domain_error
+def models_activate(model_id):
+    """Make a model the active one of its kind (its file is verified by hash first)."""
+    from ..annotators.registry import activate_model
+
+    m = activate_model(get_db(), model_id)
+    click.echo(f"model {m['id']} ({m['name']}) is the active {m['kind']} model")

@@ -1,0 +1,81 @@
+"""`flask oiap models list | add | activate` and the builtin rows."""
+
+import json
+
+from app.annotators.builtin import ensure_builtin_models, load_annotator
+from app.annotators.registry import active_model, get_model
+from app.bulk import bulk_annotate
+from app.errors import InvalidInput
+
+
+def test_builtin_rows_are_registered_once_and_activated(db):
+    a = ensure_builtin_models(db)
+    assert ensure_builtin_models(db) == a
+    assert active_model(db, "face_box")["name"] == "mtcnn"
+    assert active_model(db, "face_landmarks5")["name"] == "mtcnn"
+    assert active_model(db, "face_landmarks68")["name"] == "facemesh68"
+    rows = list(db.query("SELECT name, kind, source, licence FROM models ORDER BY id"))
+    assert {(r["name"], r["kind"]) for r in rows} == {
+        ("mtcnn", "face_box"),
+        ("mtcnn", "face_landmarks5"),
+        ("facemesh68", "face_landmarks68"),
+        ("template68", "face_landmarks68"),
+    }
+    assert all(r["source"] == "builtin" and r["licence"] for r in rows)
+    mt = get_model(db, a["mtcnn:face_box"])
+    assert mt["path"].endswith("onet.onnx") and set(mt["params"]["files"]) == {"pnet", "rnet"}
+
+
+def test_list_add_activate(runner, tmp_path):
+    r = runner.invoke(args=["oiap", "models", "list", "--json"])
+    assert r.exit_code == 0, r.output
+    assert {m["name"] for m in json.loads(r.output)} == {"mtcnn", "facemesh68", "template68"}
+    f = tmp_path / "mine.onnx"
+    f.write_bytes(b"not a real model, but a file with a hash")
+    r = runner.invoke(args=["oiap", "models", "add", str(f), "--kind", "face_box", "--name", "mine"])
+    assert r.exit_code == 0 and "mine" in r.output, r.output
+    new = json.loads(runner.invoke(args=["oiap", "models", "list", "--json", "--kind", "face_box"]).output)[0]
+    assert new["name"] == "mine" and new["status"] == "candidate" and new["source"] == "added"
+    r = runner.invoke(args=["oiap", "models", "activate", str(new["id"])])
+    assert r.exit_code == 0 and "active face_box" in r.output
+    # A model nothing can run is refused by bulk-annotate with the reason, not a traceback.
+    r = runner.invoke(args=["oiap", "bulk-annotate", "--kind", "face_box"])
+    assert r.exit_code != 0 and "no runner" in r.output
+    r = runner.invoke(args=["oiap", "models", "list"])
+    assert "mine" in r.output and "active" in r.output
+
+
+def test_a_changed_model_file_is_refused(app, db, tmp_path, runner):
+    f = tmp_path / "m.onnx"
+    f.write_bytes(b"version one")
+    r = runner.invoke(args=["oiap", "models", "add", str(f), "--kind", "face_landmarks68"])
+    model_id = int(r.output.split()[1].rstrip(":"))
+    stored = get_model(db, model_id)["path"]
+    with open(stored, "wb") as out:
+        out.write(b"swapped")
+    r = runner.invoke(args=["oiap", "models", "activate", str(model_id)])
+    assert r.exit_code != 0 and "sha256" in r.output
+
+
+def test_every_mtcnn_file_is_verified(db, tmp_path):
+    ids = ensure_builtin_models(db)
+    row = get_model(db, ids["mtcnn:face_box"])
+    row["params"]["files"]["rnet"]["sha256"] = "0" * 64
+    try:
+        load_annotator(row)
+    except InvalidInput as e:
+        assert "rnet" in str(e) and "sha256" in str(e)
+    else:
+        raise AssertionError("a wrong RNet hash was accepted")
+
+
+def test_bulk_uses_the_active_68_model(app, db):
+    from app.demo import build_demo
+
+    build_demo(db)
+    ids = ensure_builtin_models(db)
+    from app.annotators.registry import activate_model
+
+    activate_model(db, ids["template68"])
+    s = bulk_annotate(db, app.config, "face_landmarks68", limit=1, progress=False)
+    assert s["sets"]["points"]["name"].startswith("template68-face_landmarks68-")
