@@ -197,6 +197,7 @@ def download_one(
             # A single-part upload's ETag is the MD5 of the object; multipart ones have a dash.
             if re.fullmatch(r"[0-9a-f]{32}", etag) and _md5(part) != etag:
                 part.unlink()
+                resumed_from = 0
                 raise _Retry(f"{key}: MD5 differs from the ETag; the partial file was discarded")
             part.replace(dest)
             return Result(image_id, "downloaded", bytes=moved, resumed_from=resumed_from)

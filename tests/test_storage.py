@@ -624,6 +624,8 @@ def test_download_resumes_and_skips(tmp_path, moto_url, open_images):
     # What an interrupted run leaves: the first part of one file; and a truncated final file.
     (train / f"{IDS[0]}.jpg.part").write_bytes(data[IDS[0]][:30000])
     (train / f"{IDS[1]}.jpg").write_bytes(data[IDS[1]][:1000])
+    # A .part whose bytes are not the object's: the MD5 check throws it away and starts over.
+    (train / f"{IDS[2]}.jpg.part").write_bytes(b"\0" * 5000)
 
     dry = cli(app, "download-images", "--split", "train", "--dry-run")
     assert dry.exit_code == 0, dry.output
@@ -633,7 +635,8 @@ def test_download_resumes_and_skips(tmp_path, moto_url, open_images):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert (report["downloaded"], report["present"], report["missing"], report["resumed"]) == (3, 0, 1, 1)
-    assert report["bytes"] == len(data[IDS[0]]) - 30000 + len(data[IDS[1]]) + len(data[IDS[2]])
+    sizes = [len(data[i]) for i in IDS]
+    assert report["bytes"] == sizes[0] - 30000 + sizes[1] + (sizes[2] - 5000) + sizes[2]
     for image_id in IDS[:3]:
         assert (train / f"{image_id}.jpg").read_bytes() == data[image_id]
     assert list(train.glob("*.part")) == []
@@ -641,6 +644,32 @@ def test_download_resumes_and_skips(tmp_path, moto_url, open_images):
     again = cli(app, "download-images", "--split", "train", "--prefix", "0000", "--json")
     report = json.loads(again.stdout)
     assert (report["total"], report["downloaded"], report["present"], report["bytes"]) == (3, 0, 3, 0)
+
+
+def test_download_layouts(tmp_path, moto_url, open_images):
+    bucket, data = open_images
+    ids_file = tmp_path / "ids.txt"
+    ids_file.write_text("".join(f"train/{i}\n" for i in IDS[:3]))
+    oi = tmp_path / "oi"
+    # Unpacked from CVDF's train_0.tar.gz: the app reads it there, so it is not fetched again.
+    (oi / "train_0").mkdir(parents=True)
+    (oi / "train_0" / f"{IDS[0]}.jpg").write_bytes(data[IDS[0]])
+    mapped = tmp_path / "disk2"
+    app = make_app(
+        tmp_path,
+        "a",
+        OPEN_IMAGES_DIR=str(oi),
+        OPEN_IMAGES_DIR_MAP={"0": str(mapped)},
+        OPEN_IMAGES_BUCKET=bucket,
+        OPEN_IMAGES_ENDPOINT_URL=moto_url,
+    )
+    result = cli(
+        app, "download-images", "--split", "train", "--ids-file", str(ids_file), "--limit", "2", "--json"
+    )
+    report = json.loads(result.stdout)
+    assert (report["total"], report["downloaded"], report["present"]) == (2, 1, 1), result.output
+    assert (mapped / f"{IDS[1]}.jpg").read_bytes() == data[IDS[1]]
+    assert not (mapped / f"{IDS[0]}.jpg").exists() and not (mapped / f"{IDS[2]}.jpg").exists()
 
 
 def test_download_survives_dropped_connections(tmp_path, moto_url, open_images):
