@@ -76,12 +76,14 @@ def _face(db: Database, row: dict) -> dict:
     }
 
 
-def load_faces(db: Database, image_id: str, kind: str, focus_id: int | None = None) -> dict:
+def load_faces(
+    db: Database, image_id: str, kind: str, focus_id: int | None = None, machine_set: int | None = None
+) -> dict:
     """The faces of a kind on an image, as the editor shows them, and the key of the focused one.
 
-    Human annotations of the kind's human set come first; machine annotations come from one set (the
-    focused annotation's, else the newest machine set with faces on this image), minus those a human
-    annotation corrects or deleted (its origin_id).
+    Human annotations of the kind's human set come first; machine annotations come from one set
+    (machine_set, else the focused annotation's, else the newest machine set with faces on this image),
+    minus those a human annotation corrects or deleted (its origin_id).
     """
     check_kind(kind)
     rows = [
@@ -97,9 +99,9 @@ def load_faces(db: Database, image_id: str, kind: str, focus_id: int | None = No
     corrected = {r["origin_id"]: r for r in human if r["origin_id"] is not None}
     machine = [r for r in rows if r["source"] in MACHINE_SOURCES and not r["deleted"]]
     focus = next((r for r in rows if r["id"] == focus_id), None)
-    if focus is not None and focus["source"] in MACHINE_SOURCES:
+    if machine_set is None and focus is not None and focus["source"] in MACHINE_SOURCES:
         machine_set = focus["set_id"]
-    else:
+    elif machine_set is None:
         machine_set = max((r["set_id"] for r in machine), default=None)
     faces = [_face(db, r) for r in human if not r["deleted"]]
     faces += [_face(db, r) for r in machine if r["set_id"] == machine_set and r["id"] not in corrected]

@@ -510,3 +510,54 @@ def test_place_validates_its_body(shared, body):
     client, _db, data = shared
     resp = client.post("/edit/place", json={"image_id": data["faces"][0]["image"]["id"], **body})
     assert resp.status_code == 400 and resp.json["error"]
+
+
+def test_faces_json_reflects_saves_and_the_set_parameter(admin_client, db, data):
+    m = data["faces"][0]
+    image_id = m["image"]["id"]
+    h_id = post(admin_client, correction(db, m["id"])).json["faces"][0]["id"]
+    resp = admin_client.get(f"/edit/image/{image_id}/faces?kind={KIND}")
+    assert resp.status_code == 200
+    keys = [f["key"] for f in resp.json["faces"]]
+    assert keys[0] == f"h{h_id}" and f"m{m['id']}" not in keys
+    assert resp.json["machine_set"] == "dlib-68-demo"
+    # Another machine set on the same image: the newest is shown unless ?set= picks one.
+    from app.annotations import annotation_row, insert_annotations
+    from app.sets.queries import create_set
+
+    newer = create_set(db, "newer-68", KIND, "model")
+    insert_annotations(db, [annotation_row(newer, image_id, KIND, (0.1, 0.1, 0.2, 0.2), GOOD_POINTS)])
+    db.conn.commit()
+    assert admin_client.get(f"/edit/image/{image_id}/faces?kind={KIND}").json["machine_set"] == "newer-68"
+    old = admin_client.get(f"/edit/image/{image_id}/faces?kind={KIND}&set={data['set_id']}").json
+    assert old["machine_set"] == "dlib-68-demo" and len(old["faces"]) == 7
+    assert admin_client.get(f"/edit/image/{image_id}/faces?kind={KIND}&set=x").status_code == 400
+    assert admin_client.get(f"/edit/image/{image_id}?kind={KIND}&set={data['set_id']}").status_code == 200
+
+
+def test_a_box_only_face_saves_without_points(admin_client, db, data):
+    image_id = data["faces"][0]["image"]["id"]
+    body = {"image_id": image_id, "kind": "face_box", "faces": [{"key": "n", "box": [0.2, 0.2, 0.4, 0.5]}]}
+    resp = post(admin_client, body)
+    assert resp.status_code == 200
+    ann = get_annotation(db, resp.json["faces"][0]["id"])
+    assert ann["kind"] == "face_box" and ann["points"] is None and box_of(ann) == [0.2, 0.2, 0.4, 0.5]
+    place = admin_client.post(
+        "/edit/place", json={"image_id": image_id, "kind": "face_box", "box": [0.2, 0.2, 0.4, 0.5]}
+    )
+    assert place.status_code == 200 and place.json["points"] is None
+
+
+def test_a_landmarks_row_without_a_box_gets_its_parent_box(admin_client, db, data):
+    from app.annotations import annotation_row, insert_annotation
+    from app.sets.queries import create_set
+
+    image_id = data["faces"][0]["image"]["id"]
+    boxes = create_set(db, "boxes", "face_box", "model")
+    parent = insert_annotation(db, annotation_row(boxes, image_id, "face_box", (0.3, 0.3, 0.5, 0.6)))
+    lm = create_set(db, "points-only", KIND, "model")
+    child = insert_annotation(db, annotation_row(lm, image_id, KIND, None, GOOD_POINTS, parent_id=parent))
+    db.conn.commit()
+    cfg = page_config(admin_client.get(f"/edit/annotation/{child}"))
+    face = next(f for f in cfg["faces"] if f["key"] == f"m{child}")
+    assert face["box"] == [0.3, 0.3, 0.5, 0.6]

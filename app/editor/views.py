@@ -46,11 +46,20 @@ def _image_url(image_id: str) -> str:
     return url_for("images.resized", image_id=image_id, size=2048)
 
 
+def _machine_set() -> int | None:
+    value = request.args.get("set")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise InvalidInput(f"set must be a set id, not {value!r}")
+    return int(value)
+
+
 def _page(image_id: str, kind: str, focus_id: int | None = None):
     db = get_db()
     image = get_image(db, image_id)
     width, height = files.image_size(db, current_app.config, image)
-    loaded = load_faces(db, image_id, kind, focus_id)
+    loaded = load_faces(db, image_id, kind, focus_id, _machine_set())
     config = {
         "image": {"id": image_id, "url": _image_url(image_id), "width": width, "height": height},
         "kind": kind,
@@ -61,6 +70,7 @@ def _page(image_id: str, kind: str, focus_id: int | None = None):
         "faces": loaded["faces"],
         "focus_key": loaded["focus_key"],
         "save_url": url_for("editor.save"),
+        "faces_url": url_for("editor.faces", image_id=image_id, kind=kind, set=request.args.get("set")),
         "place_url": url_for("editor.place"),
     }
     return render_template(
@@ -82,9 +92,21 @@ def annotation(annotation_id: int):
 
 @bp.route("/image/<image_id>")
 def image(image_id: str):
-    """Edit every face of a kind (?kind=, default face_landmarks68) on an image."""
+    """Edit every face of a kind (?kind=, default face_landmarks68; ?set= a machine set) on an image."""
     kind = check_kind(request.args.get("kind", "face_landmarks68"))
     return _page(image_id, kind)
+
+
+@bp.route("/image/<image_id>/faces")
+def faces(image_id: str):
+    """The faces the editor shows, as stored now (JSON), to reload after a conflict."""
+    try:
+        kind = check_kind(request.args.get("kind", "face_landmarks68"))
+        db = get_db()
+        get_image(db, image_id)
+        return jsonify(load_faces(db, image_id, kind, None, _machine_set()))
+    except OiapError as e:
+        return _json_error(e)
 
 
 def _json_body() -> dict:

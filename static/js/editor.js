@@ -55,15 +55,24 @@
     return JSON.stringify([g.box, g.points, g.deleted]);
   }
 
-  for (const f of cfg.faces) {
-    const g = toPx(f);
-    geom.push(g);
-    meta.set(f.key, {
-      id: f.id, origin_id: f.origin_id, version: f.version, source: f.source,
-      set_name: f.set_name, rating: f.rating, score: f.score, gone: false,
-    });
-    baseline.set(f.key, geomString(g));
+  // Replace the whole state with faces as the server has them (at start, and to reload after a conflict).
+  function loadFaces(faces) {
+    geom = [];
+    meta.clear();
+    baseline.clear();
+    undoStack = [];
+    redoStack = [];
+    for (const f of faces) {
+      const g = toPx(f);
+      geom.push(g);
+      meta.set(f.key, {
+        id: f.id, origin_id: f.origin_id, version: f.version, source: f.source,
+        set_name: f.set_name, rating: f.rating, score: f.score, gone: false,
+      });
+      baseline.set(f.key, geomString(g));
+    }
   }
+  loadFaces(cfg.faces);
 
   const face = (key) => geom.find((g) => g.key === key && !g.deleted) || null;
   const selFace = () => (sel.key ? face(sel.key) : null);
@@ -513,9 +522,11 @@
     saving = false;
     if (!res.ok) {
       status(res.error, res.status === 409 ? "conflict" : "error");
+      $("ed-reload").hidden = res.status !== 409;
       render();
       return;
     }
+    $("ed-reload").hidden = true;
     for (const r of res.data.faces) {
       const m = meta.get(r.key);
       Object.assign(m, { id: r.id, origin_id: r.origin_id, version: r.version, source: "human", gone: r.deleted, rating: null });
@@ -524,6 +535,28 @@
     const n = res.data.faces.length;
     status(`Saved ${n} face${n === 1 ? "" : "s"}`, "ok");
     render();
+  }
+
+  async function reload() {
+    if (changedFaces().length && !window.confirm("Load the faces as saved now? Your unsaved edits here are dropped.")) return;
+    let res;
+    try {
+      res = await fetch(cfg.faces_url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    } catch (err) {
+      return status("The server did not answer", "error");
+    }
+    if (!res.ok) return status(`The server answered ${res.status}`, "error");
+    const data = await res.json();
+    loadFaces(data.faces);
+    sel = { key: null, pt: null };
+    $("ed-reload").hidden = true;
+    status("Loaded the faces as saved now", "ok");
+    render();
+  }
+
+  function goBack() {
+    const back = $("ed-back");
+    if (back) window.location.href = back.href;
   }
 
   // ---- pointer -----------------------------------------------------------------------------------
@@ -770,6 +803,10 @@
       case "?":
         toggleHelp();
         break;
+      case "b":
+      case "B":
+        goBack();
+        break;
       case "Escape":
         if (mode) setMode(null);
         else if (!$("ed-help").hidden) toggleHelp(false);
@@ -802,6 +839,7 @@
   $("ed-occluded").addEventListener("click", toggleOccluded);
   $("ed-fit").addEventListener("click", fitImage);
   $("ed-help-btn").addEventListener("click", () => toggleHelp());
+  $("ed-reload").addEventListener("click", reload);
   // Buttons must not keep the focus: space and the letter keys belong to the editor.
   for (const b of document.querySelectorAll(".ed-toolbar button")) b.addEventListener("mouseup", () => b.blur());
   $("ed-faces").addEventListener("click", (e) => {
@@ -823,6 +861,19 @@
   });
 
   // ---- start -------------------------------------------------------------------------------------
+  if (!$("ed-back") && document.referrer) {
+    // Came from the review queue or a set page: offer the way back (b) without a ?next= parameter.
+    const ref = new URL(document.referrer);
+    if (ref.origin === location.origin && ref.pathname !== location.pathname && !ref.pathname.startsWith("/login")) {
+      const a = document.createElement("a");
+      a.id = "ed-back";
+      a.className = "ed-back";
+      a.href = ref.href;
+      a.title = "Back (b)";
+      a.innerHTML = "&larr; Back";
+      document.querySelector(".ed-toolbar").prepend(a);
+    }
+  }
   layout();
   const focus = cfg.focus_key ? face(cfg.focus_key) : null;
   if (focus) {

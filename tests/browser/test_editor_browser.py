@@ -1,87 +1,45 @@
 """The editor in Debian's Chromium: drag a point at a known zoom and save, draw a new face, undo a drag."""
 
-import threading
+import math
 
 import pytest
-from werkzeug.serving import make_server
 
-from app import create_app
 from app.annotations import get_annotation
-from app.auth.users import create_user
-from app.db import connect, migrate
-from tests.conftest import PASSWORD
+from app.db import connect
+from tests.browser.conftest import browser_login
 from tests.editor_seed import seed
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 KIND = "face_landmarks68"
 
 
 @pytest.fixture
-def server(tmp_path):
-    """The app over HTTP on a free port, CSRF on, seeded with the demo faces; yields (url, app, data)."""
-    instance = tmp_path / "instance"
-    app = create_app(
-        {
-            "TESTING": True,
-            "INSTANCE_PATH": str(instance),
-            "DATABASE": str(instance / "oiap.sqlite3"),
-            "CACHE_DIR": str(instance / "cache"),
-            "IMAGES_DIR": str(instance / "images"),
-            "SECRET_KEY": "live-test",
-            "WTF_CSRF_ENABLED": True,
-            "RATELIMIT_ENABLED": False,
-        }
-    )
-    db = connect(app.config["DATABASE"])
-    migrate(db)
-    create_user(db, "rev", PASSWORD, "reviewer")
+def server(live_server):
+    """The live server (tests/browser/conftest.py) seeded with the demo faces; yields (url, app, data)."""
+    db = live_server.db()
     data = seed(db)
     db.close()
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}", app, data
-    srv.shutdown()
-    thread.join(10)
-    srv.server_close()
+    return live_server.url, live_server.app, data
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    """Headless Debian Chromium, one per module."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
+def new_page(browser, live_server, username="rev"):
+    """A logged-in page on a laptop-sized window, collecting JavaScript errors in page.errors."""
+    context = browser.new_context(viewport={"width": 1366, "height": 768})
+    pg = context.new_page()
+    pg.errors = []
+    pg.on("pageerror", lambda e: pg.errors.append(str(e)))
+    browser_login(pg, live_server, username)
+    return pg
 
 
 @pytest.fixture
-def page(chromium, server):
-    """A logged-in page on a laptop-sized window; fails the test on any JavaScript error."""
-    url, _app, _data = server
-    context = chromium.new_context(viewport={"width": 1366, "height": 768})
-    pg = context.new_page()
-    errors = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.goto(f"{url}/login")
-    pg.fill("input[name=username]", "rev")
-    pg.fill("input[name=password]", PASSWORD)
-    pg.click("button[type=submit]")
-    pg.wait_for_url(f"{url}/")
+def page(browser, live_server, server):
+    """A reviewer's page at 1366x768; fails the test on any JavaScript error."""
+    pg = new_page(browser, live_server)
     yield pg
-    context.close()
-    assert not errors, errors
+    pg.context.close()
+    assert not pg.errors, pg.errors
 
 
 def open_editor(page, url: str):
@@ -217,3 +175,98 @@ def test_undo_and_redo_a_drag(page, server):
     page.keyboard.press("Control+z")
     page.keyboard.press("Control+z")
     assert page.evaluate(f"oiapEditor.faces().find(g => g.key === '{key}').points[30]") == after
+
+
+def point(page, key, i):
+    return page.evaluate(f"oiapEditor.faces().find(g => g.key === '{key}').points[{i}]")
+
+
+def test_a_stale_page_gets_a_conflict_and_keeps_its_edit(browser, live_server, server, page):
+    url, app, data = server
+    f = data["faces"][14]
+    key = f"m{f['id']}"
+    other = new_page(browser, live_server, "admin")
+    try:
+        for pg in (page, other):
+            open_editor(pg, f"{url}/edit/annotation/{f['id']}")
+            pg.evaluate(f"oiapEditor.select('{key}', 30)")
+        # The admin corrects the face first...
+        other.keyboard.press("ArrowUp")
+        other.keyboard.press("s")
+        wait_saved(other)
+        # ...then the reviewer, whose page predates it, is refused and keeps the edit on screen.
+        page.keyboard.press("ArrowDown")
+        mine = point(page, key, 30)
+        page.keyboard.press("s")
+        page.wait_for_function("document.getElementById('ed-status').classList.contains('conflict')")
+        assert "already corrected" in page.locator("#ed-status").text_content()
+        assert point(page, key, 30) == mine and page.evaluate("oiapEditor.changed()") == [key]
+        assert page.locator("#ed-reload").is_visible()
+        db = connect(app.config["DATABASE"])
+        try:
+            rows = db.execute(
+                "SELECT id, created_by FROM annotations WHERE origin_id = ?", [f["id"]]
+            ).fetchall()
+            admin = db.execute("SELECT id FROM users WHERE username = 'admin'").fetchone()[0]
+            assert len(rows) == 1 and rows[0][1] == admin
+        finally:
+            db.close()
+        # Loading the saved faces shows the admin's correction, now editable by version.
+        page.once("dialog", lambda d: d.accept())
+        page.click("#ed-reload")
+        page.wait_for_function("oiapEditor.faces().some(g => g.key.startsWith('h'))")
+        h = page.evaluate("oiapEditor.faces().find(g => g.key.startsWith('h')).key")
+        assert page.evaluate(f"oiapEditor.meta('{h}').version") == 1
+        assert page.evaluate("oiapEditor.changed()") == []
+    finally:
+        other.context.close()
+    assert not other.errors, other.errors
+
+
+def test_rotate_and_scale_the_points_then_delete_the_face(page, server):
+    url, app, data = server
+    f = data["faces"][16]
+    key = f"m{f['id']}"
+    open_editor(page, f"{url}/edit/annotation/{f['id']}")
+    page.evaluate(f"oiapEditor.select('{key}', null)")
+    pts = page.evaluate(f"oiapEditor.faces().find(g => g.key === '{key}').points")
+
+    def centroid(ps):
+        return sum(p[0] for p in ps) / len(ps), sum(p[1] for p in ps) / len(ps)
+
+    def spread(ps):
+        c = centroid(ps)
+        return sum(((p[0] - c[0]) ** 2 + (p[1] - c[1]) ** 2) ** 0.5 for p in ps)
+
+    page.keyboard.press("Period")  # grow 2%
+    grown = page.evaluate(f"oiapEditor.faces().find(g => g.key === '{key}').points")
+    assert spread(grown) == pytest.approx(spread(pts) * 1.02, rel=1e-6)
+    assert centroid(grown) == pytest.approx(centroid(pts), abs=1e-6)
+    page.keyboard.press("Shift+BracketRight")  # rotate 5 degrees
+    turned = page.evaluate(f"oiapEditor.faces().find(g => g.key === '{key}').points")
+    c = centroid(grown)
+    a0 = math.atan2(grown[45][1] - c[1], grown[45][0] - c[0])
+    a1 = math.atan2(turned[45][1] - c[1], turned[45][0] - c[0])
+    assert math.degrees(a1 - a0) == pytest.approx(5, abs=1e-4)
+    # Shift-drag on the box scales the points about their centre; the box stays.
+    box = page.evaluate(f"oiapEditor.faces().find(g => g.key === '{key}').box")
+    c = centroid(turned)
+    start = page.evaluate(f"oiapEditor.toScreen({c[0] + 20}, {c[1] + 20})")
+    page.keyboard.down("Shift")
+    drag(page, (start["x"], start["y"]), 10, 10)
+    page.keyboard.up("Shift")
+    scaled = page.evaluate(f"oiapEditor.faces().find(g => g.key === '{key}')")
+    assert scaled["box"] == box
+    zoom = page.evaluate("oiapEditor.view.zoom")
+    assert spread(scaled["points"]) == pytest.approx(spread(turned) * (20 + 10 / zoom) / 20, rel=1e-3)
+    # Delete the false face and save: the machine face is rated bad, a deleted human row remembers it.
+    page.keyboard.press("Delete")
+    assert page.evaluate(f"oiapEditor.faces().some(g => g.key === '{key}')") is False
+    page.keyboard.press("s")
+    wait_saved(page)
+    db = connect(app.config["DATABASE"])
+    try:
+        assert db.execute("SELECT deleted FROM annotations WHERE origin_id = ?", [f["id"]]).fetchone() == (1,)
+        assert get_annotation(db, f["id"])["rating"] == "bad"
+    finally:
+        db.close()
