@@ -226,3 +226,35 @@ def test_import_rejects_an_unknown_layout(runner, db, tmp_path):
 def test_commands_have_help(runner, command):
     out = runner.invoke(args=["oiap", command, "--help"])
     assert out.exit_code == 0 and "Usage" in out.output
+
+
+def test_import_our_csv_reports_malformed_rows_by_line(runner, db, tmp_path):
+    add_image(db, A, "train")
+    db.conn.commit()
+    head = "image_id,split,source,weight,annotation_id,set,x0,y0,x1,y1"
+    path = tmp_path / "ours.csv"
+    path.write_text(
+        f"{head}\n"
+        f"{A},train,human,1.0,1,s,0.1,0.1,0.2,0.2\n"
+        f"{A},train,human,1.0,2,s,0.1,0.1,0.2\n"  # a column short
+        f"{A},train,human,1.0,3,s,0.1,oops,0.2,0.2\n"
+        f"{B},train,human,1.0,4,s,0.1,0.1,0.2,0.2\n"  # not in the store
+    )
+    out = runner.invoke(args=["oiap", "import-csv", str(path), "--kind", "face_box", "--set", "s"])
+    assert out.exit_code == 0, out.output
+    assert f"{path}:3: expected 10 columns" in out.output
+    assert f"{path}:4: not a number" in out.output
+    assert f"{path}:5: unknown image id '{B}'" in out.output
+    assert "imported 1 rows" in out.output
+
+
+def test_unrated_weight_is_checked(runner, db):
+    build(db)
+    out = runner.invoke(
+        args=["oiap", "export", "--kind", KIND, "--format", "csv", "--unrated-weight", "2", "-o", "-"]
+    )
+    assert out.exit_code != 0 and "between 0 and 1" in out.output
+    out = runner.invoke(
+        args=["oiap", "export", "--kind", KIND, "--format", "csv", "--unrated-weight", "0.2", "-o", "-"]
+    )
+    assert [r["weight"] for r in read_csv(out.stdout)] == ["1.0", "1.0", "0.2"]

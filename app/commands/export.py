@@ -58,6 +58,8 @@ def export_command(kind, fmt, split, sets, no_unrated, unrated_weight, output):
         include_unrated=not no_unrated,
         unrated_weight=unrated_weight,
     )
+    if splits == ("test",):
+        click.echo("test split: exporting evaluation ground truth (human + good machine rows)", err=True)
     info = ImageInfo(current_app.config)
     to_stdout = output == "-"
     if not to_stdout:

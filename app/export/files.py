@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from ..errors import InvalidInput, OiapError
+from ..openimages import image_path
 from .merge import DEFAULT_UNRATED_WEIGHT, TrainingRow, ground_truth, iter_training_rows
 from .writers import (
     FORMATS,
@@ -48,8 +49,7 @@ def select_rows(
 class ImageInfo:
     """Row -> (file path text, (width, height) or None), for the pixel formats.
 
-    The path comes from app.openimages.image_path when that module is present (Open Images layout),
-    else from the stored path; the size from the store, else from the file's header. Images with no
+    The path comes from app.openimages.image_path (stored path, or the Open Images layout); the size from the store, else from the file's header. Images with no
     known size are counted in `missing` and their rows skipped by the pixel writers.
     """
 
@@ -61,22 +61,9 @@ class ImageInfo:
     def resolve(self, row: TrainingRow) -> Path | None:
         """The image file, or None when it cannot be found."""
         try:
-            from ..openimages import image_path
-        except ImportError:  # before the foundation's layout module: stored paths only
-            image_path = None
-        try:
-            if image_path is not None:
-                return image_path(self.config, {"id": row.image_id, "split": row.split, "path": row.path})
+            return image_path(self.config, {"id": row.image_id, "split": row.split, "path": row.path})
         except OiapError:
             return None
-        if row.path:
-            p = Path(row.path)
-            if not p.is_absolute():
-                from .. import REPO_ROOT
-
-                p = REPO_ROOT / p
-            return p if p.is_file() else None
-        return None
 
     def __call__(self, row: TrainingRow) -> tuple[str, tuple[int, int] | None]:
         if self._last is not None and self._last[0] == row.image_id:
