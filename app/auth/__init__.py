@@ -104,6 +104,8 @@ def init_auth(app: Flask) -> None:
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
     # Retry-After on a refused login.
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
+    # The Limiter is module-global and init_app keeps the last app's `enabled`: say it per app.
+    app.config.setdefault("RATELIMIT_ENABLED", True)
 
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
