@@ -299,6 +299,21 @@ def _write(db: Database, results: list[dict], kind: str, sets: dict, run_id: int
                 ),
             )
             n += 1
+            if "points5" in sets and f.get("points5") is not None:
+                insert_annotation(
+                    db,
+                    annotation_row(
+                        sets["points5"],
+                        r["image_id"],
+                        "face_landmarks5",
+                        f["box"],
+                        f["points5"],
+                        label=FACE_LABEL,
+                        score=f["score"],
+                        parent_id=parent,
+                    ),
+                )
+                n += 1
     return n, len(errors)
 
 
@@ -364,10 +379,13 @@ def bulk_annotate(
     workers: int = 2,
     max_side: int | None = DEFAULT_MAX_SIDE,
     progress: bool = True,
+    with_landmarks5: bool = False,
     on_batch: Callable[[int], None] | None = None,
 ) -> dict:
     """Annotate the selected images with the active models into new sets; returns the run's summary.
 
+    with_landmarks5: the face_landmarks68 chain also writes the detector's five points as a
+    face_landmarks5 set (free when the boxes come from MTCNN; `flask oiap demo` uses it).
     on_batch(images_done) is called after each committed batch (tests use it to interrupt a run).
     """
     from tqdm import tqdm
@@ -423,6 +441,10 @@ def bulk_annotate(
         run_id = start_run(db, COMMAND, params, total=total, model_id=kind_model["id"])
         with immediate(db):
             sets = _create_sets(db, run_id, kind, box_model, kind_model, boxes_set)
+            if with_landmarks5 and kind == "face_landmarks68" and box_model is not None:
+                sets["points5"] = _create_sets(
+                    db, run_id, "face_landmarks5", box_model, box_model, sets["box"]
+                )["points"]
             params["sets"] = sets
             db.execute(
                 "UPDATE runs SET params = ?, set_id = ? WHERE id = ?",
@@ -551,3 +573,13 @@ def summary(db: Database, run_id: int) -> dict:
         "errors_by_reason": reasons,
         "error_samples": samples,
     }
+
+
+def annotate_demo(db: Database, config, progress: bool = False) -> dict | None:
+    """Annotate the demo photos with the builtin models once: face boxes, five and 68 points, in one run.
+
+    None when a bulk-annotate run already finished on this store (so `flask oiap demo` stays idempotent).
+    """
+    if db.execute("SELECT 1 FROM runs WHERE command = ? AND status = 'done'", [COMMAND]).fetchone():
+        return None
+    return bulk_annotate(db, config, "face_landmarks68", with_landmarks5=True, progress=progress)

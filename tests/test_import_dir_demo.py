@@ -75,7 +75,15 @@ def test_demo_builds_sets_with_every_split_and_normalised_landmarks(runner, db):
     r = runner.invoke(args=["oiap", "demo", "--if-empty"])
     assert "demo not loaded" in r.output
     r = runner.invoke(args=["oiap", "demo"])  # again without --if-empty: idempotent
-    assert r.exit_code == 0 and db.execute("SELECT count(*) FROM annotations").fetchone()[0] == 86
+    n_demo = "SELECT count(*) FROM annotations a JOIN annotation_sets s ON s.id = a.set_id WHERE s.name LIKE 'demo-%'"
+    assert r.exit_code == 0 and db.execute(n_demo).fetchone()[0] == 86
+    # The builtin models annotated the photos once (boxes, 5 and 68 points), not again on the rerun.
+    assert (
+        db.execute(
+            "SELECT count(*) FROM annotation_sets WHERE source = 'model' AND model_id IS NOT NULL"
+        ).fetchone()[0]
+        == 3
+    )
 
 
 def test_dashboard_lists_demo_sets(runner, admin_client):

@@ -1,6 +1,7 @@
 """Commands that bring images and annotations in: import-openimages, import-dir, demo."""
 
 import click
+from flask import current_app
 
 from ..cli import echo_json, fail_on_domain_error, oiap_cli
 from ..db import get_db
@@ -86,3 +87,9 @@ def demo_command(if_empty):
         return
     sets = ", ".join(f"{name} (+{n})" for name, n in result["sets"].items())
     click.echo(f"demo: {result['images']} images; sets {sets}")
+    from ..bulk import annotate_demo
+
+    run = annotate_demo(get_db(), current_app.config)
+    if run:
+        made = ", ".join(f"{st['name']} (+{st['annotations']})" for st in run["sets"].values())
+        click.echo(f"demo: annotated by the builtin models (run {run['run_id']}): {made}")
