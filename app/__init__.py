@@ -43,6 +43,10 @@ def create_app(test_config: dict | None = None) -> Flask:
         OPEN_IMAGES_DIR=None,
         OPEN_IMAGES_DIR_MAP=None,
         CLAIM_SECONDS=300,
+        DB_KEEP_CONNECTIONS=True,
+        # Seconds between WAL checkpoints in a background thread (0: SQLite checkpoints in the
+        # committing request). Off under test, where every test has its own store.
+        DB_CHECKPOINT_SECONDS=0 if test_config else 1.0,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=False,

@@ -110,9 +110,16 @@ def _check_rateable(db: Database, ann: dict, user_id: int | None) -> None:
             raise InvalidInput("you cannot rate your own annotation; another reviewer has to")
 
 
-def _rate_locked(db: Database, annotation_id: int, user_id: int | None, value: str) -> dict:
-    # The caller holds the write lock (immediate), so check and write cannot interleave.
-    ann = get_annotation(db, annotation_id)
+def rate_in_transaction(db: Database, annotation_id: int, user_id: int | None, value: str) -> dict:
+    """rate() for a caller that already holds the write lock (inside immediate(db))."""
+    if value not in RATINGS:
+        raise InvalidInput(f"a rating is 'good' or 'bad', not {value!r}")
+    row = db.execute(
+        "SELECT id, set_id, created_by, deleted, rating FROM annotations WHERE id = ?", [annotation_id]
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no annotation {annotation_id}")
+    ann = dict(zip(("id", "set_id", "created_by", "deleted", "rating"), row, strict=True))
     _check_rateable(db, ann, user_id)
     at = now()
     db.execute(
@@ -146,7 +153,7 @@ def rate(db: Database, annotation_id: int, user_id: int | None, value: str) -> d
     if value not in RATINGS:
         raise InvalidInput(f"a rating is 'good' or 'bad', not {value!r}")
     with immediate(db):
-        return _rate_locked(db, annotation_id, user_id, value)
+        return rate_in_transaction(db, annotation_id, user_id, value)
 
 
 def rate_many(db: Database, annotation_ids: Iterable[int], user_id: int | None, value: str) -> list[dict]:
@@ -154,7 +161,7 @@ def rate_many(db: Database, annotation_ids: Iterable[int], user_id: int | None, 
     if value not in RATINGS:
         raise InvalidInput(f"a rating is 'good' or 'bad', not {value!r}")
     with immediate(db):
-        return [_rate_locked(db, i, user_id, value) for i in annotation_ids]
+        return [rate_in_transaction(db, i, user_id, value) for i in annotation_ids]
 
 
 def undo_last_rating(db: Database, user_id: int, set_id: int | None = None) -> dict | None:

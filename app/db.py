@@ -1,6 +1,9 @@
 """The one path into the database: a sqlite-utils Database per app context."""
 
+import os
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -25,21 +28,119 @@ def connect(path: str) -> Database:
     # WAL is set once by a migration and persists; NORMAL is durable in WAL mode
     # against application crashes, which is what we need on a LAN server.
     conn.execute("PRAGMA synchronous = NORMAL")
-    return Database(conn)
+    db = Database(conn)
+    db.oiap_path = path
+    return db
+
+
+# One connection per server thread, kept between requests: opening one costs the pragmas and a
+# schema read, and closing the last one checkpoints the WAL with an fsync, milliseconds per request.
+_local = threading.local()
+_write_locks_guard = threading.Lock()
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+_checkpointers: dict[str, threading.Thread] = {}
+
+
+def _checkpoint_loop(path: str, interval: float) -> None:
+    db = connect(path)
+    while True:
+        time.sleep(interval)
+        try:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass  # busy or gone: the next round tries again
+
+
+def _start_checkpointer(path: str, interval: float) -> None:
+    # Checkpoints (copying the WAL into the database, with an fsync) run in this thread instead of
+    # in whichever request commits the 1000th page, where they cost that request tens of ms.
+    with _write_locks_guard:
+        if path not in _checkpointers:
+            t = threading.Thread(
+                target=_checkpoint_loop, args=(path, interval), name="oiap-checkpoint", daemon=True
+            )
+            _checkpointers[path] = t
+            t.start()
+
+
+def _thread_connection(path: str, checkpoint_seconds: float = 0) -> Database:
+    cached = getattr(_local, "db", None)
+    ident = _file_id(path)
+    if cached is not None:
+        db, cached_path, cached_ident = cached
+        # A restored store is a new file: never keep talking to the old one.
+        if cached_path == path and cached_ident == ident and ident is not None:
+            return db
+        _local.db = None
+        try:
+            db.close()
+        except sqlite3.Error:
+            pass
+    db = connect(path)
+    if checkpoint_seconds:
+        db.execute("PRAGMA wal_autocheckpoint = 0")
+        _start_checkpointer(path, checkpoint_seconds)
+    _local.db = (db, path, _file_id(path))
+    return db
 
 
 def get_db() -> Database:
-    """The request's (or CLI command's) database, opened on first use."""
+    """The request's (or CLI command's) database: the thread's kept connection, or a new one."""
     if "db" not in g:
-        g.db = connect(current_app.config["DATABASE"])
+        if current_app.config.get("DB_KEEP_CONNECTIONS", True):
+            g.db = _thread_connection(
+                current_app.config["DATABASE"], current_app.config.get("DB_CHECKPOINT_SECONDS") or 0
+            )
+            g.db_kept = True
+        else:
+            g.db = connect(current_app.config["DATABASE"])
     return g.db
 
 
 def close_db(e: BaseException | None = None) -> None:
-    """Close the app context's connection, if one was opened."""
+    """End the app context's use of its connection: roll back what it left open, close or keep it."""
     db = g.pop("db", None)
-    if db is not None:
+    kept = g.pop("db_kept", False)
+    if db is None:
+        return
+    if not kept:
         db.close()
+        return
+    try:
+        # Uncommitted work never outlives its request, exactly as when the connection closed.
+        if db.conn.in_transaction:
+            db.conn.rollback()
+    except sqlite3.Error:
+        _local.db = None
+        try:
+            db.close()
+        except sqlite3.Error:
+            pass
+
+
+# Writers of one process queue on a Python lock before BEGIN IMMEDIATE: SQLite's busy handler
+# polls with sleeps of 1 to 100 ms, a lock hands over at once. Other processes still wait on SQLite.
+_write_locks: dict[str, "threading.RLock"] = {}
+
+
+def _write_lock(db: Database) -> "threading.RLock | None":
+    path = getattr(db, "oiap_path", None)
+    if path is None or path == ":memory:":
+        return None
+    lock = _write_locks.get(path)
+    if lock is None:
+        with _write_locks_guard:
+            lock = _write_locks.setdefault(path, threading.RLock())
+    return lock
 
 
 @contextmanager
@@ -54,15 +155,23 @@ def immediate(db: Database) -> Iterator[Database]:
         with db.atomic():
             yield db
         return
-    db.conn.execute("BEGIN IMMEDIATE")
+    lock = _write_lock(db)
+    # Past the busy timeout, go on to BEGIN IMMEDIATE, which then reports the lock as SQLite would.
+    if lock is not None and not lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
+        lock = None
     try:
-        yield db
-    except BaseException:
-        if db.conn.in_transaction:
-            db.conn.execute("ROLLBACK")
-        raise
-    else:
-        db.conn.execute("COMMIT")
+        db.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            if db.conn.in_transaction:
+                db.conn.execute("ROLLBACK")
+            raise
+        else:
+            db.conn.execute("COMMIT")
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def migrate(db: Database) -> list[str]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from ..annotations import decode
+from ..annotations import decode, rate_in_transaction
 from ..db import immediate
 from ..errors import InvalidInput, NotFound
 
@@ -195,17 +195,37 @@ def claim_next(
 
     Returns ((segment, id) claimed or None when the queue is empty, the id after it for preloading).
     """
-    now_ts = time.time()
     with immediate(db):
-        db.execute("DELETE FROM claims WHERE expires_at <= ?", [now_ts])
-        db.execute("DELETE FROM claims WHERE user_id = ?", [user_id])
-        found = _candidates(db, review_set, user_id, filters, cursor, now_ts, 2)
-        if not found:
-            return None, None
-        db.execute(
-            "INSERT OR REPLACE INTO claims (annotation_id, user_id, expires_at) VALUES (?, ?, ?)",
-            [found[0][1], user_id, now_ts + claim_seconds],
-        )
+        return _claim_next_locked(db, review_set, user_id, filters, cursor, claim_seconds)
+
+
+def rate_and_claim_next(
+    db: Database,
+    review_set: Mapping,
+    user_id: int,
+    annotation_id: int,
+    value: str,
+    filters: Filters,
+    cursor: tuple[int, int] | None,
+    claim_seconds: float,
+) -> tuple[tuple[int, int] | None, int | None]:
+    """Rate an item (as annotations.rate does) and claim the next one, in one write transaction."""
+    with immediate(db):
+        rate_in_transaction(db, annotation_id, user_id, value)
+        return _claim_next_locked(db, review_set, user_id, filters, cursor, claim_seconds)
+
+
+def _claim_next_locked(db, review_set, user_id, filters, cursor, claim_seconds):
+    now_ts = time.time()
+    db.execute("DELETE FROM claims WHERE expires_at <= ?", [now_ts])
+    db.execute("DELETE FROM claims WHERE user_id = ?", [user_id])
+    found = _candidates(db, review_set, user_id, filters, cursor, now_ts, 2)
+    if not found:
+        return None, None
+    db.execute(
+        "INSERT OR REPLACE INTO claims (annotation_id, user_id, expires_at) VALUES (?, ?, ?)",
+        [found[0][1], user_id, now_ts + claim_seconds],
+    )
     return found[0], (found[1][1] if len(found) > 1 else None)
 
 
@@ -233,27 +253,51 @@ def release_claims(db: Database, user_id: int) -> None:
 
 def item(db: Database, annotation_id: int, set_id: int) -> dict:
     """An annotation of the set with its image and every annotation of the set on that image."""
-    rows = list(
-        db.query(
-            "SELECT a.*, i.width, i.height, i.split, i.licence, i.author, i.author_url, i.title, i.url,"
-            " i.rotation, u.username AS rated_by_name FROM annotations a"
-            " JOIN images i ON i.id = a.image_id LEFT JOIN users u ON u.id = a.rated_by"
-            " WHERE a.id = ? AND a.set_id = ?",
-            [annotation_id, set_id],
-        )
+    cur = db.execute(
+        "SELECT a.*, i.width, i.height, i.split, i.licence, i.author, i.author_url, i.title, i.url,"
+        " i.rotation, u.username AS rated_by_name FROM annotations a"
+        " JOIN images i ON i.id = a.image_id LEFT JOIN users u ON u.id = a.rated_by"
+        " WHERE a.id = ? AND a.set_id = ?",
+        [annotation_id, set_id],
     )
-    if not rows:
+    row = cur.fetchone()
+    if row is None:
         raise NotFound(f"no annotation {annotation_id} in set {set_id}")
-    ann = decode(rows[0])
+    ann = decode(dict(zip([c[0] for c in cur.description], row, strict=True)))
+    # The overview draws boxes only: points are read (and decoded) only where there is no box.
+    others = db.execute(
+        "SELECT id, x0, y0, x1, y1, CASE WHEN x0 IS NULL THEN points END, rating FROM annotations"
+        " WHERE set_id = ? AND image_id = ? AND deleted = 0 ORDER BY id",
+        [set_id, ann["image_id"]],
+    ).fetchall()
     ann["others"] = [
-        decode(r)
-        for r in db.query(
-            "SELECT id, x0, y0, x1, y1, points, label, rating, flags FROM annotations"
-            " WHERE set_id = ? AND image_id = ? AND deleted = 0 ORDER BY id",
-            [set_id, ann["image_id"]],
-        )
+        {
+            "id": o[0],
+            "x0": o[1],
+            "y0": o[2],
+            "x1": o[3],
+            "y1": o[4],
+            "points": json.loads(o[5]) if o[5] else None,
+            "rating": o[6],
+        }
+        for o in others
     ]
     return ann
+
+
+def preview(db: Database, annotation_id: int) -> dict:
+    """What preloading an item's images needs: image id and size, and the box."""
+    row = db.execute(
+        "SELECT a.image_id, a.x0, a.y0, a.x1, a.y1, CASE WHEN a.x0 IS NULL THEN a.points END, i.width, i.height"
+        " FROM annotations a JOIN images i ON i.id = a.image_id WHERE a.id = ?",
+        [annotation_id],
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no annotation {annotation_id}")
+    keys = ("image_id", "x0", "y0", "x1", "y1", "points", "width", "height")
+    out = dict(zip(keys, row, strict=True))
+    out["points"] = json.loads(out["points"]) if out["points"] else None
+    return out
 
 
 def image_ids_to_rate(db: Database, set_id: int, image_id: str, user_id: int, source: str) -> list[int]:

@@ -2,6 +2,7 @@
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_login import current_user
+from markupsafe import Markup
 
 from ..annotations import rate, rate_many, undo_last_rating
 from ..db import get_db
@@ -9,7 +10,7 @@ from ..errors import InvalidInput, OiapError
 from ..htmx import wants_fragment
 from ..kinds import get_kind
 from . import images, queries
-from .drawing import figure, image_size, norm_box
+from .drawing import figure, image_size, norm_box, px_box, rect_svg
 
 bp = Blueprint("review", __name__)
 
@@ -68,8 +69,20 @@ def _context(db, review_set, filters, shown, trail, preload_id=None, message=Non
         item=ann,
         cursor=f"{seg}:{ann_id}",
         size=size,
-        fig=figure(ann, review_set["kind"], size),
-        others=[(o["id"], figure(o, "face_box", size)["rect"], o["rating"]) for o in ann["others"]],
+        fig=figure(ann, review_set["kind"], size, (crop[2] - crop[0]) * w / 140),
+        others=Markup(
+            "".join(
+                rect_svg(
+                    px_box(o, size),
+                    "ann"
+                    + (" current" if o["id"] == ann_id else "")
+                    + (f" {o['rating']}" if o["rating"] else ""),
+                    o["id"],
+                )
+                for o in ann["others"]
+            )
+        ),
+        n_others=len(ann["others"]),
         crop=crop,
         crop_view=(crop[0] * w, crop[1] * h, (crop[2] - crop[0]) * w, (crop[3] - crop[1]) * h),
         full_url=images.full_url(ann["image_id"]),
@@ -77,7 +90,7 @@ def _context(db, review_set, filters, shown, trail, preload_id=None, message=Non
         n_points=get_kind(review_set["kind"]).n_points,
     )
     if preload_id is not None:
-        nxt = queries.item(db, preload_id, review_set["id"])
+        nxt = queries.preview(db, preload_id)
         ctx["preload"] = [images.full_url(nxt["image_id"]), _crop(nxt, image_size(nxt))[0]]
     return ctx
 
@@ -149,17 +162,31 @@ def rate_item(set_id: int):
         raise InvalidInput("annotation_id is missing")
     trail = _trail(request.form.get("trail"))
     cursor = request.form.get("cursor")
+    fragment = wants_fragment(TARGET)
     try:
-        rate(db, ann_id, current_user.id, request.form.get("value", ""))
+        if fragment:
+            # The hot path: rating and claiming the next item share one write transaction.
+            shown, preload_id = queries.rate_and_claim_next(
+                db,
+                review_set,
+                current_user.id,
+                ann_id,
+                request.form.get("value", ""),
+                filters,
+                _cursor(cursor),
+                current_app.config["CLAIM_SECONDS"],
+            )
+        else:
+            rate(db, ann_id, current_user.id, request.form.get("value", ""))
     except OiapError as e:
         # htmx never swaps a 4xx, so the item is shown again with the reason.
-        if not wants_fragment(TARGET):
+        if not fragment:
             raise
         return _show(db, review_set, filters, ann_id, trail, message=str(e))
     trail = (trail + [ann_id])[-TRAIL_MAX:]
-    if not wants_fragment(TARGET):
+    if not fragment:
         return _after_post(set_id, filters, cursor, trail)
-    return _next(db, review_set, filters, _cursor(cursor), trail)
+    return _render(_context(db, review_set, filters, shown, trail, preload_id))
 
 
 @bp.route("/review/<int:set_id>/image-good", methods=["POST"])

@@ -40,7 +40,7 @@ def show(set_id: int):
                 "ann": ann,
                 "url": url,
                 "view": (crop[0] * w, crop[1] * h, (crop[2] - crop[0]) * w, (crop[3] - crop[1]) * h),
-                "fig": figure(ann, s["kind"], size),
+                "fig": figure(ann, s["kind"], size, (crop[2] - crop[0]) * w / 90),
             }
         )
     pages = max(1, -(-s["n_total"] // PER_PAGE))

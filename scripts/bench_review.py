@@ -1,0 +1,347 @@
+#!/usr/bin/env python
+"""Benchmark "rate + next item" on the review page: a store with 1 M annotations served by gunicorn
+(one process, 8 threads), 8 concurrent reviewers, server time from the Server-Timing header.
+
+Each reviewer logs in, opens the review page of a 68-point set, then repeats: rate the item on screen
+(the htmx POST that answers with the next item), then fetch a static file (the baseline, measured in
+the same run under the same load). Prints p50/p90/p99/max of the server time of both, and the client
+round trip. Target: p99 of rate + next under 10 ms.
+
+    python scripts/bench_review.py                       # 1 M annotations, 8 reviewers, 400 rates each
+    python scripts/bench_review.py --annotations 100000 --rates 100   # a quick run
+    python scripts/bench_review.py --store /tmp/bench-1m   # build once (kept), reuse on later runs
+"""
+
+import argparse
+import http.client
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+PASSWORD = "bench password 123"
+FACES_PER_IMAGE = 5
+TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+ITEM = re.compile(r'id="review-item"[^>]*data-annotation-id="(\d+)"')
+CURSOR = re.compile(r'name="cursor" value="([^"]+)"')
+TIMING = re.compile(r"app;dur=([\d.]+)")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def build_store(instance: Path, n_annotations: int, n_reviewers: int) -> int:
+    """Create the store: images, one face_landmarks68 model set of n annotations, reviewers; returns the set id."""
+    from app.auth.users import create_user
+    from app.db import connect, migrate, now
+    from app.sets.queries import create_set
+
+    instance.mkdir(parents=True, exist_ok=True)
+    db = connect(str(instance / "oiap.sqlite3"))
+    migrate(db)
+    for i in range(n_reviewers):
+        create_user(db, f"bench{i}", PASSWORD, "reviewer")
+    set_id = create_set(db, "bench-landmarks68", "face_landmarks68", "model")
+    db.conn.commit()
+    t0 = time.perf_counter()
+    rng = random.Random(1)
+    # A few point layouts, shifted per face: realistic row sizes without a model.
+    templates = [[(rng.uniform(0.1, 0.9), rng.uniform(0.1, 0.9)) for _ in range(68)] for _ in range(16)]
+    created = now()
+    n_images = -(-n_annotations // FACES_PER_IMAGE)
+    conn = db.conn
+    # Bulk load: no fsync, no foreign-key checks (the rows are consistent by construction), one
+    # transaction, plain tuples, and the counters' insert trigger replaced by one UPDATE at the end.
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.execute("PRAGMA foreign_keys = OFF")
+    conn.execute("PRAGMA cache_size = -1000000")
+    trigger_sql = conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'trigger' AND name = 'annotations_count_insert'"
+    ).fetchone()[0]
+    conn.execute("BEGIN")
+    conn.execute("DROP TRIGGER annotations_count_insert")
+    conn.executemany(
+        "INSERT INTO images (id, split, path, width, height, licence, author, created_at)"
+        " VALUES (?, ?, ?, 1024, 768, 'https://creativecommons.org/licenses/by/2.0/', ?, ?)",
+        (
+            (
+                f"{i:016x}",
+                ("train", "validation", "test")[i % 10 % 3],
+                "app/demo_data/2008_002470.jpg",
+                f"author {i}",
+                created,
+            )
+            for i in range(n_images)
+        ),
+    )
+
+    # 5 slots x 5 rows x 16 layouts: the point strings are made once, not a million times.
+    points = {
+        (slot, row, t): json.dumps(
+            [
+                [round(0.05 + 0.18 * slot + px * 0.15, 5), round(0.2 + 0.1 * row + py * 0.2, 5), 1]
+                for px, py in templates[t]
+            ],
+            separators=(",", ":"),
+        )
+        for slot in range(FACES_PER_IMAGE)
+        for row in range(5)
+        for t in range(16)
+    }
+
+    def rows():
+        for k in range(n_annotations):
+            img, slot = divmod(k, FACES_PER_IMAGE)
+            x0, y0 = 0.05 + 0.18 * slot, 0.2 + 0.1 * (img % 5)
+            pts = points[slot, img % 5, k % 16]
+            yield (
+                set_id,
+                f"{img:016x}",
+                "face_landmarks68",
+                "/m/0dzct",
+                x0,
+                y0,
+                x0 + 0.15,
+                y0 + 0.2,
+                pts,
+                rng.random(),
+                created,
+            )
+            if k and k % 200_000 == 0:
+                log(f"  {k:,} annotations ({time.perf_counter() - t0:.0f} s)")
+
+    conn.executemany(
+        "INSERT INTO annotations (set_id, image_id, kind, label, x0, y0, x1, y1, points, score, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows(),
+    )
+    conn.execute(
+        "UPDATE annotation_sets SET n_total = (SELECT count(*) FROM annotations WHERE set_id = ? AND deleted = 0)"
+        " WHERE id = ?",
+        [set_id, set_id],
+    )
+    conn.execute(trigger_sql)
+    conn.execute("COMMIT")
+    conn.execute("PRAGMA optimize")
+    db.close()
+    log(f"built {n_annotations:,} annotations on {n_images:,} images in {time.perf_counter() - t0:.1f} s")
+    return set_id
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Reviewer:
+    """One reviewer on a keep-alive connection, with the session cookie and CSRF token."""
+
+    def __init__(self, port: int, username: str):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        self.cookie = ""
+        self.username = username
+        self.token = ""
+
+    def request(self, method: str, path: str, body: str | None = None, headers: dict | None = None):
+        h = {"Cookie": self.cookie} if self.cookie else {}
+        if body is not None:
+            h["Content-Type"] = "application/x-www-form-urlencoded"
+        h.update(headers or {})
+        t0 = time.perf_counter()
+        self.conn.request(method, path, body=body, headers=h)
+        resp = self.conn.getresponse()
+        data = resp.read()
+        wall = (time.perf_counter() - t0) * 1000
+        for k, v in resp.getheaders():
+            if k.lower() == "set-cookie" and v.startswith("session="):
+                self.cookie = v.split(";", 1)[0]
+        m = TIMING.search(resp.getheader("Server-Timing") or "")
+        return resp.status, data.decode("utf-8", "replace"), (float(m.group(1)) if m else None), wall
+
+    def login(self) -> None:
+        from urllib.parse import urlencode
+
+        _, html, _, _ = self.request("GET", "/login")
+        body = urlencode(
+            {"username": self.username, "password": PASSWORD, "csrf_token": TOKEN.search(html).group(1)}
+        )
+        status, _, _, _ = self.request("POST", "/login", body)
+        if status != 302:
+            raise SystemExit(f"login as {self.username} failed with {status}")
+
+
+def run_reviewer(port, username, set_id, n_rates, warmup, out, errors, start):
+    from urllib.parse import urlencode
+
+    try:
+        r = Reviewer(port, username)
+        r.login()
+        status, html, _, _ = r.request("GET", f"/review/{set_id}")
+        token = TOKEN.search(html).group(1)
+        hx = {"HX-Request": "true", "HX-Target": "review-item", "X-CSRFToken": token}
+        start.wait()
+        rng = random.Random(username)
+        for i in range(warmup + n_rates):
+            ann_id, cursor = ITEM.search(html).group(1), CURSOR.search(html).group(1)
+            body = urlencode(
+                {"annotation_id": ann_id, "cursor": cursor, "value": rng.choice(("good", "bad"))}
+            )
+            status, html, server, wall = r.request("POST", f"/review/{set_id}/rate", body, hx)
+            if status != 200 or not ITEM.search(html):
+                raise RuntimeError(f"rate answered {status}: {html[:200]}")
+            s_status, _, s_server, s_wall = r.request("GET", "/static/css/app.css")
+            if i >= warmup:
+                out["rate"].append(server)
+                out["rate_wall"].append(wall)
+                out["static"].append(s_server)
+                out["static_wall"].append(s_wall)
+    except BaseException as e:
+        errors.append(f"{username}: {e!r}")
+
+
+def pct(values: list[float], p: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def summary(name: str, values: list[float]) -> str:
+    return (
+        f"{name:<28} n={len(values):>5}  p50={pct(values, 50):6.2f}  p90={pct(values, 90):6.2f}"
+        f"  p99={pct(values, 99):6.2f}  max={max(values):7.2f}  mean={statistics.fmean(values):6.2f}  ms"
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--annotations", type=int, default=1_000_000, help="annotations in the store (default 1 000 000)"
+    )
+    ap.add_argument("--reviewers", type=int, default=8, help="concurrent reviewers (default 8)")
+    ap.add_argument("--threads", type=int, default=8, help="gunicorn threads (default 8)")
+    ap.add_argument(
+        "--rates", type=int, default=400, help="measured rate+next requests per reviewer (default 400)"
+    )
+    ap.add_argument(
+        "--warmup", type=int, default=20, help="unmeasured requests per reviewer first (default 20)"
+    )
+    ap.add_argument(
+        "--store", type=Path, help="instance folder to build the store in and keep (reused if it exists)"
+    )
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    args = ap.parse_args()
+
+    tmp = None
+    if args.store is None:
+        tmp = Path(tempfile.mkdtemp(prefix="oiap-bench-"))
+        instance = tmp / "instance"
+    else:
+        instance = args.store.resolve()
+    try:
+        db_file = instance / "oiap.sqlite3"
+        if db_file.exists():
+            import sqlite3
+
+            c = sqlite3.connect(db_file)
+            set_id = c.execute("SELECT id FROM annotation_sets WHERE name = 'bench-landmarks68'").fetchone()[
+                0
+            ]
+            n = c.execute("SELECT n_total FROM annotation_sets WHERE id = ?", [set_id]).fetchone()[0]
+            c.close()
+            log(f"reusing {db_file} ({n:,} annotations)")
+        else:
+            log(f"building a store of {args.annotations:,} annotations in {instance}")
+            set_id = build_store(instance, args.annotations, args.reviewers)
+        port = free_port()
+        env = dict(os.environ, OIAP_INSTANCE=str(instance))
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-w",
+                "1",
+                "--threads",
+                str(args.threads),
+                "-b",
+                f"127.0.0.1:{port}",
+                "--log-level",
+                "warning",
+                "app:create_app()",
+            ],
+            cwd=REPO,
+            env=env,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.time() + 30
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if time.time() > deadline or server.poll() is not None:
+                        raise SystemExit("gunicorn did not start") from None
+                    time.sleep(0.1)
+            out = {"rate": [], "rate_wall": [], "static": [], "static_wall": []}
+            errors: list[str] = []
+            start = threading.Barrier(args.reviewers + 1)
+            threads = [
+                threading.Thread(
+                    target=run_reviewer,
+                    args=(port, f"bench{i}", set_id, args.rates, args.warmup, out, errors, start),
+                )
+                for i in range(args.reviewers)
+            ]
+            for t in threads:
+                t.start()
+            start.wait(60)
+            t0 = time.perf_counter()
+            for t in threads:
+                t.join()
+            elapsed = time.perf_counter() - t0
+            if errors:
+                raise SystemExit("reviewer errors:\n" + "\n".join(errors))
+        finally:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(10)
+        n = len(out["rate"])
+        print(
+            f"bench_review: {args.reviewers} reviewers, gunicorn 1 process x {args.threads} threads, "
+            f"{n} rate+next requests in {elapsed:.1f} s ({n / elapsed:.0f}/s, each followed by a static request)"
+        )
+        print(summary("server: rate + next", out["rate"]))
+        print(summary("server: static file", out["static"]))
+        print(summary("client: rate + next", out["rate_wall"]))
+        print(summary("client: static file", out["static_wall"]))
+        p99 = pct(out["rate"], 99)
+        print(f"target p99 < 10 ms for rate + next: {'met' if p99 < 10 else 'NOT met'} ({p99:.2f} ms)")
+        if args.json:
+            print(
+                json.dumps({k: {"p50": pct(v, 50), "p99": pct(v, 99), "n": len(v)} for k, v in out.items()})
+            )
+        return 0
+    finally:
+        # A --store folder is kept for the next run; a temporary one goes.
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
