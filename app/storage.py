@@ -10,6 +10,7 @@ each object against its name before anything reaches the store.
 """
 
 import json
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -185,6 +186,7 @@ def _model_entry(db: Database, m: dict, key: str, size: int) -> dict:
         row = db.execute("SELECT sha256 FROM models WHERE id = ?", [m["parent_id"]]).fetchone()
         parent = row[0] if row else None
     return {
+        "sha256": m["sha256"],
         "key": key,
         "size": size,
         "kind": m["kind"],
@@ -198,6 +200,56 @@ def _model_entry(db: Database, m: dict, key: str, size: int) -> dict:
         "parent_sha256": parent,
         "created_at": m["created_at"],
     }
+
+
+def _model_files(m: dict) -> dict[str, tuple[Path, str]]:
+    """Every file of a model row, verified: {"main": (path, sha256), <name>: ...} (MTCNN has three)."""
+    files = {"main": (verified_path(m), m["sha256"])}
+    for name, f in (m.get("params") or {}).get("files", {}).items():
+        row = {"id": m["id"], "name": f"{m['name']} ({name})", "path": f["path"], "sha256": f["sha256"]}
+        files[name] = (verified_path(row), f["sha256"])
+    return files
+
+
+def _push_models(db: Database, bucket: Bucket, manifest: dict, report: dict, dry_run: bool, progress) -> None:
+    for m in sorted(list_models(db), key=lambda m: m["id"]):
+        if m["source"] == "builtin":
+            report["skipped"].append(
+                {
+                    "what": "model",
+                    "name": m["name"],
+                    "sha256": m["sha256"],
+                    "reason": "builtin: ships with the code",
+                }
+            )
+            continue
+        try:
+            files = _model_files(m)
+        except OiapError as e:
+            report["skipped"].append(
+                {"what": "model", "name": m["name"], "sha256": m["sha256"], "reason": str(e)}
+            )
+            continue
+        keys = {}
+        for name, (path, sha) in files.items():
+            key = bucket.key("models", f"{sha}{path.suffix}")
+            size = path.stat().st_size
+            keys[name] = {"key": key, "sha256": sha, "size": size}
+            label = m["name"] if name == "main" else f"{m['name']} ({name})"
+            item = {"what": "model", "name": label, "sha256": sha, "key": key, "size": size}
+            if _present(bucket, key, size, sha):
+                report["skipped"].append({**item, "reason": "already in the bucket"})
+            elif dry_run:
+                report["uploaded"].append(item)
+            else:
+                _upload(bucket, path, key, sha, progress)
+                report["uploaded"].append(item)
+        ident = f"{m['kind']}:{m['sha256']}"
+        if m["source"] != "fetched" or ident not in manifest["models"]:
+            # A fetched copy never overwrites what its first pusher said about it.
+            entry = _model_entry(db, m, keys["main"]["key"], keys["main"]["size"])
+            entry["files"] = {k: v for k, v in keys.items() if k != "main"}
+            manifest["models"][ident] = entry
 
 
 class _SetHashes:
@@ -258,25 +310,7 @@ def push(
         manifest = read_manifest(bucket)
         before = json.dumps(manifest, sort_keys=True)
         if models:
-            for m in sorted(list_models(db), key=lambda m: m["id"]):
-                try:
-                    path = verified_path(m)
-                except OiapError as e:
-                    report["skipped"].append({"what": "model", "name": m["name"], "reason": str(e)})
-                    continue
-                key = bucket.key("models", f"{m['sha256']}{path.suffix}")
-                size = path.stat().st_size
-                item = {"what": "model", "name": m["name"], "sha256": m["sha256"], "key": key, "size": size}
-                if _present(bucket, key, size, m["sha256"]):
-                    report["skipped"].append({**item, "reason": "already in the bucket"})
-                elif dry_run:
-                    report["uploaded"].append(item)
-                else:
-                    _upload(bucket, path, key, m["sha256"], progress)
-                    report["uploaded"].append(item)
-                if m["source"] != "fetched" or m["sha256"] not in manifest["models"]:
-                    # A fetched copy never overwrites what its first pusher said about it.
-                    manifest["models"][m["sha256"]] = _model_entry(db, m, key, size)
+            _push_models(db, bucket, manifest, report, dry_run, progress)
         if annotations:
             names = [r["name"] for r in db.query("SELECT name FROM annotation_sets ORDER BY id")]
             if sets:
@@ -362,6 +396,98 @@ def _download_verified(
         )
 
 
+def _place(src: Path, models_dir: Path, sha: str, suffix: str) -> Path:
+    """Copy a verified file into the models folder as <sha256><suffix>, atomically."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    dest = models_dir / f"{sha}{suffix}"
+    if not dest.exists():
+        part = dest.with_name(dest.name + ".part")
+        shutil.copyfile(src, part)
+        part.replace(dest)
+    return dest.resolve()
+
+
+def _fetch_models(
+    db: Database,
+    bucket: Bucket,
+    manifest: dict,
+    report: dict,
+    dry_run: bool,
+    work: Path,
+    models_dir: Path,
+    progress,
+) -> None:
+    if not dry_run and manifest["models"]:
+        from .annotators.builtin import ensure_builtin_models
+
+        # A fetched model's parent may be a builtin one this store has not registered yet.
+        ensure_builtin_models(db)
+    pending = dict(manifest["models"])
+    shas = {e["sha256"] for e in pending.values()}
+    # Parents first, so parent_id can point at a local row.
+    while pending:
+        ready = [i for i, e in pending.items() if e.get("parent_sha256") not in shas] or list(pending)
+        for ident in sorted(ready):
+            entry = pending.pop(ident)
+            sha = entry["sha256"]
+            item = {
+                "what": "model",
+                "name": entry["name"],
+                "sha256": sha,
+                "key": entry["key"],
+                "size": entry["size"],
+            }
+            if db.execute(
+                "SELECT 1 FROM models WHERE sha256 = ? AND kind = ?", [sha, entry["kind"]]
+            ).fetchone():
+                report["skipped"].append({**item, "reason": "already registered"})
+                continue
+            if dry_run:
+                report["fetched"].append(item)
+                continue
+            # Everything downloaded and verified before anything is placed or registered.
+            extra = entry.get("files") or {}
+            got: dict[str, Path] = {}
+            try:
+                for name, f in {"main": {"key": entry["key"], "sha256": sha}, **extra}.items():
+                    got[name] = work / Path(f["key"]).name
+                    _download_verified(bucket, f["key"], got[name], f["sha256"], sha256_file, progress)
+            except StorageError as e:
+                report["refused"].append({**item, "reason": str(e)})
+                for p in got.values():
+                    p.unlink(missing_ok=True)
+                continue
+            params = json.loads(json.dumps(entry.get("params") or {}))
+            for name, f in extra.items():
+                local = _place(got[name], models_dir, f["sha256"], got[name].suffix)
+                params.setdefault("files", {})[name] = {"path": str(local), "sha256": f["sha256"]}
+            parent = None
+            if entry.get("parent_sha256"):
+                row = db.execute(
+                    "SELECT id FROM models WHERE sha256 = ? ORDER BY kind != ?, id",
+                    [entry["parent_sha256"], entry["kind"]],
+                ).fetchone()
+                parent = row[0] if row else None
+            model_id = register_model(
+                db,
+                got["main"],
+                entry["kind"],
+                name=entry["name"],
+                source="fetched",
+                models_dir=models_dir,
+                params=params,
+                metrics=entry.get("metrics"),
+                licence=entry.get("licence"),
+                origin=entry.get("origin") or bucket.url(entry["key"]),
+                parent_id=parent,
+                version=entry.get("version"),
+            )
+            for p in got.values():
+                p.unlink(missing_ok=True)
+            log_event(db, "fetch_model", target_type="model", target_id=model_id, after={"sha256": sha})
+            report["fetched"].append({**item, "id": model_id})
+
+
 def _import_order(entries: dict[str, dict]) -> list[str]:
     """Set names with the sets they link into first, so links can resolve."""
     order: list[str] = []
@@ -405,60 +531,7 @@ def fetch(
     with s3_errors(bucket), tempfile.TemporaryDirectory(dir=cache_dir, prefix="fetch-") as work:
         manifest = read_manifest(bucket)
         if models:
-            pending = dict(manifest["models"])
-            # Parents first, so parent_id can point at a local row.
-            while pending:
-                ready = [s for s, e in pending.items() if e.get("parent_sha256") not in pending] or list(
-                    pending
-                )
-                for sha in sorted(ready):
-                    entry = pending.pop(sha)
-                    item = {
-                        "what": "model",
-                        "name": entry["name"],
-                        "sha256": sha,
-                        "key": entry["key"],
-                        "size": entry["size"],
-                    }
-                    if db.execute(
-                        "SELECT 1 FROM models WHERE sha256 = ? AND kind = ?", [sha, entry["kind"]]
-                    ).fetchone():
-                        report["skipped"].append({**item, "reason": "already registered"})
-                        continue
-                    if dry_run:
-                        report["fetched"].append(item)
-                        continue
-                    tmp = Path(work) / Path(entry["key"]).name
-                    try:
-                        _download_verified(bucket, entry["key"], tmp, sha, sha256_file, progress)
-                    except StorageError as e:
-                        report["refused"].append({**item, "reason": str(e)})
-                        continue
-                    parent = None
-                    if entry.get("parent_sha256"):
-                        row = db.execute(
-                            "SELECT id FROM models WHERE sha256 = ?", [entry["parent_sha256"]]
-                        ).fetchone()
-                        parent = row[0] if row else None
-                    model_id = register_model(
-                        db,
-                        tmp,
-                        entry["kind"],
-                        name=entry["name"],
-                        source="fetched",
-                        models_dir=models_dir,
-                        params=entry.get("params"),
-                        metrics=entry.get("metrics"),
-                        licence=entry.get("licence"),
-                        origin=entry.get("origin") or bucket.url(entry["key"]),
-                        parent_id=parent,
-                        version=entry.get("version"),
-                    )
-                    tmp.unlink(missing_ok=True)
-                    log_event(
-                        db, "fetch_model", target_type="model", target_id=model_id, after={"sha256": sha}
-                    )
-                    report["fetched"].append({**item, "id": model_id})
+            _fetch_models(db, bucket, manifest, report, dry_run, Path(work), Path(models_dir), progress)
         if annotations:
             entries = manifest["sets"]
             for name in _import_order(entries):

@@ -15,7 +15,8 @@ import pytest
 
 from app import create_app
 from app.annotations import annotation_row, insert_annotation, rate, undo_last_rating
-from app.annotators.registry import register_model
+from app.annotators.builtin import ensure_builtin_models, verified_files
+from app.annotators.registry import get_model, model_path, register_model, sha256_file
 from app.auth.users import create_user
 from app.db import connect, migrate
 from app.sets.queries import create_set
@@ -154,6 +155,25 @@ def seed(app, tmp_path):
         source="trained",
         version="2",
     )
+    # A fine-tuned MTCNN: three files (ONet's is the row's), one row per kind it gives, a builtin parent.
+    builtin = ensure_builtin_models(db)
+    ft = tmp_path / "ft"
+    ft.mkdir()
+    files = {}
+    for net in ("pnet", "rnet", "onet"):
+        (ft / f"{net}.onnx").write_bytes(onnx_path.read_bytes() + net.encode())
+        files[net] = {"path": str(ft / f"{net}.onnx"), "sha256": sha256_file(ft / f"{net}.onnx")}
+    for kind in ("face_box", "face_landmarks5"):
+        register_model(
+            db,
+            ft / "onet.onnx",
+            kind,
+            name="mtcnn-ft",
+            source="trained",
+            models_dir=app.config["MODELS_DIR"],
+            params={"runner": "mtcnn", "files": {"pnet": files["pnet"], "rnet": files["rnet"]}},
+            parent_id=builtin[f"mtcnn:{kind}"],
+        )
     boxes = create_set(db, "model-face_box-1", "face_box", "model", model_id=model, params={"threshold": 0.5})
     box_ids = [
         insert_annotation(
@@ -230,13 +250,16 @@ def snapshot(app) -> dict:
     pos[None] = None
     out = {"sets": {}, "models": {}, "images": {}}
     for m in db.query("SELECT * FROM models"):
-        with open(m["path"], "rb") as f:
-            data = f.read()
-        out["models"][m["sha256"]] = {
+        data = model_path(m).read_bytes()
+        params = json.loads(m["params"])
+        # Extra files (MTCNN's) live at each instance's own paths: compare their hashes and bytes.
+        for f in params.get("files", {}).values():
+            f["path"] = model_path(f).read_bytes()
+        out["models"][(m["kind"], m["sha256"])] = {
             "kind": m["kind"],
             "name": m["name"],
             "version": m["version"],
-            "params": m["params"],
+            "params": params,
             "metrics": m["metrics"],
             "licence": m["licence"],
             "parent": model_sha[m["parent_id"]],
@@ -322,10 +345,16 @@ def test_push_fetch_round_trip_and_idempotence(tmp_path, moto_url, s3, bucket):
     first = cli(a, "push", "--json")
     assert first.exit_code == 0, first.output
     report = json.loads(first.stdout)
-    assert len(report["uploaded"]) == 5 and report["manifest"] == "updated"
+    # tiny, tiny-2, mtcnn-ft's three files (shared by its two rows), three sets; builtins stay home.
+    assert len(report["uploaded"]) == 8 and report["manifest"] == "updated"
+    assert {i["name"] for i in report["skipped"]} == {"mtcnn", "template68", "facemesh68"} | {
+        "mtcnn-ft",
+        "mtcnn-ft (pnet)",
+        "mtcnn-ft (rnet)",
+    }
     stored = objects(s3, bucket)
     assert "team/manifest.json" in stored
-    assert sum(k.startswith("team/models/") and k.endswith(".onnx") for k in stored) == 2
+    assert sum(k.startswith("team/models/") and k.endswith(".onnx") for k in stored) == 5
     assert sum(k.startswith("team/sets/") and k.endswith(".jsonl.gz") for k in stored) == 3
     manifest = json.loads(s3.get_object(Bucket=bucket, Key="team/manifest.json")["Body"].read())
     assert set(manifest["sets"]) == {"model-face_box-1", "model-face_landmarks5-1", "human-face_box"}
@@ -342,7 +371,7 @@ def test_push_fetch_round_trip_and_idempotence(tmp_path, moto_url, s3, bucket):
     db.close()
     second = cli(a, "push")
     assert second.exit_code == 0, second.output
-    assert "0 uploaded, 5 skipped, manifest unchanged" in second.output
+    assert " 0 uploaded, " in second.output and "manifest unchanged" in second.output
     assert objects(s3, bucket) == stored
 
     b = make_app(tmp_path, "b", **config)
@@ -350,17 +379,21 @@ def test_push_fetch_round_trip_and_idempotence(tmp_path, moto_url, s3, bucket):
     assert snapshot(b)["sets"] == {}
     fetched = cli(b, "fetch")
     assert fetched.exit_code == 0, fetched.output
-    assert "5 fetched, 0 skipped, 0 refused" in fetched.output
+    assert "7 fetched, 0 skipped, 0 refused" in fetched.output
     sa, sb = snapshot(a), snapshot(b)
     assert sb["models"] == sa["models"]
     assert sb["sets"] == sa["sets"]
     assert {k: {**v, "path": None} for k, v in sb["images"].items()} == sa["images"]
     db = connect(b.config["DATABASE"])
-    assert {r["source"] for r in db.query("SELECT source FROM models")} == {"fetched"}
+    assert {r["source"] for r in db.query("SELECT source FROM models")} == {"fetched", "builtin"}
+    # The fetched MTCNN's three files are in this instance's models folder and pass the hash check.
+    ft = db.execute("SELECT id FROM models WHERE name = 'mtcnn-ft' AND kind = 'face_box'").fetchone()[0]
+    files = verified_files(get_model(db, ft))
+    assert {p.parent for p in files.values()} == {(tmp_path / "b" / "models").resolve()}
     db.close()
 
     again = cli(b, "fetch")
-    assert again.exit_code == 0 and "0 fetched, 5 skipped" in again.output
+    assert again.exit_code == 0 and "0 fetched, 7 skipped" in again.output
     assert snapshot(b) == sb
     # The fetched copy serialises to the same content: pushing it back moves nothing.
     back = cli(b, "push")
@@ -414,18 +447,20 @@ def test_corrupt_objects_are_refused(tmp_path, moto_url, s3, bucket):
     s3.put_object(Bucket=bucket, Key=key, Body=gzip.compress(("\n".join(lines) + "\n").encode()))
     tiny = next(e for e in manifest["models"].values() if e["name"] == "tiny-2")
     s3.put_object(Bucket=bucket, Key=tiny["key"], Body=b"not the model")
+    ft = next(e for e in manifest["models"].values() if e["name"] == "mtcnn-ft")
+    s3.put_object(Bucket=bucket, Key=ft["files"]["pnet"]["key"], Body=b"not pnet")
 
     c = make_app(tmp_path, "c", **config)
     result = cli(c, "fetch")
     assert result.exit_code == 1
     assert "set human-face_box" in result.output and "is corrupt" in result.output
-    assert "model tiny-2" in result.output
+    assert "model tiny-2" in result.output and "model mtcnn-ft" in result.output
     db = connect(c.config["DATABASE"])
     run = db.execute("SELECT id, command, status FROM runs").fetchall()
     assert [r[1:] for r in run] == [("fetch", "failed")]
     refused = {r[0] for r in db.execute("SELECT source FROM run_errors WHERE run_id = ?", [run[0][0]])}
-    assert refused == {key, tiny["key"]}
-    assert [r["name"] for r in db.query("SELECT name FROM models")] == ["tiny"]
+    assert refused == {key, tiny["key"], ft["key"]}
+    assert [r["name"] for r in db.query("SELECT name FROM models WHERE source = 'fetched'")] == ["tiny"]
     names = {r["name"] for r in db.query("SELECT name FROM annotation_sets")}
     # The landmarks set links into boxes that come from a model that was refused: still importable.
     assert names == {"model-face_box-1", "model-face_landmarks5-1"}
