@@ -241,6 +241,14 @@ def _env_app(tmp_path, monkeypatch, **env):
     return create_app()
 
 
+def test_security_headers_on_every_kind_of_response(client, admin_client):
+    for r in (client.get("/login"), client.get("/"), admin_client.get("/"), admin_client.get("/nowhere")):
+        assert r.headers["X-Frame-Options"] == "DENY"
+        assert r.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert r.headers["Referrer-Policy"] == "same-origin"
+
+
 def test_secure_cookie_when_configured(tmp_path, monkeypatch):
     app = _env_app(tmp_path, monkeypatch, OIAP_SESSION_COOKIE_SECURE="true")
     assert app.config["SESSION_COOKIE_SECURE"] is True
@@ -464,23 +472,34 @@ def test_every_web_change_is_audited(app, db):
         "points": "[]",
         "version": "1",
     }
+    box = [0.1, 0.1, 0.5, 0.5]
+    json_bodies = [
+        {"image_id": image_id, "kind": "face_box", "faces": [{"box": box}]},
+        {"image_id": image_id, "kind": "face_box", "box": box},
+    ]
     changed = []
     for endpoint, method, url in all_routes(app, prefer={"image_id": image_id}):
         if method == "GET" or url is None or endpoint in PUBLIC_ENDPOINTS:
             continue
         client = app.test_client()
         assert login(client, "admin").status_code == 302
-        before_rows = _snapshot(db)
-        last_event = db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
-        try:
-            client.open(url, method=method, data=form)
-        except Exception:  # noqa: BLE001 - a crash on dummy input is not this test's subject
-            continue
-        if _snapshot(db) != before_rows:
-            changed.append(endpoint)
-            actors = [
-                r[0] for r in db.execute("SELECT user_id FROM events WHERE id > ?", [last_event]).fetchall()
-            ]
-            assert admin_id in actors, f"{method} {url} ({endpoint}) changed the store without an audit event"
+        # A form first, then the JSON bodies the editor's endpoints take, until one changes something.
+        for payload in ({"data": form}, *({"json": body} for body in json_bodies)):
+            before_rows = _snapshot(db)
+            last_event = db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+            try:
+                client.open(url, method=method, **payload)
+            except Exception:  # noqa: BLE001 - a crash on dummy input is not this test's subject
+                continue
+            if _snapshot(db) != before_rows:
+                changed.append(endpoint)
+                actors = [
+                    r[0]
+                    for r in db.execute("SELECT user_id FROM events WHERE id > ?", [last_event]).fetchall()
+                ]
+                assert admin_id in actors, (
+                    f"{method} {url} ({endpoint}) changed the store without an audit event"
+                )
+                break
     # The check exercised real changes (the users page at least).
     assert {"users.add", "users.password"} <= set(changed)

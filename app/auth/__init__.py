@@ -18,6 +18,8 @@ What other blueprints use:
   plain forms need `<input type="hidden" name="csrf_token" value="{{ csrf_token() }}">`.
   A request without a valid token answers 400 with a page that says so.
 - `flask_login.current_user` has .id .username .role .is_admin.
+- Every response says it may not be framed by another site (X-Frame-Options, CSP frame-ancestors),
+  with nosniff and a same-origin referrer policy.
 """
 
 import functools
@@ -136,6 +138,16 @@ def init_auth(app: Flask) -> None:
     # rather than refused for its token, so htmx navigates instead of failing silently.
     csrf.init_app(app)
     limiter.init_app(app)
+
+    @app.after_request
+    def security_headers(response):
+        # No other site may frame a page (clickjacking drives the buttons CSRF cannot stop),
+        # sniff a type, or receive our URLs (image ids, filters) as a referrer.
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
 
     @app.errorhandler(CSRFError)
     def csrf_error(e: CSRFError):
