@@ -22,6 +22,7 @@ EDITABLE_KINDS = ("face_box", "face_landmarks5", "face_landmarks68")
 MACHINE_SOURCES = ("model", "import")
 MAX_BODY_BYTES = 256 * 1024
 MAX_FACES = 100
+OVERRIDE_IOU = 0.5
 FACE_KEYS = {"key", "id", "origin_id", "version", "box", "points", "deleted"}
 
 
@@ -104,13 +105,28 @@ def load_faces(
     elif machine_set is None:
         machine_set = max((r["set_id"] for r in machine), default=None)
     faces = [_face(db, r) for r in human if not r["deleted"]]
-    faces += [_face(db, r) for r in machine if r["set_id"] == machine_set and r["id"] not in corrected]
+    # As in the merge rules, a human face overrides the machine face it corrects and any it overlaps
+    # (IoU >= 0.5), so one physical face is shown once.
+    overlapping = {}
+    for r in machine:
+        box = _box_of(db, r)
+        for f in faces:
+            if box and f["box"] and _iou(box, f["box"]) >= OVERRIDE_IOU:
+                overlapping[r["id"]] = f["id"]
+                break
+    faces += [
+        _face(db, r)
+        for r in machine
+        if r["set_id"] == machine_set and r["id"] not in corrected and r["id"] not in overlapping
+    ]
     focus_key = None
     if focus is not None:
         if focus["source"] == "human":
             focus_key = f"h{focus['id']}"
         elif focus["id"] in corrected:
             focus_key = f"h{corrected[focus['id']]['id']}"
+        elif focus["id"] in overlapping:
+            focus_key = f"h{overlapping[focus['id']]}"
         else:
             focus_key = f"m{focus['id']}"
         if not any(f["key"] == focus_key for f in faces):

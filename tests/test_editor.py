@@ -561,3 +561,20 @@ def test_a_landmarks_row_without_a_box_gets_its_parent_box(admin_client, db, dat
     cfg = page_config(admin_client.get(f"/edit/annotation/{child}"))
     face = next(f for f in cfg["faces"] if f["key"] == f"m{child}")
     assert face["box"] == [0.3, 0.3, 0.5, 0.6]
+
+
+def test_a_human_face_hides_machine_faces_it_overlaps(admin_client, db, data):
+    m = data["faces"][0]
+    ann = get_annotation(db, m["id"])
+    # A new human face drawn over the machine one (not a correction of it) replaces it in the editor.
+    body = {
+        "image_id": ann["image_id"],
+        "kind": KIND,
+        "faces": [{"key": "n", "box": box_of(ann), "points": ann["points"]}],
+    }
+    h_id = post(admin_client, body).json["faces"][0]["id"]
+    cfg = page_config(admin_client.get(f"/edit/annotation/{m['id']}"))
+    keys = [f["key"] for f in cfg["faces"]]
+    assert f"m{m['id']}" not in keys and f"h{h_id}" in keys
+    assert cfg["focus_key"] == f"h{h_id}"
+    assert len(keys) == 7

@@ -223,13 +223,19 @@
     return { c, rotate: [c[0], y0 - off], scale: [x1 + off * 0.6, y1 + off * 0.6], top: [c[0], y0] };
   }
 
-  function drawFace(g) {
+  function faceClass(g) {
     const m = meta.get(g.key) || {};
-    const selected = g.key === sel.key;
     const cls = ["face", m.source === "human" ? "human" : "machine"];
     if (m.rating === "bad" && m.source !== "human") cls.push("rated-bad");
-    if (selected) cls.push("selected");
-    const grp = el("g", { class: cls.join(" "), "data-key": g.key }, layer);
+    if (g.key === sel.key) cls.push("selected");
+    return cls.join(" ");
+  }
+
+  // One face's SVG group. Point radii come from the CSS variables --pr and --pr-current set on the
+  // group, so a zoom changes two properties per face instead of rebuilding every point.
+  function buildFace(g, cls) {
+    const selected = g.key === sel.key;
+    const grp = el("g", { class: cls, "data-key": g.key });
     const z = view.zoom;
     if (g.box) {
       const [x0, y0, x1, y1] = g.box;
@@ -240,9 +246,6 @@
         const pts = idx.map((i) => g.points[i][0] + "," + g.points[i][1]).join(" ");
         el(closed ? "polygon" : "polyline", { class: "line", points: pts }, grp);
       }
-      // Points shrink on a face that is small on screen, so its 68 points do not hide one another.
-      const faceW = g.box ? (g.box[2] - g.box[0]) * z : 200;
-      const rPt = clamp(faceW / 45, 1.5, POINT_R);
       const order = g.points.map((_, i) => i);
       if (selected && sel.pt != null) order.push(order.splice(sel.pt, 1)[0]); // current point on top
       for (const i of order) {
@@ -251,8 +254,7 @@
         if (p[2] === 0) c.push("occluded");
         if (selected && i === sel.pt) c.push("current");
         if (hover && hover.key === g.key && hover.pt === i) c.push("hover");
-        const r = (selected && i === sel.pt ? rPt + 1.5 : rPt) / z;
-        el("circle", { class: c.join(" "), cx: p[0], cy: p[1], r, "data-face": g.key, "data-pt": i }, grp);
+        el("circle", { class: c.join(" "), cx: p[0], cy: p[1], "data-face": g.key, "data-pt": i }, grp);
       }
     }
     if (selected && g.box) {
@@ -272,23 +274,72 @@
       el("circle", { class: "knob rotate", cx: k.rotate[0], cy: k.rotate[1], r: 6 / z, "data-face": g.key, "data-h": "rotate" }, grp);
       el("circle", { class: "knob scale", cx: k.scale[0], cy: k.scale[1], r: 6 / z, "data-face": g.key, "data-h": "scale" }, grp);
     }
+    return grp;
   }
+
+  // Each face's group is rebuilt only when what it shows changed, so a drag redraws one face.
+  const drawn = new Map(); // key -> {el, sig, r}
+
+  function drawFace(g) {
+    const selected = g.key === sel.key;
+    const cls = faceClass(g);
+    let sig = cls + geomString(g);
+    if (selected) sig += `|${sel.pt}|${view.zoom}`;
+    if (hover && hover.key === g.key) sig += `|h${hover.pt}`;
+    let d = drawn.get(g.key);
+    if (!d || d.sig !== sig) {
+      const grp = buildFace(g, cls);
+      if (d) {
+        if (drawCursor === d.el) drawCursor = grp;
+        d.el.replaceWith(grp);
+      }
+      d = { el: grp, sig, r: null };
+      drawn.set(g.key, d);
+    }
+    // Points shrink on a face that is small on screen, so its 68 points do not hide one another.
+    const faceW = g.box ? (g.box[2] - g.box[0]) * view.zoom : 200;
+    const r = clamp(faceW / 45, 1.5, POINT_R) / view.zoom;
+    if (d.r !== r) {
+      d.el.style.setProperty("--pr", r + "px");
+      d.el.style.setProperty("--pr-current", r + 1.5 / view.zoom + "px");
+      d.r = r;
+    }
+    // Keep document order = drawing order, moving a group only when it is out of place.
+    if (drawCursor !== d.el) layer.insertBefore(d.el, drawCursor);
+    else drawCursor = drawCursor.nextSibling;
+  }
+  let drawCursor = null;
 
   function draw() {
     frame = 0;
     const s = stageSize();
     svg.setAttribute("viewBox", `${view.x} ${view.y} ${s.w / view.zoom} ${s.h / view.zoom}`);
     svg.classList.toggle("pixelated", view.zoom >= 3);
-    layer.replaceChildren();
-    for (const g of geom) if (!g.deleted && g.key !== sel.key) drawFace(g);
+    const live = new Set();
+    drawCursor = layer.firstChild;
+    for (const g of geom) {
+      if (g.deleted || g.key === sel.key) continue;
+      drawFace(g);
+      live.add(g.key);
+    }
     const cur = selFace();
-    if (cur) drawFace(cur); // the selected face on top of the others
+    if (cur) {
+      drawFace(cur); // the selected face on top of the others
+      live.add(cur.key);
+    }
+    for (const [key, d] of drawn) {
+      if (!live.has(key)) {
+        d.el.remove();
+        drawn.delete(key);
+      }
+    }
     overlay.replaceChildren();
     if (drag && drag.type === "draw") {
       const b = normBox(drag.start, drag.cur);
       el("rect", { class: "drawing", x: b[0], y: b[1], width: b[2] - b[0], height: b[3] - b[1] }, overlay);
     }
-    panel();
+    // The side panel compares every face with its stored state: not on every frame of a drag.
+    if (!drag || drag.type === "pan" || drag.type === "draw") panel();
   }
 
   function faceLabel(g) {
@@ -898,6 +949,7 @@
     undoDepth: () => undoStack.length,
     setView,
     select,
+    draw, // synchronous redraw, for timing
     save,
     // Screen position (client pixels) of an image point, to aim the pointer in tests.
     toScreen(x, y) {

@@ -190,6 +190,7 @@ def test_a_stale_page_gets_a_conflict_and_keeps_its_edit(browser, live_server, s
         for pg in (page, other):
             open_editor(pg, f"{url}/edit/annotation/{f['id']}")
             pg.evaluate(f"oiapEditor.select('{key}', 30)")
+        assert not page.locator("#ed-reload").is_visible()
         # The admin corrects the face first...
         other.keyboard.press("ArrowUp")
         other.keyboard.press("s")
