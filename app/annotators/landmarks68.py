@@ -11,6 +11,8 @@ from .facemesh68 import MODEL_PATH, FaceMeshLandmarks68
 from .template68 import MEAN_FACE_PATH, TemplateLandmarks68
 
 NAMES = ("facemesh68", "template68")
+# Annotators of trained models: they need a model file (the registry row's), so never builtin.
+TRAINED_NAMES = ("crop68",)
 # facemesh68 beats template68 on the 43 dev faces (scripts/eval_landmarks68.py): NME 0.058 vs 0.102
 # with five points from the true 68, 0.058 vs 0.181 with the true box alone.
 DEFAULT_LANDMARKS68 = "facemesh68"
@@ -34,12 +36,20 @@ _instances: dict = {}
 
 def get_landmarks68(name: str = DEFAULT_LANDMARKS68, model_path: str | Path | None = None):
     """The annotator called name, one instance per process and file; model_path overrides facemesh68's
-    committed .onnx (for a registry row's file)."""
-    if name not in NAMES:
-        raise ValueError(f"unknown face_landmarks68 annotator {name!r}; known: {', '.join(NAMES)}")
+    committed .onnx (for a registry row's file) and is required by trained annotators (crop68)."""
+    if name not in NAMES + TRAINED_NAMES:
+        raise ValueError(
+            f"unknown face_landmarks68 annotator {name!r}; known: {', '.join(NAMES + TRAINED_NAMES)}"
+        )
+    if name in TRAINED_NAMES and model_path is None:
+        raise ValueError(f"the {name} annotator runs a trained model: give its model_path")
     key = (name, str(model_path))
     if key not in _instances:
-        if name == "facemesh68":
+        if name == "crop68":
+            from .crop68 import Crop68
+
+            _instances[key] = Crop68(model_path)
+        elif name == "facemesh68":
             _instances[key] = FaceMeshLandmarks68(model_path or MODEL_PATH)
         else:
             _instances[key] = TemplateLandmarks68()

@@ -9,6 +9,7 @@ MODULES: list[str] = [
     "imports",
     "models",
     "annotate",
+    "training",
 ]
 
 

@@ -1,0 +1,180 @@
+"""`flask oiap train | evaluate | promote | loop`: the training loop from the command line."""
+
+import click
+from flask import current_app
+
+from ..cli import echo_json, fail_on_domain_error, oiap_cli
+from ..db import get_db
+
+TRAIN_KINDS = ["face_landmarks68", "face_box"]
+SPLITS = ["train", "validation", "test"]
+
+
+def _train_options(fn):
+    for opt in reversed(
+        [
+            click.option("--kind", required=True, type=click.Choice(TRAIN_KINDS), help="What to train."),
+            click.option("--epochs", type=int, default=None, help="Passes over the training data."),
+            click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True),
+            click.option("--seed", type=int, default=0, show_default=True),
+            click.option("--batch-size", type=int, default=None, help="Samples per step."),
+            click.option("--lr", type=float, default=None, help="Peak learning rate."),
+            click.option(
+                "--exclude-unrated", is_flag=True, help="Train only on human and good-rated annotations."
+            ),
+        ]
+    ):
+        fn = opt(fn)
+    return fn
+
+
+def _train(kind, epochs, from_model, device, seed, batch_size, lr, exclude_unrated) -> dict:
+    from ..annotators.builtin import ensure_builtin_models
+    from ..training.trainer import train
+
+    db = get_db()
+    ensure_builtin_models(db)
+    return train(
+        db,
+        current_app.config,
+        kind,
+        epochs=epochs,
+        from_model=from_model,
+        device=device,
+        seed=seed,
+        batch_size=batch_size,
+        lr=lr,
+        include_unrated=not exclude_unrated,
+    )
+
+
+@oiap_cli.command("train")
+@_train_options
+@click.option(
+    "--from", "from_model", type=int, default=None, help="Parent model id (default: the active one)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@fail_on_domain_error
+def train_command(kind, epochs, device, seed, batch_size, lr, exclude_unrated, from_model, as_json):
+    """Train a candidate model from the good labels of the train split and register it."""
+    result = _train(kind, epochs, from_model, device, seed, batch_size, lr, exclude_unrated)
+    if as_json:
+        echo_json(result)
+        return
+    curve = result.get("loss_curve") or []
+    click.echo(
+        f"model {result['model_id']} (candidate): {result['samples']} training samples, "
+        f"loss {curve[0]:.4f} -> {curve[-1]:.4f}; run {result['run_id']}"
+        if curve
+        else f"model {result['model_id']} (candidate); run {result['run_id']}"
+    )
+    click.echo(f"next: flask oiap evaluate {result['model_id']} && flask oiap promote {result['model_id']}")
+
+
+def _echo_metrics(model_id: int, split: str, m: dict) -> None:
+    if "nme" in m:
+        click.echo(
+            f"model {model_id} on {split}: NME {m['nme']:.4f} over {m['faces']} faces (ground-truth boxes), "
+            f"failure rate {m['failure_rate_0.08']:.3f} @0.08, {m['failure_rate_0.10']:.3f} @0.10, "
+            f"CED AUC@0.10 {m['ced_auc_0.10']:.3f}"
+        )
+        for region, v in (m.get("regions") or {}).items():
+            click.echo(f"  {region:<6} {v:.4f}")
+    else:
+        click.echo(
+            f"model {model_id} on {split}: AP@0.5 {m['ap']:.4f}, recall {m['recall']:.4f} "
+            f"({m['true_positives']} of {m['ground_truth']} faces, {m['false_positives']} false positives, "
+            f"{m['images']} images)"
+        )
+
+
+@oiap_cli.command("evaluate")
+@click.argument("model_id", type=int)
+@click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@fail_on_domain_error
+def evaluate_command(model_id, split, as_json):
+    """Measure a model on a split's ground truth (human + good machine labels); stored on the model."""
+    from ..annotators.builtin import ensure_builtin_models
+    from ..evaluation import evaluate
+
+    db = get_db()
+    ensure_builtin_models(db)
+    m = evaluate(db, current_app.config, model_id, split, progress=not as_json)
+    if as_json:
+        echo_json(m)
+        return
+    _echo_metrics(model_id, split, m)
+
+
+def _echo_promotion(r: dict) -> None:
+    if r.get("already_active"):
+        click.echo(f"model {r['model_id']} is already active")
+    elif r["active_id"] is None:
+        click.echo(f"model {r['model_id']} is now active (there was no active model)")
+    else:
+        verb = "forced active" if r["forced"] else "is now active"
+        click.echo(
+            f"model {r['model_id']} {verb}: {r['metric']} {r['candidate']:.4f} vs {r['active']:.4f} "
+            f"(model {r['active_id']}, now retired) on {r['split']}"
+        )
+
+
+@oiap_cli.command("promote")
+@click.argument("model_id", type=int)
+@click.option("--force", is_flag=True, help="Activate even when it does not beat the active model (audited).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@fail_on_domain_error
+def promote_command(model_id, force, as_json):
+    """Make a model active only if it beats the active one on the test split (both measured now)."""
+    from ..annotators.builtin import ensure_builtin_models
+    from ..evaluation import promote
+
+    db = get_db()
+    ensure_builtin_models(db)
+    r = promote(db, current_app.config, model_id, force=force, progress=not as_json)
+    if as_json:
+        echo_json(r)
+        return
+    _echo_promotion(r)
+
+
+@oiap_cli.command("loop")
+@_train_options
+@click.option(
+    "--from", "from_model", type=int, default=None, help="Parent model id (default: the active one)."
+)
+@click.option("--workers", type=int, default=2, show_default=True, help="bulk-annotate worker threads.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@fail_on_domain_error
+def loop_command(kind, epochs, device, seed, batch_size, lr, exclude_unrated, from_model, workers, as_json):
+    """Train, evaluate, promote if better, then bulk-annotate the unlabelled and the rated-bad images."""
+    from ..evaluation import PromotionRefused
+    from ..loop import run_loop
+
+    try:
+        out = run_loop(
+            get_db(),
+            current_app.config,
+            kind,
+            train_kw={
+                "epochs": epochs,
+                "from_model": from_model,
+                "device": device,
+                "seed": seed,
+                "batch_size": batch_size,
+                "lr": lr,
+                "include_unrated": not exclude_unrated,
+            },
+            workers=workers,
+            progress=not as_json,
+        )
+    except PromotionRefused as e:
+        raise click.ClickException(f"{e}; nothing annotated") from None
+    if as_json:
+        echo_json(out)
+        return
+    _echo_metrics(out["train"]["model_id"], "test", out["evaluate"])
+    _echo_promotion(out["promotion"])
+    a = out["annotate"]
+    click.echo(f"bulk-annotate run {a['run_id']}: {a['images']} images, sets {a['sets']}")

@@ -1,0 +1,195 @@
+"""`flask oiap train`: training data from the merge rules, torch training, ONNX export with a parity check,
+and a candidate model row (source 'trained', parent_id) whose params say how it was made.
+
+params of a trained row: runner (which annotator runs it), arch, training (sha256 of the rows as
+streamed, rows, samples, splits), hyper (epochs, batch size, lr, seed, device, warm start), loss_curve
+(per epoch), onnx_parity, checkpoint (the torch state dict beside the ONNX file, by sha256; warm
+starts read it) and run_id. The job is a `runs` row (command 'train').
+"""
+
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from sqlite_utils import Database
+from tqdm import tqdm
+
+from ..annotators import crop68
+from ..annotators.registry import active_model, get_model, register_model, sha256_file, verified_path
+from ..errors import InvalidInput
+from ..runs import finish_run, start_run
+from . import data
+from .landmarks import Crop68Net, mean_shape01, train_loop
+from .onnx_export import export_checked
+
+KINDS = ("face_landmarks68", "face_box")
+DEFAULTS = {
+    "face_landmarks68": {"epochs": 30, "batch_size": 32, "lr": 3e-3},
+    "face_box": {"epochs": 5, "batch_size": 64, "lr": 1e-4},
+}
+
+
+def resolve_device(device: str) -> str:
+    """'cpu' or 'cuda'; cuda refused with a clear message when torch sees no GPU."""
+    if device not in ("cpu", "cuda"):
+        raise InvalidInput(f"--device {device!r}: use cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InvalidInput(
+            "--device cuda: torch sees no CUDA device here (torch.cuda.is_available() is False)"
+        )
+    return device
+
+
+def store_file(path: Path, models_dir: str | Path) -> dict:
+    """Copy a file into the models folder as <sha256><suffix>; returns {path, sha256}."""
+    digest = sha256_file(path)
+    dest = Path(models_dir) / f"{digest}{path.suffix}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.exists():
+        tmp = dest.with_suffix(dest.suffix + ".part")
+        shutil.copyfile(path, tmp)
+        tmp.replace(dest)
+    return {"path": str(dest.resolve()), "sha256": digest}
+
+
+def load_checkpoint(model: dict) -> dict | None:
+    """The torch state dict of one of our trained models (hash verified), or None for other models."""
+    ckpt = (model.get("params") or {}).get("checkpoint")
+    if not ckpt:
+        return None
+    path = verified_path({"id": model["id"], "name": f"{model['name']} (checkpoint)", **ckpt})
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def train(
+    db: Database,
+    config: Mapping,
+    kind: str,
+    *,
+    epochs: int | None = None,
+    from_model: int | None = None,
+    device: str = "cpu",
+    seed: int = 0,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    include_unrated: bool = True,
+    progress: bool = True,
+) -> dict:
+    """Train a candidate model of a kind and register it; returns {model_id, run_id, ...}."""
+    if kind not in KINDS:
+        raise InvalidInput(f"train does {', '.join(KINDS)}, not {kind!r}")
+    device = resolve_device(device)
+    d = DEFAULTS[kind]
+    hyper = {
+        "epochs": epochs if epochs is not None else d["epochs"],
+        "batch_size": batch_size or d["batch_size"],
+        "lr": lr or d["lr"],
+        "seed": seed,
+        "device": device,
+        "include_unrated": include_unrated,
+    }
+    if hyper["epochs"] < 1 or hyper["batch_size"] < 1 or hyper["lr"] <= 0:
+        raise InvalidInput("--epochs and --batch-size must be at least 1, --lr above 0")
+    parent = get_model(db, from_model) if from_model is not None else active_model(db, kind)
+    if parent is not None and parent["kind"] != kind:
+        raise InvalidInput(f"--from {parent['id']} is a {parent['kind']} model, not {kind}")
+    run_id = start_run(db, "train", {"kind": kind, **hyper, "from": parent["id"] if parent else None})
+    try:
+        torch.manual_seed(seed)
+        if kind == "face_landmarks68":
+            result = _train_landmarks(db, config, run_id, parent, hyper, progress)
+        else:
+            from .boxes import train_boxes
+
+            result = train_boxes(db, config, run_id, parent, hyper, progress)
+    except BaseException as e:
+        finish_run(db, run_id, "failed", f"{type(e).__name__}: {e}")
+        raise
+    db.execute(
+        "UPDATE runs SET model_id = ?, progress = ?, total = ? WHERE id = ?",
+        [result["model_id"], hyper["epochs"], hyper["epochs"], run_id],
+    )
+    finish_run(db, run_id, "done")
+    return result | {"run_id": run_id}
+
+
+def _train_landmarks(db, config, run_id, parent, hyper, progress) -> dict:
+    bar = tqdm(desc="loading face crops", unit="face", disable=not progress)
+    samples = data.landmark_samples(
+        db, config, ("train",), hyper["include_unrated"], progress=lambda n: bar.update(n - bar.n)
+    )
+    bar.close()
+    n = len(samples["crops"])
+    if n == 0:
+        raise InvalidInput(
+            "no face_landmarks68 training rows in the train split (human or machine not rated bad); "
+            "label some faces first"
+        )
+    net = Crop68Net()
+    warm = None
+    if parent is not None and (parent.get("params") or {}).get("arch") == crop68.ARCH:
+        state = load_checkpoint(parent)
+        if state is not None:
+            net.load_state_dict(state)
+            warm = parent["id"]
+    if warm is None:
+        net.set_mean_shape(mean_shape01(samples))
+    steps = hyper["epochs"] * -(-n // hyper["batch_size"])
+    bar = tqdm(total=steps, desc="train face_landmarks68", unit="step", disable=not progress)
+
+    def on_step(loss):
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.4f}")
+
+    curve = train_loop(
+        net,
+        samples,
+        epochs=hyper["epochs"],
+        batch_size=hyper["batch_size"],
+        lr=hyper["lr"],
+        device=hyper["device"],
+        seed=hyper["seed"],
+        on_step=on_step,
+    )
+    bar.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / "crop68.onnx"
+        parity = export_checked(net, (2, 3, crop68.INPUT_SIZE, crop68.INPUT_SIZE), onnx_path, ["landmarks"])
+        ckpt_path = Path(tmp) / "crop68.pt"
+        torch.save(net.state_dict(), ckpt_path)
+        models_dir = config["MODELS_DIR"]
+        params = {
+            "runner": "landmarks68:crop68",
+            "annotator": "crop68",
+            "arch": crop68.ARCH,
+            "input_size": crop68.INPUT_SIZE,
+            "crop_expand": crop68.CROP_EXPAND,
+            "training": {
+                "sha256": samples["sha256"],
+                "rows": samples["rows"],
+                "samples": n,
+                "skipped": len(samples["skipped"]),
+                "splits": ["train"],
+            },
+            "hyper": hyper | {"warm_start_from": warm},
+            "loss_curve": [round(v, 6) for v in curve],
+            "onnx_parity": parity,
+            "checkpoint": store_file(ckpt_path, models_dir),
+            "run_id": run_id,
+        }
+        model_id = register_model(
+            db,
+            onnx_path,
+            "face_landmarks68",
+            name=f"crop68-run{run_id}",
+            source="trained",
+            models_dir=models_dir,
+            params=params,
+            parent_id=parent["id"] if parent else None,
+            licence="trained on this instance's labels",
+            origin=f"flask oiap train --kind face_landmarks68 (run {run_id})",
+        )
+    db.conn.commit()
+    return {"model_id": model_id, "samples": n, "loss_curve": curve, "warm_start_from": warm}
