@@ -6,7 +6,7 @@ from flask import current_app
 from ..cli import echo_json, fail_on_domain_error, oiap_cli
 from ..db import get_db
 
-TRAIN_KINDS = ["face_landmarks68", "face_box"]
+TRAIN_KINDS = ["face_landmarks68"]
 SPLITS = ["train", "validation", "test"]
 
 

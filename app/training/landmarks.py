@@ -176,8 +176,26 @@ def train_loop(
             if on_step:
                 on_step(float(loss.detach()))
         curve.append(total_loss / max(total_w, 1e-9))
+    recalibrate_bn(net, crops, points, batch_size)
     net.eval()
     return curve
+
+
+@torch.no_grad()
+def recalibrate_bn(net: nn.Module, crops: torch.Tensor, points: torch.Tensor, batch_size: int) -> None:
+    """Recompute batch-norm statistics as exact averages over the un-augmented training crops: after a
+    short training the running averages still remember their initial values, and eval mode would be
+    far off what training measured."""
+    bns = [m for m in net.modules() if isinstance(m, nn.BatchNorm2d)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    net.train()
+    for k in range(0, len(crops), batch_size):
+        x, _ = augment(crops[k : k + batch_size], points[k : k + batch_size], None, train=False)
+        net(x)
+    for m in bns:
+        m.momentum = 0.1
 
 
 def mean_shape01(samples: dict) -> np.ndarray:
