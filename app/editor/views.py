@@ -1,5 +1,6 @@
 """The editor pages and their JSON endpoints (save, place a new face)."""
 
+import math
 from urllib.parse import urlparse
 
 from flask import Blueprint, current_app, jsonify, render_template, request, url_for
@@ -55,13 +56,26 @@ def _machine_set() -> int | None:
     return int(value)
 
 
+def _quarter_turns(rotation) -> int:
+    # Open Images' Rotation is 0, 90, 180 or 270 degrees counterclockwise, or NaN when unknown.
+    if rotation is None or not math.isfinite(rotation):
+        return 0
+    return round(rotation / 90) % 4
+
+
 def _page(image_id: str, kind: str, focus_id: int | None = None):
     db = get_db()
     image = get_image(db, image_id)
     width, height = files.image_size(db, current_app.config, image)
     loaded = load_faces(db, image_id, kind, focus_id, _machine_set())
     config = {
-        "image": {"id": image_id, "url": _image_url(image_id), "width": width, "height": height},
+        "image": {
+            "id": image_id,
+            "url": _image_url(image_id),
+            "width": width,
+            "height": height,
+            "rotation": _quarter_turns(image.get("rotation")) * 90,
+        },
         "kind": kind,
         "kind_title": get_kind(kind).title,
         "n_points": get_kind(kind).n_points,

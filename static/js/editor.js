@@ -130,29 +130,64 @@
     render();
   }
 
-  // ---- view: zoom and pan ------------------------------------------------------------------------
+  // ---- view: rotation, zoom and pan -------------------------------------------------------------
+  // Open Images' Rotation (0, 90, 180, 270: degrees counterclockwise) turns the photo and its faces
+  // together for display; edits stay in the stored pixel grid. ROT_M maps image to display
+  // coordinates as an SVG matrix(a b c d e f); the view (zoom, x, y) is in display coordinates.
+  const ROT = (((Math.round((Number(cfg.image.rotation) || 0) / 90) % 4) + 4) % 4);
+  const ROT_M = [[1, 0, 0, 1, 0, 0], [0, -1, 1, 0, 0, W], [-1, 0, 0, -1, W, H], [0, 1, -1, 0, H, 0]][ROT];
+  const DW = ROT % 2 ? H : W;
+  const DH = ROT % 2 ? W : H;
+  $("world").setAttribute("transform", `matrix(${ROT_M.join(" ")})`);
+
+  function toDisplay(x, y) {
+    const [a, b, c, d, e, f] = ROT_M;
+    return { x: a * x + c * y + e, y: b * x + d * y + f };
+  }
+
+  // A display vector back to an image vector: the inverse of a rotation is its transpose.
+  function vecToImage(dx, dy) {
+    const [a, b, c, d] = ROT_M;
+    return { x: a * dx + b * dy, y: c * dx + d * dy };
+  }
+
+  function fromDisplay(X, Y) {
+    return vecToImage(X - ROT_M[4], Y - ROT_M[5]);
+  }
+
   function stageSize() {
     const r = svg.getBoundingClientRect();
     return { w: r.width || 1, h: r.height || 1, left: r.left, top: r.top };
   }
 
-  function toImage(e) {
+  function toDisplayPoint(e) {
     const s = stageSize();
     return { x: view.x + (e.clientX - s.left) / view.zoom, y: view.y + (e.clientY - s.top) / view.zoom };
   }
 
+  function toImage(e) {
+    const p = toDisplayPoint(e);
+    return fromDisplay(p.x, p.y);
+  }
+
   function fitZoom() {
     const s = stageSize();
-    return Math.min(s.w / W, s.h / H);
+    return Math.min(s.w / DW, s.h / DH);
   }
 
   function setView(zoom, cx, cy) {
     // Centre the image point (cx, cy) at the given zoom.
     const s = stageSize();
+    const c = toDisplay(cx, cy);
     view.zoom = clamp(zoom, Math.min(fitZoom(), 1) * 0.25, 64);
-    view.x = cx - s.w / 2 / view.zoom;
-    view.y = cy - s.h / 2 / view.zoom;
+    view.x = c.x - s.w / 2 / view.zoom;
+    view.y = c.y - s.h / 2 / view.zoom;
     render();
+  }
+
+  function viewCentre() {
+    const s = stageSize();
+    return fromDisplay(view.x + s.w / 2 / view.zoom, view.y + s.h / 2 / view.zoom);
   }
 
   function fitImage() {
@@ -163,14 +198,15 @@
     if (!g || !g.box) return fitImage();
     const s = stageSize();
     const [x0, y0, x1, y1] = g.box;
-    const bw = Math.max(x1 - x0, 8);
-    const bh = Math.max(y1 - y0, 8);
+    let bw = Math.max(x1 - x0, 8);
+    let bh = Math.max(y1 - y0, 8);
+    if (ROT % 2) [bw, bh] = [bh, bw];
     setView(Math.min(s.w / (bw * 2), s.h / (bh * 2)), (x0 + x1) / 2, (y0 + y1) / 2);
   }
 
   function zoomAbout(factor, e) {
     tip.hidden = true;
-    const p = toImage(e);
+    const p = toDisplayPoint(e);
     const s = stageSize();
     view.zoom = clamp(view.zoom * factor, Math.min(fitZoom(), 1) * 0.25, 64);
     view.x = p.x - (e.clientX - s.left) / view.zoom;
@@ -427,7 +463,9 @@
     render();
   }
 
-  function nudge(dx, dy) {
+  function nudge(sx, sy) {
+    // Arrow keys move on screen; in a rotated view that is another direction in the image.
+    const { x: dx, y: dy } = vecToImage(sx, sy);
     const g = selFace();
     if (!g) return status("Select a point or a face first");
     if (sel.pt != null && g.points) {
@@ -845,7 +883,7 @@
         fitImage();
         break;
       case "1":
-        setView(1, view.x + stageSize().w / 2 / view.zoom, view.y + stageSize().h / 2 / view.zoom);
+        setView(1, viewCentre().x, viewCentre().y);
         break;
       case "z":
       case "Z":
@@ -938,7 +976,7 @@
   // A small surface for tests and for the console.
   window.oiapEditor = {
     get view() {
-      return { ...view };
+      return { ...view, rotation: ROT * 90 };
     },
     get selection() {
       return { ...sel };
@@ -954,7 +992,8 @@
     // Screen position (client pixels) of an image point, to aim the pointer in tests.
     toScreen(x, y) {
       const s = stageSize();
-      return { x: s.left + (x - view.x) * view.zoom, y: s.top + (y - view.y) * view.zoom };
+      const d = toDisplay(x, y);
+      return { x: s.left + (d.x - view.x) * view.zoom, y: s.top + (d.y - view.y) * view.zoom };
     },
   };
 })();

@@ -271,3 +271,33 @@ def test_rotate_and_scale_the_points_then_delete_the_face(page, server):
         assert get_annotation(db, f["id"])["rating"] == "bad"
     finally:
         db.close()
+
+
+def test_a_rotated_image_is_edited_in_its_stored_pixel_grid(page, server):
+    """Open Images' Rotation 90 (counterclockwise): a drag to the right on screen is +y in the file."""
+    url, app, data = server
+    f = data["faces"][14]
+    db = connect(app.config["DATABASE"])
+    db.execute("UPDATE images SET rotation = 90 WHERE id = ?", [f["image"]["id"]])
+    db.conn.commit()
+    db.close()
+    key = f"m{f['id']}"
+    open_editor(page, f"{url}/edit/annotation/{f['id']}")
+    assert page.evaluate("oiapEditor.view.rotation") == 90
+    # The file's top-right corner is shown top-left, its top-left corner bottom-left.
+    w = f["image"]["width"]
+    tr, tl = page.evaluate(f"oiapEditor.toScreen({w}, 0)"), page.evaluate("oiapEditor.toScreen(0, 0)")
+    assert tr["x"] == pytest.approx(tl["x"]) and tl["y"] - tr["y"] == pytest.approx(
+        w * page.evaluate("oiapEditor.view.zoom")
+    )
+    x30, y30 = f["points_px"][30]
+    page.evaluate(f"oiapEditor.setView(4, {x30}, {y30})")
+    page.wait_for_timeout(50)
+    before = point(page, key, 30)
+    drag(page, centre(page, f'circle[data-face="{key}"][data-pt="30"]'), 40, 0)
+    after = point(page, key, 30)
+    assert after[0] - before[0] == pytest.approx(0, abs=1e-6)
+    assert after[1] - before[1] == pytest.approx(10, abs=1e-6)
+    page.keyboard.press("ArrowUp")  # up on screen is +x in the file at this rotation
+    nudged = point(page, key, 30)
+    assert nudged[0] - after[0] == pytest.approx(1 / 4, abs=1e-6) and nudged[1] == pytest.approx(after[1])
