@@ -9,6 +9,7 @@ round trip. Target: p99 of rate + next under 10 ms.
 
     python scripts/bench_review.py                       # 1 M annotations, 8 reviewers, 400 rates each
     python scripts/bench_review.py --annotations 100000 --rates 100   # a quick run
+    python scripts/bench_review.py --think 0.2        # reviewers who look 0.2 s at each item
     python scripts/bench_review.py --store /tmp/bench-1m   # build once (kept), reuse on later runs
 """
 
@@ -185,7 +186,7 @@ class Reviewer:
             raise SystemExit(f"login as {self.username} failed with {status}")
 
 
-def run_reviewer(port, username, set_id, n_rates, warmup, out, errors, start):
+def run_reviewer(port, username, set_id, n_rates, warmup, out, errors, start, think=0.0):
     from urllib.parse import urlencode
 
     try:
@@ -205,6 +206,9 @@ def run_reviewer(port, username, set_id, n_rates, warmup, out, errors, start):
             if status != 200 or not ITEM.search(html):
                 raise RuntimeError(f"rate answered {status}: {html[:200]}")
             s_status, _, s_server, s_wall = r.request("GET", "/static/css/app.css")
+            if think:
+                # A reviewer looks at the item before the next key; jittered so they do not march in step.
+                time.sleep(rng.uniform(0.5, 1.5) * think)
             if i >= warmup:
                 out["rate"].append(server)
                 out["rate_wall"].append(wall)
@@ -243,6 +247,12 @@ def main() -> int:
     )
     ap.add_argument(
         "--store", type=Path, help="instance folder to build the store in and keep (reused if it exists)"
+    )
+    ap.add_argument(
+        "--think",
+        type=float,
+        default=0.0,
+        help="seconds a reviewer looks at an item before rating (default 0: back-to-back, the worst case)",
     )
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = ap.parse_args()
@@ -305,7 +315,7 @@ def main() -> int:
             threads = [
                 threading.Thread(
                     target=run_reviewer,
-                    args=(port, f"bench{i}", set_id, args.rates, args.warmup, out, errors, start),
+                    args=(port, f"bench{i}", set_id, args.rates, args.warmup, out, errors, start, args.think),
                 )
                 for i in range(args.reviewers)
             ]
@@ -325,6 +335,7 @@ def main() -> int:
         print(
             f"bench_review: {args.reviewers} reviewers, gunicorn 1 process x {args.threads} threads, "
             f"{n} rate+next requests in {elapsed:.1f} s ({n / elapsed:.0f}/s, each followed by a static request)"
+            f", think time {args.think * 1000:.0f} ms, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
         print(summary("server: rate + next", out["rate"]))
         print(summary("server: static file", out["static"]))
