@@ -69,6 +69,7 @@ def seed(db, user_ids: dict[str, int], seed_value: int = 7) -> dict:
         obj = create_set(
             db, "openimages-person", "object_box", "import", label=PERSON, params={"display_name": "Person"}
         )
+        lm5 = create_set(db, "model-landmarks5", "face_landmarks5", "model")
         rows = []
         for f in faces:
             iid = image_ids[f["file"]]
@@ -76,6 +77,7 @@ def seed(db, user_ids: dict[str, int], seed_value: int = 7) -> dict:
             rows.append(annotation_row(lm, iid, "face_landmarks68", f["box"], f["points"], score=score))
             rows.append(annotation_row(box, iid, "face_box", f["box"], score=score))
             rows.append(annotation_row(obj, iid, "object_box", f["box"], label=PERSON))
+            rows.append(annotation_row(lm5, iid, "face_landmarks5", f["box"], five(f["points"]), score=score))
         for f in faces[:6]:
             rows.append(
                 annotation_row(
@@ -87,7 +89,23 @@ def seed(db, user_ids: dict[str, int], seed_value: int = 7) -> dict:
                 annotation_row(human, image_ids[f["file"]], "face_box", f["box"], created_by=user_ids["rev"])
             )
         insert_annotations(db, rows)
-    return {"landmarks68": lm, "face_box": box, "human": human, "object_box": obj, "n_faces": len(faces)}
+    return {
+        "landmarks68": lm,
+        "face_box": box,
+        "human": human,
+        "object_box": obj,
+        "landmarks5": lm5,
+        "n_faces": len(faces),
+    }
+
+
+def five(p68: list) -> list:
+    """The 5 points (eye centres, nose tip, mouth corners) of a 68-point face."""
+
+    def mean(idx):
+        return [sum(p68[i][0] for i in idx) / len(idx), sum(p68[i][1] for i in idx) / len(idx), 1]
+
+    return [mean(range(36, 42)), mean(range(42, 48)), p68[30], p68[48], p68[54]]
 
 
 def user_ids(db) -> dict[str, int]:

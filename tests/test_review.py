@@ -48,10 +48,12 @@ def counters_match(db, set_id: int) -> None:
 
 
 def test_dashboard_lists_sets_with_counts_and_links(admin_client, data, db):
-    db.execute(
-        "UPDATE annotations SET rating = 'good' WHERE set_id = ? AND id IN (1, 4)", [data["landmarks68"]]
-    )
-    db.execute("UPDATE annotations SET rating = 'bad' WHERE id = 7")
+    ids = [
+        r[0]
+        for r in db.execute("SELECT id FROM annotations WHERE set_id = ? ORDER BY id", [data["landmarks68"]])
+    ]
+    db.execute("UPDATE annotations SET rating = 'good' WHERE id IN (?, ?)", ids[:2])
+    db.execute("UPDATE annotations SET rating = 'bad' WHERE id = ?", [ids[2]])
     db.conn.commit()
     html = admin_client.get("/").get_data(as_text=True)
     row = re.search(rf'<tr data-set-id="{data["landmarks68"]}">(.*?)</tr>', html, re.S).group(1)
@@ -417,3 +419,11 @@ def test_review_requires_login(client, data):
 def test_server_timing_header(reviewer_client, data):
     with reviewer_client.get("/static/css/app.css") as r:
         assert re.fullmatch(r"app;dur=\d+\.\d{3}", r.headers["Server-Timing"])
+
+
+def test_five_point_set_draws_five_points_without_contours(reviewer_client, data):
+    page = reviewer_client.get(f"/review/{data['landmarks5']}").get_data(as_text=True)
+    zoom = page.split('<figure class="zoom">')[1].split("</figure>")[0]
+    assert zoom.count('<circle class="pt"') == 5
+    assert "contour" not in zoom
+    assert "5 points" in zoom
