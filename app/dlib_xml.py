@@ -17,7 +17,7 @@ from .kinds import FACE_LABEL, get_kind
 from .sets.queries import get_or_create_set
 
 _SAME_BOX = (
-    "SELECT id FROM annotations WHERE set_id = ? AND image_id = ? AND deleted = 0"
+    "SELECT id FROM annotations INDEXED BY annotations_set_image WHERE set_id = ? AND image_id = ? AND deleted = 0"
     " AND abs(x0 - ?) < 1e-9 AND abs(y0 - ?) < 1e-9 AND abs(x1 - ?) < 1e-9 AND abs(y1 - ?) < 1e-9"
 )
 

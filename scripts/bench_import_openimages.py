@@ -12,6 +12,7 @@ import argparse
 import csv
 import json
 import random
+import resource
 import sys
 import tempfile
 import time
@@ -89,6 +90,8 @@ def main() -> None:
             out["rerun_s"] = round(time.perf_counter() - t, 2)
             out["rerun_added"] = again["boxes_added"] + again["images_added"]
             assert out["rerun_added"] == 0, "a second run added rows"
+        # Peak resident memory of the whole process (generation included), in MiB.
+        out["max_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         print(json.dumps(out, indent=2))
 
 

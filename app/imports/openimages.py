@@ -176,13 +176,15 @@ IMAGE_SQL = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 )
 BARE_IMAGE_SQL = "INSERT INTO images (id, split, created_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING"
-# The image must be in the store, and the same box must not be in the set yet (idempotence).
+# The image must be in the store, and the same box must not be in the set yet (idempotence; a box
+# that someone deleted stays deleted). INDEXED BY: without it the planner may pick an index that
+# starts with set_id alone and scan the whole set for every row (seen: 8k instead of 260k rows/s).
 BOX_SQL = (
     "INSERT INTO annotations (set_id, image_id, kind, label, x0, y0, x1, y1, flags, created_at)"
     " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10"
     " WHERE EXISTS (SELECT 1 FROM images WHERE id = ?2)"
-    " AND NOT EXISTS (SELECT 1 FROM annotations WHERE set_id = ?1 AND image_id = ?2"
-    " AND x0 = ?5 AND y0 = ?6 AND x1 = ?7 AND y1 = ?8 AND deleted = 0)"
+    " AND NOT EXISTS (SELECT 1 FROM annotations INDEXED BY annotations_set_image"
+    " WHERE set_id = ?1 AND image_id = ?2 AND x0 = ?5 AND y0 = ?6 AND x1 = ?7 AND y1 = ?8)"
 )
 
 
@@ -267,7 +269,7 @@ def import_boxes(
     created = now()
     batch: list[tuple] = []
     new_images: list[tuple] = []
-    seen_images: set[str] = set()  # only filled with create_images, bounded by limit
+    seen_images: set[str] = set()  # only filled with create_images and a limit: at most `limit` ids
     counts = {"rows": 0, "boxes": 0, "added": 0}
     t0 = time.perf_counter()
 
@@ -332,10 +334,12 @@ def import_boxes(
                     path, line, f"box XMin={x0} XMax={x1} YMin={y0} YMax={y1} is not inside [0, 1]", image_id
                 )
                 continue
-            if create_images and image_id not in seen_images:
-                if limit is not None and len(seen_images) >= limit:
-                    continue
-                seen_images.add(image_id)
+            if create_images:
+                # Without a limit, ON CONFLICT DO NOTHING dedups, so memory stays constant.
+                if limit is not None and image_id not in seen_images:
+                    if len(seen_images) >= limit:
+                        continue
+                    seen_images.add(image_id)
                 new_images.append((image_id, split, created))
             if i_source is not None:
                 flags["Source"] = row[i_source]
