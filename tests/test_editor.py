@@ -578,3 +578,47 @@ def test_a_human_face_hides_machine_faces_it_overlaps(admin_client, db, data):
     assert f"m{m['id']}" not in keys and f"h{h_id}" in keys
     assert cfg["focus_key"] == f"h{h_id}"
     assert len(keys) == 7
+
+
+def test_simultaneous_saves_of_one_face_let_exactly_one_through(app, db, data):
+    """Eight clients save at once: one correction is created, one update wins, the rest get 409."""
+    import threading
+
+    m_id = data["faces"][0]["id"]
+    clients = []
+    for _ in range(8):
+        c = app.test_client()
+        assert login(c, "rev").status_code == 302
+        clients.append(c)
+
+    def race(bodies):
+        codes, barrier = [], threading.Barrier(len(clients))
+
+        def go(c, body):
+            barrier.wait()
+            codes.append(post(c, body).status_code)
+
+        threads = [threading.Thread(target=go, args=(c, b)) for c, b in zip(clients, bodies, strict=True)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        return sorted(codes)
+
+    assert race([correction(db, m_id, 0.001 * (i + 1)) for i in range(8)]) == [200] + [409] * 7
+    rows = db.execute("SELECT id FROM annotations WHERE origin_id = ?", [m_id]).fetchall()
+    assert len(rows) == 1
+    h = get_annotation(db, rows[0][0])
+    bodies = [
+        {
+            "image_id": h["image_id"],
+            "kind": KIND,
+            "faces": [
+                {"id": h["id"], "version": 1, "box": box_of(h), "points": moved(h["points"], 8, 0, 0.001 * i)}
+            ],
+        }
+        for i in range(8)
+    ]
+    assert race(bodies) == [200] + [409] * 7
+    assert get_annotation(db, h["id"])["version"] == 2
+    assert db.execute("SELECT count(*) FROM ratings WHERE annotation_id = ?", [m_id]).fetchone()[0] == 1

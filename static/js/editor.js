@@ -433,8 +433,14 @@
   }
 
   function status(text, kind) {
+    // The toolbar line never wraps (the stage must not move under the pointer), so a long
+    // message is cut there and shown whole in the side panel.
     statusEl.textContent = text;
+    statusEl.title = text;
     statusEl.className = "ed-status" + (kind ? " " + kind : "");
+    const msg = $("ed-message");
+    msg.textContent = kind === "error" || kind === "conflict" ? text : "";
+    msg.hidden = !msg.textContent;
   }
 
   // ---- edits -------------------------------------------------------------------------------------

@@ -198,9 +198,12 @@ def test_a_stale_page_gets_a_conflict_and_keeps_its_edit(browser, live_server, s
         # ...then the reviewer, whose page predates it, is refused and keeps the edit on screen.
         page.keyboard.press("ArrowDown")
         mine = point(page, key, 30)
+        stage_top = page.locator("#stage").bounding_box()["y"]
         page.keyboard.press("s")
         page.wait_for_function("document.getElementById('ed-status').classList.contains('conflict')")
         assert "already corrected" in page.locator("#ed-status").text_content()
+        assert "already corrected" in page.locator("#ed-message").text_content()
+        assert page.locator("#stage").bounding_box()["y"] == stage_top  # a long message moves nothing
         assert point(page, key, 30) == mine and page.evaluate("oiapEditor.changed()") == [key]
         assert page.locator("#ed-reload").is_visible()
         db = connect(app.config["DATABASE"])
