@@ -23,6 +23,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from time import perf_counter
@@ -381,21 +382,26 @@ def bulk_annotate(
     progress: bool = True,
     with_landmarks5: bool = False,
     on_batch: Callable[[int], None] | None = None,
+    engine: str = "local",
+    engine_options: dict | None = None,
 ) -> dict:
     """Annotate the selected images with the active models into new sets; returns the run's summary.
 
     with_landmarks5: the face_landmarks68 chain also writes the detector's five points as a
     face_landmarks5 set (free when the boxes come from MTCNN; `flask oiap demo` uses it).
     on_batch(images_done) is called after each committed batch (tests use it to interrupt a run).
+    engine: "local" (threads here) or "ray" (app/cluster.py; engine_options: address, actor_cpus, ...);
+    both write through write_batch, so a run started by one can be resumed by the other.
     """
     from tqdm import tqdm
 
-    from .annotators.builtin import load_annotator
     from .annotators.registry import get_model
     from .sets.queries import get_set_by_name
 
     if batch < 1 or workers < 1:
         raise InvalidInput("--batch and --workers must be at least 1")
+    if engine not in ("local", "ray"):
+        raise InvalidInput(f"--engine is local or ray, not {engine!r}")
     if resume is not None:
         run = _resumable_run(db, resume)
         p = json.loads(run["params"])
@@ -455,45 +461,29 @@ def bulk_annotate(
     sel = {"split": split, "prefix": prefix, "image_ids": image_ids, "with_boxes_in": boxes_set}
     total = db.execute("SELECT total FROM runs WHERE id = ?", [run_id]).fetchone()[0]
     remaining = None if limit is None else max(0, limit - done)
-    threads = 1 if workers > 1 else None
-    chain = Chain(
-        kind,
-        load_annotator(box_model, threads) if box_model else None,
-        load_annotator(kind_model, threads) if kind == "face_landmarks68" else None,
-        config,
-        max_side,
-        boxes_set,
-    )
+    spec = ChainSpec(kind, box_model, kind_model if kind == "face_landmarks68" else None, max_side, boxes_set)
+    if engine == "ray":
+        from .cluster import RayEngine
+
+        runner = RayEngine(spec, config, workers=workers, progress=progress, **(engine_options or {}))
+    else:
+        runner = LocalEngine(spec, config, workers)
     n_ann = n_err = n_img = 0
     t_start = perf_counter()
     bar = tqdm(total=total, initial=done, unit="img", desc=f"bulk-annotate {kind}", disable=not progress)
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bulk")
-    inflight: deque = deque()
-    batches = _batches(db, kind, sel, cursor, remaining, batch, boxes_set)
+    results = runner.results(_batches(db, kind, sel, cursor, remaining, batch, boxes_set))
     try:
-        while True:
-            # Keep a few batches ahead so decoding and inference never wait on the writer.
-            while len(inflight) < workers * 2:
-                rows = next(batches, None)
-                if rows is None:
-                    break
-                inflight.append((rows, pool.submit(chain.run, rows)))
-            if not inflight:
-                break
-            rows, fut = inflight.popleft()
-            results = fut.result()
+        for rows, batch_results in results:
             t0 = perf_counter()
-            with immediate(db):
-                a, e = _write(db, results, kind, sets, run_id)
-                done += len(rows)
-                set_progress(db, run_id, done, cursor=rows[-1]["id"])
-            chain.timer.add("db_write", perf_counter() - t0)
+            a, e = write_batch(db, run_id, kind, sets, rows, batch_results, done)
+            done += len(rows)
+            runner.timer.add("db_write", perf_counter() - t0)
             n_ann, n_err, n_img = n_ann + a, n_err + e, n_img + len(rows)
             bar.update(len(rows))
             if on_batch:
                 on_batch(done)
     except KeyboardInterrupt:
-        _stop(pool, inflight)
+        results.close()
         finish_run(
             db,
             run_id,
@@ -503,27 +493,92 @@ def bulk_annotate(
         bar.close()
         raise
     except BaseException as exc:
-        _stop(pool, inflight)
+        results.close()
         finish_run(db, run_id, "failed", f"{type(exc).__name__}: {exc}; `--resume {run_id}` continues")
         bar.close()
         raise
-    pool.shutdown()
     bar.close()
     finish_run(db, run_id, "done")
     seconds = perf_counter() - t_start
     return summary(db, run_id) | {
+        "engine": engine,
         "images_this_session": n_img,
         "annotations_this_session": n_ann,
         "errors_this_session": n_err,
         "seconds": round(seconds, 3),
         "images_per_s": round(n_img / seconds, 3) if seconds > 0 else None,
-        "profile_s": {k: round(v, 3) for k, v in chain.timer.items()}
-        | (
-            {f"detect.{k}": round(v, 3) for k, v in chain.detector.profile.items()}
-            if chain.detector is not None and hasattr(chain.detector, "profile")
-            else {}
-        ),
+        "profile_s": runner.profile(),
     }
+
+
+def write_batch(db: Database, run_id: int, kind: str, sets: dict, rows: list, results: list, done: int):
+    """Write one batch's annotations and run_errors, and move the run's cursor to its last image, in one
+    transaction (what makes a run resumable without duplicates); returns (annotations, errors)."""
+    with immediate(db):
+        a, e = _write(db, results, kind, sets, run_id)
+        set_progress(db, run_id, done + len(rows), cursor=rows[-1]["id"])
+    return a, e
+
+
+@dataclass
+class ChainSpec:
+    """What a Chain is built from: plain data, so a Ray actor can build its own."""
+
+    kind: str
+    box_model: dict | None
+    landmarks68_model: dict | None
+    max_side: int | None
+    boxes_from: int | None
+
+    def chain(self, config, threads: int | None, cls: type | None = None) -> "Chain":
+        """Load the annotators (files verified against their sha256) into a Chain."""
+        from .annotators.builtin import load_annotator
+
+        return (cls or Chain)(
+            self.kind,
+            load_annotator(self.box_model, threads) if self.box_model else None,
+            load_annotator(self.landmarks68_model, threads) if self.landmarks68_model else None,
+            config,
+            self.max_side,
+            self.boxes_from,
+        )
+
+
+class LocalEngine:
+    """Batches annotated by a thread pool in this process, yielded in selection order."""
+
+    def __init__(self, spec: ChainSpec, config, workers: int):
+        self.chain = spec.chain(config, 1 if workers > 1 else None)
+        self.timer = self.chain.timer
+        self.workers = workers
+
+    def results(self, batches: Iterator[list]) -> Iterator[tuple[list, list]]:
+        """(rows, results) per batch, in order; closing the generator stops the pool."""
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="bulk")
+        inflight: deque = deque()
+        try:
+            while True:
+                # Keep a few batches ahead so decoding and inference never wait on the writer.
+                while len(inflight) < self.workers * 2:
+                    rows = next(batches, None)
+                    if rows is None:
+                        break
+                    inflight.append((rows, pool.submit(self.chain.run, rows)))
+                if not inflight:
+                    return
+                rows, fut = inflight.popleft()
+                yield rows, fut.result()
+        finally:
+            _stop(pool, inflight)
+
+    def profile(self) -> dict:
+        """Seconds per stage (and per MTCNN stage)."""
+        detector = self.chain.detector
+        return {k: round(v, 3) for k, v in self.timer.items()} | (
+            {f"detect.{k}": round(v, 3) for k, v in detector.profile.items()}
+            if detector is not None and hasattr(detector, "profile")
+            else {}
+        )
 
 
 def _stop(pool, inflight) -> None:

@@ -26,7 +26,9 @@ from ..openimages import SPLITS
 )
 @click.option("--resume", type=int, default=None, help="Finish an interrupted run (its options are reused).")
 @click.option("--batch", type=int, default=8, show_default=True, help="Images per inference batch and write.")
-@click.option("--workers", type=int, default=2, show_default=True, help="Threads decoding and annotating.")
+@click.option(
+    "--workers", type=int, default=2, show_default=True, help="Threads decoding and annotating (ray: actors)."
+)
 @click.option(
     "--max-side",
     type=int,
@@ -34,10 +36,40 @@ from ..openimages import SPLITS
     show_default=True,
     help="JPEGs longer than this are decoded reduced (1/2, 1/4, 1/8), never below it; 0: full size.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: threads here; ray: Ray Data actors (requirements-cluster.txt; README, Running on a Ray cluster).",
+)
+@click.option(
+    "--address", default=None, help="Ray: 'auto' or ray://HEAD:10001 (default: a local Ray instance)."
+)
+@click.option("--actor-cpus", type=float, default=1.0, show_default=True, help="Ray: CPUs per actor.")
+@click.option("--chunk", type=int, default=20000, show_default=True, help="Ray: images per Ray dataset.")
+@click.option(
+    "--s3-images", default=None, help="Ray: read Open Images files from s3://BUCKET[/PREFIX]/SPLIT/ID.jpg."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @fail_on_domain_error
 def bulk_annotate_command(
-    kind, split, prefix, limit, images_file, boxes_from, resume, batch, workers, max_side, as_json
+    kind,
+    split,
+    prefix,
+    limit,
+    images_file,
+    boxes_from,
+    resume,
+    batch,
+    workers,
+    max_side,
+    engine,
+    address,
+    actor_cpus,
+    chunk,
+    s3_images,
+    as_json,
 ):
     """Annotate the images no human labelled (and those rated bad) with the active models, into new sets."""
     from ..bulk import bulk_annotate
@@ -57,6 +89,15 @@ def bulk_annotate_command(
             workers=workers,
             max_side=max_side or None,
             progress=not as_json,
+            engine=engine,
+            engine_options={
+                "address": address,
+                "actor_cpus": actor_cpus,
+                "chunk": chunk,
+                "s3_images": s3_images,
+            }
+            if engine == "ray"
+            else None,
         )
     except KeyboardInterrupt:
         raise click.ClickException(

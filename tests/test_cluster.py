@@ -1,0 +1,115 @@
+"""bulk-annotate --engine ray on a local Ray instance (2 CPUs): the same annotations as the local engine,
+and resumable after a failure without duplicates."""
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from app.bulk import bulk_annotate
+from app.demo import build_demo
+
+pytestmark = pytest.mark.slow
+
+
+def _ray_pids() -> set[int]:
+    """Processes of a Ray instance on this machine (raylet, gcs_server, workers), by /proc."""
+    pids = set()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"raylet" in cmd or b"gcs_server" in cmd or b"ray::" in cmd or b"default_worker.py" in cmd:
+            pids.add(int(d))
+    return pids
+
+
+@pytest.fixture
+def local_ray():
+    """A Ray instance with 2 CPUs, started for the test and shut down after it, leaving no process."""
+    import ray
+
+    before = _ray_pids()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+    deadline = time.monotonic() + 20
+    while (left := _ray_pids() - before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"Ray left processes behind: {sorted(left)}"
+
+
+def _by_image(db, set_id):
+    out: dict[str, list] = {}
+    for r in db.query(
+        "SELECT image_id, x0, y0, x1, y1, score, points, parent_id FROM annotations WHERE set_id = ? ORDER BY id",
+        [set_id],
+    ):
+        out.setdefault(r["image_id"], []).append(r)
+    return out
+
+
+def _same_annotations(db, local_set, ray_set, kind):
+    a, b = _by_image(db, local_set), _by_image(db, ray_set)
+    assert sorted(a) == sorted(b) and len(a) >= 5
+    for image_id in a:
+        assert len(a[image_id]) == len(b[image_id]), image_id
+        for x, y in zip(a[image_id], b[image_id], strict=True):
+            np.testing.assert_allclose(
+                [x["x0"], x["y0"], x["x1"], x["y1"]], [y["x0"], y["y0"], y["x1"], y["y1"]], atol=1e-4
+            )
+            if x["score"] is not None:
+                assert y["score"] == pytest.approx(x["score"], abs=1e-4)
+            if kind != "face_box":
+                import json
+
+                np.testing.assert_allclose(json.loads(x["points"]), json.loads(y["points"]), atol=2e-3)
+                assert (x["parent_id"] is None) == (y["parent_id"] is None)
+
+
+def test_ray_engine_matches_local_and_resumes(app, db, local_ray):
+    build_demo(db)
+    local = bulk_annotate(db, app.config, "face_landmarks68", batch=4, progress=False)
+    assert local["status"] == "done" and local["images"] == 10
+
+    def crash(done):
+        raise RuntimeError("node lost")
+
+    opts = {"actor_cpus": 0.5}
+    with pytest.raises(RuntimeError, match="node lost"):
+        bulk_annotate(
+            db,
+            app.config,
+            "face_landmarks68",
+            batch=4,
+            progress=False,
+            on_batch=crash,
+            engine="ray",
+            engine_options=opts,
+        )
+    run_id, status, progress = db.execute(
+        "SELECT id, status, progress FROM runs ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    assert status == "failed" and progress == 4
+
+    resumed = bulk_annotate(db, app.config, resume=run_id, progress=False, engine="ray", engine_options=opts)
+    assert resumed["status"] == "done" and resumed["images"] == 10 and resumed["images_this_session"] == 6
+    assert resumed["engine"] == "ray" and resumed["errors"] == 0
+    for role, kind in (("box", "face_box"), ("points", "face_landmarks68")):
+        assert resumed["sets"][role]["annotations"] == local["sets"][role]["annotations"]
+        _same_annotations(db, local["sets"][role]["id"], resumed["sets"][role]["id"], kind)
+    # Each landmark set's parent is a box of its own run.
+    orphans = db.execute(
+        "SELECT count(*) FROM annotations p JOIN annotations b ON b.id = p.parent_id"
+        " WHERE p.set_id = ? AND b.set_id != ?",
+        [resumed["sets"]["points"]["id"], resumed["sets"]["box"]["id"]],
+    ).fetchone()[0]
+    assert orphans == 0
