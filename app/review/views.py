@@ -1,5 +1,7 @@
 """The review page: one item at a time, rated with one key; htmx swaps in the next item."""
 
+from urllib.parse import urlencode
+
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_login import current_user
 from markupsafe import Markup
@@ -43,6 +45,21 @@ def _segment_of(filters: queries.Filters, rating: str | None) -> int:
     return segs.index(rating) if rating in segs else 0
 
 
+def _urls(set_id: int, params: dict, cursor: str | None, item_id: int | None, trail: list[int]) -> dict:
+    # Built from one url_for: a dozen url_for calls per item cost more than the queries.
+    base = url_for("review.show", set_id=set_id)
+    urls = {"rate": base + "/rate", "undo": base + "/undo", "image_good": base + "/image-good", "back": None}
+    if item_id is not None:
+        urls["skip"] = base + "?" + urlencode({**params, "cursor": cursor, "trail": _join(trail + [item_id])})
+    if trail:
+        urls["back"] = base + "?" + urlencode({**params, "item": trail[-1], "trail": _join(trail[:-1])})
+    return urls
+
+
+def _join(ids: list[int]) -> str:
+    return ",".join(map(str, ids[-TRAIL_MAX:]))
+
+
 def _context(db, review_set, filters, shown, trail, preload_id=None, message=None, holder=None) -> dict:
     """What _item.html needs: the item, its drawings and image URLs, and the queue state."""
     ctx = {
@@ -59,8 +76,10 @@ def _context(db, review_set, filters, shown, trail, preload_id=None, message=Non
     # Counters as they are after this request's write, not as they were when the set was read.
     ctx["set"] = dict(review_set, **dict(zip(("n_total", "n_good", "n_bad"), counts.fetchone(), strict=True)))
     if shown is None:
+        ctx["urls"] = _urls(review_set["id"], ctx["params"], None, None, trail)
         return ctx
     seg, ann_id = shown
+    ctx["urls"] = _urls(review_set["id"], ctx["params"], f"{seg}:{ann_id}", ann_id, trail)
     ann = queries.item(db, ann_id, review_set["id"])
     size = image_size(ann)
     w, h = size
