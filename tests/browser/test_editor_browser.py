@@ -304,3 +304,43 @@ def test_a_rotated_image_is_edited_in_its_stored_pixel_grid(page, server):
     page.keyboard.press("ArrowUp")  # up on screen is +x in the file at this rotation
     nudged = point(page, key, 30)
     assert nudged[0] - after[0] == pytest.approx(1 / 4, abs=1e-6) and nudged[1] == pytest.approx(after[1])
+
+
+def test_from_the_review_queue_to_the_editor_and_back(browser, live_server):
+    """e opens the item in the editor; a saved correction rates it bad; b goes back to the queue."""
+    from tests.review_data import seed as review_seed
+    from tests.review_data import user_ids
+
+    db = live_server.db()
+    sets = review_seed(db, user_ids(db))
+    db.close()
+    page = new_page(browser, live_server)
+    try:
+        queue = f"{live_server.url}/review/{sets['landmarks68']}"
+        page.goto(queue)
+        ann_id = int(page.locator("#review-item").get_attribute("data-annotation-id"))
+        page.keyboard.press("e")
+        page.wait_for_url(f"{live_server.url}/edit/annotation/{ann_id}")
+        page.wait_for_function("window.oiapEditor !== undefined")
+        key = f"m{ann_id}"
+        assert page.evaluate("oiapEditor.selection.key") == key
+        page.evaluate(f"oiapEditor.select('{key}', 30)")
+        page.keyboard.press("Shift+ArrowRight")
+        page.keyboard.press("s")
+        wait_saved(page)
+        page.keyboard.press("b")
+        page.wait_for_url(queue)
+        page.wait_for_selector("#review-item")
+        assert page.locator("#review-item").get_attribute("data-annotation-id") != str(ann_id)
+        db = live_server.db()
+        try:
+            assert get_annotation(db, ann_id)["rating"] == "bad"
+            assert (
+                db.execute("SELECT count(*) FROM annotations WHERE origin_id = ?", [ann_id]).fetchone()[0]
+                == 1
+            )
+        finally:
+            db.close()
+    finally:
+        page.context.close()
+    assert not page.errors, page.errors
