@@ -24,7 +24,7 @@ from .openimages import validate_image_id
 FORMAT = "oiap-set/1"
 # Keys of a set's params that describe where the local copy came from, not the set itself;
 # left out of the file so a fetched set pushed back has the same content hash.
-LOCAL_PARAMS = ("s3_sha256", "s3_fetched_at", "s3_origin")
+LOCAL_PARAMS = ("s3_sha256", "s3_fetched_at", "s3_origin", "s3_owner")
 IMAGE_FIELDS = ("split", "width", "height", "rotation", "licence", "author", "author_url", "title", "url")
 
 
@@ -220,8 +220,19 @@ def _local_ref_set(db: Database, name: str, sha: str | None, this: tuple[str, li
     ]
 
 
-def import_set_file(db: Database, path: Path, sha256: str, *, origin: str | None = None) -> dict:
-    """Import a verified set file in one transaction; returns a report. The set must not exist yet."""
+def import_set_file(
+    db: Database,
+    path: Path,
+    sha256: str,
+    *,
+    origin: str | None = None,
+    owner: str | None = None,
+    replace_set_id: int | None = None,
+) -> dict:
+    """Import a verified set file in one transaction; returns a report.
+
+    The set must not exist yet, unless replace_set_id names the older fetched copy it updates.
+    """
     head = read_header(path)
     get_kind(head["kind"])
     users = _Users(db)
@@ -236,7 +247,8 @@ def import_set_file(db: Database, path: Path, sha256: str, *, origin: str | None
         return users.by_name.get(name)
 
     with immediate(db):
-        if db.execute("SELECT 1 FROM annotation_sets WHERE name = ?", [head["name"]]).fetchone():
+        existing = db.execute("SELECT id FROM annotation_sets WHERE name = ?", [head["name"]]).fetchone()
+        if existing and (replace_set_id is None or existing[0] != replace_set_id):
             raise InvalidInput(f"set {head['name']!r} already exists here; not imported")
         model_id = None
         if head.get("model"):
@@ -249,11 +261,15 @@ def import_set_file(db: Database, path: Path, sha256: str, *, origin: str | None
         params.update({"s3_sha256": sha256, "s3_fetched_at": now()})
         if origin:
             params["s3_origin"] = origin
+        if owner:
+            params["s3_owner"] = owner
+        # While an older copy holds the name, the new one waits under a name no set can have.
+        name = head["name"] if replace_set_id is None else f"{head['name']}\x00{sha256}"
         set_id = db.execute(
             "INSERT INTO annotation_sets (name, kind, source, label, model_id, created_by, status, params, created_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                head["name"],
+                name,
                 head["kind"],
                 head["source"],
                 head.get("label"),
@@ -360,6 +376,9 @@ def import_set_file(db: Database, path: Path, sha256: str, *, origin: str | None
                 f"{head['name']}: imported counts {tuple(got)} differ from the header's "
                 f"({want['total']}, {want['good']}, {want['bad']}); not imported"
             )
+        if replace_set_id is not None:
+            report["replaced"] = _replace(db, replace_set_id, set_id, ids)
+            db.execute("UPDATE annotation_sets SET name = ? WHERE id = ?", [head["name"], set_id])
         report["annotations"] = len(ids)
         report["set_id"] = set_id
         report["unknown_users"] = sorted(unknown_users)
@@ -372,3 +391,35 @@ def import_set_file(db: Database, path: Path, sha256: str, *, origin: str | None
             after={"name": head["name"], "sha256": sha256, "annotations": len(ids)},
         )
     return report
+
+
+def _replace(db: Database, old_set: int, new_set: int, new_ids: list[int]) -> dict:
+    """Move everything that points at the old copy's rows onto the new copy's, then drop the old copy.
+
+    Rows keep their positions from one version of a set to the next (the owner only appends and
+    flags deletions), so position i of the old copy is position i of the new one.
+    """
+    old_ids = [r[0] for r in db.execute("SELECT id FROM annotations WHERE set_id = ? ORDER BY id", [old_set])]
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS s3_remap (old INTEGER PRIMARY KEY, new INTEGER)")
+    db.execute("DELETE FROM temp.s3_remap")
+    db.conn.executemany(
+        "INSERT INTO temp.s3_remap (old, new) VALUES (?, ?)",
+        [(old, new_ids[i] if i < len(new_ids) else None) for i, old in enumerate(old_ids)],
+    )
+    moved = 0
+    for column in ("parent_id", "origin_id"):
+        moved += db.execute(
+            f"UPDATE annotations SET {column} = (SELECT new FROM temp.s3_remap WHERE old = {column})"
+            f" WHERE set_id NOT IN (?, ?) AND {column} IN (SELECT old FROM temp.s3_remap)",
+            [old_set, new_set],
+        ).rowcount
+    # The new copy brings its own rating history; claims on the old rows simply end.
+    db.execute("DELETE FROM ratings WHERE annotation_id IN (SELECT old FROM temp.s3_remap)")
+    db.execute("DELETE FROM claims WHERE annotation_id IN (SELECT old FROM temp.s3_remap)")
+    db.execute("UPDATE annotations SET parent_id = NULL, origin_id = NULL WHERE set_id = ?", [old_set])
+    db.execute("DELETE FROM annotations WHERE set_id = ?", [old_set])
+    db.execute("UPDATE runs SET set_id = ? WHERE set_id = ?", [new_set, old_set])
+    db.execute("UPDATE events SET set_id = ? WHERE set_id = ?", [new_set, old_set])
+    db.execute("DELETE FROM annotation_sets WHERE id = ?", [old_set])
+    db.execute("DELETE FROM temp.s3_remap")
+    return {"old_set_id": old_set, "links_moved": moved}

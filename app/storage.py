@@ -10,7 +10,9 @@ each object against its name before anything reaches the store.
 """
 
 import json
+import secrets
 import shutil
+import socket
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -81,6 +83,17 @@ def get_s3():
             ),
         )
     return ext["oiap_s3"]
+
+
+def instance_name() -> str:
+    """This instance's name in the manifest: S3_INSTANCE_NAME, or one made once and kept in the instance folder."""
+    name = current_app.config.get("S3_INSTANCE_NAME")
+    if name:
+        return str(name)
+    path = Path(current_app.instance_path) / "s3_instance_name"
+    if not path.exists():
+        path.write_text(f"{socket.gethostname()}-{secrets.token_hex(3)}\n")
+    return path.read_text().strip()
 
 
 def configured_bucket() -> Bucket:
@@ -293,6 +306,25 @@ class _SetHashes:
         return self.done[name]
 
 
+def _not_ours(db: Database, name: str, sha: str, listed: dict, instance: str) -> str | None:
+    """Why this set must not go into the manifest, or None when it may."""
+    row = db.execute("SELECT params FROM annotation_sets WHERE name = ?", [name]).fetchone()
+    params = json.loads(row[0]) if row and row[0] else {}
+    if "s3_sha256" in params:
+        owner = params.get("s3_owner") or "another instance"
+        if sha == params["s3_sha256"]:
+            return "a fetched copy, unchanged" + (
+                ""
+                if listed.get("sha256") == sha
+                else f" (the bucket has a newer version from {owner}: fetch it)"
+            )
+        return f"fetched from {owner} and changed here; only {owner} pushes it (rename the set here to share yours)"
+    owner = listed.get("owner")
+    if owner and owner != instance:
+        return f"the bucket's {name!r} belongs to {owner}; rename the set here to share yours"
+    return None
+
+
 def push(
     db: Database,
     bucket: Bucket,
@@ -303,8 +335,13 @@ def push(
     dry_run: bool = False,
     cache_dir: str | Path | None = None,
     progress: Callable[[int], None] | None = None,
+    instance: str = "",
 ) -> dict:
-    """Upload models and annotation sets the bucket lacks, then the manifest; returns what moved."""
+    """Upload models and annotation sets the bucket lacks, then the manifest; returns what moved.
+
+    Each set in the manifest has one owner, the instance that made it: others fetch copies and
+    get its updates, and never push over it.
+    """
     report: dict = {"bucket": bucket.url(bucket.key()), "dry_run": dry_run, "uploaded": [], "skipped": []}
     with s3_errors(bucket):
         manifest = read_manifest(bucket)
@@ -333,7 +370,13 @@ def push(
                         "key": entry["key"],
                         "size": entry["size"],
                     }
-                    previous = manifest["sets"].get(name, {}).get("sha256")
+                    listed = manifest["sets"].get(name, {})
+                    refusal = _not_ours(db, name, info["sha256"], listed, instance)
+                    if refusal:
+                        report["skipped"].append({**item, "reason": refusal})
+                        continue
+                    entry["owner"] = instance or None
+                    previous = listed.get("sha256")
                     if previous and previous != info["sha256"]:
                         # Another version of this set was pushed before (from here or elsewhere).
                         item["replaces"] = previous
@@ -488,6 +531,28 @@ def _fetch_models(
             report["fetched"].append({**item, "id": model_id})
 
 
+def _update_or_skip(
+    db: Database, hashes: "_SetHashes", name: str, entry: dict
+) -> tuple[dict | None, str | None]:
+    """For a set the manifest lists: (the local copy to replace, None), or (None, why it is skipped).
+
+    A local copy is replaced only when it was fetched from the same owner and is unchanged since.
+    """
+    rows = list(db.query("SELECT id, params FROM annotation_sets WHERE name = ?", [name]))
+    if not rows:
+        return None, None
+    params = json.loads(rows[0]["params"]) if rows[0]["params"] else {}
+    if "s3_sha256" not in params:
+        return None, "a local set has this name (not overwritten)"
+    if params["s3_sha256"] == entry["sha256"]:
+        return None, "already fetched"
+    if (params.get("s3_owner") or None) != (entry.get("owner") or None):
+        return None, "the local copy came from another owner (not overwritten)"
+    if hashes.get(name)["sha256"] != params["s3_sha256"]:
+        return None, "changed here since it was fetched (not overwritten)"
+    return {"id": rows[0]["id"], "sha256": params["s3_sha256"]}, None
+
+
 def _import_order(entries: dict[str, dict]) -> list[str]:
     """Set names with the sets they link into first, so links can resolve."""
     order: list[str] = []
@@ -534,6 +599,7 @@ def fetch(
             _fetch_models(db, bucket, manifest, report, dry_run, Path(work), Path(models_dir), progress)
         if annotations:
             entries = manifest["sets"]
+            hashes = _SetHashes(db, Path(work))
             for name in _import_order(entries):
                 entry = entries[name]
                 item = {
@@ -543,13 +609,12 @@ def fetch(
                     "key": entry["key"],
                     "size": entry["size"],
                 }
-                local = list(db.query("SELECT id, params FROM annotation_sets WHERE name = ?", [name]))
-                if local:
-                    params = json.loads(local[0]["params"]) if local[0]["params"] else {}
-                    same = params.get("s3_sha256") == entry["sha256"]
-                    reason = "already fetched" if same else "a local set has this name (not overwritten)"
+                replace, reason = _update_or_skip(db, hashes, name, entry)
+                if reason:
                     report["skipped"].append({**item, "reason": reason})
                     continue
+                if replace:
+                    item["replaces"] = replace["sha256"]
                 if dry_run:
                     report["fetched"].append(item)
                     continue
@@ -559,7 +624,12 @@ def fetch(
                         bucket, entry["key"], tmp, entry["sha256"], setfile.content_sha256, progress
                     )
                     result = setfile.import_set_file(
-                        db, tmp, entry["sha256"], origin=bucket.url(entry["key"])
+                        db,
+                        tmp,
+                        entry["sha256"],
+                        origin=bucket.url(entry["key"]),
+                        owner=entry.get("owner"),
+                        replace_set_id=replace["id"] if replace else None,
                     )
                 except (StorageError, OiapError, ValueError, KeyError) as e:
                     report["refused"].append({**item, "reason": str(e)})

@@ -269,9 +269,7 @@ def snapshot(app) -> dict:
         out["images"][r["id"]] = r
     for set_id, s in sets.items():
         params = json.loads(s["params"] or "{}")
-        params.pop("s3_sha256", None)
-        params.pop("s3_fetched_at", None)
-        params.pop("s3_origin", None)
+        params = {k: v for k, v in params.items() if not k.startswith("s3_")}
         anns = []
         for a in db.query("SELECT * FROM annotations WHERE set_id = ? ORDER BY id", [set_id]):
             history = [
@@ -411,11 +409,55 @@ def test_push_fetch_round_trip_and_idempotence(tmp_path, moto_url, s3, bucket):
     third = json.loads(cli(a, "push", "--annotations", "--json").stdout)
     assert [u["name"] for u in third["uploaded"]] == ["human-face_box"]
     assert third["uploaded"][0]["replaces"] == manifest["sets"]["human-face_box"]["sha256"]
-    # B has that set already (the older version): fetch leaves it alone, and says so.
-    later = cli(b, "fetch", "--annotations")
-    assert (
-        later.exit_code == 0 and "human-face_box: a local set has this name (not overwritten)" in later.output
+    # B's own work points into its copy: a correction of the copy's first row.
+    db = connect(b.config["DATABASE"])
+    rev = db.execute("SELECT id FROM users WHERE username = 'rev'").fetchone()[0]
+    first = db.execute(
+        "SELECT a.id FROM annotations a JOIN annotation_sets s ON s.id = a.set_id"
+        " WHERE s.name = 'human-face_box' ORDER BY a.id LIMIT 1"
+    ).fetchone()[0]
+    mine = create_set(db, "b-corrections", "face_box", "human")
+    insert_annotation(
+        db, annotation_row(mine, IDS[0], "face_box", (0.1, 0.1, 0.2, 0.2), origin_id=first, created_by=rev)
     )
+    db.close()
+    # B's copy is unchanged since fetched: fetch replaces it with the owner's new version.
+    later = cli(b, "fetch", "--annotations")
+    assert later.exit_code == 0, later.output
+    assert "fetch set human-face_box" in later.output and "1 fetched" in later.output
+    sb = snapshot(b)
+    assert sb["sets"].pop("b-corrections")["annotations"][0]["origin"] == ["human-face_box", 0]
+    assert sb["sets"] == snapshot(a)["sets"]
+
+    # Rated on B since fetched: A's next version is not forced over it, and B cannot push it.
+    db = connect(b.config["DATABASE"])
+    box = db.execute(
+        "SELECT a.id FROM annotations a JOIN annotation_sets s ON s.id = a.set_id"
+        " WHERE s.name = 'model-face_box-1' AND a.rating = 'bad' LIMIT 1"
+    ).fetchone()[0]
+    rate(db, box, rev, "good")
+    db.close()
+    db = connect(a.config["DATABASE"])
+    db.execute("UPDATE annotation_sets SET status = 'closed' WHERE name = 'model-face_box-1'")
+    db.close()
+    # The boxes, and both sets whose links into them now name the new version.
+    assert " 3 uploaded" in cli(a, "push", "--annotations").output
+    later = cli(b, "fetch", "--annotations")
+    assert "model-face_box-1: changed here since it was fetched (not overwritten)" in later.output
+    pushed = cli(b, "push", "--annotations")
+    assert "model-face_box-1: fetched from " in pushed.output and "changed here; only" in pushed.output
+
+    # Another instance's own set of the same name never replaces the owner's in the manifest.
+    c = make_app(tmp_path, "c", **config)
+    db = connect(c.config["DATABASE"])
+    create_set(db, "human-face_box", "face_box", "human")
+    db.close()
+    manifest_before = s3.get_object(Bucket=bucket, Key="team/manifest.json")["Body"].read()
+    clash = cli(c, "push", "--annotations")
+    assert "human-face_box: the bucket's 'human-face_box' belongs to " in clash.output
+    assert s3.get_object(Bucket=bucket, Key="team/manifest.json")["Body"].read() == manifest_before
+    owner = (tmp_path / "a" / "s3_instance_name").read_text().strip()
+    assert json.loads(manifest_before)["sets"]["human-face_box"]["owner"] == owner
 
 
 def test_push_only_named_sets(tmp_path, moto_url, s3, bucket):

@@ -69,7 +69,7 @@ def _choose(models: bool, annotations: bool) -> tuple[bool, bool]:
 @fail_on_domain_error
 def push_command(models, annotations, set_names, dry_run, as_json):
     """Upload models and annotation sets the bucket lacks, and the manifest (OIAP_S3_BUCKET)."""
-    from ..storage import configured_bucket, push
+    from ..storage import configured_bucket, instance_name, push
 
     models, annotations = _choose(models, annotations or bool(set_names))
     names = [n.strip() for n in set_names.split(",") if n.strip()] if set_names else None
@@ -84,6 +84,7 @@ def push_command(models, annotations, set_names, dry_run, as_json):
             dry_run=dry_run,
             cache_dir=current_app.config["CACHE_DIR"],
             progress=bar.update,
+            instance=instance_name(),
         )
     if as_json:
         echo_json(report)
