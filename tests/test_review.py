@@ -427,3 +427,31 @@ def test_five_point_set_draws_five_points_without_contours(reviewer_client, data
     assert zoom.count('<circle class="pt"') == 5
     assert "contour" not in zoom
     assert "5 points" in zoom
+
+
+@pytest.mark.parametrize(
+    ("filters", "index"),
+    [
+        (queries.Filters(), "COVERING INDEX annotations_queue "),
+        (queries.Filters(min_score=0.1, max_score=0.9), "COVERING INDEX annotations_queue "),
+        (queries.Filters(order="image"), "COVERING INDEX annotations_queue_image "),
+        (queries.Filters(status="all"), "COVERING INDEX annotations_queue "),
+    ],
+)
+def test_queue_walks_an_index_never_the_table(app, data, db, filters, index):
+    """rate + next stays tiny on a big set: every queue query is a range of a covering index."""
+    s = queries.get_review_set(db, data["landmarks68"])
+    uid = user_ids(db)["rev"]
+    shown, _ = queries.claim_next(db, s, uid, filters, None, 60)
+    seen: list[str] = []
+    db.conn.set_trace_callback(seen.append)
+    try:
+        queries.claim_next(db, s, uid, filters, shown, 60)
+    finally:
+        db.conn.set_trace_callback(None)
+    selects = [q for q in seen if q.startswith("SELECT a.id FROM annotations a")]
+    assert selects
+    for q in selects:
+        plan = " | ".join(r[3] for r in db.execute("EXPLAIN QUERY PLAN " + q).fetchall())
+        assert index in plan + " ", plan
+        assert "SCAN" not in plan and "TEMP B-TREE" not in plan, plan
