@@ -95,6 +95,13 @@
   function restore(s) {
     const o = JSON.parse(s);
     geom = o.geom;
+    // A face saved after this snapshot was taken (an added face, then saved, then undone) is stored
+    // on the server: undoing its addition deletes it there at the next save.
+    for (const [key, m] of meta) {
+      if ((m.id || m.origin_id) && !m.gone && !geom.some((g) => g.key === key)) {
+        geom.push({ key, box: null, points: null, deleted: true });
+      }
+    }
     sel = face(o.sel.key) ? o.sel : { key: null, pt: null };
   }
 
@@ -689,6 +696,7 @@
       if (e.shiftKey) h = "scale";
       else if (e.ctrlKey || e.metaKey || e.altKey) h = "rotate";
     }
+    if (h !== "point") tip.hidden = true;
     select(key, pt != null ? pt : sel.key === key ? sel.pt : null);
     const orig = { box: g.box && g.box.slice(), points: g.points && g.points.map((q) => q.slice()) };
     drag = { type: h, key, pt, start: p, orig, before: snapshot(), moved: false };
@@ -725,6 +733,7 @@
     const o = drag.orig;
     if (drag.type === "point") {
       g.points[drag.pt] = clampPoint([o.points[drag.pt][0] + dx, o.points[drag.pt][1] + dy, o.points[drag.pt][2]]);
+      showTip(cfg.names[drag.pt], e);
     } else if (drag.type === "move") {
       moveFace(g, o, dx, dy);
     } else if (drag.type === "rotate") {
@@ -762,17 +771,21 @@
   svg.addEventListener("pointerup", endDrag);
   svg.addEventListener("pointercancel", endDrag);
 
+  function showTip(text, e) {
+    const s = stageSize();
+    tip.textContent = text;
+    tip.hidden = false;
+    tip.style.left = e.clientX - s.left + 14 + "px";
+    tip.style.top = e.clientY - s.top + 10 + "px";
+  }
+
   function hoverAt(e) {
     const t = e.target;
-    const s = stageSize();
     if (t.dataset && t.dataset.pt != null) {
       const pt = Number(t.dataset.pt);
       const g = face(t.dataset.face);
       const occ = g && g.points[pt][2] === 0 ? " — occluded" : "";
-      tip.textContent = cfg.names[pt] + occ;
-      tip.hidden = false;
-      tip.style.left = e.clientX - s.left + 14 + "px";
-      tip.style.top = e.clientY - s.top + 10 + "px";
+      showTip(cfg.names[pt] + occ, e);
       if (!hover || hover.key !== t.dataset.face || hover.pt !== pt) {
         hover = { key: t.dataset.face, pt };
         render();

@@ -141,6 +141,18 @@ def test_draw_a_new_face_and_save_it(page, server):
         assert all(235 <= p[0] * w <= 325 and 355 <= p[1] * h <= 445 for p in ann["points"])
     finally:
         db.close()
+    # Undoing the addition after the save deletes the stored face at the next save.
+    page.keyboard.press("Control+z")
+    assert page.evaluate("oiapEditor.faces().length") == n_before
+    page.keyboard.press("s")
+    page.wait_for_function(f"oiapEditor.meta('{new['key']}').gone === true")
+    db = connect(app.config["DATABASE"])
+    try:
+        assert db.execute(
+            "SELECT deleted, version FROM annotations WHERE id = ?", [rows[0][0]]
+        ).fetchone() == (1, 2)
+    finally:
+        db.close()
 
 
 def test_undo_and_redo_a_drag(page, server):
