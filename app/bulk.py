@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from time import perf_counter
+from time import perf_counter, thread_time
 
 import numpy as np
 from sqlite_utils import Database
@@ -136,7 +136,7 @@ def read_images_file(path: str | Path) -> list[str]:
 
 
 class Timer(dict):
-    """Seconds per stage, summed over threads (CPU work of each worker counts in its own thread)."""
+    """CPU seconds per stage (thread time), summed over the worker threads."""
 
     def __init__(self):
         super().__init__()
@@ -162,7 +162,7 @@ class Chain:
     def _decode(self, row: dict):
         from .openimages import image_path
 
-        t0 = perf_counter()
+        t0 = thread_time()
         try:
             path = image_path(self.config, row)
             return decode(path, self.max_side)
@@ -171,7 +171,7 @@ class Chain:
         except (BadImage, InvalidInput) as e:
             return e if isinstance(e, BadImage) else BadImage(f"missing: {e}")
         finally:
-            self.timer.add("decode", perf_counter() - t0)
+            self.timer.add("decode", thread_time() - t0)
 
     def run(self, rows: list[dict]) -> list[dict]:
         """Decode and annotate a batch; one result per row: {"image_id", "error"} or {"image_id", "faces"}."""
@@ -184,9 +184,9 @@ class Chain:
             for r, d in zip(rows, decoded, strict=True)
         ]
         if self.boxes_from is None:
-            t0 = perf_counter()
+            t0 = thread_time()
             dets = self.detector.detect_batch([decoded[i].rgb for i in ok]) if ok else []
-            self.timer.add("detect", perf_counter() - t0)
+            self.timer.add("detect", thread_time() - t0)
             for i, faces in zip(ok, dets, strict=True):
                 d = decoded[i]
                 out[i]["faces"] = [
@@ -213,7 +213,7 @@ class Chain:
                     for b in rows[i]["boxes"]
                 ]
         if self.kind == "face_landmarks68":
-            t0 = perf_counter()
+            t0 = thread_time()
             for i in ok:
                 faces, d = out[i]["faces"], decoded[i]
                 if not faces:
@@ -223,7 +223,7 @@ class Chain:
                 )
                 for f, p in zip(faces, preds, strict=True):
                     f["points68"] = d.normalise_xy(p)
-            self.timer.add("landmarks68", perf_counter() - t0)
+            self.timer.add("landmarks68", thread_time() - t0)
         return out
 
 
@@ -474,10 +474,10 @@ def bulk_annotate(
     results = runner.results(_batches(db, kind, sel, cursor, remaining, batch, boxes_set))
     try:
         for rows, batch_results in results:
-            t0 = perf_counter()
+            t0 = thread_time()
             a, e = write_batch(db, run_id, kind, sets, rows, batch_results, done)
             done += len(rows)
-            runner.timer.add("db_write", perf_counter() - t0)
+            runner.timer.add("db_write", thread_time() - t0)
             n_ann, n_err, n_img = n_ann + a, n_err + e, n_img + len(rows)
             bar.update(len(rows))
             if on_batch:
@@ -590,10 +590,21 @@ def _stop(pool, inflight) -> None:
 def _resumable_run(db, run_id: int) -> dict:
     rows = list(db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
     if not rows or rows[0]["command"] != COMMAND:
-        raise NotFound(f"no bulk-annotate run {run_id}; `flask oiap runs` or the runs table lists them")
+        raise NotFound(f"no bulk-annotate run {run_id}; `flask oiap bulk-runs` lists them")
     if rows[0]["status"] == "done":
         raise InvalidInput(f"run {run_id} is done; nothing to resume")
     return rows[0]
+
+
+def list_runs(db: Database) -> list[dict]:
+    """Every bulk-annotate run, newest first: id, status, kind, progress, total, errors, times."""
+    rows = db.query(
+        "SELECT r.id, r.status, json_extract(r.params, '$.kind') AS kind, r.progress, r.total, r.error,"
+        " r.started_at, r.finished_at, (SELECT count(*) FROM run_errors e WHERE e.run_id = r.id) AS errors"
+        " FROM runs r WHERE r.command = ? ORDER BY r.id DESC",
+        [COMMAND],
+    )
+    return list(rows)
 
 
 def summary(db: Database, run_id: int) -> dict:

@@ -289,6 +289,17 @@ def test_resume_after_an_exception_in_a_batch(app, db, tmp_path):
         bulk_annotate(db, app.config, resume=run_id, progress=False)
 
 
+def test_bulk_runs_lists_progress_and_errors(app, db, tmp_path, runner):
+    small_photos(db, tmp_path, 2)
+    add_image(db, tmp_path / "nowhere.jpg")
+    bulk_annotate(db, app.config, "face_box", progress=False)
+    r = runner.invoke(args=["oiap", "bulk-runs", "--json"])
+    runs = json.loads(r.output)
+    assert len(runs) == 1 and runs[0]["status"] == "done" and runs[0]["errors"] == 1
+    assert (runs[0]["progress"], runs[0]["total"], runs[0]["kind"]) == (3, 3, "face_box")
+    assert "done" in runner.invoke(args=["oiap", "bulk-runs"]).output
+
+
 def test_cli_bulk_annotate_and_no_torch(app, db, tmp_path):
     small_photos(db, tmp_path, 2)
     code = (

@@ -45,7 +45,12 @@ def get_session(model_path: str | Path = MODEL_PATH):
             if key not in _sessions:
                 import onnxruntime as ort
 
-                _sessions[key] = ort.InferenceSession(key, providers=["CPUExecutionProvider"])
+                opts = ort.SessionOptions()
+                # One thread per call: bulk-annotate's workers run in parallel, and spinning intra-op
+                # pools in several workers starved each other on a 2-core server (wall 3x the CPU).
+                opts.intra_op_num_threads = 1
+                opts.inter_op_num_threads = 1
+                _sessions[key] = ort.InferenceSession(key, opts, providers=["CPUExecutionProvider"])
     return _sessions[key]
 
 

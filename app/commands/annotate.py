@@ -116,3 +116,21 @@ def bulk_annotate_command(
         click.echo(f"  {s['errors']} image(s) skipped ({reasons}), listed in run_errors; e.g.:")
         for line in s["error_samples"][:5]:
             click.echo(f"    {line}")
+
+
+@oiap_cli.command("bulk-runs")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def bulk_runs_command(as_json):
+    """List bulk-annotate runs (newest first) with status, progress and errors; resume one with --resume ID."""
+    from ..bulk import list_runs
+
+    runs = list_runs(get_db())
+    if as_json:
+        echo_json(runs)
+        return
+    click.echo(f"{'id':>4}  {'status':<12} {'kind':<18} {'progress':>13} {'errors':>7}  started")
+    for r in runs:
+        click.echo(
+            f"{r['id']:>4}  {r['status']:<12} {r['kind'] or '':<18} {r['progress']:>6}/{r['total'] or 0:<6} "
+            f"{r['errors']:>7}  {r['started_at']}"
+        )
