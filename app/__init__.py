@@ -98,6 +98,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .review.views import bp as review_bp
 
     app.register_blueprint(review_bp)
+    from .models.views import bp as models_bp
+
+    app.register_blueprint(models_bp)
 
     from .cli import oiap_cli
 

@@ -194,6 +194,17 @@ def promote(
         outcome |= {"active_id": active["id"], "active": theirs[key], "gain": gain, "better": better}
         if not better and not force:
             rel = abs(gain) / abs(theirs[key]) * 100 if theirs[key] else float("inf")
+            # The metrics just stored are a change to the store: the refusal is audited too.
+            with immediate(db):
+                log_event(
+                    db,
+                    "promote_refused",
+                    user_id=user_id,
+                    target_type="model",
+                    target_id=model_id,
+                    before={"active": active["id"], key: theirs[key]},
+                    after={key: mine[key], "split": split},
+                )
             raise PromotionRefused(
                 f"model {model_id} does not beat the active model {active['id']} on the {split} split: "
                 f"{key} {mine[key]:.4f} vs {theirs[key]:.4f}, worse by {abs(gain):.4f} ({rel:.1f}%)"

@@ -13,7 +13,7 @@ from app.annotators.builtin import ensure_builtin_models
 from app.annotators.registry import active_model, get_model
 from app.db import connect
 from app.dlib_xml import import_dlib_xml
-from app.evaluation import PromotionRefused, compare, promote
+from app.evaluation import PromotionRefused, compare, evaluate, promote
 from app.export.merge import iter_training_rows
 from app.imports.files import register_image_file
 from app.kinds import FACE_LABEL
@@ -215,3 +215,70 @@ def test_loop_annotates_the_unlabelled_and_the_bad(app, round_db, runner):
     assert images == {meta["astronaut"], meta["bad_photo"]}
     s = db.execute("SELECT model_id FROM annotation_sets WHERE id = ?", [points_set]).fetchone()
     assert s == (new,)
+
+
+def test_face_box_fine_tune_round(app, round_db, runner):
+    db = round_db
+    machine = create_set(db, "machine-boxes", "face_box", "model", label=FACE_LABEL)
+    photo = db.meta["good_photo"]
+    bad = insert_annotation(db, annotation_row(machine, photo, "face_box", (0.0, 0.0, 0.2, 0.3)))
+    db.conn.commit()
+    rate(db, bad, db.meta["admin"], "bad")
+    mtcnn_row = active_model(db, "face_box")
+    result = runner.invoke(args=["oiap", "train", "--kind", "face_box", "--epochs", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    row = get_model(db, out["model_id"])
+    p = row["params"]
+    assert row["parent_id"] == mtcnn_row["id"] and p["runner"] == "mtcnn" and row["source"] == "trained"
+    assert p["training"]["counts"]["hard_neg"] == 1 and p["training"]["counts"]["pos"] > 0
+    assert (
+        set(p["onnx_parity"]) == {"rnet", "onet"}
+        and p["files"]["pnet"] == mtcnn_row["params"]["files"]["pnet"]
+    )
+    # The three files verify and detect; AP on the test split, stored on the row.
+    m = evaluate(db, app.config, out["model_id"], "test")
+    assert 0 < m["ap"] <= 1 and m["ground_truth"] == 25 and m["images"] > 0
+    assert get_model(db, out["model_id"])["metrics"]["test"]["ap"] == m["ap"]
+
+
+def test_models_page_promote_and_try(app, round_db, admin_client, reviewer_client):
+    db, meta = round_db, round_db.meta
+    m1 = train(db, app.config, "face_landmarks68", epochs=2, **FAST)["model_id"]
+    evaluate(db, app.config, m1, "test")
+    page = admin_client.get("/models/").get_data(as_text=True)
+    assert f'href="/models/{m1}"' in page and "crop68-run" in page and "facemesh68" in page
+    page = admin_client.get(f"/models/{m1}").get_data(as_text=True)
+    # CED (this model) and loss curves as inline SVG; the promote form for admins only.
+    assert page.count('<svg class="chart"') == 2 and 'aria-label="CED, test split"' in page
+    assert "Promote if better" in page
+    assert "Promote if better" not in reviewer_client.get(f"/models/{m1}").get_data(as_text=True)
+    assert reviewer_client.post(f"/models/{m1}/promote").status_code == 403
+
+    # Refused (facemesh68 is better): flashed with the margin, audited, nothing activated.
+    r = admin_client.post(f"/models/{m1}/promote", follow_redirects=True)
+    assert "worse by" in r.get_data(as_text=True)
+    assert active_model(db, "face_landmarks68")["name"] == "facemesh68"
+    events = db.execute("SELECT action, user_id FROM events WHERE target_id = ?", [str(m1)]).fetchall()
+    assert ("promote_refused", meta["admin"]) in events
+    # Forced: active, audited with the admin's id.
+    r = admin_client.post(f"/models/{m1}/promote", data={"force": "1"}, follow_redirects=True)
+    assert "forced active" in r.get_data(as_text=True)
+    assert active_model(db, "face_landmarks68")["id"] == m1
+    events = db.execute("SELECT action, user_id FROM events WHERE target_id = ?", [str(m1)]).fetchall()
+    assert ("promote_forced", meta["admin"]) in events
+
+    # Try: the trained model on a photo's stored boxes, the builtin detector on the astronaut.
+    photo = meta["good_photo"]
+    r = admin_client.get(f"/models/{m1}/try?image_id={photo}")
+    html = r.get_data(as_text=True)
+    assert r.status_code == 200 and "stored face boxes" in html
+    result_layer = html.split('class="result-layer"')[1].split("</g>")[0]
+    n_faces = db.execute(
+        "SELECT count(*) FROM annotations WHERE image_id = ? AND kind = 'face_box'", [photo]
+    ).fetchone()[0]
+    assert result_layer.count('<circle class="pt"') == 68 * n_faces
+    detector = active_model(db, "face_box")["id"]
+    html = admin_client.get(f"/models/{detector}/try?image_id={meta['astronaut']}").get_data(as_text=True)
+    assert html.split('class="result-layer"')[1].split("</g>")[0].count("<rect") >= 1
+    assert admin_client.get(f"/models/{m1}/try?image_id=zz").status_code == 400

@@ -6,7 +6,7 @@ from flask import current_app
 from ..cli import echo_json, fail_on_domain_error, oiap_cli
 from ..db import get_db
 
-TRAIN_KINDS = ["face_landmarks68"]
+TRAIN_KINDS = ["face_landmarks68", "face_box"]
 SPLITS = ["train", "validation", "test"]
 
 
@@ -28,7 +28,7 @@ def _train_options(fn):
     return fn
 
 
-def _train(kind, epochs, from_model, device, seed, batch_size, lr, exclude_unrated) -> dict:
+def _train(kind, epochs, from_model, device, seed, batch_size, lr, exclude_unrated, progress=True) -> dict:
     from ..annotators.builtin import ensure_builtin_models
     from ..training.trainer import train
 
@@ -45,6 +45,7 @@ def _train(kind, epochs, from_model, device, seed, batch_size, lr, exclude_unrat
         batch_size=batch_size,
         lr=lr,
         include_unrated=not exclude_unrated,
+        progress=progress,
     )
 
 
@@ -57,7 +58,7 @@ def _train(kind, epochs, from_model, device, seed, batch_size, lr, exclude_unrat
 @fail_on_domain_error
 def train_command(kind, epochs, device, seed, batch_size, lr, exclude_unrated, from_model, as_json):
     """Train a candidate model from the good labels of the train split and register it."""
-    result = _train(kind, epochs, from_model, device, seed, batch_size, lr, exclude_unrated)
+    result = _train(kind, epochs, from_model, device, seed, batch_size, lr, exclude_unrated, not as_json)
     if as_json:
         echo_json(result)
         return

@@ -24,7 +24,7 @@ from . import data
 from .landmarks import Crop68Net, mean_shape01, train_loop
 from .onnx_export import export_checked
 
-KINDS = ("face_landmarks68",)
+KINDS = ("face_landmarks68", "face_box")
 DEFAULTS = {
     "face_landmarks68": {"epochs": 30, "batch_size": 32, "lr": 3e-3},
     "face_box": {"epochs": 5, "batch_size": 64, "lr": 1e-4},

@@ -1,0 +1,132 @@
+"""A training round on the dev photos through the real commands: NME of a crop68 model trained on
+app/demo_data/training_with_face_landmarks.xml, evaluated on testing_with_face_landmarks.xml, against the
+template (template68) and the default annotator (facemesh68).
+
+A temporary instance: the training file's boxes and 68 points are human annotations of the train split,
+the testing file's of the test split. Then `flask oiap train`, and `flask oiap evaluate` for each model
+(landmarks on the ground-truth boxes). The dev landmarks come from dlib's model: fine for measuring,
+never ship a model trained on them.
+
+    python scripts/dev_round.py --epochs 300
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--epochs", type=int, default=300, help="passes over the 18 training faces")
+    ap.add_argument("--batch-size", type=int, default=18)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--json", action="store_true", help="print the results as JSON")
+    args = ap.parse_args()
+
+    from app import create_app
+    from app.annotators.builtin import ensure_builtin_models
+    from app.db import connect, migrate
+    from app.dlib_xml import import_dlib_xml
+
+    demo = REPO / "app" / "demo_data"
+    with tempfile.TemporaryDirectory() as tmp:
+        app = create_app(
+            {
+                "INSTANCE_PATH": tmp,
+                "DATABASE": f"{tmp}/oiap.sqlite3",
+                "MODELS_DIR": f"{tmp}/models",
+                "CACHE_DIR": f"{tmp}/cache",
+                "SECRET_KEY": "dev-round",
+            }
+        )
+        db = connect(app.config["DATABASE"])
+        migrate(db)
+        for xml, split in (
+            ("training_with_face_landmarks.xml", "train"),
+            ("testing_with_face_landmarks.xml", "test"),
+        ):
+            boxes = import_dlib_xml(db, demo / xml, "human-face_box", "face_box", "human", split)
+            import_dlib_xml(
+                db,
+                demo / xml,
+                "human-face_landmarks68",
+                "face_landmarks68",
+                "human",
+                split,
+                parent_set_id=boxes["set_id"],
+            )
+        ids = ensure_builtin_models(db)
+        db.close()
+        cli = app.test_cli_runner()
+
+        def run(*argv) -> dict:
+            r = cli.invoke(args=["oiap", *argv, "--json"])
+            if r.exit_code != 0:
+                raise SystemExit(f"flask oiap {' '.join(argv)} failed:\n{r.output}")
+            return json.loads(r.stdout)
+
+        trained = run(
+            "train",
+            "--kind",
+            "face_landmarks68",
+            "--epochs",
+            str(args.epochs),
+            "--batch-size",
+            str(args.batch_size),
+            "--lr",
+            str(args.lr),
+            "--seed",
+            str(args.seed),
+            "--device",
+            args.device,
+        )
+        results = {}
+        for name, model_id in (
+            ("crop68 (trained)", trained["model_id"]),
+            ("template68", ids["template68"]),
+            ("facemesh68 (default)", ids["facemesh68"]),
+        ):
+            m = run("evaluate", str(model_id))
+            results[name] = {
+                k: m[k] for k in ("nme", "failure_rate_0.08", "failure_rate_0.10", "ced_auc_0.10", "faces")
+            }
+        out = {
+            "train": {
+                "epochs": args.epochs,
+                "batch_size": args.batch_size,
+                "lr": args.lr,
+                "seed": args.seed,
+                "device": args.device,
+                "samples": trained["samples"],
+                "loss_first": trained["loss_curve"][0],
+                "loss_last": trained["loss_curve"][-1],
+            },
+            "test": results,
+        }
+        if args.json:
+            print(json.dumps(out, indent=2))
+            return
+        t = out["train"]
+        print(
+            f"trained on {t['samples']} faces, {t['epochs']} epochs (batch {t['batch_size']}, lr {t['lr']}, "
+            f"seed {t['seed']}, {t['device']}): loss {t['loss_first']:.4f} -> {t['loss_last']:.4f}"
+        )
+        print(
+            f"{'test split, ground-truth boxes':<24} {'NME':>7} {'fail@.08':>9} {'fail@.10':>9} {'AUC@.10':>8}"
+        )
+        for name, m in results.items():
+            print(
+                f"{name:<24} {m['nme']:>7.4f} {m['failure_rate_0.08']:>9.3f} {m['failure_rate_0.10']:>9.3f} "
+                f"{m['ced_auc_0.10']:>8.3f}   ({m['faces']} faces)"
+            )
+
+
+if __name__ == "__main__":
+    main()
