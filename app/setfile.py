@@ -11,7 +11,7 @@ import gzip
 import hashlib
 import json
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from sqlite_utils import Database
 
@@ -25,7 +25,17 @@ FORMAT = "oiap-set/1"
 # Keys of a set's params that describe where the local copy came from, not the set itself;
 # left out of the file so a fetched set pushed back has the same content hash.
 LOCAL_PARAMS = ("s3_sha256", "s3_fetched_at", "s3_origin", "s3_owner")
-IMAGE_FIELDS = ("split", "width", "height", "rotation", "licence", "author", "author_url", "title", "url")
+IMAGE_FIELDS = (
+    "split", "width", "height", "rotation", "licence", "author", "author_url", "title", "url", "path"
+)  # fmt: skip
+
+
+def portable_path(path: str | None) -> str | None:
+    """An image path that means the same file on every checkout (relative to the repository, like the
+    demo photos), or None: an absolute path names a file on one machine only."""
+    if not path or PurePath(path).is_absolute() or ".." in PurePath(path).parts:
+        return None
+    return path
 
 
 def _dumps(value) -> str:
@@ -128,6 +138,8 @@ def set_lines(db: Database, set_row: dict, refs: dict[str, str | None]) -> Itera
     for a in rows:
         image = {"id": a["image_id"]}
         image.update({f: a[f"image_{f}"] for f in IMAGE_FIELDS if a[f"image_{f}"] is not None})
+        if "path" in image and not portable_path(image["path"]):
+            del image["path"]
         box = None if a["x0"] is None else [a["x0"], a["y0"], a["x1"], a["y1"]]
         yield _dumps(
             {
@@ -308,6 +320,7 @@ def import_set_file(
                 a = json.loads(line)
                 img = a["image"]
                 validate_image_id(img.get("id"), f"{head['name']} line {lineno}")
+                img["path"] = portable_path(img.get("path"))
                 images.append([img["id"], *(img.get(k) for k in IMAGE_FIELDS), stamp])
                 box = a.get("box") or [None] * 4
                 rows.append(

@@ -129,6 +129,8 @@ def seed(app, tmp_path):
                 "width": 640 + i,
                 "height": 480,
                 "created_at": "2026-01-01T00:00:00.000+00:00",
+                # A photo shipped with the code (relative: the same on every checkout), one from a local folder.
+                "path": {1: "/srv/photos/one.jpg", 2: "app/demo_data/2007_007763.jpg"}.get(i),
             }
         )
     onnx_path = tmp_path / "tiny.onnx"
@@ -381,7 +383,11 @@ def test_push_fetch_round_trip_and_idempotence(tmp_path, moto_url, s3, bucket):
     sa, sb = snapshot(a), snapshot(b)
     assert sb["models"] == sa["models"]
     assert sb["sets"] == sa["sets"]
-    assert {k: {**v, "path": None} for k, v in sb["images"].items()} == sa["images"]
+    # Absolute paths name files on A's disk only; they do not travel.
+    assert sb["images"] == {
+        k: {**v, "path": None if k == IDS[1] else v["path"]} for k, v in sa["images"].items()
+    }
+    assert sb["images"][IDS[2]]["path"] == "app/demo_data/2007_007763.jpg"
     db = connect(b.config["DATABASE"])
     assert {r["source"] for r in db.query("SELECT source FROM models")} == {"fetched", "builtin"}
     # The fetched MTCNN's three files are in this instance's models folder and pass the hash check.
