@@ -455,3 +455,15 @@ def test_queue_walks_an_index_never_the_table(app, data, db, filters, index):
         plan = " | ".join(r[3] for r in db.execute("EXPLAIN QUERY PLAN " + q).fetchall())
         assert index in plan + " ", plan
         assert "SCAN" not in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_rating_an_annotation_of_another_set_is_refused(reviewer_client, data, db):
+    other = db.execute("SELECT min(id) FROM annotations WHERE set_id = ?", [data["object_box"]]).fetchone()[0]
+    for headers in (HX, {}):
+        r = reviewer_client.post(
+            f"/review/{data['face_box']}/rate",
+            data={"annotation_id": other, "value": "good"},
+            headers=headers,
+        )
+        assert r.status_code == 404
+    assert db.execute("SELECT count(*) FROM ratings").fetchone()[0] == 0

@@ -125,3 +125,54 @@ def test_posts_need_the_csrf_token(team):
     )
     assert r.status_code == 400
     s.headers["X-CSRFToken"] = token
+
+
+def test_counters_equal_table_after_concurrent_random_ratings_and_undos(team):
+    """Three reviewers at once press g, b, u, skip and back at random over HTTP; counters stay exact."""
+    url, app, data, sessions = team
+    set_id = data["face_box"]
+    names = REVIEWERS[:3]
+
+    def review(name):
+        import random
+
+        rng, s = random.Random(name), sessions[name]
+        html = s.get(f"{url}/review/{set_id}", timeout=10).text
+        for _ in range(30):
+            ann_id, action = _id(html), rng.random()
+            if ann_id is None or action < 0.2:
+                r = s.post(
+                    f"{url}/review/{set_id}/undo",
+                    data={"annotation_id": ann_id or ""},
+                    headers=HX,
+                    timeout=10,
+                )
+            elif action < 0.3:
+                skip = re.search(r'data-key="skip"\s+hx-get="([^"]+)"', html).group(1).replace("&amp;", "&")
+                r = s.get(url + skip, headers=HX, timeout=10)
+            else:
+                form = {
+                    "annotation_id": ann_id,
+                    "cursor": _cursor(html),
+                    "value": rng.choice(["good", "bad"]),
+                }
+                r = s.post(f"{url}/review/{set_id}/rate", data=form, headers=HX, timeout=10)
+            assert r.status_code == 200, r.text[:300]
+            html = r.text
+
+    _parallel(review, names)
+    from app.db import connect
+
+    db = connect(app.config["DATABASE"])
+    try:
+        counters = db.execute(
+            "SELECT n_total, n_good, n_bad FROM annotation_sets WHERE id = ?", [set_id]
+        ).fetchone()
+        table = db.execute(
+            "SELECT count(*), sum(rating IS 'good'), sum(rating IS 'bad') FROM annotations WHERE set_id = ?",
+            [set_id],
+        ).fetchone()
+        assert counters == table
+        assert db.execute("SELECT count(*) FROM ratings").fetchone()[0] > 30
+    finally:
+        db.close()

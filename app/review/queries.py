@@ -211,6 +211,9 @@ def rate_and_claim_next(
 ) -> tuple[tuple[int, int] | None, int | None]:
     """Rate an item (as annotations.rate does) and claim the next one, in one write transaction."""
     with immediate(db):
+        row = db.execute("SELECT set_id FROM annotations WHERE id = ?", [annotation_id]).fetchone()
+        if row is None or row[0] != review_set["id"]:
+            raise NotFound(f"no annotation {annotation_id} in set {review_set['id']}")
         rate_in_transaction(db, annotation_id, user_id, value)
         return _claim_next_locked(db, review_set, user_id, filters, cursor, claim_seconds)
 

@@ -8,7 +8,7 @@ from markupsafe import Markup
 
 from ..annotations import rate, rate_many, undo_last_rating
 from ..db import get_db
-from ..errors import InvalidInput, OiapError
+from ..errors import InvalidInput, NotFound, OiapError
 from ..htmx import wants_fragment
 from ..kinds import get_kind
 from . import images, queries
@@ -196,10 +196,11 @@ def rate_item(set_id: int):
                 current_app.config["CLAIM_SECONDS"],
             )
         else:
+            queries.item(db, ann_id, set_id)  # NotFound unless the annotation is in this set
             rate(db, ann_id, current_user.id, request.form.get("value", ""))
     except OiapError as e:
         # htmx never swaps a 4xx, so the item is shown again with the reason.
-        if not fragment:
+        if not fragment or isinstance(e, NotFound):
             raise
         return _show(db, review_set, filters, ann_id, trail, message=str(e))
     trail = (trail + [ann_id])[-TRAIL_MAX:]

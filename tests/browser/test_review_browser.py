@@ -57,5 +57,17 @@ def test_review_five_items_with_keyboard_only(live_server, page):
     assert page.locator("#review-help").is_visible()
     page.keyboard.press("Escape")
     assert not page.locator("#review-help").is_visible()
+    # Keys typed into a field are text, not ratings.
+    before = live_server.db()
+    n = before.execute("SELECT count(*) FROM ratings").fetchone()[0]
+    before.close()
+    page.fill("input[name=min_score]", "")
+    page.focus("input[name=min_score]")
+    page.keyboard.type("gb")
+    page.wait_for_timeout(300)
+    after = live_server.db()
+    assert after.execute("SELECT count(*) FROM ratings").fetchone()[0] == n
+    after.close()
+    page.locator("input[name=min_score]").blur()
     # The zoomed crop has its 68 points drawn.
     assert page.locator(".zoom circle.pt").count() == 68
