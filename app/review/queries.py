@@ -11,6 +11,7 @@ are deleted on the way. A reviewer holds one claim at a time (the item on screen
 """
 
 import json
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -52,6 +53,10 @@ class Filters:
         if self.max_score is not None:
             out["max_score"] = self.max_score
         return out
+
+
+# Image ids in the store: Open Images' 16 hex, or whatever import-dir gave (no dots).
+IMAGE_KEY = re.compile(r"[^./]{1,200}")
 
 
 def _float(value: str | None, name: str) -> float | None:
@@ -313,16 +318,63 @@ def image_ids_to_rate(db: Database, set_id: int, image_id: str, user_id: int, so
     return [r[0] for r in db.execute(sql + " ORDER BY id", params).fetchall()]
 
 
-def set_page(db: Database, set_id: int, page: int, per_page: int = 60) -> list[dict]:
-    """One page of a set's annotations, image by image, for the thumbnail grid."""
+def set_page(
+    db: Database,
+    set_id: int,
+    page: int,
+    per_page: int = 60,
+    after: tuple[str, int] | None = None,
+    before: tuple[str, int] | None = None,
+) -> list[dict]:
+    """One page of a set's annotations, image by image, for the thumbnail grid: page N, or the page
+    right after / before an (image_id, id) key (what the pager's links use: as fast deep in the set)."""
     if page < 1:
         raise InvalidInput("page starts at 1")
+    sql = (
+        "SELECT id FROM annotations WHERE set_id = ? AND deleted = 0{0} ORDER BY image_id {1}, id {1} LIMIT ?"
+    )
+    if after is not None:
+        ids = [
+            r[0]
+            for r in db.execute(sql.format(" AND (image_id, id) > (?, ?)", "ASC"), [set_id, *after, per_page])
+        ]
+    elif before is not None:
+        ids = [
+            r[0]
+            for r in db.execute(
+                sql.format(" AND (image_id, id) < (?, ?)", "DESC"), [set_id, *before, per_page]
+            )
+        ]
+    else:
+        total = db.execute("SELECT n_total FROM annotation_sets WHERE id = ?", [set_id]).fetchone()
+        skip = (page - 1) * per_page
+        # Page ids over the covering index annotations_set_page (no row reads while skipping), walked
+        # from the nearer end.
+        sql += " OFFSET ?"
+        if total and skip > total[0] // 2:
+            take = max(0, min(per_page, total[0] - skip))
+            ids = [
+                r[0]
+                for r in db.execute(sql.format("", "DESC"), [set_id, take, max(0, total[0] - skip - take)])
+            ]
+        else:
+            ids = [r[0] for r in db.execute(sql.format("", "ASC"), [set_id, per_page, skip])]
     return [
         decode(r)
         for r in db.query(
             "SELECT a.id, a.image_id, a.x0, a.y0, a.x1, a.y1, a.points, a.flags, a.label, a.score, a.rating,"
             " i.width, i.height FROM annotations a JOIN images i ON i.id = a.image_id"
-            " WHERE a.set_id = ? AND a.deleted = 0 ORDER BY a.image_id, a.id LIMIT ? OFFSET ?",
-            [set_id, per_page, (page - 1) * per_page],
+            " WHERE a.id IN (SELECT value FROM json_each(?)) ORDER BY a.image_id, a.id",
+            [json.dumps(ids)],
         )
     ]
+
+
+def parse_page_key(value: str | None) -> tuple[str, int] | None:
+    """A pager key "<image_id>.<annotation id>" from a URL, or None; InvalidInput when malformed."""
+    if not value:
+        return None
+    image_id, _, ann = value.partition(".")
+    if not (IMAGE_KEY.fullmatch(image_id) and ann.isdigit()):
+        raise InvalidInput(f"bad page key {value!r}")
+    return image_id, int(ann)

@@ -6,7 +6,7 @@ from ..db import get_db
 from ..errors import InvalidInput
 from ..review import images
 from ..review.drawing import figure, image_size, norm_box
-from ..review.queries import get_review_set, set_page
+from ..review.queries import get_review_set, parse_page_key, set_page
 from .queries import list_sets
 
 bp = Blueprint("sets", __name__)
@@ -28,8 +28,10 @@ def show(set_id: int):
     page = request.args.get("page", 1, type=int)
     if page < 1:
         raise InvalidInput("page starts at 1")
+    after = parse_page_key(request.args.get("after"))
+    before = parse_page_key(request.args.get("before"))
     thumbs = []
-    for ann in set_page(db, set_id, page, PER_PAGE):
+    for ann in set_page(db, set_id, page, PER_PAGE, after=after, before=before):
         size = image_size(ann)
         w, h = size
         url, crop = images.crop(
