@@ -1,5 +1,6 @@
 """The editor in Debian's Chromium: drag a point at a known zoom and save, draw a new face, undo a drag."""
 
+import json
 import math
 
 import pytest
@@ -356,3 +357,40 @@ def test_from_the_review_queue_to_the_editor_and_back(browser, live_server):
     finally:
         page.context.close()
     assert not page.errors, page.errors
+
+
+@pytest.mark.parametrize("kind,n_points", [("face_box", None), ("face_landmarks5", 5)])
+def test_box_and_five_point_editors_add_and_save_a_face(page, server, kind, n_points):
+    url, app, data = server
+    f = data["faces"][14]
+    image_id = f["image"]["id"]
+    open_editor(page, f"{url}/edit/image/{image_id}?kind={kind}")
+    assert page.evaluate("oiapEditor.faces().length") == 0
+    a = page.evaluate("oiapEditor.toScreen(140, 80)")
+    b = page.evaluate("oiapEditor.toScreen(225, 160)")
+    page.click("#ed-add")
+    drag(page, (a["x"], a["y"]), b["x"] - a["x"], b["y"] - a["y"])
+    page.wait_for_function("oiapEditor.faces().length === 1")
+    face = page.evaluate("oiapEditor.faces()[0]")
+    assert (face["points"] and len(face["points"])) == n_points
+    # Drag the box's bottom-right corner 8 screen pixels right.
+    page.evaluate(f"oiapEditor.select('{face['key']}', null)")
+    page.wait_for_timeout(50)
+    corner = centre(page, f'rect.handle.se[data-face="{face["key"]}"]')
+    drag(page, corner, 8, 0)
+    zoom = page.evaluate("oiapEditor.view.zoom")
+    moved = page.evaluate("oiapEditor.faces()[0].box")
+    assert moved[2] - face["box"][2] == pytest.approx(8 / zoom, abs=1e-6) and moved[:2] == face["box"][:2]
+    page.click("#ed-save")
+    wait_saved(page)
+    db = connect(app.config["DATABASE"])
+    try:
+        row = db.execute(
+            "SELECT a.kind, a.points, s.name FROM annotations a JOIN annotation_sets s ON s.id = a.set_id"
+            " WHERE a.image_id = ? AND a.kind = ?",
+            [image_id, kind],
+        ).fetchone()
+        assert row[0] == kind and row[2] == f"human-{kind}"
+        assert (row[1] is None) if n_points is None else len(json.loads(row[1])) == n_points
+    finally:
+        db.close()
