@@ -215,10 +215,26 @@ def _model_entry(db: Database, m: dict, key: str, size: int) -> dict:
     }
 
 
+def _extra_files(params: dict) -> dict[str, dict]:
+    """A model's files beyond the row's own, as {name: {path, sha256}}: MTCNN's other nets
+    (params["files"]) and a trained model's torch checkpoint (params["checkpoint"])."""
+    extra = dict(params.get("files") or {})
+    if isinstance(params.get("checkpoint"), dict):
+        extra["checkpoint"] = params["checkpoint"]
+    return extra
+
+
+def _set_extra_file(params: dict, name: str, value: dict) -> None:
+    if name == "checkpoint":
+        params["checkpoint"] = value
+    else:
+        params.setdefault("files", {})[name] = value
+
+
 def _model_files(m: dict) -> dict[str, tuple[Path, str]]:
     """Every file of a model row, verified: {"main": (path, sha256), <name>: ...} (MTCNN has three)."""
     files = {"main": (verified_path(m), m["sha256"])}
-    for name, f in (m.get("params") or {}).get("files", {}).items():
+    for name, f in _extra_files(m.get("params") or {}).items():
         row = {"id": m["id"], "name": f"{m['name']} ({name})", "path": f["path"], "sha256": f["sha256"]}
         files[name] = (verified_path(row), f["sha256"])
     return files
@@ -503,7 +519,7 @@ def _fetch_models(
             params = json.loads(json.dumps(entry.get("params") or {}))
             for name, f in extra.items():
                 local = _place(got[name], models_dir, f["sha256"], got[name].suffix)
-                params.setdefault("files", {})[name] = {"path": str(local), "sha256": f["sha256"]}
+                _set_extra_file(params, name, {"path": str(local), "sha256": f["sha256"]})
             parent = None
             if entry.get("parent_sha256"):
                 row = db.execute(

@@ -147,6 +147,9 @@ def seed(app, tmp_path):
     )
     child_file = tmp_path / "child.onnx"
     child_file.write_bytes(onnx_path.read_bytes() + b"\0")
+    # A trained model keeps its torch checkpoint beside it, for warm starts.
+    ckpt = tmp_path / "child.pt"
+    ckpt.write_bytes(b"torch checkpoint bytes")
     model = register_model(
         db,
         child_file,
@@ -156,6 +159,10 @@ def seed(app, tmp_path):
         parent_id=parent,
         source="trained",
         version="2",
+        params={
+            "runner": "landmarks68:crop68",
+            "checkpoint": {"path": str(ckpt), "sha256": sha256_file(ckpt)},
+        },
     )
     # A fine-tuned MTCNN: three files (ONet's is the row's), one row per kind it gives, a builtin parent.
     builtin = ensure_builtin_models(db)
@@ -255,7 +262,10 @@ def snapshot(app) -> dict:
         data = model_path(m).read_bytes()
         params = json.loads(m["params"])
         # Extra files (MTCNN's) live at each instance's own paths: compare their hashes and bytes.
-        for f in params.get("files", {}).values():
+        for f in [
+            *params.get("files", {}).values(),
+            *([params["checkpoint"]] if "checkpoint" in params else []),
+        ]:
             f["path"] = model_path(f).read_bytes()
         out["models"][(m["kind"], m["sha256"])] = {
             "kind": m["kind"],
@@ -345,8 +355,9 @@ def test_push_fetch_round_trip_and_idempotence(tmp_path, moto_url, s3, bucket):
     first = cli(a, "push", "--json")
     assert first.exit_code == 0, first.output
     report = json.loads(first.stdout)
-    # tiny, tiny-2, mtcnn-ft's three files (shared by its two rows), three sets; builtins stay home.
-    assert len(report["uploaded"]) == 8 and report["manifest"] == "updated"
+    # tiny, tiny-2 and its checkpoint, mtcnn-ft's three files (shared by its two rows), three sets;
+    # builtins stay home.
+    assert len(report["uploaded"]) == 9 and report["manifest"] == "updated"
     assert {i["name"] for i in report["skipped"]} == {"mtcnn", "template68", "facemesh68"} | {
         "mtcnn-ft",
         "mtcnn-ft (pnet)",
@@ -355,6 +366,7 @@ def test_push_fetch_round_trip_and_idempotence(tmp_path, moto_url, s3, bucket):
     stored = objects(s3, bucket)
     assert "team/manifest.json" in stored
     assert sum(k.startswith("team/models/") and k.endswith(".onnx") for k in stored) == 5
+    assert sum(k.startswith("team/models/") and k.endswith(".pt") for k in stored) == 1
     assert sum(k.startswith("team/sets/") and k.endswith(".jsonl.gz") for k in stored) == 3
     manifest = json.loads(s3.get_object(Bucket=bucket, Key="team/manifest.json")["Body"].read())
     assert set(manifest["sets"]) == {"model-face_box-1", "model-face_landmarks5-1", "human-face_box"}
