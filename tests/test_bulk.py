@@ -258,6 +258,7 @@ def test_resume_after_kill_9_gives_the_same_set(app, db, tmp_path):
         watch.close()
     run_id, progress, status = db.execute("SELECT id, progress, status FROM runs").fetchone()
     assert status == "running" and 3 <= progress < 14, "the kill must land mid-run"
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     resumed = bulk_annotate(db, app.config, resume=run_id, progress=False)
     assert resumed["status"] == "done" and resumed["images"] == 14
     assert resumed["images_this_session"] == 14 - progress
@@ -267,6 +268,14 @@ def test_resume_after_kill_9_gives_the_same_set(app, db, tmp_path):
     a = _annotations_by_image(db, resumed["sets"]["box"]["id"])
     b = _annotations_by_image(db, whole["sets"]["box"]["id"])
     assert a == b and len(a) >= 8 and set(a) <= set(ids)
+    # No image annotated twice across the kill: each (image, box) once in the resumed set.
+    dupes = db.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM annotations WHERE set_id = ? GROUP BY image_id, x0, y0, x1, y1"
+        " HAVING count(*) > 1)",
+        [resumed["sets"]["box"]["id"]],
+    ).fetchone()[0]
+    assert dupes == 0
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 def test_resume_after_an_exception_in_a_batch(app, db, tmp_path):
