@@ -26,7 +26,7 @@ ORDERS = {"score": "lowest score first", "image": "by image"}
 STATUSES = {"unrated": "unrated", "bad": "rated bad", "good": "rated good", "all": "all (unrated first)"}
 SPLITS = ("train", "validation", "test")
 # The rating segments walked for each status, in order.
-_SEGMENTS = {"unrated": (None,), "bad": ("bad",), "good": ("good",), "all": (None, "bad", "good")}
+SEGMENTS = {"unrated": (None,), "bad": ("bad",), "good": ("good",), "all": (None, "bad", "good")}
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ def _candidates(
     limit: int,
 ) -> list[tuple[int, int]]:
     """Up to `limit` (segment, id) pairs of the queue after the cursor, wrapping around once."""
-    segments = _SEGMENTS[filters.status]
+    segments = SEGMENTS[filters.status]
     common = (
         " AND NOT EXISTS (SELECT 1 FROM claims c WHERE c.annotation_id = a.id"
         " AND c.user_id != ? AND c.expires_at > ?)"
@@ -251,12 +251,6 @@ def claim_item(db: Database, annotation_id: int, user_id: int, claim_seconds: fl
             [annotation_id, user_id, now_ts + claim_seconds],
         )
     return None
-
-
-def release_claims(db: Database, user_id: int) -> None:
-    """Drop the user's claims (leaving the review page)."""
-    with immediate(db):
-        db.execute("DELETE FROM claims WHERE user_id = ?", [user_id])
 
 
 def item(db: Database, annotation_id: int, set_id: int) -> dict:
