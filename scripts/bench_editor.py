@@ -50,7 +50,7 @@ TIMING = """async (n) => {
   saves.sort((a, b) => a - b);
   out.save = saves[3];
   const t = performance.now();
-  await fetch(location.href.replace(/\/edit\/annotation\/.*/, "/static/js/editor.js"), {cache: "no-store"});
+  await fetch(new URL("/static/js/editor.js", location.href), {cache: "no-store"});
   out.get = performance.now() - t;
   out.status = document.getElementById("ed-status").textContent;
   out.faces = e.faces().length;
