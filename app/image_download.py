@@ -208,6 +208,32 @@ def download_one(
     return Result(image_id, "failed", error=f"{key}: gave up")  # pragma: no cover - loop always returns
 
 
+def _preflight(client, bucket: str, split: str, image_id: str) -> None:
+    """One request before the many: a wrong endpoint or bucket fails at once, with what to set."""
+    try:
+        client.head_object(Bucket=bucket, Key=f"{split}/{image_id}.jpg")
+    except EndpointConnectionError as e:
+        raise StorageError(
+            f"cannot reach the image bucket ({e}): check OIAP_OPEN_IMAGES_ENDPOINT_URL"
+        ) from None
+    except ClientError as e:
+        code = e.response.get("Error", {}).get("Code")
+        if code == "NoSuchBucket" or (code == "404" and not _bucket_exists(client, bucket)):
+            raise StorageError(
+                f"bucket {bucket!r} does not exist there: check OIAP_OPEN_IMAGES_BUCKET "
+                "(and OIAP_OPEN_IMAGES_ENDPOINT_URL)"
+            ) from None
+        # Anything else (a missing image, a 403) is that image's business.
+
+
+def _bucket_exists(client, bucket: str) -> bool:
+    try:
+        client.head_bucket(Bucket=bucket)
+        return True
+    except ClientError as e:
+        return e.response.get("Error", {}).get("Code") not in ("404", "NoSuchBucket")
+
+
 def download_images(
     config: Mapping,
     split: str,
@@ -236,6 +262,8 @@ def download_images(
         report["present"] = sum(1 for _, _, found in plan if found is not None)
         return report
     client = client or open_images_client(config)
+    if plan:
+        _preflight(client, bucket, split, plan[0][0])
     lock = threading.Lock()
 
     def on_bytes(n: int) -> None:
@@ -258,15 +286,12 @@ def download_images(
         )
 
     results: list[Result] = []
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            for r in pool.map(job, plan):
-                results.append(r)
-                if progress is not None:
-                    with lock:
-                        progress.set_postfix_str(f"{len(results)}/{len(plan)} files", refresh=False)
-    except EndpointConnectionError as e:
-        raise StorageError(f"cannot reach {e}: check OIAP_OPEN_IMAGES_ENDPOINT_URL") from None
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for r in pool.map(job, plan):
+            results.append(r)
+            if progress is not None:
+                with lock:
+                    progress.set_postfix_str(f"{len(results)}/{len(plan)} files", refresh=False)
     for status in ("downloaded", "present", "missing", "failed"):
         report[status] = sum(1 for r in results if r.status == status)
     report["bytes"] = sum(r.bytes for r in results)

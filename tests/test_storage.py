@@ -796,6 +796,29 @@ def test_download_survives_dropped_connections(tmp_path, moto_url, open_images):
         proxy.close()
 
 
+def test_download_wrong_endpoint_or_bucket(tmp_path, moto_url, open_images):
+    oi = str(tmp_path / "oi")
+    app = make_app(
+        tmp_path, "a", OPEN_IMAGES_DIR=oi, OPEN_IMAGES_ENDPOINT_URL=f"http://127.0.0.1:{_free_port()}"
+    )
+    _store_images(app)
+    started = time.monotonic()
+    result = cli(app, "download-images", "--split", "train")
+    assert result.exit_code == 1 and "OIAP_OPEN_IMAGES_ENDPOINT_URL" in result.output
+    assert time.monotonic() - started < 20  # not a retry storm over every image
+    other = make_app(
+        tmp_path,
+        "b",
+        OPEN_IMAGES_DIR=oi,
+        OPEN_IMAGES_ENDPOINT_URL=moto_url,
+        OPEN_IMAGES_BUCKET="nope-not-here",
+    )
+    _store_images(other)
+    result = cli(other, "download-images", "--split", "train")
+    assert result.exit_code == 1 and "'nope-not-here' does not exist" in result.output
+    assert "OIAP_OPEN_IMAGES_BUCKET" in result.output
+
+
 def test_download_bad_input(tmp_path, aws_env):
     app = make_app(tmp_path, "a")
     result = cli(app, "download-images", "--split", "train", "--prefix", "xyz")
