@@ -26,6 +26,7 @@ from .errors import Conflict, InvalidInput, NotFound
 from .export.merge import ground_truth
 from .metrics import average_precision, ced_curve, landmark_metrics, nme
 from .openimages import image_path
+from .runs import finish_run, start_run
 
 # What "better" means per kind: (metric, higher is better).
 MAIN_METRIC = {"face_landmarks68": ("nme", False), "face_box": ("ap", True)}
@@ -141,11 +142,20 @@ def store_metrics(db: Database, model_id: int, split: str, result: dict) -> None
 def evaluate(
     db: Database, config: Mapping, model_id: int, split: str = "test", progress: bool = False
 ) -> dict:
-    """Evaluate a model on a split, store the result on its row, and return it."""
+    """Evaluate a model on a split, store the result on its row (the job is a `runs` row), and return it."""
     model = get_model(db, model_id)
     gt = gather_ground_truth(db, model["kind"], split)
-    result = measure(db, config, model, gt, progress)
-    store_metrics(db, model_id, split, result)
+    run_id = start_run(
+        db, "evaluate", {"model_id": model_id, "split": split}, total=len(gt), model_id=model_id
+    )
+    try:
+        result = measure(db, config, model, gt, progress)
+        store_metrics(db, model_id, split, result)
+    except BaseException as e:
+        finish_run(db, run_id, "failed", f"{type(e).__name__}: {e}")
+        raise
+    db.execute("UPDATE runs SET progress = total WHERE id = ?", [run_id])
+    finish_run(db, run_id, "done")
     return result
 
 

@@ -154,6 +154,7 @@ def test_a_whole_round(app, round_db, runner):
         and 0 < m["nme"] < 1
         and set(m["regions"]) == {"jaw", "brows", "nose", "eyes", "mouth"}
     )
+    assert db.execute("SELECT status FROM runs WHERE command = 'evaluate'").fetchall() == [("done",)]
     stored = get_model(db, m1["model_id"])["metrics"]["test"]
     assert stored["nme"] == m["nme"] and len(stored["ced"]["thresholds"]) == len(stored["ced"]["fraction"])
 
