@@ -51,9 +51,8 @@ def _urls(set_id: int, params: dict, cursor: str | None, item_id: int | None, tr
     urls = {"rate": base + "/rate", "undo": base + "/undo", "image_good": base + "/image-good", "back": None}
     if item_id is not None:
         urls["skip"] = base + "?" + urlencode({**params, "cursor": cursor, "trail": _join(trail + [item_id])})
-        # The editor (the editor area's page) comes back to this item when done.
-        here = base + "?" + urlencode({**params, "item": item_id, "trail": _join(trail)})
-        urls["edit"] = f"/edit/annotation/{item_id}?" + urlencode({"next": here})
+        # The editor's own back key returns here (history), and the queue then moves on.
+        urls["edit"] = f"/edit/annotation/{item_id}"
     if trail:
         urls["back"] = base + "?" + urlencode({**params, "item": trail[-1], "trail": _join(trail[:-1])})
     return urls

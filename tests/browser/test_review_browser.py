@@ -1,7 +1,5 @@
 """Review in Chromium: log in, rate five items with the keyboard only, check the store."""
 
-from urllib.parse import unquote
-
 import pytest
 
 from tests.browser.conftest import browser_login
@@ -73,9 +71,7 @@ def test_review_five_items_with_keyboard_only(live_server, page):
     page.locator("input[name=min_score]").blur()
     # The zoomed crop has its 68 points drawn.
     assert page.locator(".zoom circle.pt").count() == 68
-    # e opens the item in the editor, which links back to this item.
+    # e opens the item in the editor.
     current = item.get_attribute("data-annotation-id")
     page.keyboard.press("e")
-    page.wait_for_url(f"{live_server.url}/edit/annotation/{current}?next=*")
-    back = unquote(page.locator("#ed-back").get_attribute("href"))
-    assert back == f"/review/{set_id}?item={current}&trail={','.join(map(str, ids[:-2]))}"
+    page.wait_for_url(f"{live_server.url}/edit/annotation/{current}")
