@@ -67,10 +67,13 @@ def _selection_sql(
         where.append("i.split = ?")
         params.append(split)
     if prefix:
-        if not HEX_PREFIX.fullmatch(prefix):
-            raise InvalidInput(f"--prefix {prefix!r}: give 1-16 lowercase hex characters, e.g. 0 or 3f")
+        # A prefix ("3f") or a range of prefixes ("0..7"), so machines can split the data set.
+        lo, _, hi = prefix.partition("..")
+        hi = hi or lo
+        if not (HEX_PREFIX.fullmatch(lo) and HEX_PREFIX.fullmatch(hi)) or hi < lo:
+            raise InvalidInput(f"--prefix {prefix!r}: give hex characters (e.g. 3f) or a range such as 0..7")
         where.append("i.id >= ? AND i.id < ?")
-        params += [prefix, prefix + "g"]  # 'g' sorts after every hex digit
+        params += [lo, hi + "g"]  # 'g' sorts after every hex digit
     if image_ids is not None:
         where.append("i.id IN (SELECT value FROM json_each(?))")
         params.append(json.dumps(image_ids))

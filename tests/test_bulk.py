@@ -34,10 +34,10 @@ def add_image(db, path, split="train", image_id=None, size=None):
     return image_id
 
 
-def small_photos(db, tmp_path, n, side=240):
+def small_photos(db, tmp_path, n, side=240, ids=None):
     """n small real photos (crops and flips of the dev photos), registered; returns their ids."""
     files = sorted(DEMO_DATA.glob("*.jpg"))
-    ids = []
+    out = []
     for k in range(n):
         im = Image.open(files[k % len(files)]).convert("RGB")
         if k >= len(files):
@@ -45,8 +45,8 @@ def small_photos(db, tmp_path, n, side=240):
         im.thumbnail((side, side))
         p = tmp_path / f"p{k:02d}.jpg"
         im.save(p, quality=90)
-        ids.append(add_image(db, p))
-    return ids
+        out.append(add_image(db, p, image_id=ids[k] if ids else None))
+    return out
 
 
 def set_rows(db, set_id):
@@ -119,7 +119,7 @@ def test_landmarks68_on_boxes_of_another_set(app, db):
 
 
 def test_selection_skips_human_labels_and_takes_rated_bad(app, db, tmp_path):
-    a, b, c = small_photos(db, tmp_path, 3)
+    a, b, c = small_photos(db, tmp_path, 3, ids=["a0" * 8, "b1" * 8, "c2" * 8])
     human = create_set(db, "human-face_box", "face_box", "human")
     machine = create_set(db, "old-run", "face_box", "model")
     insert_annotation(db, annotation_row(human, a, "face_box", (0.1, 0.1, 0.2, 0.2), created_by=1))
@@ -135,6 +135,9 @@ def test_selection_skips_human_labels_and_takes_rated_bad(app, db, tmp_path):
     db.conn.commit()
     assert b in [r["id"] for r in select_images(db, "face_box")]
     assert [r["id"] for r in select_images(db, "face_box", prefix=c[:2])] == [c]
+    assert {r["id"] for r in select_images(db, "face_box", prefix="0..f")} == {b, c}
+    assert {r["id"] for r in select_images(db, "face_box", prefix="b..c")} == {b, c}
+    assert select_images(db, "face_box", prefix="0..a") == []
     assert select_images(db, "face_box", split="test") == []
     assert len(select_images(db, "face_box", limit=1)) == 1
 

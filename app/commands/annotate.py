@@ -16,7 +16,11 @@ from ..openimages import SPLITS
     show_default=True,
 )
 @click.option("--split", type=click.Choice(SPLITS), default=None, help="Only this split.")
-@click.option("--prefix", default=None, help="Only image ids starting with these hex characters (0 .. f).")
+@click.option(
+    "--prefix",
+    default=None,
+    help="Only image ids starting with these hex characters (3f), or a range of prefixes (0..7).",
+)
 @click.option("--limit", type=int, default=None, help="At most N images.")
 @click.option(
     "--images-file", type=click.Path(dir_okay=False, exists=True), help="Only the ids listed, one a line."
