@@ -81,10 +81,7 @@ def test_review_page_draws_item_with_landmarks_and_image_credit(reviewer_client,
     assert '<polygon class="contour right_eye"' in html
     assert "Public domain" in html and "PASCAL VOC via dlib examples" in html
     assert 'class="ann current' in html
-    assert (
-        f'data-key="e" href="/edit/annotation/{ann_id}?next=%2Freview%2F{data["landmarks68"]}%3Fitem%3D{ann_id}'
-        in html
-    )
+    assert f'data-key="e" href="/edit/annotation/{ann_id}"' in html
     assert re.search(r'class="score">0\.\d{3}<', html)
     # Every face of the set on that image is drawn over the whole image.
     image_id = db.execute("SELECT image_id FROM annotations WHERE id = ?", [ann_id]).fetchone()[0]
@@ -470,3 +467,28 @@ def test_rating_an_annotation_of_another_set_is_refused(reviewer_client, data, d
         )
         assert r.status_code == 404
     assert db.execute("SELECT count(*) FROM ratings").fetchone()[0] == 0
+
+
+def test_all_good_in_image_leaves_items_other_reviewers_hold(app, data, db):
+    set_id = data["face_box"]
+    image_id, n = db.execute(
+        "SELECT image_id, count(*) AS n FROM annotations WHERE set_id = ? GROUP BY image_id ORDER BY n DESC LIMIT 1",
+        [set_id],
+    ).fetchone()
+    first, held = [
+        r[0]
+        for r in db.execute(
+            "SELECT id FROM annotations WHERE set_id = ? AND image_id = ? ORDER BY id LIMIT 2",
+            [set_id, image_id],
+        )
+    ]
+    admin, rev = app.test_client(), app.test_client()
+    login(admin, "admin"), login(rev, "rev")
+    admin.get(f"/review/{set_id}?item={held}")
+    page = rev.get(f"/review/{set_id}?item={first}").get_data(as_text=True)
+    html = rev.post(
+        f"/review/{set_id}/image-good", data={"annotation_id": first, "cursor": cursor_of(page)}, headers=HX
+    ).get_data(as_text=True)
+    assert f"Rated {n - 1} annotation(s)" in html
+    assert db.execute("SELECT rating FROM annotations WHERE id = ?", [held]).fetchone()[0] is None
+    assert db.execute("SELECT rating FROM annotations WHERE id = ?", [first]).fetchone()[0] == "good"

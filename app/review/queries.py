@@ -303,13 +303,19 @@ def preview(db: Database, annotation_id: int) -> dict:
 
 
 def image_ids_to_rate(db: Database, set_id: int, image_id: str, user_id: int, source: str) -> list[int]:
-    """The annotations of the set on an image that the user may rate ("all faces in this image are good")."""
-    sql = "SELECT id FROM annotations WHERE set_id = ? AND image_id = ? AND deleted = 0"
-    params: list = [set_id, image_id]
+    """The annotations of the set on an image that the user may rate ("all faces in this image are good").
+
+    Not their own human annotations, and not those another reviewer holds a claim on right now.
+    """
+    sql = (
+        "SELECT a.id FROM annotations a WHERE a.set_id = ? AND a.image_id = ? AND a.deleted = 0"
+        " AND NOT EXISTS (SELECT 1 FROM claims c WHERE c.annotation_id = a.id AND c.user_id != ? AND c.expires_at > ?)"
+    )
+    params: list = [set_id, image_id, user_id, time.time()]
     if source == "human":
-        sql += " AND created_by IS NOT ?"
+        sql += " AND a.created_by IS NOT ?"
         params.append(user_id)
-    return [r[0] for r in db.execute(sql + " ORDER BY id", params).fetchall()]
+    return [r[0] for r in db.execute(sql + " ORDER BY a.id", params).fetchall()]
 
 
 def set_page(
