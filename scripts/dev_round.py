@@ -27,6 +27,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--boxes", action="store_true", help="also fine-tune MTCNN (face_box) and compare AP")
+    ap.add_argument("--box-epochs", type=int, default=5)
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     args = ap.parse_args()
 
@@ -97,6 +99,27 @@ def main() -> None:
             results[name] = {
                 k: m[k] for k in ("nme", "failure_rate_0.08", "failure_rate_0.10", "ced_auc_0.10", "faces")
             }
+        boxes = {}
+        if args.boxes:
+            ft = run(
+                "train",
+                "--kind",
+                "face_box",
+                "--epochs",
+                str(args.box_epochs),
+                "--seed",
+                str(args.seed),
+                "--device",
+                args.device,
+            )
+            for name, model_id in (
+                ("mtcnn fine-tuned", ft["model_id"]),
+                ("mtcnn (builtin)", ids["mtcnn:face_box"]),
+            ):
+                m = run("evaluate", str(model_id))
+                boxes[name] = {
+                    k: m[k] for k in ("ap", "recall", "true_positives", "false_positives", "ground_truth")
+                }
         out = {
             "train": {
                 "epochs": args.epochs,
@@ -109,6 +132,7 @@ def main() -> None:
                 "loss_last": trained["loss_curve"][-1],
             },
             "test": results,
+            "test_boxes": boxes,
         }
         if args.json:
             print(json.dumps(out, indent=2))
@@ -125,6 +149,11 @@ def main() -> None:
             print(
                 f"{name:<24} {m['nme']:>7.4f} {m['failure_rate_0.08']:>9.3f} {m['failure_rate_0.10']:>9.3f} "
                 f"{m['ced_auc_0.10']:>8.3f}   ({m['faces']} faces)"
+            )
+        for name, m in boxes.items():
+            print(
+                f"{name:<24} AP@0.5 {m['ap']:.4f}  recall {m['recall']:.4f}  "
+                f"({m['true_positives']}/{m['ground_truth']} faces, {m['false_positives']} false positives)"
             )
 
 

@@ -2,6 +2,8 @@
 here under the same rule as `flask oiap promote`; any model can be tried on any image (onnxruntime, in
 the web process), its result drawn beside the image's other annotations."""
 
+import json
+
 import numpy as np
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -118,8 +120,6 @@ def _stored_annotations(db, image_id: str) -> list[dict]:
         " ORDER BY a.id",
         [image_id],
     )
-    import json
-
     return [r | {"points": json.loads(r["points"]) if r["points"] else None} for r in rows]
 
 
