@@ -35,6 +35,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         template_folder=str(REPO_ROOT / "templates"),
         static_folder=str(REPO_ROOT / "static"),
     )
+    from .errors import IdConverter
+
+    app.url_map.converters["int"] = IdConverter  # before any route: ids beyond SQLite's range are 404s
     app.config.from_mapping(
         DATABASE=str(instance / "oiap.sqlite3"),
         MODELS_DIR=str(instance / "models"),

@@ -5,6 +5,9 @@ import sqlite3
 
 from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.routing import IntegerConverter
+
+SQLITE_INT_MAX = 2**63 - 1
 
 
 class OiapError(Exception):
@@ -21,6 +24,14 @@ class NotFound(OiapError):
 
 class Conflict(OiapError):
     """A write against a stale version."""
+
+
+class IdConverter(IntegerConverter):
+    """<int:...> in URLs, bounded to what SQLite stores: a longer number is a 404, not an OverflowError."""
+
+    def __init__(self, map, *args, **kwargs):
+        kwargs.setdefault("max", SQLITE_INT_MAX)
+        super().__init__(map, *args, **kwargs)
 
 
 def storage_error_message(e: BaseException) -> str | None:
@@ -66,6 +77,11 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(Conflict)
     def conflict(e: Conflict):
         return render(409, str(e))
+
+    @app.errorhandler(OverflowError)
+    def too_large(e: OverflowError):
+        # An id in a query string or form beyond SQLite's 64-bit integers (request.args.get(type=int)).
+        return render(400, "a number in the request is too large")
 
     @app.errorhandler(sqlite3.OperationalError)
     @app.errorhandler(OSError)

@@ -118,6 +118,8 @@ def create_user(
     username = username.strip()
     if not username or len(username) > 64:
         raise InvalidInput("a username needs 1 to 64 characters")
+    if not username.isprintable():
+        raise InvalidInput("a username cannot contain control characters")
     if role not in ROLES:
         raise InvalidInput(f"unknown role {role!r}; use one of: {', '.join(ROLES)}")
     _check_password(password)

@@ -16,6 +16,7 @@ image, box and points) counts as a duplicate.
 """
 
 import csv
+import math
 import re
 
 from sqlite_utils import Database
@@ -145,9 +146,12 @@ def import_csv(
             sizes[image_id] = r
         return sizes[image_id]
 
-    with open(path, newline="", encoding="utf-8-sig") as f:
+    with open(path, newline="", encoding=_encoding(path)) as f:
         reader = csv.reader(f)
-        first = next(reader, None)
+        try:
+            first = next(reader, None)
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise InvalidInput(f"{path}:1: {_reason(e)}") from None
         if first is None:
             raise InvalidInput(f"{path} is empty")
         fmt, has_header = _detect(first)
@@ -163,7 +167,7 @@ def import_csv(
                 params={"imported_from": str(path), "format": fmt},
             )
             batch: list[dict] = []
-            rows = reader if has_header else _chain(first, reader)
+            rows = _rows(reader, report, path) if has_header else _chain(first, _rows(reader, report, path))
             for row in rows:
                 line = reader.line_num
                 if not row or all(not c.strip() for c in row):
@@ -193,6 +197,7 @@ def import_csv(
                         raise _Bad(line, "no box and no points")
                     if not (box[0] < box[2] and box[1] < box[3]):
                         raise _Bad(line, f"empty or inverted box {box}")
+                    _check_range(box, points, line)
                 except _Bad as e:
                     report["malformed"] += 1
                     report["errors"].append({"line": e.line, "reason": e.reason})
@@ -226,6 +231,45 @@ def import_csv(
             )
     report["set_id"] = set_id
     return report
+
+
+def _encoding(path) -> str:
+    # UTF-8 (with or without a BOM), or UTF-16 when the file starts with its BOM (Excel's "Unicode text").
+    with open(path, "rb") as f:
+        head = f.read(2)
+    return "utf-16" if head in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, UnicodeDecodeError):
+        return "the file is not UTF-8 text; save it as UTF-8 (or UTF-16 with a BOM) and import again"
+    return f"unreadable CSV: {e}"
+
+
+def _rows(reader, report: dict, path):
+    """The reader's rows; a line the csv module cannot parse (a field over the size limit) is reported and skipped."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            report["malformed"] += 1
+            report["errors"].append({"line": reader.line_num, "reason": _reason(e)})
+            continue
+        except UnicodeDecodeError as e:
+            # A wrong encoding is the whole file's problem: nothing is imported (the transaction rolls back).
+            raise InvalidInput(f"{path}:{reader.line_num + 1}: {_reason(e)}") from None
+        yield row
+
+
+def _check_range(box: list[float], points: list[list[float]] | None, line: int) -> None:
+    # Normalised coordinates lie on the image: NaN, infinities and values outside [0, 1] are refused.
+    values = list(box) + [c for p in points or [] for c in p[:2]]
+    if not all(math.isfinite(v) for v in values):
+        raise _Bad(line, "a coordinate is not a finite number")
+    if not all(0.0 <= v <= 1.0 for v in values):
+        raise _Bad(line, "a coordinate lies outside the image (normalised coordinates are in [0, 1])")
 
 
 def _chain(first, rest):

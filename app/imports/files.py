@@ -39,7 +39,7 @@ def read_size(path: str | Path) -> tuple[int, int]:
             # load() decodes every pixel, so a truncated or corrupt file is caught here, not in review.
             im.load()
             return im.size
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
         raise InvalidInput(f"{path}: not a readable JPEG or PNG ({e})") from None
 
 

@@ -241,6 +241,8 @@ def claim_item(db: Database, annotation_id: int, user_id: int, claim_seconds: fl
     """Claim one item (going back, after an undo); returns the user id holding it when someone else does."""
     now_ts = time.time()
     with immediate(db):
+        if db.execute("SELECT 1 FROM annotations WHERE id = ?", [annotation_id]).fetchone() is None:
+            raise NotFound(f"no annotation {annotation_id}")
         db.execute("DELETE FROM claims WHERE expires_at <= ?", [now_ts])
         holder = db.execute("SELECT user_id FROM claims WHERE annotation_id = ?", [annotation_id]).fetchone()
         if holder and holder[0] != user_id:
