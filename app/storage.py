@@ -329,11 +329,9 @@ def _not_ours(db: Database, name: str, sha: str, listed: dict, instance: str) ->
     if "s3_sha256" in params:
         owner = params.get("s3_owner") or "another instance"
         if sha == params["s3_sha256"]:
-            return "a fetched copy, unchanged" + (
-                ""
-                if listed.get("sha256") == sha
-                else f" (the bucket has a newer version from {owner}: fetch it)"
-            )
+            if not listed or listed.get("sha256") == sha:
+                return f"a copy fetched from {owner}, unchanged; only {owner} pushes it"
+            return f"a copy fetched from {owner}, unchanged; the bucket has a newer version: fetch it"
         return f"fetched from {owner} and changed here; only {owner} pushes it (rename the set here to share yours)"
     owner = listed.get("owner")
     if owner and owner != instance:
