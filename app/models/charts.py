@@ -48,7 +48,10 @@ def line_chart(
     ]
     out.append(f'<line class="axis" x1="{LEFT}" y1="{H - BOTTOM}" x2="{W - RIGHT}" y2="{H - BOTTOM}"/>')
     out.append(f'<line class="axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{H - BOTTOM}"/>')
-    for t in _ticks(x0, x1):
+    x_ticks = _ticks(x0, x1)
+    if all(float(x).is_integer() for x in xs_all):
+        x_ticks = sorted({round(t) for t in x_ticks})  # epochs: whole numbers
+    for t in x_ticks:
         out.append(
             f'<text class="tick" x="{px(t):.1f}" y="{H - BOTTOM + 14}" text-anchor="middle">{_fmt(t)}</text>'
         )
