@@ -273,3 +273,64 @@ def test_user_admin_forms_refuse_bad_fields(app, admin_client, form):
         assert db.execute("SELECT count(*) FROM users").fetchone()[0] == 2
     finally:
         db.close()
+
+
+# ---- import-openimages ----------------------------------------------------------------------------
+
+from tests.openimages_csv import FACE, IMAGE_HEADER, bbox_row, image_row  # noqa: E402
+from tests.test_import_openimages import IDS, v6_dir  # noqa: E402,F401
+
+
+def _bbox_text(d):
+    return (d / "oidv6-train-annotations-bbox.csv").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "images-latin-1",
+        "images-utf-16",
+        "images-nul",
+        "images-huge-field",
+        "bbox-latin-1",
+        "bbox-utf-16",
+        "bbox-nul",
+        "bbox-nan",
+        "bbox-huge-field",
+        "bbox-wrong-types",
+        "bbox-empty",
+    ],
+)
+def test_import_openimages_damaged_files_are_reported_not_a_traceback(app, runner, v6_dir, damage):
+    images = v6_dir / "train-images-boxable-with-rotation.csv"
+    bbox = v6_dir / "oidv6-train-annotations-bbox.csv"
+    row = ",".join(image_row(IDS[5], "train", title="Café"))
+    face = ",".join(bbox_row(IDS[0], FACE))
+    if damage == "images-latin-1":
+        images.write_bytes(images.read_bytes() + (row + "\n").encode("latin-1"))
+    elif damage == "images-utf-16":
+        images.write_bytes(images.read_text(encoding="utf-8").encode("utf-16"))
+    elif damage == "images-nul":
+        images.write_bytes(images.read_bytes() + row.replace("Café", "Ca\x00fe").encode() + b"\n")
+    elif damage == "images-huge-field":
+        images.write_text(images.read_text() + row.replace("Café", '"' + "x" * 200_000 + '"') + "\n")
+    elif damage == "bbox-latin-1":
+        bbox.write_bytes(bbox.read_bytes() + face.replace("xclick", "é").encode("latin-1") + b"\n")
+    elif damage == "bbox-utf-16":
+        bbox.write_bytes(_bbox_text(v6_dir).encode("utf-16"))
+    elif damage == "bbox-nul":
+        bbox.write_bytes(bbox.read_bytes() + face.replace("xclick", "x\x00").encode() + b"\n")
+    elif damage == "bbox-nan":
+        bbox.write_text(_bbox_text(v6_dir) + face.replace("0.100000", "nan") + "\n")
+    elif damage == "bbox-huge-field":
+        bbox.write_text(_bbox_text(v6_dir) + face.replace("xclick", '"' + "x" * 200_000 + '"') + "\n")
+    elif damage == "bbox-wrong-types":
+        bbox.write_text(_bbox_text(v6_dir) + face.replace(",0,1,0,0,0,", ",a,[],{},1.5,-,") + "\n")
+    elif damage == "bbox-empty":
+        bbox.write_bytes(b"")
+    assert IMAGE_HEADER  # the fixture's images file keeps Google's header
+    out = runner.invoke(args=["oiap", "import-openimages", "--meta-dir", str(v6_dir), "--json"])
+    assert out.exception is None or isinstance(out.exception, SystemExit), repr(out.exception)
+    assert "Traceback" not in out.output
+    if out.exit_code != 0:
+        assert "Error:" in out.output

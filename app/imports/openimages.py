@@ -136,11 +136,8 @@ def _rows(path: Path, errors: _Errors, bar: tqdm) -> Iterator[tuple[int, list[st
     """(line, row, column index) for each data row; csv errors are reported and skipped."""
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            return
-        idx = {name.strip(): i for i, name in enumerate(header)}
         n = 0
+        header = None
         while True:
             try:
                 row = next(reader)
@@ -148,6 +145,13 @@ def _rows(path: Path, errors: _Errors, bar: tqdm) -> Iterator[tuple[int, list[st
                 break
             except csv.Error as e:
                 errors.add(path, reader.line_num, f"unreadable CSV row: {e}")
+                continue
+            except UnicodeDecodeError:
+                # Google's files are UTF-8: another encoding is the whole file's problem, not a row's.
+                raise InvalidInput(f"{path}: not UTF-8 text near line {reader.line_num + 1}") from None
+            if header is None:
+                header = row
+                idx = {name.strip(): i for i, name in enumerate(header)}
                 continue
             n += 1
             if n % 65536 == 0:
@@ -290,7 +294,10 @@ def import_boxes(
     only = needles[0] if len(needles) == 1 else None
     line = 1
     with open(path, "rb") as f, _bar(path, f"boxes {path.name}") as bar:
-        header = f.readline().decode("utf-8-sig").rstrip("\r\n")
+        try:
+            header = f.readline().decode("utf-8-sig").rstrip("\r\n")
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{path}: the header is not UTF-8 text") from None
         idx = {name.strip(): i for i, name in enumerate(header.split(","))}
         _need(idx, ["ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax"], path)
         n_cols = len(idx)
@@ -312,7 +319,11 @@ def import_boxes(
             except UnicodeDecodeError as e:
                 errors.add(path, line, f"not UTF-8: {e}")
                 continue
-            row = next(csv.reader([text])) if '"' in text else text.split(",")
+            try:
+                row = next(csv.reader([text])) if '"' in text else text.split(",")
+            except csv.Error as e:
+                errors.add(path, line, f"unreadable CSV row: {e}")
+                continue
             if len(row) != n_cols:
                 errors.add(path, line, f"expected {n_cols} columns, got {len(row)}")
                 continue
