@@ -296,13 +296,17 @@ def test_claims_keep_reviewers_apart_and_expire(app, data, db):
 
 
 def test_claim_seconds_config(app, data, db):
-    app.config["CLAIM_SECONDS"] = 0.2
+    # Long enough that b's first request, on a loaded machine, still comes before a's claim expires.
+    app.config["CLAIM_SECONDS"] = 2
     set_id = data["face_box"]
     a, b = app.test_client(), app.test_client()
     login(a, "admin"), login(b, "rev")
+    before = time.time()
     first_a = shown_id(a.get(f"/review/{set_id}").get_data(as_text=True))
+    expires = db.execute("SELECT expires_at FROM claims WHERE annotation_id = ?", [first_a]).fetchone()[0]
+    assert before + 2 <= expires <= time.time() + 2
     assert shown_id(b.get(f"/review/{set_id}").get_data(as_text=True)) != first_a
-    time.sleep(0.3)
+    time.sleep(max(0.0, expires - time.time()) + 0.1)
     assert shown_id(b.get(f"/review/{set_id}").get_data(as_text=True)) == first_a
 
 
