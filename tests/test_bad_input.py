@@ -278,7 +278,14 @@ def test_user_admin_forms_refuse_bad_fields(app, admin_client, form):
 # ---- import-openimages ----------------------------------------------------------------------------
 
 from tests.openimages_csv import FACE, IMAGE_HEADER, bbox_row, image_row  # noqa: E402
-from tests.test_import_openimages import IDS, v6_dir  # noqa: E402,F401
+from tests.test_import_openimages import IDS  # noqa: E402
+from tests.test_import_openimages import v6_dir as _v6_dir  # noqa: E402
+
+
+@pytest.fixture
+def meta_dir(tmp_path):
+    """The import-openimages tests' v6 metadata folder."""
+    return _v6_dir.__wrapped__(tmp_path)
 
 
 def _bbox_text(d):
@@ -301,7 +308,8 @@ def _bbox_text(d):
         "bbox-empty",
     ],
 )
-def test_import_openimages_damaged_files_are_reported_not_a_traceback(app, runner, v6_dir, damage):
+def test_import_openimages_damaged_files_are_reported_not_a_traceback(app, runner, meta_dir, damage):
+    v6_dir = meta_dir
     images = v6_dir / "train-images-boxable-with-rotation.csv"
     bbox = v6_dir / "oidv6-train-annotations-bbox.csv"
     row = ",".join(image_row(IDS[5], "train", title="Café"))
