@@ -72,12 +72,12 @@ class NaiveMTCNN:
                 rows.append([*q1, *q2, prob[0, 1, y, x], *reg[0, :, y, x]])
             if rows:
                 rows = np.array(rows)
-                found.append(rows[M.nms(rows[:, :4], rows[:, 4], 0.5)])
+                found.append(rows[M.nms_greedy(rows[:, :4], rows[:, 4], 0.5)])
             t0 = self._add("nms", t0)
         if not found:
             return []
         rows = np.concatenate(found)
-        rows = rows[M.nms(rows[:, :4], rows[:, 4], 0.7)]
+        rows = rows[M.nms_greedy(rows[:, :4], rows[:, 4], 0.7)]
         boxes = []
         for r in rows:
             bw, bh = r[2] - r[0], r[3] - r[1]
@@ -99,7 +99,7 @@ class NaiveMTCNN:
         if not kept:
             return []
         b, reg = np.array(kept), np.array(regs)
-        pick = M.nms(b[:, :4], b[:, 4], 0.7)
+        pick = M.nms_greedy(b[:, :4], b[:, 4], 0.7)
         b = M.rerec(M.bbreg(b[pick], reg[pick]))
         t0 = self._add("nms", t0)
 
@@ -120,7 +120,7 @@ class NaiveMTCNN:
         if not out:
             return []
         boxes = np.array([o[0] for o in out])
-        pick = M.nms(boxes[:, :4], boxes[:, 4], 0.7, "min")
+        pick = M.nms_greedy(boxes[:, :4], boxes[:, 4], 0.7, "min")
         self._add("nms", t0)
         return [(tuple(boxes[i, :4]), float(boxes[i, 4]), out[i][1]) for i in pick]
 

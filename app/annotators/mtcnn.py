@@ -108,8 +108,61 @@ def to_input(pixels: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(((pixels - MEAN) * SCALE).transpose(0, 3, 1, 2), dtype=np.float32)
 
 
+NMS_BLOCK = 64
+
+
+def _overlap(x1, y1, x2, y2, area, i, j, plus: float, method: str) -> np.ndarray:
+    # (len(i), len(j)) overlaps, elementwise the same float operations as nms_greedy.
+    w = np.maximum(0.0, np.minimum(x2[i][:, None], x2[j]) - np.maximum(x1[i][:, None], x1[j]) + plus)
+    h = np.maximum(0.0, np.minimum(y2[i][:, None], y2[j]) - np.maximum(y1[i][:, None], y1[j]) + plus)
+    inter = w * h
+    if method == "min":
+        return inter / np.minimum(area[i][:, None], area[j])
+    return inter / (area[i][:, None] + area[j] - inter)
+
+
 def nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
     """Greedy NMS; returns kept indices, best first.
+
+    "union": torchvision's IoU on (x1, y1, x2, y2) with areas (x2-x1)(y2-y1); "min": facenet's last
+    stage, intersection over the smaller area with +1 pixel sizes. Suppresses overlap > threshold.
+    Exactly nms_greedy's result, in blocks of the score order: the greedy pass runs inside a block
+    (a small matrix), then the block's kept boxes suppress all later boxes in one step.
+    """
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    plus = 1.0 if method == "min" else 0.0
+    order = np.argsort(-scores, kind="stable")
+    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[order, i]) for i in range(4))
+    area = (x2 - x1 + plus) * (y2 - y1 + plus)
+    n = len(order)
+    alive = np.ones(n, dtype=bool)
+    keep = []
+    for s in range(0, n, NMS_BLOCK):
+        e = min(s + NMS_BLOCK, n)
+        blk = np.flatnonzero(alive[s:e]) + s
+        if not len(blk):
+            continue
+        # "not (over <= t)" rather than "over > t": a NaN overlap suppresses, as in nms_greedy.
+        sup = ~(_overlap(x1, y1, x2, y2, area, blk, blk, plus, method) <= threshold)
+        removed = np.zeros(len(blk), dtype=bool)
+        kept = []
+        for i in range(len(blk)):
+            if not removed[i]:
+                kept.append(i)
+                removed |= sup[i]
+        kb = blk[kept]
+        keep.append(kb)
+        if e < n:
+            rest = np.flatnonzero(alive[e:]) + e
+            if len(rest):
+                over = _overlap(x1, y1, x2, y2, area, kb, rest, plus, method)
+                alive[rest[(~(over <= threshold)).any(axis=0)]] = False
+    return order[np.concatenate(keep)].astype(np.int64)
+
+
+def nms_greedy(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
+    """Greedy NMS, one numpy step per kept box (the reference nms() must match); kept indices, best first.
 
     "union": torchvision's IoU on (x1, y1, x2, y2) with areas (x2-x1)(y2-y1); "min": facenet's last
     stage, intersection over the smaller area with +1 pixel sizes. Suppresses overlap > threshold.
