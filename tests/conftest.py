@@ -4,14 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from app import REPO_ROOT, create_app
+from app import REPO_ROOT
 from app.auth import users
-from app.auth.users import create_user
-from app.db import connect, migrate
+from app.db import connect
+from tests.live import PASSWORD, instance_app
 
 DEMO_DATA = REPO_ROOT / "app" / "demo_data"
 TEST_DATA = Path(__file__).parent / "data"
-PASSWORD = "correct horse battery"
 # A cheap hash for fixture users (scrypt costs ~0.3 s each); test_auth checks the real default.
 users.HASH_METHOD = "pbkdf2:sha256:1000"
 
@@ -19,25 +18,8 @@ users.HASH_METHOD = "pbkdf2:sha256:1000"
 @pytest.fixture
 def app(tmp_path):
     """An app on a fresh instance folder with migrations applied and two users."""
-    instance = tmp_path / "instance"
-    app = create_app(
-        {
-            "TESTING": True,
-            "INSTANCE_PATH": str(instance),
-            "DATABASE": str(instance / "oiap.sqlite3"),
-            "MODELS_DIR": str(instance / "models"),
-            "CACHE_DIR": str(instance / "cache"),
-            "IMAGES_DIR": str(instance / "images"),
-            "SECRET_KEY": "test",
-            # Tests post forms without tokens; test_auth turns CSRF back on to test it.
-            "WTF_CSRF_ENABLED": False,
-        }
-    )
-    db = connect(app.config["DATABASE"])
-    migrate(db)
-    create_user(db, "admin", PASSWORD, "admin")
-    create_user(db, "rev", PASSWORD, "reviewer")
-    db.close()
+    # Tests post forms without tokens; test_auth turns CSRF back on to test it.
+    app = instance_app(tmp_path / "instance", WTF_CSRF_ENABLED=False)
     yield app
 
 

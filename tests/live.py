@@ -19,8 +19,8 @@ PASSWORD = "correct horse battery"
 _TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
 
-def live_app(instance: Path, users: dict[str, str] | None = None, **config) -> Flask:
-    """An app on a fresh instance with CSRF on (as in production) and the given users (name -> role)."""
+def instance_app(instance: Path, users: dict[str, str] | None = None, **config) -> Flask:
+    """An app on a fresh, migrated instance folder with the given users (name -> role, password PASSWORD)."""
     app = create_app(
         {
             "TESTING": True,
@@ -29,10 +29,7 @@ def live_app(instance: Path, users: dict[str, str] | None = None, **config) -> F
             "MODELS_DIR": str(instance / "models"),
             "CACHE_DIR": str(instance / "cache"),
             "IMAGES_DIR": str(instance / "images"),
-            "SECRET_KEY": "live-test",
-            "WTF_CSRF_ENABLED": True,
-            # Several sessions log in within a second; the login limiter is tested elsewhere.
-            "RATELIMIT_ENABLED": False,
+            "SECRET_KEY": "test",
             **config,
         }
     )
@@ -42,6 +39,12 @@ def live_app(instance: Path, users: dict[str, str] | None = None, **config) -> F
         create_user(db, name, PASSWORD, role)
     db.close()
     return app
+
+
+def live_app(instance: Path, users: dict[str, str] | None = None, **config) -> Flask:
+    """An app on a fresh instance with CSRF on (as in production) and the given users (name -> role)."""
+    # Several sessions log in within a second; the login limiter is tested elsewhere.
+    return instance_app(instance, users, WTF_CSRF_ENABLED=True, RATELIMIT_ENABLED=False, **config)
 
 
 @contextmanager

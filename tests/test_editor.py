@@ -5,14 +5,13 @@ import re
 
 import pytest
 
-from app import create_app
 from app.annotations import get_annotation, rate
-from app.auth.users import create_user
-from app.db import connect, migrate
+from app.db import connect
 from app.editor.names import LANDMARK68_TITLES, point_titles
 from app.edits import MAX_BODY_BYTES
-from tests.conftest import PASSWORD, login
+from tests.conftest import login
 from tests.editor_seed import seed
+from tests.live import instance_app
 
 KIND = "face_landmarks68"
 
@@ -27,20 +26,8 @@ def data(db):
 def shared(tmp_path_factory):
     """One seeded app and logged-in client for the tests that write nothing (password hashing is slow)."""
     instance = tmp_path_factory.mktemp("editor") / "instance"
-    app = create_app(
-        {
-            "TESTING": True,
-            "INSTANCE_PATH": str(instance),
-            "DATABASE": str(instance / "oiap.sqlite3"),
-            "IMAGES_DIR": str(instance / "images"),
-            "CACHE_DIR": str(instance / "cache"),
-            "SECRET_KEY": "test",
-            "WTF_CSRF_ENABLED": False,
-        }
-    )
+    app = instance_app(instance, users={"admin": "admin"}, WTF_CSRF_ENABLED=False)
     db = connect(app.config["DATABASE"])
-    migrate(db)
-    create_user(db, "admin", PASSWORD, "admin")
     data = seed(db)
     client = app.test_client()
     assert login(client, "admin").status_code == 302

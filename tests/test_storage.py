@@ -13,14 +13,13 @@ import uuid
 import boto3
 import pytest
 
-from app import create_app
 from app.annotations import annotation_row, insert_annotation, rate, undo_last_rating
 from app.annotators.builtin import ensure_builtin_models, verified_files
 from app.annotators.registry import get_model, model_path, register_model, sha256_file
-from app.auth.users import create_user
-from app.db import connect, migrate
+from app.db import connect
 from app.sets.queries import create_set
-from tests.conftest import DEMO_DATA, PASSWORD
+from tests.conftest import DEMO_DATA
+from tests.live import instance_app
 
 IDS = ["000002b66c9c498e", "000002b97e5471a0", "00000c4a1d3e3b2f", "0a1b2c3d4e5f6789"]
 
@@ -85,26 +84,7 @@ def bucket(s3):
 
 def make_app(tmp_path, name, **config):
     """An instance with the schema and the two test users."""
-    instance = tmp_path / name
-    app = create_app(
-        {
-            "TESTING": True,
-            "INSTANCE_PATH": str(instance),
-            "DATABASE": str(instance / "oiap.sqlite3"),
-            "MODELS_DIR": str(instance / "models"),
-            "CACHE_DIR": str(instance / "cache"),
-            "IMAGES_DIR": str(instance / "images"),
-            "SECRET_KEY": "test",
-            "S3_MAX_ATTEMPTS": 1,
-            **config,
-        }
-    )
-    db = connect(app.config["DATABASE"])
-    migrate(db)
-    create_user(db, "admin", PASSWORD, "admin")
-    create_user(db, "rev", PASSWORD, "reviewer")
-    db.close()
-    return app
+    return instance_app(tmp_path / name, S3_MAX_ATTEMPTS=1, **config)
 
 
 def _tiny_onnx(path):
