@@ -76,20 +76,28 @@ def _image_row(rows) -> dict:
     return {"id": r.image_id, "split": r.split, "path": r.path}
 
 
+def _readable_images(config: Mapping, gt: dict[str, list], bar, skipped: list[int]):
+    """Yield (image_id, rows, RGB pixels) for each ground-truth image whose file reads; count the rest."""
+    for image_id, rows in gt.items():
+        bar.update(1)
+        try:
+            img = load_rgb(config, _image_row(rows))
+        except (NotFound, InvalidInput, OSError):
+            skipped[0] += len(rows)
+            continue
+        yield image_id, rows, img
+    bar.close()
+
+
 def measure(db: Database, config: Mapping, model: dict, gt: dict[str, list], progress: bool = False) -> dict:
     """Run a model over ground truth (from gather_ground_truth) and compute its metrics; stores nothing."""
     annotator = load_annotator(model)
-    skipped = 0
+    skipped = [0]
     bar = tqdm(total=len(gt), desc=f"evaluate model {model['id']}", unit="img", disable=not progress)
+    images = _readable_images(config, gt, bar, skipped)
     if model["kind"] == "face_landmarks68":
         preds, truths = [], []
-        for rows in gt.values():
-            bar.update(1)
-            try:
-                img = load_rgb(config, _image_row(rows))
-            except (NotFound, InvalidInput, OSError):
-                skipped += len(rows)
-                continue
+        for _image_id, rows, img in images:
             h, w = img.shape[:2]
             faces = [r for r in rows if r.points and len(r.points) == 68]
             boxes = []
@@ -99,7 +107,6 @@ def measure(db: Database, config: Mapping, model: dict, gt: dict[str, list], pro
                 boxes.append(np.array(b) * [w, h, w, h] if b is not None else np.r_[pts.min(0), pts.max(0)])
                 truths.append(pts)
             preds += [np.asarray(p) for p in annotator.predict_many(img, boxes)] if boxes else []
-        bar.close()
         if not truths:
             raise InvalidInput("no ground-truth face could be read (missing image files?)")
         pred, truth = np.stack(preds), np.stack(truths)
@@ -108,24 +115,17 @@ def measure(db: Database, config: Mapping, model: dict, gt: dict[str, list], pro
         result["ced"] = {"thresholds": thresholds.round(4).tolist(), "fraction": fraction.round(4).tolist()}
     else:
         detections, truth_boxes = [], {}
-        for image_id, rows in gt.items():
-            bar.update(1)
-            try:
-                img = load_rgb(config, _image_row(rows))
-            except (NotFound, InvalidInput, OSError):
-                skipped += len(rows)
-                continue
+        for image_id, rows, img in images:
             h, w = img.shape[:2]
             truth_boxes[image_id] = [r.box for r in rows if r.box is not None]
             for box, score, _pts in annotator.detect(img):
                 nb = (box[0] / w, box[1] / h, box[2] / w, box[3] / h)
                 detections.append((image_id, nb, score))
-        bar.close()
         if not truth_boxes:
             raise InvalidInput("no ground-truth image could be read (missing image files?)")
         result = average_precision(detections, truth_boxes, 0.5)
         result["images"] = len(truth_boxes)
-    result["skipped"] = skipped
+    result["skipped"] = skipped[0]
     return result
 
 
