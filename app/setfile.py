@@ -195,11 +195,8 @@ def write_set_file(db: Database, set_id: int, refs: dict[str, str | None], dest:
 
 def content_sha256(path: Path) -> str:
     """The sha256 of a set file's uncompressed content; gzip.BadGzipFile/EOFError when it is damaged."""
-    h = hashlib.sha256()
     with gzip.open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def read_header(path: Path) -> dict:

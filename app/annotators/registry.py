@@ -21,11 +21,8 @@ SOURCES = ("builtin", "trained", "fetched", "added")
 
 def sha256_file(path: str | Path) -> str:
     """The hex sha256 of a file, read in chunks."""
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def model_path(row: dict) -> Path:
