@@ -77,6 +77,33 @@ def insert_annotations(db: Database, rows: Iterable[dict]) -> int:
     return cur.rowcount
 
 
+def insert_counted_by_batch(db: Database, sql: str, rows_by_set: dict[int, list]) -> int:
+    """Run an unrated-annotation INSERT over many rows, adding to each set's n_total once per set.
+
+    For bulk imports: the per-row counter trigger skips the sets listed in bulk_counting (migration
+    m007), so the rows of each set go in with one UPDATE of its counter, from the rows actually
+    inserted (an INSERT ... SELECT ... WHERE may skip some). Call it inside the caller's write
+    transaction (immediate), so rows and counts commit together: a crash never leaves a counter that
+    disagrees with the table, and no other connection ever sees a set listed. The rows must have
+    rating NULL and deleted 0 (n_good and n_bad do not change). Returns the rows inserted.
+    """
+    conn = db.conn
+    if not conn.in_transaction:
+        raise RuntimeError("insert_counted_by_batch needs an open write transaction")
+    added = 0
+    sets = [(set_id,) for set_id in rows_by_set]
+    conn.executemany("INSERT INTO bulk_counting (set_id) VALUES (?)", sets)
+    try:
+        for set_id, rows in rows_by_set.items():
+            n = conn.executemany(sql, rows).rowcount
+            conn.execute("UPDATE annotation_sets SET n_total = n_total + ? WHERE id = ?", [n, set_id])
+            added += n
+    finally:
+        # Also on error: the caller's transaction rolls back, but a set must never stay listed.
+        conn.executemany("DELETE FROM bulk_counting WHERE set_id = ?", sets)
+    return added
+
+
 def insert_annotation(db: Database, row: dict) -> int:
     """Insert one annotation row and return its id."""
     cur = db.execute(

@@ -221,3 +221,26 @@ def m006_scale_set_page_index(db: Database) -> None:
     # A set page skips (page - 1) * 60 rows in (image_id, id) order: over this covering index the skip
     # reads index entries only (~40 ms for 1.25 M), where (set_id, image_id) reads each row for `deleted`.
     db.execute("CREATE INDEX IF NOT EXISTS annotations_set_page ON annotations (set_id, deleted, image_id)")
+
+
+@migrations()
+def m007_imports_batch_counters(db: Database) -> None:
+    # A bulk insert (import-openimages) adds to the set counters once per batch instead of one UPDATE
+    # per row: while its transaction holds a set_id in bulk_counting, the insert trigger skips that
+    # set's rows. The row is added and removed inside the batch's own transaction, so no other
+    # connection ever sees it, and a crash rolls it back with the rows and the counts.
+    db.executescript(
+        """
+        CREATE TABLE bulk_counting (set_id INTEGER PRIMARY KEY);
+        DROP TRIGGER annotations_count_insert;
+        CREATE TRIGGER annotations_count_insert AFTER INSERT ON annotations
+        WHEN NEW.deleted = 0 AND NOT EXISTS (SELECT 1 FROM bulk_counting WHERE set_id = NEW.set_id)
+        BEGIN
+            UPDATE annotation_sets SET
+                n_total = n_total + 1,
+                n_good = n_good + (NEW.rating IS 'good'),
+                n_bad = n_bad + (NEW.rating IS 'bad')
+            WHERE id = NEW.set_id;
+        END;
+        """
+    )

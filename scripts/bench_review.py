@@ -35,10 +35,14 @@ sys.path.insert(0, str(REPO))
 
 PASSWORD = "bench password 123"
 FACES_PER_IMAGE = 5
+# What `make run` serves with.
+WORKERS, THREADS = 1, 8
 TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 ITEM = re.compile(r'id="review-item"[^>]*data-annotation-id="(\d+)"')
 CURSOR = re.compile(r'name="cursor" value="([^"]+)"')
 TIMING = re.compile(r"app;dur=([\d.]+)")
+CPU = re.compile(r"cpu;dur=([\d.]+)")
+LOCK = re.compile(r"lock;dur=([\d.]+)")
 
 
 def log(msg: str) -> None:
@@ -171,7 +175,10 @@ class Reviewer:
         for k, v in resp.getheaders():
             if k.lower() == "set-cookie" and v.startswith("session="):
                 self.cookie = v.split(";", 1)[0]
-        m = TIMING.search(resp.getheader("Server-Timing") or "")
+        st = resp.getheader("Server-Timing") or ""
+        m = TIMING.search(st)
+        self.last_cpu = float(c.group(1)) if (c := CPU.search(st)) else None
+        self.last_lock = float(c.group(1)) if (c := LOCK.search(st)) else None
         return resp.status, data.decode("utf-8", "replace"), (float(m.group(1)) if m else None), wall
 
     def login(self) -> None:
@@ -203,6 +210,7 @@ def run_reviewer(port, username, set_id, n_rates, warmup, out, errors, start, th
                 {"annotation_id": ann_id, "cursor": cursor, "value": rng.choice(("good", "bad"))}
             )
             status, html, server, wall = r.request("POST", f"/review/{set_id}/rate", body, hx)
+            cpu, lock = r.last_cpu, r.last_lock
             if status != 200 or not ITEM.search(html):
                 raise RuntimeError(f"rate answered {status}: {html[:200]}")
             s_status, _, s_server, s_wall = r.request("GET", "/static/css/app.css")
@@ -211,11 +219,29 @@ def run_reviewer(port, username, set_id, n_rates, warmup, out, errors, start, th
                 time.sleep(rng.uniform(0.5, 1.5) * think)
             if i >= warmup:
                 out["rate"].append(server)
+                out["rate_cpu"].append(cpu)
+                out["rate_lock"].append(lock)
                 out["rate_wall"].append(wall)
                 out["static"].append(s_server)
                 out["static_wall"].append(s_wall)
     except BaseException as e:
         errors.append(f"{username}: {e!r}")
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its children, from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                todo += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def pct(values: list[float], p: float) -> float:
@@ -238,7 +264,18 @@ def main() -> int:
         "--annotations", type=int, default=1_000_000, help="annotations in the store (default 1 000 000)"
     )
     ap.add_argument("--reviewers", type=int, default=8, help="concurrent reviewers (default 8)")
-    ap.add_argument("--threads", type=int, default=8, help="gunicorn threads (default 8)")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=WORKERS,
+        help=f"gunicorn worker processes (default {WORKERS}, as make run)",
+    )
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=THREADS,
+        help=f"gunicorn threads per worker (default {THREADS}, as make run)",
+    )
     ap.add_argument(
         "--rates", type=int, default=400, help="measured rate+next requests per reviewer (default 400)"
     )
@@ -293,7 +330,7 @@ def main() -> int:
                 "-m",
                 "gunicorn",
                 "-w",
-                "1",
+                str(args.workers),
                 "--threads",
                 str(args.threads),
                 "-b",
@@ -316,7 +353,14 @@ def main() -> int:
                     if time.time() > deadline or server.poll() is not None:
                         raise SystemExit("gunicorn did not start") from None
                     time.sleep(0.1)
-            out = {"rate": [], "rate_wall": [], "static": [], "static_wall": []}
+            out = {
+                "rate": [],
+                "rate_wall": [],
+                "static": [],
+                "static_wall": [],
+                "rate_cpu": [],
+                "rate_lock": [],
+            }
             errors: list[str] = []
             start = threading.Barrier(args.reviewers + 1)
             threads = [
@@ -330,9 +374,11 @@ def main() -> int:
                 t.start()
             start.wait(60)
             t0 = time.perf_counter()
+            server_cpu0, client_cpu0 = tree_cpu(server.pid), time.process_time()
             for t in threads:
                 t.join()
             elapsed = time.perf_counter() - t0
+            server_cpu, client_cpu = tree_cpu(server.pid) - server_cpu0, time.process_time() - client_cpu0
             if errors:
                 raise SystemExit("reviewer errors:\n" + "\n".join(errors))
         finally:
@@ -340,7 +386,7 @@ def main() -> int:
             server.wait(10)
         n = len(out["rate"])
         print(
-            f"bench_review: {args.reviewers} reviewers, gunicorn 1 process x {args.threads} threads, "
+            f"bench_review: {args.reviewers} reviewers, gunicorn {args.workers} process(es) x {args.threads} threads, "
             f"{n} rate+next requests in {elapsed:.1f} s ({n / elapsed:.0f}/s, each followed by a static request)"
             f", think time {args.think * 1000:.0f} ms, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
@@ -348,6 +394,16 @@ def main() -> int:
         print(summary("server: static file", out["static"]))
         print(summary("client: rate + next", out["rate_wall"]))
         print(summary("client: static file", out["static_wall"]))
+        app, cpu, lock = (statistics.fmean(out[k]) for k in ("rate", "rate_cpu", "rate_lock"))
+        print(
+            f"rate + next server time, mean {app:.2f} ms = CPU of the request's thread {cpu:.2f}"
+            f" + waiting for the write lock {lock:.2f} + waiting for the GIL or a core {app - cpu - lock:.2f}"
+        )
+        # All of it, per rate + next and static pair, whoever spends it (gunicorn's own threads too).
+        print(
+            f"CPU per rate + next and static pair: server {server_cpu / n * 1000:.2f} ms (all gunicorn"
+            f" processes), client {client_cpu / n * 1000:.2f} ms (this script's {args.reviewers} threads)"
+        )
         p99 = pct(out["rate"], 99)
         print(f"target p99 < 10 ms for rate + next: {'met' if p99 < 10 else 'NOT met'} ({p99:.2f} ms)")
         if args.json:

@@ -23,6 +23,7 @@ What other blueprints use:
 """
 
 import functools
+from pathlib import Path
 
 from flask import Blueprint, Flask, abort, redirect, render_template, request, session, url_for
 from flask_limiter import Limiter
@@ -31,12 +32,14 @@ from flask_login import LoginManager, current_user, logout_user
 from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from ..db import get_db, log_event
+from . import limit_storage  # registers the oiap-sqlite:// storage scheme
 from .users import User, load_session_user
 
 login_manager = LoginManager()
 csrf = CSRFProtect()
-# One process serves the LAN (gunicorn -w 1 --threads N), so in-memory counters are enough.
-limiter = Limiter(get_remote_address, storage_uri="memory://", strategy="moving-window")
+# The counters live in the instance's limits.sqlite3 (RATELIMIT_STORAGE_URI, set per app in
+# init_auth), shared by every gunicorn worker process: in-memory ones would count per process.
+limiter = Limiter(get_remote_address, strategy="moving-window")
 
 # Endpoints reachable without an account. A new route is protected unless it is added here.
 PUBLIC_ENDPOINTS = {"auth.login", "static"}
@@ -108,6 +111,9 @@ def init_auth(app: Flask) -> None:
     app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
     # The Limiter is module-global and init_app keeps the last app's `enabled`: say it per app.
     app.config.setdefault("RATELIMIT_ENABLED", True)
+    app.config.setdefault(
+        "RATELIMIT_STORAGE_URI", f"{limit_storage.SCHEME}://{Path(app.instance_path) / 'limits.sqlite3'}"
+    )
 
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"

@@ -34,6 +34,7 @@ from pathlib import Path
 from sqlite_utils import Database
 from tqdm import tqdm
 
+from ..annotations import insert_counted_by_batch
 from ..db import immediate, now
 from ..errors import InvalidInput
 from ..kinds import FACE_LABEL
@@ -192,6 +193,17 @@ BOX_SQL = (
 )
 
 
+def _by_set(batch: list[tuple]) -> dict[int, list[tuple]]:
+    # Box rows grouped by set (their first value), in order; one class (the usual case) costs no copy.
+    first = batch[0][0] if batch else None
+    if all(r[0] == first for r in batch):
+        return {first: batch} if batch else {}
+    out: dict[int, list[tuple]] = {}
+    for r in batch:
+        out.setdefault(r[0], []).append(r)
+    return out
+
+
 def _float_or_none(value: str) -> float | None:
     if value == "" or value.lower() == "nan":
         return None
@@ -281,7 +293,7 @@ def import_boxes(
         with immediate(db):
             if new_images:
                 db.conn.executemany(BARE_IMAGE_SQL, new_images)
-            counts["added"] += db.conn.executemany(BOX_SQL, batch).rowcount
+            counts["added"] += insert_counted_by_batch(db, BOX_SQL, _by_set(batch))
             errors.flush()
             if run_id is not None:
                 set_progress(db, run_id, line - 1, cursor=f"{path.name}:{line}")
