@@ -422,7 +422,17 @@ def test_review_requires_login(client, data):
 
 def test_server_timing_header(reviewer_client, data):
     with reviewer_client.get("/static/css/app.css") as r:
-        assert re.fullmatch(r"app;dur=\d+\.\d{3}", r.headers["Server-Timing"])
+        assert re.fullmatch(
+            r"app;dur=\d+\.\d{3}, cpu;dur=\d+\.\d{3}, lock;dur=0\.000", r.headers["Server-Timing"]
+        )
+    # A rating waits for the write lock (here not at all) and its CPU time is part of its server time.
+    item = reviewer_client.get(f"/review/{data['face_box']}").get_data(as_text=True)
+    ann_id = re.search(r'data-annotation-id="(\d+)"', item).group(1)
+    r = reviewer_client.post(
+        f"/review/{data['face_box']}/rate", data={"annotation_id": ann_id, "value": "good"}
+    )
+    app, cpu, lock = map(float, re.findall(r"dur=([\d.]+)", r.headers["Server-Timing"]))
+    assert 0 < cpu <= app + 1 and 0 <= lock < app
 
 
 def test_five_point_set_draws_five_points_without_contours(reviewer_client, data):
