@@ -1,14 +1,17 @@
 """Review: dashboard, review page, queue order and filters, rating, undo, claims, set page."""
 
+import json
 import random
 import re
 import time
 
 import pytest
 
+from app.kinds import LANDMARK68_GROUPS
 from app.review import queries
 from tests.conftest import login
 from tests.review_data import seed, user_ids
+from tests.svg_paths import drawn_points, path_tags, vertices
 
 HX = {"HX-Request": "true", "HX-Target": "review-item"}
 
@@ -75,10 +78,21 @@ def test_review_page_draws_item_with_landmarks_and_image_credit(reviewer_client,
         "SELECT id FROM annotations WHERE set_id = ? ORDER BY score, id LIMIT 1", [data["landmarks68"]]
     ).fetchone()[0]
     assert ann_id == lowest
-    assert html.count('<circle class="pt"') == 68
-    for group in ("jaw", "right_brow", "left_brow", "nose_bridge", "nose_base", "outer_lip", "inner_lip"):
-        assert f'class="contour {group}"' in html
-    assert '<polygon class="contour right_eye"' in html
+    # The 68 points are drawn where they are stored (pixels of the stored image, 0.1 px), once each.
+    zoom = html.split('<figure class="zoom">')[1].split("</figure>")[0]
+    stored, w, h = db.execute(
+        "SELECT a.points, i.width, i.height FROM annotations a JOIN images i ON i.id = a.image_id WHERE a.id = ?",
+        [ann_id],
+    ).fetchone()
+    expected = [(p[0] * w, p[1] * h) for p in json.loads(stored)]
+    drawn = drawn_points(zoom)
+    assert len(drawn) == 68 and len(path_tags(zoom, "pts")) == 1
+    assert drawn == [pytest.approx(e, abs=0.051) for e in expected]
+    # Each contour group is one path through its points; eyes and lips are closed.
+    for group, (idx, closed) in LANDMARK68_GROUPS.items():
+        (tag,) = path_tags(zoom, f"contour {group}")
+        assert vertices(tag) == [pytest.approx(expected[i], abs=0.051) for i in idx]
+        assert tag.endswith('Z"/>') == closed
     assert "Public domain" in html and "PASCAL VOC via dlib examples" in html
     assert 'class="ann current' in html
     assert f'data-key="e" href="/edit/annotation/{ann_id}"' in html
@@ -341,7 +355,8 @@ def test_object_box_set_reviewed_with_class_name(reviewer_client, data, db):
     set_id = data["object_box"]
     page = reviewer_client.get(f"/review/{set_id}").get_data(as_text=True)
     assert 'class="class-name">Person' in page
-    assert "<circle" not in page.split('<figure class="zoom">')[1]
+    zoom = page.split('<figure class="zoom">')[1].split("</figure>")[0]
+    assert "<rect" in zoom and "pts" not in zoom and "contour" not in zoom
     frag = rate_post(reviewer_client, set_id, page, "good").get_data(as_text=True)
     assert 'class="class-name">Person' in frag
     counters_match(db, set_id)
@@ -402,6 +417,29 @@ def test_set_page_grid_is_paged_and_marked(admin_client, data, db):
     assert html.count('<li class="thumb') == 43
     assert html.count('<li class="thumb bad"') == 1
     assert html.count('<li class="thumb unrated"') == 42
+    # Every thumbnail draws its box and its 68 points where they are stored, within its crop's viewBox.
+    cells = re.findall(r'<li class="thumb (\w+)" data-annotation-id="(\d+)">(.*?)</li>', html, re.S)
+    assert len(cells) == 43
+    for mark, ann_id, cell in cells:
+        stored, rating, w, h = db.execute(
+            "SELECT a.points, a.rating, i.width, i.height FROM annotations a JOIN images i ON i.id = a.image_id"
+            " WHERE a.id = ?",
+            [int(ann_id)],
+        ).fetchone()
+        assert mark == (rating or "unrated") and f'<span class="mark">{mark}</span>' in cell
+        expected = [(p[0] * w, p[1] * h) for p in json.loads(stored)]
+        assert drawn_points(cell) == [pytest.approx(e, abs=0.051) for e in expected]
+        vx, vy, vw, vh = (float(v) for v in re.search(r'<svg viewBox="([^"]+)"', cell).group(1).split())
+        rx, ry, rw, rh = (
+            float(v)
+            for v in re.search(
+                r'<rect class="ann current" x="([^"]+)" y="([^"]+)" width="([^"]+)" height="([^"]+)"', cell
+            ).groups()
+        )
+        assert vx <= rx and vy <= ry and rx + rw <= vx + vw + 0.1 and ry + rh <= vy + vh + 0.1
+        assert (
+            cell.count('<rect class="ann current"') == 1 and f'href="/review/{set_id}?item={ann_id}"' in cell
+        )
     assert "page 1 of 1" in html
     from app.sets import views
 
@@ -438,7 +476,7 @@ def test_server_timing_header(reviewer_client, data):
 def test_five_point_set_draws_five_points_without_contours(reviewer_client, data):
     page = reviewer_client.get(f"/review/{data['landmarks5']}").get_data(as_text=True)
     zoom = page.split('<figure class="zoom">')[1].split("</figure>")[0]
-    assert zoom.count('<circle class="pt"') == 5
+    assert len(drawn_points(zoom)) == 5 and len(path_tags(zoom, "pts")) == 1
     assert "contour" not in zoom
     assert "5 points" in zoom
 

@@ -22,6 +22,7 @@ from app.training.data import CONTEXT, RowHasher
 from app.training.landmarks import augment
 from app.training.trainer import train
 from tests.conftest import DEMO_DATA
+from tests.svg_paths import drawn_points, path_tags
 
 # Few, cheap steps: the round checks the plumbing and the promotion rule, not the accuracy.
 FAST = {"batch_size": 18, "progress": False}
@@ -278,7 +279,8 @@ def test_models_page_promote_and_try(app, round_db, admin_client, reviewer_clien
     n_faces = db.execute(
         "SELECT count(*) FROM annotations WHERE image_id = ? AND kind = 'face_box'", [photo]
     ).fetchone()[0]
-    assert result_layer.count('<circle class="pt"') == 68 * n_faces
+    # One points path per face, 68 vertices each.
+    assert len(path_tags(result_layer, "pts")) == n_faces and len(drawn_points(result_layer)) == 68 * n_faces
     detector = active_model(db, "face_box")["id"]
     html = admin_client.get(f"/models/{detector}/try?image_id={meta['astronaut']}").get_data(as_text=True)
     assert html.split('class="result-layer"')[1].split("</g>")[0].count("<rect") >= 1

@@ -7,6 +7,7 @@ rendered through template expressions cost more than the rest of the request.
 """
 
 from collections.abc import Mapping
+from operator import itemgetter
 
 from markupsafe import Markup
 
@@ -52,23 +53,69 @@ def rect_svg(rect: tuple[float, float, float, float] | None, cls: str, data_id: 
     return Markup(f'<rect class="{cls}"{extra} x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}"/>')
 
 
-def figure(ann: Mapping, kind: str, size: tuple[int, int], point_r: float) -> dict:
-    """Box, contour lines and points of one annotation, as SVG markup in pixels."""
+# Every coordinate of a face is formatted by one %-operation (per-number formatting is most of the
+# cost of a drawing); the result is split into "x y" pairs that the contours and points share.
+_PAIR_FORMATS: dict[int, str] = {}
+_GROUPS = [
+    (f'<path class="contour {name}" d="M', itemgetter(*idx), "Z" if closed else "")
+    for name, (idx, closed) in LANDMARK68_GROUPS.items()
+]
+
+
+def _pairs(pts: list, size: tuple[int, int]) -> list[str]:
+    """The points as "x y" strings in pixels, rounded to 0.1 px."""
+    n = len(pts)
+    fmt = _PAIR_FORMATS.get(n)
+    if fmt is None:
+        fmt = _PAIR_FORMATS.setdefault(n, "\n".join(["%.1f %.1f"] * n))
     w, h = size
-    pts = [(p[0] * w, p[1] * h, p[2] if len(p) > 2 else 1) for p in (ann.get("points") or [])]
-    lines = []
-    if kind == "face_landmarks68" and len(pts) == 68:
-        for name, (idx, closed) in LANDMARK68_GROUPS.items():
-            coords = " ".join(f"{pts[i][0]:.1f},{pts[i][1]:.1f}" for i in idx)
-            tag = "polygon" if closed else "polyline"
-            lines.append(f'<{tag} class="contour {name}" points="{coords}"/>')
-    circles = "".join(
-        f'<circle class="pt{"" if v else " hidden-pt"}" cx="{x:.1f}" cy="{y:.1f}" r="{point_r:.2f}"/>'
-        for x, y, v in pts
+    return (fmt % tuple([c for p in pts for c in (p[0] * w, p[1] * h)])).split("\n")
+
+
+_visible = itemgetter(2)
+
+
+def _any_hidden(pts: list) -> bool:
+    """Whether a point is marked not visible (a C-level scan: a generator per face costs more)."""
+    try:
+        flags = set(map(_visible, pts))
+    except IndexError:  # points without the flag: check one by one
+        return any(len(p) > 2 and not p[2] for p in pts)
+    return flags != {1} and any(not v for v in flags)
+
+
+def dots_path(pairs: list[str], cls: str, width: float) -> str:
+    """Points as one path of zero-length segments, drawn as dots by round caps `width` across."""
+    if not pairs:
+        return ""
+    return f'<path class="{cls}" stroke-width="{width:.2f}" d="M{"h0M".join(pairs)}h0"/>'
+
+
+def figure(ann: Mapping, kind: str, size: tuple[int, int], point_r: float, contours: bool = True) -> dict:
+    """Box, contour lines (one path per group) and points (one path) of an annotation, as SVG in pixels.
+
+    A point is a vertex "Mx y" of the points path; hidden points (visible = 0) go in a second path.
+    """
+    pts = ann.get("points") or []
+    pairs = _pairs(pts, size) if pts else []
+    lines = ""
+    if contours and kind == "face_landmarks68" and len(pairs) == 68:
+        lines = "".join(f'{head}{" ".join(pick(pairs))}{tail}"/>' for head, pick, tail in _GROUPS)
+    if _any_hidden(pts):
+        shown = [xy for xy, p in zip(pairs, pts, strict=True) if len(p) < 3 or p[2]]
+        hidden = [xy for xy, p in zip(pairs, pts, strict=True) if len(p) > 2 and not p[2]]
+    else:
+        shown, hidden = pairs, []
+    d = 2 * point_r
+    # The edge path under the dots outlines them, so they stay visible on light skin.
+    points = (
+        dots_path(shown, "pts-edge", d * 1.3)
+        + dots_path(shown, "pts", d)
+        + dots_path(hidden, "pts hidden-pt", d)
     )
     return {
         "rect": rect_svg(px_box(ann, size), "ann current"),
-        "lines": Markup("".join(lines)),
-        "points": Markup(circles),
+        "lines": Markup(lines),
+        "points": Markup(points),
         "n_points": len(pts),
     }

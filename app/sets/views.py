@@ -1,6 +1,7 @@
 """The dashboard (every annotation set with its counts) and a set's page of thumbnails."""
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, render_template, request, url_for
+from markupsafe import Markup, escape
 
 from ..db import get_db
 from ..errors import InvalidInput
@@ -12,6 +13,31 @@ from .queries import list_sets
 bp = Blueprint("sets", __name__)
 
 PER_PAGE = 60
+
+
+def _thumb(ann: dict, kind: str, review_base: str) -> dict:
+    """One grid cell: its links and its SVG (the crop with the box and points) as markup."""
+    size = image_size(ann)
+    w, h = size
+    url, crop = images.crop(
+        ann["image_id"], norm_box(ann) or (0, 0, 1, 1), size, images.THUMB_SIZE, images.THUMB_PAD
+    )
+    x, y, cw, ch = crop[0] * w, crop[1] * h, (crop[2] - crop[0]) * w, (crop[3] - crop[1]) * h
+    fig = figure(ann, kind, size, cw / 90, contours=False)
+    view = f"{x:.2f} {y:.2f} {cw:.2f} {ch:.2f}"
+    svg = (
+        f'<svg viewBox="{view}"><image href="{escape(url)}" loading="lazy" x="{x:.2f}" y="{y:.2f}"'
+        f' width="{cw:.2f}" height="{ch:.2f}" preserveAspectRatio="none"/>{fig["rect"]}{fig["points"]}</svg>'
+    )
+    rating = ann["rating"] or "unrated"
+    score = f" · score {ann['score']:.3f}" if ann["score"] is not None else ""
+    return {
+        "ann": ann,
+        "mark": rating,
+        "href": f"{review_base}?item={ann['id']}",
+        "title": f"annotation {ann['id']} · {rating}{score}",
+        "svg": Markup(svg),
+    }
 
 
 @bp.route("/")
@@ -30,20 +56,8 @@ def show(set_id: int):
         raise InvalidInput("page starts at 1")
     after = parse_page_key(request.args.get("after"))
     before = parse_page_key(request.args.get("before"))
-    thumbs = []
-    for ann in set_page(db, set_id, page, PER_PAGE, after=after, before=before):
-        size = image_size(ann)
-        w, h = size
-        url, crop = images.crop(
-            ann["image_id"], norm_box(ann) or (0, 0, 1, 1), size, images.THUMB_SIZE, images.THUMB_PAD
-        )
-        thumbs.append(
-            {
-                "ann": ann,
-                "url": url,
-                "view": (crop[0] * w, crop[1] * h, (crop[2] - crop[0]) * w, (crop[3] - crop[1]) * h),
-                "fig": figure(ann, s["kind"], size, (crop[2] - crop[0]) * w / 90),
-            }
-        )
+    anns = set_page(db, set_id, page, PER_PAGE, after=after, before=before)
+    review_base = url_for("review.show", set_id=set_id)
+    thumbs = [_thumb(ann, s["kind"], review_base) for ann in anns]
     pages = max(1, -(-s["n_total"] // PER_PAGE))
     return render_template("sets/show.html", set=s, thumbs=thumbs, page=page, pages=pages)

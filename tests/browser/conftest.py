@@ -50,3 +50,27 @@ def browser_login(page, server: LiveServer, username: str = "rev", password: str
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
     page.wait_for_url(f"{server.url}/")
+
+
+def vertex_count(path_locator) -> int:
+    """Vertices ("M x y") of an SVG points path: one per drawn point."""
+    return path_locator.evaluate("p => p.getAttribute('d').split('M').length - 1")
+
+
+def dot_pixels(svg_locator) -> int:
+    """Pixels of the points' colour in a screenshot of an SVG with its photo and boxes hidden: the dots."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    # The current box has the points' colour too.
+    hide = "s => s.querySelectorAll('image, rect').forEach(e => e.style.visibility = '%s')"
+    svg_locator.evaluate(hide % "hidden")
+    try:
+        shot = Image.open(io.BytesIO(svg_locator.screenshot())).convert("RGB")
+    finally:
+        svg_locator.evaluate(hide % "")
+    # #22d3ee, the points' colour in app.css; antialiased edges vary, the dots' cores do not.
+    diff = np.abs(np.asarray(shot, dtype=np.int16) - np.array([0x22, 0xD3, 0xEE], dtype=np.int16))
+    return int((diff.max(axis=2) < 24).sum())

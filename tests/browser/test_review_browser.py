@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.browser.conftest import browser_login
+from tests.browser.conftest import browser_login, dot_pixels, vertex_count
 from tests.review_data import seed, user_ids
 
 pytestmark = pytest.mark.browser
@@ -69,9 +69,33 @@ def test_review_five_items_with_keyboard_only(live_server, page):
     assert after.execute("SELECT count(*) FROM ratings").fetchone()[0] == n
     after.close()
     page.locator("input[name=min_score]").blur()
-    # The zoomed crop has its 68 points drawn.
-    assert page.locator(".zoom circle.pt").count() == 68
+    # The zoomed crop has its 68 points and its nine contours drawn: the dots show as pixels.
+    zoom = page.locator(".zoom svg")
+    assert vertex_count(zoom.locator("path.pts")) == 68
+    assert zoom.locator("path.contour").count() == 9
+    assert dot_pixels(zoom) >= 68 * 4
     # e opens the item in the editor.
     current = item.get_attribute("data-annotation-id")
     page.keyboard.press("e")
     page.wait_for_url(f"{live_server.url}/edit/annotation/{current}")
+
+
+def test_set_page_draws_each_thumbnail_overlay(live_server, page):
+    db = live_server.db()
+    data = seed(db, user_ids(db))
+    set_id = data["landmarks68"]
+    first = db.execute("SELECT min(id) FROM annotations WHERE set_id = ?", [set_id]).fetchone()[0]
+    db.execute("UPDATE annotations SET rating = 'bad' WHERE id = ?", [first])
+    db.conn.commit()
+    db.close()
+    browser_login(page, live_server, "rev")
+    page.goto(f"{live_server.url}/sets/{set_id}")
+    thumbs = page.locator("li.thumb")
+    assert thumbs.count() == 43
+    assert page.locator("li.thumb.bad").count() == 1 and page.locator("li.thumb.unrated").count() == 42
+    assert page.locator(f'li.thumb.bad[data-annotation-id="{first}"] .mark').inner_text() == "bad"
+    for i in range(thumbs.count()):
+        assert vertex_count(thumbs.nth(i).locator("path.pts")) == 68
+        assert thumbs.nth(i).locator("rect.ann").count() == 1
+    # The points show as dots in a thumbnail, not just in the markup.
+    assert dot_pixels(thumbs.nth(0).locator("svg")) >= 68
