@@ -69,6 +69,17 @@ def test_every_mtcnn_file_is_verified(db, tmp_path):
         raise AssertionError("a wrong RNet hash was accepted")
 
 
+def test_changed_builtin_files_take_over_from_their_old_rows(db):
+    ids = ensure_builtin_models(db)
+    # As left by an older version of the code whose MTCNN files had other hashes.
+    db.execute("UPDATE models SET sha256 = ? WHERE id = ?", ["0" * 64, ids["mtcnn:face_box"]])
+    db.conn.commit()
+    new = ensure_builtin_models(db)
+    assert new["mtcnn:face_box"] != ids["mtcnn:face_box"]
+    assert active_model(db, "face_box")["id"] == new["mtcnn:face_box"]
+    assert active_model(db, "face_landmarks5")["id"] == ids["mtcnn:face_landmarks5"]
+
+
 def test_bulk_uses_the_active_68_model(app, db):
     from app.demo import build_demo
 

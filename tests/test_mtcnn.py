@@ -30,8 +30,9 @@ def _torch_net_from_onnx(name):
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     net = NETS[name]().eval()
     state = {k: torch.from_numpy(inits[k].copy()) for k in net.state_dict() if k in inits}
-    # The exporter renames PReLU slopes (reshaped to (C, 1, 1)); take them in graph order.
-    slopes = [inits[n.input[1]] for n in model.graph.node if n.op_type == "PRelu"]
+    # The exporter renames PReLU slopes (reshaped to (C, 1, 1)) and fast_prelu rewrites each PRelu
+    # with a Mul by its slope named "<prelu>/mul_slope"; take the slopes in graph order.
+    slopes = [inits[n.input[1]] for n in model.graph.node if n.name.endswith("/mul_slope")]
     prelus = [k for k in net.state_dict() if k.startswith("prelu") and k not in state]
     prelus_all = [k for k in net.state_dict() if k.startswith("prelu")]
     assert len(slopes) == len(prelus_all)

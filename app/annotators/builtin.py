@@ -81,10 +81,24 @@ def ensure_builtin_models(db: Database) -> dict[str, int]:
         "face_landmarks68": ids[DEFAULT_LANDMARKS68],
     }
     for kind, model_id in defaults.items():
-        if active_model(db, kind) is None:
+        current = active_model(db, kind)
+        if current is None:
             activate_model(db, model_id)
+        elif (newer := _replacement(current, kind, ids)) is not None:
+            activate_model(db, newer)
     db.conn.commit()
     return ids
+
+
+def _replacement(active: dict, kind: str, ids: dict[str, int]) -> int | None:
+    """This version's row of an active builtin registered by an older version of the code, else None.
+
+    A builtin file that changes with the code (e.g. re-exported ONNX nets) gets a new row by its new
+    hash; the old active row would then fail its hash check, so the same builtin's new row takes over.
+    """
+    if active["source"] != "builtin" or active["id"] in ids.values():
+        return None
+    return ids.get(f"{active['name']}:{kind}", ids.get(active["name"]))
 
 
 def verified_files(model: dict) -> dict[str, Path]:
