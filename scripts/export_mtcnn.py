@@ -22,43 +22,6 @@ SPECS = {
 }
 
 
-def fast_prelu(model) -> None:
-    """Rewrite each PRelu node in place as the same function in ops onnxruntime runs fast.
-
-    onnxruntime 1.32 runs PRelu with a per-channel slope on a batch through a slow broadcast (44% of
-    RNet's time at batch 64, 36% of ONet's at 16; at batch 1 it is fast, so only batched runs suffered).
-    With every slope a <= 1, PRelu(y) = Max(y, a*y) exactly; otherwise a*y + (1-a)*Relu(y) (equal up to
-    rounding). The slope Mul keeps the slope initializer and is named "<prelu>/mul_slope", so tests can
-    read the slopes back.
-    """
-    from onnx import helper, numpy_helper
-
-    graph = model.graph
-    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    nodes = []
-    for n in graph.node:
-        if n.op_type != "PRelu":
-            nodes.append(n)
-            continue
-        (y, a), out, p = n.input, n.output[0], n.name
-        nodes.append(helper.make_node("Mul", [y, a], [f"{p}/ay"], name=f"{p}/mul_slope"))
-        if inits[a].max() <= 1:
-            nodes.append(helper.make_node("Max", [y, f"{p}/ay"], [out], name=f"{p}/max"))
-        else:
-            graph.initializer.append(
-                numpy_helper.from_array((1 - inits[a]).astype(np.float32), f"{a}/one_minus")
-            )
-            nodes += [
-                helper.make_node("Relu", [y], [f"{p}/relu"], name=f"{p}/relu"),
-                helper.make_node(
-                    "Mul", [f"{p}/relu", f"{a}/one_minus"], [f"{p}/relu_b"], name=f"{p}/mul_one_minus"
-                ),
-                helper.make_node("Add", [f"{p}/ay", f"{p}/relu_b"], [out], name=f"{p}/add"),
-            ]
-    del graph.node[:]
-    graph.node.extend(nodes)
-
-
 def export_one(name: str, weights: Path, out_dir: Path, opset: int) -> Path:
     """Export one net (PRelu rewritten by fast_prelu), run onnx.checker and compare onnxruntime with torch on random and odd-sized input."""
     import onnx
@@ -66,6 +29,7 @@ def export_one(name: str, weights: Path, out_dir: Path, opset: int) -> Path:
     import torch
 
     from app.training.mtcnn_nets import load_net
+    from app.training.onnx_export import fast_prelu
 
     net = load_net(name, weights / f"{name}.pt")
     shape, outputs, dyn = SPECS[name]

@@ -25,14 +25,14 @@ def _torch_net_from_onnx(name):
     from onnx import numpy_helper
 
     from app.training.mtcnn_nets import NETS
+    from app.training.onnx_export import prelu_slopes
 
     model = onnx.load(str(M.MODELS_DIR / M.FILES[name]))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     net = NETS[name]().eval()
     state = {k: torch.from_numpy(inits[k].copy()) for k in net.state_dict() if k in inits}
-    # The exporter renames PReLU slopes (reshaped to (C, 1, 1)) and fast_prelu rewrites each PRelu
-    # with a Mul by its slope named "<prelu>/mul_slope"; take the slopes in graph order.
-    slopes = [inits[n.input[1]] for n in model.graph.node if n.name.endswith("/mul_slope")]
+    # The exporter renames PReLU slopes (reshaped to (C, 1, 1)); take them in graph order.
+    slopes = list(prelu_slopes(model).values())
     prelus = [k for k in net.state_dict() if k.startswith("prelu") and k not in state]
     prelus_all = [k for k in net.state_dict() if k.startswith("prelu")]
     assert len(slopes) == len(prelus_all)

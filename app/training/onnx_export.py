@@ -9,6 +9,56 @@ import torch
 OPSET = 17
 
 
+def fast_prelu(model) -> None:
+    """Rewrite each PRelu node in place as the same function in ops onnxruntime runs fast.
+
+    onnxruntime 1.32 runs PRelu with a per-channel slope on a batch through a slow broadcast (44% of
+    RNet's time at batch 64, 36% of ONet's at 16; at batch 1 it is fast, so only batched runs suffered).
+    With every slope a <= 1, PRelu(y) = Max(y, a*y) exactly; otherwise a*y + (1-a)*Relu(y) (equal up to
+    rounding). The slope Mul keeps the slope initializer and is named "<prelu>/mul_slope", so prelu_slopes
+    reads the slopes back.
+    """
+    from onnx import helper, numpy_helper
+
+    graph = model.graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    nodes = []
+    for n in graph.node:
+        if n.op_type != "PRelu":
+            nodes.append(n)
+            continue
+        (y, a), out, p = n.input, n.output[0], n.name
+        nodes.append(helper.make_node("Mul", [y, a], [f"{p}/ay"], name=f"{p}/mul_slope"))
+        if inits[a].max() <= 1:
+            nodes.append(helper.make_node("Max", [y, f"{p}/ay"], [out], name=f"{p}/max"))
+        else:
+            graph.initializer.append(
+                numpy_helper.from_array((1 - inits[a]).astype(np.float32), f"{a}/one_minus")
+            )
+            nodes += [
+                helper.make_node("Relu", [y], [f"{p}/relu"], name=f"{p}/relu"),
+                helper.make_node(
+                    "Mul", [f"{p}/relu", f"{a}/one_minus"], [f"{p}/relu_b"], name=f"{p}/mul_one_minus"
+                ),
+                helper.make_node("Add", [f"{p}/ay", f"{p}/relu_b"], [out], name=f"{p}/add"),
+            ]
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def prelu_slopes(model) -> dict[str, np.ndarray]:
+    """The PReLU slopes of an exported model by initializer name, in graph order, from PRelu nodes or
+    fast_prelu's Muls."""
+    from onnx import numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    return {
+        n.input[1]: numpy_helper.to_array(inits[n.input[1]])
+        for n in model.graph.node
+        if n.op_type == "PRelu" or n.name.endswith("/mul_slope")
+    }
+
+
 def export_checked(
     net: torch.nn.Module,
     example_shape: tuple[int, ...],
@@ -19,8 +69,9 @@ def export_checked(
     atol: float = 1e-5,
     seed: int = 0,
 ) -> dict:
-    """Export net (eval mode, on CPU) with a dynamic batch; onnx.checker, then parity on random input
-    of two batch sizes; raises AssertionError on a mismatch. Returns the largest difference seen."""
+    """Export net (eval mode, on CPU) with a dynamic batch and PRelu rewritten by fast_prelu; onnx.checker,
+    then parity on random input of two batch sizes; raises AssertionError on a mismatch. Returns the
+    largest difference seen."""
     import onnx
     import onnxruntime as ort
 
@@ -43,7 +94,10 @@ def export_checked(
             opset_version=OPSET,
             dynamo=False,
         )
-    onnx.checker.check_model(onnx.load(str(out)), full_check=True)
+    model = onnx.load(str(out))
+    fast_prelu(model)
+    onnx.save(model, str(out))
+    onnx.checker.check_model(model, full_check=True)
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(seed)
     worst = 0.0
