@@ -108,4 +108,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .cli import oiap_cli
 
     app.cli.add_command(oiap_cli)
+    from .gcfreeze import freeze_startup
+
+    freeze_startup(app)
     return app
