@@ -137,15 +137,20 @@ def _check_rateable(db: Database, ann: dict, user_id: int | None) -> None:
             raise InvalidInput("you cannot rate your own annotation; another reviewer has to")
 
 
-def rate_in_transaction(db: Database, annotation_id: int, user_id: int | None, value: str) -> dict:
-    """rate() for a caller that already holds the write lock (inside immediate(db))."""
-    if value not in RATINGS:
-        raise InvalidInput(f"a rating is 'good' or 'bad', not {value!r}")
+def rate_in_transaction(
+    db: Database, annotation_id: int, user_id: int | None, value: str, set_id: int | None = None
+) -> dict:
+    """rate() for a caller that already holds the write lock (inside immediate(db)).
+
+    With set_id, an annotation of another set is NotFound (the review page rates within one set).
+    """
     row = db.execute(
         "SELECT id, set_id, created_by, deleted, rating FROM annotations WHERE id = ?", [annotation_id]
     ).fetchone()
-    if row is None:
-        raise NotFound(f"no annotation {annotation_id}")
+    if row is None or (set_id is not None and row[1] != set_id):
+        raise NotFound(f"no annotation {annotation_id}" + (f" in set {set_id}" if set_id is not None else ""))
+    if value not in RATINGS:
+        raise InvalidInput(f"a rating is 'good' or 'bad', not {value!r}")
     ann = dict(zip(("id", "set_id", "created_by", "deleted", "rating"), row, strict=True))
     _check_rateable(db, ann, user_id)
     at = now()

@@ -216,17 +216,14 @@ def rate_and_claim_next(
 ) -> tuple[tuple[int, int] | None, int | None]:
     """Rate an item (as annotations.rate does) and claim the next one, in one write transaction."""
     with immediate(db):
-        row = db.execute("SELECT set_id FROM annotations WHERE id = ?", [annotation_id]).fetchone()
-        if row is None or row[0] != review_set["id"]:
-            raise NotFound(f"no annotation {annotation_id} in set {review_set['id']}")
-        rate_in_transaction(db, annotation_id, user_id, value)
+        rate_in_transaction(db, annotation_id, user_id, value, set_id=review_set["id"])
         return _claim_next_locked(db, review_set, user_id, filters, cursor, claim_seconds)
 
 
 def _claim_next_locked(db, review_set, user_id, filters, cursor, claim_seconds):
     now_ts = time.time()
-    db.execute("DELETE FROM claims WHERE expires_at <= ?", [now_ts])
-    db.execute("DELETE FROM claims WHERE user_id = ?", [user_id])
+    # Expired claims, and the one this reviewer held (the item they leave).
+    db.execute("DELETE FROM claims WHERE expires_at <= ? OR user_id = ?", [now_ts, user_id])
     found = _candidates(db, review_set, user_id, filters, cursor, now_ts, 2)
     if not found:
         return None, None
