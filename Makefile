@@ -30,7 +30,8 @@ run: setup-run
 	$(FLASK) oiap init-db
 	$(FLASK) oiap demo --if-empty
 	$(FLASK) oiap user ensure-admin
-	$(VENV)/bin/gunicorn -w $(WORKERS) --threads $(THREADS) -b 0.0.0.0:$(PORT) "app:create_app()"
+	$(VENV)/bin/gunicorn -k app.gunicorn_worker.TimedThreadWorker -w $(WORKERS) --threads $(THREADS) \
+	  -b 0.0.0.0:$(PORT) "app:create_app()"
 
 # Debian's chromium for the browser tests; installed when missing and we are root.
 browser:

@@ -3,13 +3,20 @@
 `app` is the wall time from the first before_request hook to after_request; `cpu` is the CPU time
 the request's thread used in that span; `lock` is the time it waited for the write lock (app.db).
 What is left, app - cpu - lock, is time spent runnable but not running: waiting for the GIL or a core.
+Served by app.gunicorn_worker.TimedThreadWorker, `queue` is the time before the app started on the
+request: from gunicorn handing the readable connection to its thread pool, through the wait for a
+free thread and the GIL, to the first before_request hook.
 """
 
+import threading
 import time
 
 from flask import Flask, g
 
 from . import db
+
+# Set by app.gunicorn_worker for the request its thread is handling: perf_counter() at hand-over.
+handed_over = threading.local()
 
 
 def init_timing(app: Flask) -> None:
@@ -28,7 +35,9 @@ def init_timing(app: Flask) -> None:
         if t0 is not None:
             dur = (time.perf_counter() - t0) * 1000
             cpu = (time.thread_time() - g.cpu0) * 1000
-            response.headers["Server-Timing"] = (
-                f"app;dur={dur:.3f}, cpu;dur={cpu:.3f}, lock;dur={db.lock_wait() * 1000:.3f}"
-            )
+            timing = f"app;dur={dur:.3f}, cpu;dur={cpu:.3f}, lock;dur={db.lock_wait() * 1000:.3f}"
+            at = getattr(handed_over, "at", None)
+            if at is not None:
+                timing += f", queue;dur={(t0 - at) * 1000:.3f}"
+            response.headers["Server-Timing"] = timing
         return response

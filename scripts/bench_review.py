@@ -43,6 +43,7 @@ CURSOR = re.compile(r'name="cursor" value="([^"]+)"')
 TIMING = re.compile(r"app;dur=([\d.]+)")
 CPU = re.compile(r"cpu;dur=([\d.]+)")
 LOCK = re.compile(r"lock;dur=([\d.]+)")
+QUEUE = re.compile(r"queue;dur=([\d.]+)")
 
 
 def log(msg: str) -> None:
@@ -179,6 +180,7 @@ class Reviewer:
         m = TIMING.search(st)
         self.last_cpu = float(c.group(1)) if (c := CPU.search(st)) else None
         self.last_lock = float(c.group(1)) if (c := LOCK.search(st)) else None
+        self.last_queue = float(c.group(1)) if (c := QUEUE.search(st)) else None
         return resp.status, data.decode("utf-8", "replace"), (float(m.group(1)) if m else None), wall
 
     def login(self) -> None:
@@ -210,10 +212,11 @@ def run_reviewer(port, username, set_id, n_rates, warmup, out, errors, start, th
                 {"annotation_id": ann_id, "cursor": cursor, "value": rng.choice(("good", "bad"))}
             )
             status, html, server, wall = r.request("POST", f"/review/{set_id}/rate", body, hx)
-            cpu, lock = r.last_cpu, r.last_lock
+            cpu, lock, queue = r.last_cpu, r.last_lock, r.last_queue
             if status != 200 or not ITEM.search(html):
                 raise RuntimeError(f"rate answered {status}: {html[:200]}")
             s_status, _, s_server, s_wall = r.request("GET", "/static/css/app.css")
+            s_queue = r.last_queue
             if think:
                 # A reviewer looks at the item before the next key; jittered so they do not march in step.
                 time.sleep(rng.uniform(0.5, 1.5) * think)
@@ -221,6 +224,8 @@ def run_reviewer(port, username, set_id, n_rates, warmup, out, errors, start, th
                 out["rate"].append(server)
                 out["rate_cpu"].append(cpu)
                 out["rate_lock"].append(lock)
+                out["rate_in_server"].append(queue + server)
+                out["static_in_server"].append(s_queue + s_server)
                 out["rate_wall"].append(wall)
                 out["static"].append(s_server)
                 out["static_wall"].append(s_wall)
@@ -329,6 +334,8 @@ def main() -> int:
                 sys.executable,
                 "-m",
                 "gunicorn",
+                "-k",
+                "app.gunicorn_worker.TimedThreadWorker",
                 "-w",
                 str(args.workers),
                 "--threads",
@@ -360,6 +367,8 @@ def main() -> int:
                 "static_wall": [],
                 "rate_cpu": [],
                 "rate_lock": [],
+                "rate_in_server": [],
+                "static_in_server": [],
             }
             errors: list[str] = []
             start = threading.Barrier(args.reviewers + 1)
@@ -390,8 +399,13 @@ def main() -> int:
             f"{n} rate+next requests in {elapsed:.1f} s ({n / elapsed:.0f}/s, each followed by a static request)"
             f", think time {args.think * 1000:.0f} ms, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
-        print(summary("server: rate + next", out["rate"]))
-        print(summary("server: static file", out["static"]))
+        # app: Server-Timing's app span (first before_request hook to after_request), the figure the
+        # target was set on. in server: the same plus `queue`, from gunicorn handing the request to its
+        # thread pool (waiting for a thread and the GIL, parsing). client: the round trip seen here.
+        print(summary("app: rate + next", out["rate"]))
+        print(summary("app: static file", out["static"]))
+        print(summary("in server: rate + next", out["rate_in_server"]))
+        print(summary("in server: static file", out["static_in_server"]))
         print(summary("client: rate + next", out["rate_wall"]))
         print(summary("client: static file", out["static_wall"]))
         app, cpu, lock = (statistics.fmean(out[k]) for k in ("rate", "rate_cpu", "rate_lock"))
@@ -404,8 +418,11 @@ def main() -> int:
             f"CPU per rate + next and static pair: server {server_cpu / n * 1000:.2f} ms (all gunicorn"
             f" processes), client {client_cpu / n * 1000:.2f} ms (this script's {args.reviewers} threads)"
         )
-        p99 = pct(out["rate"], 99)
-        print(f"target p99 < 10 ms for rate + next: {'met' if p99 < 10 else 'NOT met'} ({p99:.2f} ms)")
+        p99, p99_in = pct(out["rate"], 99), pct(out["rate_in_server"], 99)
+        print(
+            f"target p99 < 10 ms for rate + next: app span {'met' if p99 < 10 else 'NOT met'} ({p99:.2f} ms);"
+            f" in server, from hand-over {'met' if p99_in < 10 else 'NOT met'} ({p99_in:.2f} ms)"
+        )
         if args.json:
             print(
                 json.dumps({k: {"p50": pct(v, 50), "p99": pct(v, 99), "n": len(v)} for k, v in out.items()})

@@ -71,8 +71,12 @@ def main() -> int:
     # Each before_request hook, timed apart (Flask calls them in this order).
     for bp_name, funcs in app.before_request_funcs.items():
         funcs[:] = [timed(f"  hook {bp_name or 'app'}.{f.__name__}", f) for f in funcs]
-    app.session_interface.open_session = timed("session open (before the span)", app.session_interface.open_session)
-    app.session_interface.save_session = timed("session save (after the span)", app.session_interface.save_session)
+    app.session_interface.open_session = timed(
+        "session open (before the span)", app.session_interface.open_session
+    )
+    app.session_interface.save_session = timed(
+        "session save (after the span)", app.session_interface.save_session
+    )
 
     @app.before_request
     def _t_after_hooks():  # registered last: runs after timing, login, csrf, limiter hooks

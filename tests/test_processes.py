@@ -137,3 +137,44 @@ def test_login_limit_holds_across_server_processes(tmp_path):
     assert other_process().split() == ["401"]  # the 5th failure of the minute, in the other process
     assert other_process().split() == ["429"]  # LOGIN_LIMIT_PER_USER: 5 per minute for the server
     assert client.post("/login", data={"username": "rev", "password": PASSWORD}).status_code == 429
+
+
+def test_make_runs_worker_class_reports_the_wait_before_the_app(tmp_path):
+    # As `make run` serves: TimedThreadWorker, several processes; Server-Timing then has `queue`.
+    import re
+    import socket
+
+    import requests
+
+    instance = tmp_path / "instance"
+    instance_app(instance)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "gunicorn", "-k", "app.gunicorn_worker.TimedThreadWorker", "-w", "2"]
+    cmd += ["--threads", "2", "-b", f"127.0.0.1:{port}", "--log-level", "warning", "app:create_app()"]
+    env = dict(os.environ, OIAP_INSTANCE=str(instance))
+    server = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                r = requests.get(f"http://127.0.0.1:{port}/static/css/app.css", timeout=5)
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline and server.poll() is None, "gunicorn did not start"
+                time.sleep(0.1)
+        with requests.Session() as s:
+            html = s.get(f"http://127.0.0.1:{port}/login", timeout=5).text
+            token = re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+            data = {"username": "rev", "password": PASSWORD, "csrf_token": token}
+            logged_in = s.post(f"http://127.0.0.1:{port}/login", data=data, allow_redirects=False, timeout=5)
+            page = s.get(f"http://127.0.0.1:{port}/", timeout=5)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(15)
+    m = re.fullmatch(
+        r"app;dur=([\d.]+), cpu;dur=[\d.]+, lock;dur=[\d.]+, queue;dur=([\d.]+)", r.headers["Server-Timing"]
+    )
+    assert r.status_code == 200 and m and float(m.group(2)) >= 0
+    assert logged_in.status_code == 302 and page.status_code == 200 and "Server-Timing" in page.headers
