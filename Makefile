@@ -26,12 +26,14 @@ $(VENV)/.dev-installed: requirements.txt requirements-train.txt requirements-clu
 setup-run: $(VENV)/.run-installed
 setup-dev: $(VENV)/.dev-installed
 
+# --no-control-socket: gunicorn 27 opens one control socket per user (~/.gunicorn), which
+# servers started side by side (tests, benchmarks, a second instance) would share.
 run: setup-run
 	$(FLASK) oiap init-db
 	$(FLASK) oiap demo --if-empty
 	$(FLASK) oiap user ensure-admin
 	$(VENV)/bin/gunicorn -k app.gunicorn_worker.TimedThreadWorker -w $(WORKERS) --threads $(THREADS) \
-	  -b 0.0.0.0:$(PORT) "app:create_app()"
+	  --no-control-socket -b 0.0.0.0:$(PORT) "app:create_app()"
 
 # Debian's chromium for the browser tests; installed when missing and we are root.
 browser:

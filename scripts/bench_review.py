@@ -344,6 +344,7 @@ def main() -> int:
                 f"127.0.0.1:{port}",
                 "--log-level",
                 "warning",
+                "--no-control-socket",
                 "app:create_app()",
             ],
             cwd=REPO,

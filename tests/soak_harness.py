@@ -148,6 +148,9 @@ class Server:
             f"127.0.0.1:{self.port}",
             "--graceful-timeout",
             "5",
+            # gunicorn 27's control socket is one path per user ($HOME/.gunicorn/gunicorn.ctl): servers
+            # started side by side (tests, bench, make run) would share it.
+            "--no-control-socket",
             "app:create_app()",
         ]
         with open(self.log_path, "a") as out:
