@@ -96,7 +96,12 @@ def insert_counted_by_batch(db: Database, sql: str, rows_by_set: dict[int, list]
     try:
         for set_id, rows in rows_by_set.items():
             n = conn.executemany(sql, rows).rowcount
-            conn.execute("UPDATE annotation_sets SET n_total = n_total + ? WHERE id = ?", [n, set_id])
+            # New live rows change the set's pages: bump layout_version as the triggers do (m008).
+            conn.execute(
+                "UPDATE annotation_sets SET n_total = n_total + ?, layout_version = layout_version + (? > 0)"
+                " WHERE id = ?",
+                [n, n, set_id],
+            )
             added += n
     finally:
         # Also on error: the caller's transaction rolls back, but a set must never stay listed.

@@ -244,3 +244,77 @@ def m007_imports_batch_counters(db: Database) -> None:
         END;
         """
     )
+
+
+@migrations()
+def m008_pages_layout_version(db: Database) -> None:
+    # A set page opened by number starts from a mark (set_page_marks: the key of every `every`-th live
+    # row of a set, in page order) instead of skipping up to half the set. layout_version counts the
+    # changes to which live rows a set holds, in which order; marks built at another version are never
+    # used. The counter triggers bump it in the UPDATE they already run (ratings leave it alone: they
+    # do not move a row on the pages); a bulk insert bumps it with its once-per-batch counter UPDATE.
+    db.executescript(
+        """
+        ALTER TABLE annotation_sets ADD COLUMN layout_version INTEGER NOT NULL DEFAULT 0;
+
+        CREATE TABLE set_page_marks (
+            set_id INTEGER NOT NULL,
+            every INTEGER NOT NULL,
+            mark INTEGER NOT NULL,
+            version INTEGER NOT NULL,
+            image_id TEXT NOT NULL,
+            annotation_id INTEGER NOT NULL,
+            PRIMARY KEY (set_id, every, mark)
+        ) WITHOUT ROWID;
+        -- A set id can be used again after a delete: its new set must not find the old set's marks.
+        CREATE TRIGGER annotation_sets_drop_marks AFTER DELETE ON annotation_sets
+        BEGIN
+            DELETE FROM set_page_marks WHERE set_id = OLD.id;
+        END;
+
+        DROP TRIGGER annotations_count_insert;
+        CREATE TRIGGER annotations_count_insert AFTER INSERT ON annotations
+        WHEN NEW.deleted = 0 AND NOT EXISTS (SELECT 1 FROM bulk_counting WHERE set_id = NEW.set_id)
+        BEGIN
+            UPDATE annotation_sets SET
+                n_total = n_total + 1,
+                n_good = n_good + (NEW.rating IS 'good'),
+                n_bad = n_bad + (NEW.rating IS 'bad'),
+                layout_version = layout_version + 1
+            WHERE id = NEW.set_id;
+        END;
+
+        DROP TRIGGER annotations_count_delete;
+        CREATE TRIGGER annotations_count_delete AFTER DELETE ON annotations
+        WHEN OLD.deleted = 0
+        BEGIN
+            UPDATE annotation_sets SET
+                n_total = n_total - 1,
+                n_good = n_good - (OLD.rating IS 'good'),
+                n_bad = n_bad - (OLD.rating IS 'bad'),
+                layout_version = layout_version + 1
+            WHERE id = OLD.set_id;
+        END;
+
+        -- Also on image_id and id: either moves a row on the set's pages.
+        DROP TRIGGER annotations_count_update;
+        CREATE TRIGGER annotations_count_update AFTER UPDATE OF rating, deleted, set_id, image_id, id
+        ON annotations
+        BEGIN
+            UPDATE annotation_sets SET
+                n_total = n_total - (OLD.deleted = 0),
+                n_good = n_good - (OLD.deleted = 0 AND OLD.rating IS 'good'),
+                n_bad = n_bad - (OLD.deleted = 0 AND OLD.rating IS 'bad'),
+                layout_version = layout_version + (OLD.deleted = 0 AND (NEW.deleted != 0
+                    OR NEW.set_id IS NOT OLD.set_id OR NEW.image_id IS NOT OLD.image_id OR NEW.id != OLD.id))
+            WHERE id = OLD.set_id;
+            UPDATE annotation_sets SET
+                n_total = n_total + (NEW.deleted = 0),
+                n_good = n_good + (NEW.deleted = 0 AND NEW.rating IS 'good'),
+                n_bad = n_bad + (NEW.deleted = 0 AND NEW.rating IS 'bad'),
+                layout_version = layout_version + (NEW.deleted = 0 AND (OLD.deleted != 0
+                    OR NEW.set_id IS NOT OLD.set_id OR NEW.image_id IS NOT OLD.image_id OR NEW.id != OLD.id))
+            WHERE id = NEW.set_id;
+        END;
+        """
+    )

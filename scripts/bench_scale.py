@@ -250,9 +250,17 @@ def bench_pages(db_file: Path, reps: int) -> dict:
             rate.append(ms)
             static.append(b)
     pages = max(1, -(-n_lm // 60))
-    set_pages: dict[str, list[float]] = {"first": [], "next_from_middle": [], "middle": [], "last": []}
+    set_pages: dict[str, list[float]] = {
+        "first": [],
+        "next_from_middle": [],
+        "middle": [],
+        "random": [],
+        "last": [],
+    }
+    page_rng = random.Random(7)
     for i in range(max(10, reps // 4) + 2):
-        for name, page in (("first", 1), ("middle", pages // 2), ("last", pages)):
+        jump = page_rng.randint(1, pages)
+        for name, page in (("first", 1), ("middle", pages // 2), ("random", jump), ("last", pages)):
             ms, _ = timed(c, "GET", f"/sets/{lm_id}?page={page}")
             if i >= 2:
                 set_pages[name].append(ms)
@@ -273,6 +281,7 @@ def bench_pages(db_file: Path, reps: int) -> dict:
         "first": "set page 1",
         "next_from_middle": "set page: next link, mid-set",
         "middle": f"set page {pages // 2} by number",
+        "random": "set page by number (random pages)",
         "last": f"set page {pages} (last) by number",
     }
     for name, v in set_pages.items():
