@@ -205,6 +205,11 @@ def timed(client, method: str, path: str, **kw):
 def bench_pages(db_file: Path, reps: int) -> dict:
     """Dashboard, rate + next, set pages, each with the static-file baseline interleaved."""
     from app import create_app
+    from app.db import connect, migrate
+
+    db = connect(str(db_file))
+    migrate(db)  # a store built by an older version gets the current schema first
+    db.close()
 
     app = create_app(
         {

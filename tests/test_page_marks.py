@@ -19,6 +19,12 @@ EVERY = 24  # marks every 24 rows: a 3 000-row set has 125 of them
 PER_PAGE = 7
 
 
+@pytest.fixture(autouse=True)
+def rebuild_at_once(monkeypatch):
+    """Stale marks are rebuilt on the next jump (the throttle has its own test)."""
+    monkeypatch.setattr(page_marks, "REBUILD_AFTER_S", 0)
+
+
 def _insert(db, set_id: int, images: list[str], n: int, rng: random.Random) -> None:
     db.conn.executemany(
         "INSERT INTO annotations (set_id, image_id, kind, x0, y0, x1, y1, created_at, deleted)"
@@ -216,3 +222,71 @@ def test_mark_walk_and_jump_seek_the_covering_index(db, sets):
         plan = " ".join(r[3] for r in db.execute("EXPLAIN QUERY PLAN " + sql, [1, "a", 1, 1, 1][:n]))
         assert "COVERING INDEX annotations_set_page" in plan and "image_id>?" in plan, plan
         assert "TEMP B-TREE" not in plan
+
+
+def test_concurrent_jumps_and_writes_leave_right_marks(app, db, sets):
+    """Readers on their own connections jump while a writer adds rows: no errors, and the marks that
+    stay stored at the set's version are exactly what a fresh walk builds."""
+    import threading
+
+    from app.db import connect
+
+    a, _, images, rng = sets
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader(seed: int) -> None:
+        conn = connect(app.config["DATABASE"])
+        r = random.Random(seed)
+        try:
+            while not stop.is_set():
+                page = r.randint(1, 400)
+                rows = set_page(conn, a, page, PER_PAGE, mark_every=EVERY)
+                assert len(rows) <= PER_PAGE
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=reader, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    writer = connect(app.config["DATABASE"])
+    for _ in range(15):
+        with immediate(writer):
+            writer.execute(
+                "INSERT INTO annotations (set_id, image_id, kind, created_at) VALUES (?, ?, 'face_box', ?)",
+                [a, rng.choice(images), now()],
+            )
+    writer.close()
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    _assert_exact(db, a, [1, 150, 300])
+    stored = [
+        (r[0], r[1])
+        for r in db.execute(
+            "SELECT image_id, annotation_id FROM set_page_marks WHERE set_id = ? AND every = ? ORDER BY mark",
+            [a, EVERY],
+        )
+    ]
+    assert _marks_version(db, a) == _version(db, a)
+    assert stored == page_marks.build_marks(db, a, EVERY)
+
+
+def test_stale_marks_younger_than_the_throttle_give_plain_pages(db, sets, monkeypatch):
+    a, _, _, _ = sets
+    _assert_exact(db, a, [100])
+    version = _version(db, a)
+    monkeypatch.setattr(page_marks, "REBUILD_AFTER_S", 3600)
+    db.execute("DELETE FROM annotations WHERE id = ?", [_plain(db, a)[0]])
+    db.conn.commit()
+    # Every page is still exact (skipped from the nearer end), and the young marks are not rebuilt.
+    _assert_exact(db, a)
+    assert _marks_version(db, a) == version < _version(db, a)
+    # Once they are old enough, the next jump rebuilds them.
+    db.execute("UPDATE set_page_marks SET built_at = built_at - 3600 WHERE set_id = ?", [a])
+    db.conn.commit()
+    _assert_exact(db, a, [100])
+    assert _marks_version(db, a) == _version(db, a)

@@ -369,6 +369,14 @@ def _page_ids(db: Database, where: str, direction: str, params: list, offset: in
     return [r[0] for r in db.execute(sql, [*params, offset])]
 
 
+def _plain_page_ids(db: Database, set_id: int, skip: int, per_page: int, total: int) -> list[int]:
+    """Page ids by skipping from the nearer end of the set (small sets, and stale marks)."""
+    if skip > total // 2:
+        take = max(0, min(per_page, total - skip))
+        return _page_ids(db, "", "DESC", [set_id, take], max(0, total - skip - take))[::-1]
+    return _page_ids(db, "", "ASC", [set_id, per_page], skip)
+
+
 def _page_ids_by_number(
     db: Database, set_id: int, page: int, per_page: int, every: int
 ) -> tuple[list[int], tuple[int, list] | None]:
@@ -377,14 +385,12 @@ def _page_ids_by_number(
     total, version = row if row else (0, 0)
     skip = (page - 1) * per_page
     if total < every * page_marks.MIN_MARKS or skip >= total:
-        # A small set (or past the end): skip from the nearer end.
-        if skip > total // 2:
-            take = max(0, min(per_page, total - skip))
-            return _page_ids(db, "", "DESC", [set_id, take], max(0, total - skip - take))[::-1], None
-        return _page_ids(db, "", "ASC", [set_id, per_page], skip), None
+        return _plain_page_ids(db, set_id, skip, per_page, total), None
     mark = skip // every
     built = None
-    key = page_marks.stored_mark(db, set_id, every, mark, version)
+    key, rebuild = page_marks.stored_mark(db, set_id, every, mark, version)
+    if key is None and not rebuild:
+        return _plain_page_ids(db, set_id, skip, per_page, total), None
     if key is None:
         # Missing or stale: one walk of the index in this snapshot, so the marks match `version`.
         marks = page_marks.build_marks(db, set_id, every)
