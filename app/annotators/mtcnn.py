@@ -114,8 +114,13 @@ def pyramid_level(pil_img, out_h: int, out_w: int) -> np.ndarray:
     """One pyramid level as normalised NCHW (1, 3, out_h, out_w): PIL's BOX filter, an area average."""
     from PIL import Image
 
-    level = np.asarray(pil_img.resize((out_w, out_h), Image.Resampling.BOX), dtype=np.float32)
-    return to_input(level[None])
+    level = np.asarray(pil_img.resize((out_w, out_h), Image.Resampling.BOX))
+    # to_input's arithmetic in one pass from uint8, straight into NCHW: the same values (SCALE is a
+    # power of two, so x * SCALE - MEAN * SCALE is exact), half its time.
+    x = np.empty((1, 3, out_h, out_w), dtype=np.float32)
+    np.multiply(level.transpose(2, 0, 1), np.float32(SCALE), out=x[0])
+    x -= np.float32(MEAN * SCALE)
+    return x
 
 
 def to_input(pixels: np.ndarray) -> np.ndarray:
