@@ -77,6 +77,24 @@ def test_area_crops_match_torch_area_interpolation():
         np.testing.assert_allclose(got[k], (ref - 127.5) * 0.0078125, atol=1e-5)
 
 
+def test_packed_integral_crops_equal_the_per_channel_ones():
+    img = np.asarray(Image.open(DEMO_DATA / "2008_004176.jpg").convert("RGB"))
+    big = np.tile(img, (2, 2, 1))[:1900, :1900]  # near the largest size that still packs
+    for im in (img, big):
+        h, w = im.shape[:2]
+        rng = np.random.default_rng(0)
+        y0, x0 = rng.integers(0, h // 2, 50), rng.integers(0, w // 2, 50)
+        y1, x1 = y0 + rng.integers(1, h // 2, 50), x0 + rng.integers(1, w // 2, 50)
+        y0[0], x0[0], y1[0], x1[0] = 0, 0, h, w  # the whole image: the largest bins
+        packed = M.integral(im)
+        assert packed.ndim == 2
+        for size in (24, 48):
+            got = M.area_crops(packed, y0, y1, x0, x1, size)
+            ref = M.area_crops(M.integral(im, packed=False), y0, y1, x0, x1, size)
+            np.testing.assert_array_equal(got, ref)
+    assert M.integral(np.zeros((2400, 2400, 3), np.uint8)).ndim == 3  # too large to pack
+
+
 def test_nms_keeps_best_and_suppresses_overlap():
     boxes = np.array([[0, 0, 10, 10], [1, 1, 11, 11], [20, 20, 30, 30], [0, 0, 10, 10.0]])
     scores = np.array([0.8, 0.9, 0.5, 0.1])

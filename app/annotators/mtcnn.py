@@ -55,16 +55,35 @@ def session(path: str | Path, threads: int | None = None):
         return _sessions[key]
 
 
-def integral(img: np.ndarray) -> np.ndarray:
-    """(H+1, W+1, 3) integral image: box sums in four lookups, exact (int32 while it cannot overflow)."""
+# Packed integral image: R + G * 2**21 + B * 2**42 in one int64 per pixel. Box sums are linear, so the
+# four-corner sum of packed values (mod 2**64) is the packed box sum, exact while every channel's box
+# sum stays below 2**21; one 8-byte gather then serves all three channels (np.take's fast path), where
+# (pixels, 3) int32 rows take 12-byte copies: crops 24 -> 16.5 ms/image, integral 8.4 -> 4.8 ms.
+PACK_BITS = 21
+_MASK = (1 << PACK_BITS) - 1
+
+
+def integral(img: np.ndarray, packed: bool | None = None) -> np.ndarray:
+    """Integral image for area_crops: packed (H+1, W+1) int64 when every crop bin's sum fits PACK_BITS
+    (images up to about 2000 px a side), else (H+1, W+1, 3) (int32 while it cannot overflow)."""
     h, w, c = img.shape
-    dtype = np.int32 if h * w * 255 < 2**31 else np.int64
-    ii = np.zeros((h + 1, w + 1, c), dtype=dtype)
-    v = ii[1:, 1:]
-    v[...] = img
+    if packed is None:
+        # A bin of a crop resized to 24 (RNet, the smaller size) spans at most ceil(side / 24) + 1 pixels.
+        packed = 255 * (-(-h // 24) + 1) * (-(-w // 24) + 1) < 2**PACK_BITS
+    if packed:
+        ii = np.zeros((h + 1, w + 1), dtype=np.int64)
+        v = ii[1:, 1:]
+        np.left_shift(img[..., 2], 2 * PACK_BITS, out=v, dtype=np.int64)
+        v += np.left_shift(img[..., 1], PACK_BITS, dtype=np.int64)
+        v += img[..., 0]
+    else:
+        dtype = np.int32 if h * w * 255 < 2**31 else np.int64
+        ii = np.zeros((h + 1, w + 1, c), dtype=dtype)
+        v = ii[1:, 1:]
+        v[...] = img
     np.cumsum(v, axis=1, out=v)
     # Down the rows one row-add at a time: numpy's cumsum along axis 0 walks each column with a
-    # row-sized stride, 4x slower (integral of a 1024x768 image: 7.5 ms instead of 17 ms).
+    # row-sized stride, several times slower.
     for y in range(1, h + 1):
         np.add(ii[y], ii[y - 1], out=ii[y])
     return ii
@@ -80,8 +99,8 @@ def _bins(start: np.ndarray, length: np.ndarray, out: int) -> tuple[np.ndarray, 
 
 
 def area_crops(ii: np.ndarray, y0, y1, x0, x1, size: int, out: np.ndarray | None = None) -> np.ndarray:
-    """Area-resize the crops [y0, y1) x [x0, x1) (int arrays, N) to normalised NCHW (N, 3, size, size)
-    (into out when given)."""
+    """Area-resize the crops [y0, y1) x [x0, x1) (int arrays, N) of an integral() image to normalised
+    NCHW (N, 3, size, size) (into out when given)."""
     y0, y1, x0, x1 = (np.asarray(a, dtype=np.int64) for a in (y0, y1, x0, x1))
     n = len(y0)
     if out is None:
@@ -89,13 +108,14 @@ def area_crops(ii: np.ndarray, y0, y1, x0, x1, size: int, out: np.ndarray | None
     rs, re = _bins(y0, y1 - y0, size)
     cs, ce = _bins(x0, x1 - x0, size)
     # Mean, then (x - MEAN) * SCALE, folded into one multiply and one subtract.
-    k = (SCALE / ((re - rs)[:, :, None] * (ce - cs)[:, None, :])).astype(np.float32)[:, None]
+    k = (SCALE / ((re - rs)[:, :, None] * (ce - cs)[:, None, :])).astype(np.float32)
     w1 = ii.shape[1]
     rs, re = (rs * w1).astype(np.int32)[:, :, None], (re * w1).astype(np.int32)[:, :, None]
     cs, ce = cs.astype(np.int32)[:, None, :], ce.astype(np.int32)[:, None, :]
-    # np.take on the (pixels, 3) view is several times faster than 2-D fancy indexing; in chunks of
-    # ~128 24x24 crops its temporaries stay in cache (whole batches measured 15% slower).
-    px = ii.reshape(-1, 3)
+    packed = ii.ndim == 2
+    # np.take on a flat (or (pixels, 3)) view is several times faster than 2-D fancy indexing; in
+    # chunks of ~128 24x24 crops its temporaries stay in cache (whole batches measured 15% slower).
+    px = ii.reshape(-1) if packed else ii.reshape(-1, 3)
     step = max(1, 128 * 576 // (size * size))
     for a in range(0, n, step):
         b = a + step
@@ -105,7 +125,13 @@ def area_crops(ii: np.ndarray, y0, y1, x0, x1, size: int, out: np.ndarray | None
         s -= np.take(px, r1 + c0, axis=0)
         s += np.take(px, r0 + c0, axis=0)
         o = out[a:b]
-        np.multiply(s.transpose(0, 3, 1, 2), k[a:b], out=o)
+        if packed:
+            # Sums and k are exact in float64, so each product rounds once to float32, as below.
+            for ch in range(3):
+                plane = (s >> (PACK_BITS * ch)) & _MASK if ch < 2 else s >> (2 * PACK_BITS)
+                np.multiply(plane, k[a:b], out=o[:, ch], casting="unsafe")
+        else:
+            np.multiply(s.transpose(0, 3, 1, 2), k[a:b, None], out=o)
         o -= np.float32(MEAN * SCALE)
     return out
 
