@@ -15,7 +15,7 @@ from PIL import Image
 from app import REPO_ROOT
 from app.annotations import annotation_row, insert_annotation, rate
 from app.annotators.eval_detector import dev_faces, match
-from app.bulk import _batches, bulk_annotate, select_images
+from app.bulk import bulk_annotate, select_images
 from app.db import connect, now
 from app.demo import build_demo
 from app.sets.queries import create_set, get_set_by_name
@@ -362,11 +362,3 @@ def test_68_chain_on_the_dev_photos_lands_on_the_dev_points(app, db):
                 errors.append(nme(pts, f.points))
     assert len(errors) >= 41
     assert np.mean(errors) < 0.10 and max(errors) < 0.25
-
-
-def test_last_batches_are_split_so_the_workers_finish_together(db, tmp_path):
-    small_photos(db, tmp_path, 7)
-    batches = list(_batches(db, "face_box", {}, None, None, 2, None, workers=2))
-    assert [len(b) for b in batches] == [2, 1, 1, 1, 1, 1]
-    assert [r["id"] for b in batches for r in b] == [r["id"] for r in select_images(db, "face_box")]
-    assert [len(b) for b in _batches(db, "face_box", {}, None, None, 2, None)] == [2, 2, 2, 1]
