@@ -63,6 +63,7 @@ def main(argv=None) -> int:
 
     from app.annotators.facemesh68 import MODEL_PATH
     from app.training.facemesh import FaceMesh, load_tflite_weights
+    from app.training.onnx_export import fast_prelu
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tflite", type=Path, required=True)
@@ -90,12 +91,16 @@ def main(argv=None) -> int:
         output_names=["mesh", "face_logit"],
         dynamic_axes={"image": {0: "batch"}, "mesh": {0: "batch"}, "face_logit": {0: "batch"}},
         opset_version=args.opset,
-        # Unfolded, every initializer keeps its torch name, so tests can rebuild the torch net from
-        # the .onnx alone; onnxruntime folds the PReLU reshapes when it loads the model.
-        do_constant_folding=False,
+        # Folded: the PReLU slopes become (C, 1, 1) initializers (under generated names; the other
+        # weights keep their torch names) and the channel pads' shape arithmetic becomes constants,
+        # so fast_prelu can rewrite every PRelu (onnxruntime's per-channel PRelu is slow on batches).
+        do_constant_folding=True,
         dynamo=False,
     )
-    onnx.checker.check_model(onnx.load(str(args.out)), full_check=True)
+    model = onnx.load(str(args.out))
+    fast_prelu(model)
+    onnx.save(model, str(args.out))
+    onnx.checker.check_model(model, full_check=True)
     sess = ort.InferenceSession(str(args.out), providers=["CPUExecutionProvider"])
     for x in xs:
         with torch.no_grad():

@@ -2,7 +2,7 @@
 
 import json
 
-from app.annotators.builtin import ensure_builtin_models, load_annotator
+from app.annotators.builtin import ensure_builtin_models, load_annotator, verified_files
 from app.annotators.registry import active_model, get_model
 from app.bulk import bulk_annotate
 from app.errors import InvalidInput
@@ -78,6 +78,17 @@ def test_changed_builtin_files_take_over_from_their_old_rows(db):
     assert new["mtcnn:face_box"] != ids["mtcnn:face_box"]
     assert active_model(db, "face_box")["id"] == new["mtcnn:face_box"]
     assert active_model(db, "face_landmarks5")["id"] == ids["mtcnn:face_landmarks5"]
+
+
+def test_re_exported_facemesh_takes_over_from_its_old_row(db):
+    ids = ensure_builtin_models(db)
+    # As left by the code before facemesh.onnx was re-exported (PRelu rewritten, new hash).
+    db.execute("UPDATE models SET sha256 = ? WHERE id = ?", ["0" * 64, ids["facemesh68"]])
+    db.conn.commit()
+    new = ensure_builtin_models(db)
+    assert new["facemesh68"] != ids["facemesh68"]
+    assert active_model(db, "face_landmarks68")["id"] == new["facemesh68"]
+    verified_files(active_model(db, "face_landmarks68"))
 
 
 def test_bulk_uses_the_active_68_model(app, db):

@@ -18,6 +18,9 @@ INPUT_RANGE = (0.0, 1.0)
 # its detector's box, which puts about 2.5 eye-corner distances across the crop.
 CROP_SCALE = 66.0
 CROP_DY = 0.0
+# Faces per onnxruntime call. Per-face time grows with the batch (activations outgrow the cache):
+# 1.77 / 1.82 / 1.87 / 2.12 / 2.66 ms per face at 1 / 2 / 4 / 8 / 19 (scripts/bench_facemesh_batch.py).
+RUN_BATCH = 1
 
 # iBUG 68 -> face mesh vertex, chosen per iBUG point as the vertex nearest to it on average over the 18
 # faces of app/demo_data/training_with_face_landmarks.xml (scripts/eval_landmarks68.py --fit-mapping),
@@ -103,14 +106,17 @@ def mesh_to_image(mesh: np.ndarray, xform) -> np.ndarray:
 
 
 def predict_mesh_many(img_rgb: np.ndarray, boxes, points5s=None, model_path=MODEL_PATH) -> list[np.ndarray]:
-    """All 468 mesh vertices in image pixels for each face of one image, run as one batch."""
+    """All 468 mesh vertices in image pixels for each face of one image, RUN_BATCH faces per run."""
     if len(boxes) == 0:
         return []
     points5s = points5s if points5s is not None else [None] * len(boxes)
     fives = [five_for(b, p) for b, p in zip(boxes, points5s, strict=True)]
     x, xforms = crop_faces(img_rgb, fives)
     sess = get_session(model_path)
-    mesh = sess.run(["mesh"], {sess.get_inputs()[0].name: x})[0]
+    name = sess.get_inputs()[0].name
+    mesh = np.concatenate(
+        [sess.run(["mesh"], {name: x[i : i + RUN_BATCH]})[0] for i in range(0, len(x), RUN_BATCH)]
+    )
     return [mesh_to_image(mesh[i], xforms[i]) for i in range(len(fives))]
 
 
@@ -127,7 +133,7 @@ class FaceMeshLandmarks68:
         return self.predict_many(img_rgb, [box_px], None if points5_px is None else [points5_px])[0]
 
     def predict_many(self, img_rgb: np.ndarray, boxes, points5s=None) -> list[np.ndarray]:
-        """(68, 2) pixel coordinates for each face of one image, run as one batch.
+        """(68, 2) pixel coordinates for each face of one image.
 
         A face given by its box alone is run twice: the box says nothing about roll, so the second
         crop is aligned by the five points of the first answer (NME 0.072 -> 0.065 on the training
