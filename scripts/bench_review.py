@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Benchmark "rate + next item" on the review page: a store with 1 M annotations served by gunicorn
-(one process, 8 threads), 8 concurrent reviewers, server time from the Server-Timing header.
+(as `make run`: 2 processes per CPU x 2 threads), 8 concurrent reviewers, server time from the
+Server-Timing header.
 
 Each reviewer logs in, opens the review page of a 68-point set, then repeats: rate the item on screen
 (the htmx POST that answers with the next item), then fetch a static file (the baseline, measured in
