@@ -57,13 +57,12 @@ def litert_run(tflite_path: Path, x: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 def main(argv=None) -> int:
     """Build the torch net from the .tflite, check it against LiteRT, export ONNX, check it against torch."""
-    import onnx
     import onnxruntime as ort
     import torch
 
     from app.annotators.facemesh68 import MODEL_PATH
     from app.training.facemesh import FaceMesh, load_tflite_weights
-    from app.training.onnx_export import fast_prelu
+    from app.training.onnx_export import finish_export
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tflite", type=Path, required=True)
@@ -97,10 +96,7 @@ def main(argv=None) -> int:
         do_constant_folding=True,
         dynamo=False,
     )
-    model = onnx.load(str(args.out))
-    fast_prelu(model)
-    onnx.save(model, str(args.out))
-    onnx.checker.check_model(model, full_check=True)
+    finish_export(args.out)
     sess = ort.InferenceSession(str(args.out), providers=["CPUExecutionProvider"])
     for x in xs:
         with torch.no_grad():

@@ -24,12 +24,11 @@ SPECS = {
 
 def export_one(name: str, weights: Path, out_dir: Path, opset: int) -> Path:
     """Export one net (PRelu rewritten by fast_prelu), run onnx.checker and compare onnxruntime with torch on random and odd-sized input."""
-    import onnx
     import onnxruntime as ort
     import torch
 
     from app.training.mtcnn_nets import load_net
-    from app.training.onnx_export import fast_prelu
+    from app.training.onnx_export import finish_export
 
     net = load_net(name, weights / f"{name}.pt")
     shape, outputs, dyn = SPECS[name]
@@ -48,10 +47,7 @@ def export_one(name: str, weights: Path, out_dir: Path, opset: int) -> Path:
         opset_version=opset,
         dynamo=False,
     )
-    model = onnx.load(str(out))
-    fast_prelu(model)
-    onnx.save(model, str(out))
-    onnx.checker.check_model(model, full_check=True)
+    finish_export(out)
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)
     tests = [shape, (5,) + shape[1:]]

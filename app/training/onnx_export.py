@@ -71,6 +71,16 @@ def prelu_slopes(model) -> dict[str, np.ndarray]:
     return out
 
 
+def finish_export(path: str | Path) -> None:
+    """Rewrite a freshly exported file's PRelu nodes (fast_prelu), save it, and run onnx.checker on it."""
+    import onnx
+
+    model = onnx.load(str(path))
+    fast_prelu(model)
+    onnx.save(model, str(path))
+    onnx.checker.check_model(model, full_check=True)
+
+
 def export_checked(
     net: torch.nn.Module,
     example_shape: tuple[int, ...],
@@ -84,7 +94,6 @@ def export_checked(
     """Export net (eval mode, on CPU) with a dynamic batch and PRelu rewritten by fast_prelu; onnx.checker,
     then parity on random input of two batch sizes; raises AssertionError on a mismatch. Returns the
     largest difference seen."""
-    import onnx
     import onnxruntime as ort
 
     net = net.to("cpu").eval()
@@ -106,10 +115,7 @@ def export_checked(
             opset_version=OPSET,
             dynamo=False,
         )
-    model = onnx.load(str(out))
-    fast_prelu(model)
-    onnx.save(model, str(out))
-    onnx.checker.check_model(model, full_check=True)
+    finish_export(out)
     sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(seed)
     worst = 0.0
