@@ -31,7 +31,7 @@ from ..export.merge import iter_training_rows
 from ..metrics import box_iou
 from .data import RowHasher, load_rgb
 from .mtcnn_nets import NETS
-from .onnx_export import export_checked, prelu_slopes
+from .onnx_export import export_checked, onnx_state_dict
 
 ARCH = "mtcnn-finetune-v1"
 SIZES = {"rnet": 24, "onet": 48}
@@ -42,24 +42,13 @@ RANDOM_NEG_PER_IMAGE = 8
 
 
 def load_onnx_weights(name: str, path: str | Path) -> torch.nn.Module:
-    """A torch net with the weights of an exported ONNX file (PReLU slopes, stored reshaped under
-    generated names, are matched in graph order)."""
+    """A torch net with the weights of an exported ONNX file (onnx_export.onnx_state_dict)."""
     import onnx
-    from onnx import numpy_helper
 
     net = NETS[name]()
-    model = onnx.load(str(path))
-    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    state = net.state_dict()
-    loaded = {k: torch.from_numpy(inits[k].copy()) for k in state if k in inits}
-    rest = [k for k in state if k not in loaded]
-    # Slopes the exporter kept under their state dict name (dense layers' (C,)) are loaded already.
-    slopes = [v for k, v in prelu_slopes(model).items() if k not in state]
-    if len(rest) != len(slopes):
-        raise InvalidInput(f"{path}: {len(rest)} weights of {name} not found in the ONNX file")
-    for k, s in zip(rest, slopes, strict=True):
-        loaded[k] = torch.from_numpy(s.reshape(state[k].shape).copy())
-    net.load_state_dict(loaded, strict=True)
+    net.load_state_dict(
+        onnx_state_dict(onnx.load(str(path)), net.state_dict(), f"{path} ({name})"), strict=True
+    )
     return net
 
 

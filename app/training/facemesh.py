@@ -160,24 +160,11 @@ def load_tflite_weights(net: FaceMesh, path: str) -> FaceMesh:
 def load_onnx_weights(net: FaceMesh, path: str) -> FaceMesh:
     """Copy the weights of an exported facemesh.onnx back into net (for parity tests without the .tflite).
 
-    The exporter merges identical initializers and names the copies through Identity nodes; the PReLU
-    slopes, folded to (C, 1, 1) under generated names, are matched in graph order (the forward order)."""
+    The exporter merges identical initializers (named through Identity nodes) and folds the PReLU slopes
+    to (C, 1, 1) under generated names: onnx_export.onnx_state_dict matches both back."""
     import onnx
-    from onnx import numpy_helper
 
-    from .onnx_export import prelu_slopes
+    from .onnx_export import onnx_state_dict
 
-    model = onnx.load(path)
-    arrays = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
-    for node in model.graph.node:
-        if node.op_type == "Identity" and node.input[0] in arrays:
-            arrays[node.output[0]] = arrays[node.input[0]]
-    shapes = {k: v.shape for k, v in net.state_dict().items()}
-    rest = [k for k in shapes if k not in arrays]
-    slopes = [v for k, v in prelu_slopes(model).items() if k not in shapes]
-    if len(rest) != len(slopes):
-        raise ValueError(f"{path}: {len(rest)} weights not found, {len(slopes)} PReLU slopes to match")
-    arrays |= dict(zip(rest, slopes, strict=True))
-    state = {k: torch.from_numpy(arrays[k].copy()).reshape(v) for k, v in shapes.items()}
-    net.load_state_dict(state)
+    net.load_state_dict(onnx_state_dict(onnx.load(path), net.state_dict(), path))
     return net.eval()

@@ -71,6 +71,31 @@ def prelu_slopes(model) -> dict[str, np.ndarray]:
     return out
 
 
+def onnx_state_dict(model, state: dict, where: str) -> dict[str, torch.Tensor]:
+    """A state dict shaped like `state` from an exported ONNX model, to rebuild the torch net from the file.
+
+    Weights are the initializers under their torch names, also through the Identity nodes by which the
+    exporter names merged copies; the PReLU slopes, which the exporter stores reshaped under generated
+    names, are matched to the names left over in graph order (prelu_slopes). InvalidInput naming
+    `where` when the counts differ.
+    """
+    from onnx import numpy_helper
+
+    from ..errors import InvalidInput
+
+    arrays = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Identity" and node.input[0] in arrays:
+            arrays[node.output[0]] = arrays[node.input[0]]
+    rest = [k for k in state if k not in arrays]
+    # Slopes the exporter kept under their state dict name (dense layers' (C,)) are matched already.
+    slopes = [v for k, v in prelu_slopes(model).items() if k not in state]
+    if len(rest) != len(slopes):
+        raise InvalidInput(f"{where}: {len(rest)} weights not found, {len(slopes)} PReLU slopes to match")
+    arrays |= dict(zip(rest, slopes, strict=True))
+    return {k: torch.from_numpy(arrays[k].copy()).reshape(v.shape) for k, v in state.items()}
+
+
 def finish_export(path: str | Path) -> None:
     """Rewrite a freshly exported file's PRelu nodes (fast_prelu), save it, and run onnx.checker on it."""
     import onnx
