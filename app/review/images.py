@@ -3,6 +3,7 @@
 import re
 
 from flask import g, url_for
+from markupsafe import Markup
 
 from ..images.files import crop_region
 
@@ -45,3 +46,12 @@ def crop(
     else:
         url = url_for("images.crop", image_id=image_id, box=box_arg, size=size, pad=pad)
     return url, region
+
+
+def crop_view(region: tuple[float, float, float, float], image_size: tuple[int, int]) -> dict:
+    """A crop's normalised region in image pixels, formatted once: the SVG viewBox ("box") and the
+    x/y/width/height attributes of the <image> that fills it ("attrs")."""
+    w, h = image_size
+    x0, y0, x1, y1 = region
+    x, y, cw, ch = (f"{v:.2f}" for v in (x0 * w, y0 * h, (x1 - x0) * w, (y1 - y0) * h))
+    return {"box": f"{x} {y} {cw} {ch}", "attrs": Markup(f'x="{x}" y="{y}" width="{cw}" height="{ch}"')}

@@ -105,7 +105,7 @@ def _context(db, review_set, filters, shown, trail, preload_id=None, message=Non
         ),
         n_others=len(ann["others"]),
         crop=crop,
-        crop_view=_view(crop, size),
+        crop_view=images.crop_view(crop, size),
         full_url=images.full_url(ann["image_id"]),
         crop_url=crop_url,
         n_points=get_kind(review_set["kind"]).n_points,
@@ -114,15 +114,6 @@ def _context(db, review_set, filters, shown, trail, preload_id=None, message=Non
         nxt = queries.preview(db, preload_id)
         ctx["preload"] = [images.full_url(nxt["image_id"]), _crop(nxt, image_size(nxt))[0]]
     return ctx
-
-
-def _view(crop, size) -> dict:
-    """The crop's region in pixels, formatted once for the viewBox and the image it holds."""
-    w, h = size
-    x, y, cw, ch = (
-        f"{v:.2f}" for v in (crop[0] * w, crop[1] * h, (crop[2] - crop[0]) * w, (crop[3] - crop[1]) * h)
-    )
-    return {"box": f"{x} {y} {cw} {ch}", "attrs": Markup(f'x="{x}" y="{y}" width="{cw}" height="{ch}"')}
 
 
 def _crop(ann: dict, size: tuple[int, int]):

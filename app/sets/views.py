@@ -18,16 +18,14 @@ PER_PAGE = 60
 def _thumb(ann: dict, kind: str, review_base: str) -> dict:
     """One grid cell: its links and its SVG (the crop with the box and points) as markup."""
     size = image_size(ann)
-    w, h = size
     url, crop = images.crop(
         ann["image_id"], norm_box(ann) or (0, 0, 1, 1), size, images.THUMB_SIZE, images.THUMB_PAD
     )
-    x, y, cw, ch = crop[0] * w, crop[1] * h, (crop[2] - crop[0]) * w, (crop[3] - crop[1]) * h
-    fig = figure(ann, kind, size, cw / 90, contours=False)
-    view = f"{x:.2f} {y:.2f} {cw:.2f} {ch:.2f}"
+    fig = figure(ann, kind, size, (crop[2] - crop[0]) * size[0] / 90, contours=False)
+    view = images.crop_view(crop, size)
     svg = (
-        f'<svg viewBox="{view}"><image href="{escape(url)}" loading="lazy" x="{x:.2f}" y="{y:.2f}"'
-        f' width="{cw:.2f}" height="{ch:.2f}" preserveAspectRatio="none"/>{fig["rect"]}{fig["points"]}</svg>'
+        f'<svg viewBox="{view["box"]}"><image href="{escape(url)}" loading="lazy" {view["attrs"]}'
+        f' preserveAspectRatio="none"/>{fig["rect"]}{fig["points"]}</svg>'
     )
     rating = ann["rating"] or "unrated"
     score = f" · score {ann['score']:.3f}" if ann["score"] is not None else ""
