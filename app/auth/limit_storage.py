@@ -10,6 +10,8 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from limits.storage import MovingWindowSupport, Storage
 
@@ -46,25 +48,31 @@ class SQLiteLimitStorage(Storage, MovingWindowSupport):
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
 
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        # A read-check-write in one BEGIN IMMEDIATE: two processes counting the same key never both
+        # pass a limit. (app.db.immediate is the store's; this file has its own connections.)
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
     # Fixed and sliding windows (not used by the moving-window strategy, but part of the interface).
     def incr(self, key: str, expiry: float, amount: int = 1) -> int:
         """Add to a counter that expires `expiry` seconds after its first hit; returns the new value."""
         now = time.time()
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as conn:
             conn.execute("DELETE FROM counters WHERE key = ? AND expires <= ?", [key, now])
             conn.execute(
                 "INSERT INTO counters (key, value, expires) VALUES (?, ?, ?)"
                 " ON CONFLICT (key) DO UPDATE SET value = value + excluded.value",
                 [key, amount, now + expiry],
             )
-            value = conn.execute("SELECT value FROM counters WHERE key = ?", [key]).fetchone()[0]
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        return value
+            return conn.execute("SELECT value FROM counters WHERE key = ?", [key]).fetchone()[0]
 
     def get(self, key: str) -> int:
         """A counter's value (0 when absent or expired)."""
@@ -108,18 +116,12 @@ class SQLiteLimitStorage(Storage, MovingWindowSupport):
         if amount > limit:
             return False
         now = time.time()
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as conn:
             conn.execute("DELETE FROM hits WHERE key = ? AND at <= ?", [key, now - expiry])
             n = conn.execute("SELECT count(*) FROM hits WHERE key = ?", [key]).fetchone()[0]
             ok = n + amount <= limit
             if ok:
                 conn.executemany("INSERT INTO hits (key, at) VALUES (?, ?)", [(key, now)] * amount)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return ok
 
     def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
