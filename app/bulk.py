@@ -169,10 +169,10 @@ class Chain:
         try:
             path = image_path(self.config, row)
             return decode(path, self.max_side)
-        except NotFound as e:
+        except BadImage as e:
+            return e
+        except (NotFound, InvalidInput) as e:
             return BadImage(f"missing: {e}")
-        except (BadImage, InvalidInput) as e:
-            return e if isinstance(e, BadImage) else BadImage(f"missing: {e}")
         finally:
             self.timer.add("decode", thread_time() - t0)
 
