@@ -125,7 +125,7 @@ def count_images(db: Database, kind: str, **kw) -> int:
 
 def read_images_file(path: str | Path) -> list[str]:
     """Image ids from a file, one per line (blank lines and # comments skipped), validated."""
-    from .openimages import validate_image_id
+    from .images.layout import validate_image_id
 
     ids = []
     for n, line in enumerate(Path(path).read_text().splitlines(), 1):
@@ -163,7 +163,7 @@ class Chain:
         self.timer = Timer()
 
     def _decode(self, row: dict):
-        from .openimages import image_path
+        from .images.layout import image_path
 
         t0 = thread_time()
         try:

@@ -2,7 +2,7 @@
 the local engine (app/bulk.py), with the annotating done by Ray Data actors on a cluster.
 
 - The driver (this process) selects images exactly as the local engine does, in id order, and
-  resolves each row's file through app.openimages (so every node must see the image folders at the
+  resolves each row's file through app.images.layout (so every node must see the image folders at the
   same paths: NFS, or the same disks), or names it in S3 (`s3_images`, read by the actors with boto3).
 - Ray Data maps batches of rows over an actor pool (map_batches with a callable class): each actor
   loads the run's models once (one onnxruntime session set, files verified by sha256) and runs the
@@ -163,7 +163,7 @@ class RayEngine:
 
     def _source(self, row: dict) -> dict:
         """The row with its file resolved here, on the driver (or the reason there is none)."""
-        from .openimages import image_path
+        from .images.layout import image_path
 
         out = dict(row)
         if self.s3_images and not row.get("path"):

@@ -24,8 +24,8 @@ from .annotators.registry import activate_model, active_model, get_model
 from .db import immediate, log_event, now
 from .errors import Conflict, InvalidInput, NotFound
 from .export.merge import ground_truth
+from .images.layout import image_path
 from .metrics import average_precision, ced_curve, landmark_metrics, nme
-from .openimages import image_path
 from .runs import finish_run, start_run
 
 # What "better" means per kind: (metric, higher is better).

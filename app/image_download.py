@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from sqlite_utils import Database
 
 from .errors import InvalidInput, NotFound
-from .openimages import check_layout, image_path, validate_image_id, validate_split
+from .images.layout import check_layout, image_path, validate_image_id, validate_split
 from .storage import StorageError
 
 DEFAULT_BUCKET = "open-images-dataset"
@@ -110,7 +110,7 @@ def target_path(config: Mapping, split: str, image_id: str) -> Path:
 
 
 def existing_path(config: Mapping, split: str, image_id: str) -> Path | None:
-    """The image's file where the app would read it (any layout app/openimages.py knows), if any."""
+    """The image's file where the app would read it (any layout app/images/layout.py knows), if any."""
     try:
         return image_path(config, {"id": image_id, "split": split, "path": None})
     except NotFound:

@@ -5,7 +5,7 @@ from flask import current_app
 
 from ..cli import echo_json, fail_on_domain_error, oiap_cli
 from ..db import get_db
-from ..openimages import SPLITS
+from ..images.layout import SPLITS
 
 
 def _note(message: str) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from ..errors import InvalidInput, OiapError
-from ..openimages import image_path
+from ..images.layout import image_path
 from .merge import DEFAULT_UNRATED_WEIGHT, TrainingRow, ground_truth, iter_training_rows
 from .writers import (
     FORMATS,
@@ -49,7 +49,7 @@ def select_rows(
 class ImageInfo:
     """Row -> (file path text, (width, height) or None), for the pixel formats.
 
-    The path comes from app.openimages.image_path (stored path, or the Open Images layout); the size from the store, else from the file's header. Images with no
+    The path comes from app.images.layout.image_path (stored path, or the Open Images layout); the size from the store, else from the file's header. Images with no
     known size are counted in `missing` and their rows skipped by the pixel writers.
     """
 

@@ -14,7 +14,7 @@ from PIL import Image
 from sqlite_utils import Database
 
 from ..errors import InvalidInput, NotFound
-from ..openimages import image_path, validate_image_id
+from .layout import image_path, validate_image_id
 
 SIZES = (128, 256, 512, 1024, 2048)
 JPEG_QUALITY = 88

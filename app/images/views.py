@@ -17,14 +17,14 @@
 Every image response has an ETag and `Cache-Control: private, max-age=31536000, immutable` (an
 ImageID never changes content), and answers 304 to a matching If-None-Match. Resized copies and
 crops are cached under CACHE_DIR. A malformed id is a 400, an id not in the store a 404; only
-images in the store are served, from the folders that `openimages.image_path` allows.
+images in the store are served, from the folders that `layout.image_path` allows.
 """
 
 from flask import Blueprint, current_app, jsonify, request, send_file
 
 from ..db import get_db
-from ..openimages import validate_image_id
 from . import files
+from .layout import validate_image_id
 
 bp = Blueprint("images", __name__, url_prefix="/images")
 

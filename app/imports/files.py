@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from ..db import immediate, now
 from ..errors import InvalidInput
-from ..openimages import validate_split
+from ..images.layout import validate_split
 from ..runs import add_run_errors, finish_run, start_run
 
 EXTENSIONS = {".jpg", ".jpeg", ".png"}

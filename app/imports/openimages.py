@@ -37,8 +37,8 @@ from tqdm import tqdm
 from ..annotations import insert_counted_by_batch
 from ..db import immediate, now
 from ..errors import InvalidInput
+from ..images.layout import IMAGE_ID_RE, SPLITS, validate_split
 from ..kinds import FACE_LABEL
-from ..openimages import IMAGE_ID_RE, SPLITS, validate_split
 from ..runs import add_run_errors, finish_run, set_progress, start_run
 from ..sets.queries import get_or_create_set
 

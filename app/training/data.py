@@ -15,7 +15,7 @@ from sqlite_utils import Database
 from ..annotators.crop68 import INPUT_SIZE, crop_square, sample_square
 from ..errors import InvalidInput, NotFound
 from ..export.merge import TrainingRow, iter_training_rows
-from ..openimages import image_path
+from ..images.layout import image_path
 
 # Landmark samples are cached as a context crop CONTEXT times the net's crop, so augmentation (scale,
 # rotation, shift) never samples outside what was cached.
