@@ -34,7 +34,7 @@ from sqlite_utils import Database
 from .annotations import annotation_row, insert_annotation, insert_annotations
 from .db import immediate
 from .errors import InvalidInput, NotFound
-from .imagefile import BadImage, decode
+from .images.decode import BadImage, decode
 from .kinds import FACE_LABEL
 from .runs import add_run_errors, finish_run, set_progress, start_run
 

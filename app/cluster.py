@@ -25,7 +25,7 @@ import numpy as np
 from . import REPO_ROOT
 from .bulk import Chain, ChainSpec, Timer
 from .errors import InvalidInput, NotFound
-from .imagefile import BadImage, decode
+from .images.decode import BadImage, decode
 
 DEFAULT_CHUNK = 20000
 
