@@ -763,7 +763,7 @@ def test_download_survives_dropped_connections(tmp_path, moto_url, open_images):
             OPEN_IMAGES_BUCKET=bucket,
             OPEN_IMAGES_ENDPOINT_URL=f"http://127.0.0.1:{proxy.port}",
         )
-        from app.image_download import download_images, read_ids_file
+        from app.images.download import download_images, read_ids_file
 
         ids = read_ids_file(ids_file, "validation")
         assert ids == [IDS[3]]

@@ -147,7 +147,7 @@ def fetch_command(models, annotations, dry_run, as_json):
 @fail_on_domain_error
 def download_images_command(split, prefix, ids_file, limit, workers, dry_run, as_json):
     """Download Open Images files of a split from the public bucket into OPEN_IMAGES_DIR (resumable)."""
-    from ..image_download import download_images, ids_to_download
+    from ..images.download import download_images, ids_to_download
     from ..storage import StorageError
 
     ids = ids_to_download(get_db(), split, prefix=prefix, ids_file=ids_file, limit=limit)

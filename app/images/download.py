@@ -21,9 +21,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from sqlite_utils import Database
 
-from .errors import InvalidInput, NotFound
-from .images.layout import check_layout, image_path, validate_image_id, validate_split
-from .storage import StorageError
+from ..errors import InvalidInput, NotFound
+from ..storage import StorageError
+from .layout import check_layout, image_path, validate_image_id, validate_split
 
 DEFAULT_BUCKET = "open-images-dataset"
 DEFAULT_REGION = "us-east-1"
