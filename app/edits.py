@@ -14,7 +14,7 @@ from sqlite_utils import Database
 from .annotations import decode, points_json, rate
 from .db import immediate, log_event, now
 from .errors import Conflict, InvalidInput, NotFound
-from .images import files
+from .images import cache
 from .kinds import FACE_LABEL, get_kind
 from .sets.queries import get_or_create_set, human_set_name
 
@@ -31,7 +31,7 @@ FACE_KEYS = {"key", "id", "origin_id", "version", "box", "points", "deleted"}
 
 def get_image(db: Database, image_id: str) -> dict:
     """The image row; InvalidInput for a malformed id, NotFound when the store has no such image."""
-    return files.get_image(db, image_id)
+    return cache.get_image(db, image_id)
 
 
 # ---- what the editor shows ------------------------------------------------------------------------
@@ -497,7 +497,7 @@ def place_face(db: Database, image: dict, kind: str, box: list[float], config: M
         return {"points": None, "method": None, "five_id": None}
     from .annotators.template68 import fit_to_box, fit_to_five
 
-    w, h = files.image_size(db, config, image)
+    w, h = cache.image_size(db, config, image)
     five = matching_five(db, image["id"], box)
     if five is not None:
         pts = fit_to_five([[p[0] * w, p[1] * h] for p in five["points"]])

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from app.demo import build_demo
-from app.images.files import crop_region
+from app.images.cache import crop_region
 from app.imports.files import content_id
 from tests.conftest import DEMO_DATA
 

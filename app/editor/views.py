@@ -20,7 +20,7 @@ from ..edits import (
     save_faces,
 )
 from ..errors import Conflict, InvalidInput, NotFound, OiapError
-from ..images import files
+from ..images import cache
 from ..kinds import LANDMARK68_GROUPS, get_kind
 from .names import point_titles
 
@@ -66,7 +66,7 @@ def _quarter_turns(rotation) -> int:
 def _page(image_id: str, kind: str, focus_id: int | None = None):
     db = get_db()
     image = get_image(db, image_id)
-    width, height = files.image_size(db, current_app.config, image)
+    width, height = cache.image_size(db, current_app.config, image)
     loaded = load_faces(db, image_id, kind, focus_id, _machine_set())
     config = {
         "image": {

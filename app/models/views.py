@@ -14,7 +14,7 @@ from ..auth import admin_required
 from ..db import get_db
 from ..errors import InvalidInput
 from ..evaluation import MAIN_METRIC, PromotionRefused, load_annotator, load_rgb, promote
-from ..images.files import get_image
+from ..images.cache import get_image
 from ..review.drawing import figure, image_size
 from .charts import line_chart
 
