@@ -31,7 +31,7 @@ from time import perf_counter, thread_time
 import numpy as np
 from sqlite_utils import Database
 
-from .annotations import annotation_row, insert_annotation, insert_annotations
+from .annotations.rows import annotation_row, insert_annotation, insert_annotations
 from .db import immediate
 from .errors import InvalidInput, NotFound
 from .images.decode import BadImage, decode

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from .annotations import points_json
+from .annotations.rows import points_json
 from .db import immediate, now
 from .errors import InvalidInput
 from .kinds import FACE_LABEL, get_kind

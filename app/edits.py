@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from sqlite_utils import Database
 
-from .annotations import decode, points_json, rate
+from .annotations.rows import decode, points_json, rate
 from .db import immediate, log_event, now
 from .errors import Conflict, InvalidInput, NotFound
 from .images import cache

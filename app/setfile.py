@@ -15,7 +15,7 @@ from pathlib import Path, PurePath
 
 from sqlite_utils import Database
 
-from .annotations import points_json
+from .annotations.rows import points_json
 from .db import immediate, log_event, now
 from .errors import InvalidInput
 from .images.layout import validate_image_id

@@ -148,7 +148,7 @@ def make_images(folder: Path, n: int, side: int = 1024) -> list[Path]:
 
 def run_naive(db, paths_by_id: dict, kind: str, set_id: int) -> tuple[float, float, dict]:
     """The naive loop; returns (wall seconds, CPU seconds, CPU seconds per stage)."""
-    from app.annotations import annotation_row, insert_annotation
+    from app.annotations.rows import annotation_row, insert_annotation
     from app.annotators.landmarks68 import DEFAULT_LANDMARKS68, get_landmarks68
     from app.db import immediate
 

@@ -53,7 +53,7 @@ def main() -> None:
     import boto3
 
     from app import create_app
-    from app.annotations import annotation_row, insert_annotations
+    from app.annotations.rows import annotation_row, insert_annotations
     from app.db import connect, immediate, migrate
     from app.sets.queries import create_set
     from app.storage import configured_bucket, fetch, push

@@ -5,7 +5,7 @@ import random
 import xml.etree.ElementTree as ET
 
 from app import REPO_ROOT
-from app.annotations import annotation_row, insert_annotations
+from app.annotations.rows import annotation_row, insert_annotations
 from app.db import immediate, now
 from app.sets.queries import create_set
 

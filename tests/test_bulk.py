@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from app import REPO_ROOT
-from app.annotations import annotation_row, insert_annotation, rate
+from app.annotations.rows import annotation_row, insert_annotation, rate
 from app.annotators.eval_detector import dev_faces, match
 from app.bulk import bulk_annotate, select_images
 from app.db import connect, now

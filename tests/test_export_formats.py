@@ -13,7 +13,7 @@ import zipfile
 
 import pytest
 
-from app.annotations import annotation_row, insert_annotations, rate
+from app.annotations.rows import annotation_row, insert_annotations, rate
 from app.kinds import FLIP_68, LANDMARK68_GROUPS
 from app.sets.queries import create_set
 from tests.conftest import DEMO_DATA

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from app.annotations import annotation_row, insert_annotation, insert_counted_by_batch, rate
+from app.annotations.rows import annotation_row, insert_annotation, insert_counted_by_batch, rate
 from app.db import immediate, now
 from app.imports import openimages
 from app.review import page_marks

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.annotations import annotation_row, insert_annotations, points_json
+from app.annotations.rows import annotation_row, insert_annotations, points_json
 from app.annotators.template68 import fit_to_box, fit_to_five, five_from_68, mean_shape
 from app.db import connect, immediate
 from app.demo import build_demo

@@ -13,7 +13,7 @@ import uuid
 import boto3
 import pytest
 
-from app.annotations import annotation_row, insert_annotation, rate, undo_last_rating
+from app.annotations.rows import annotation_row, insert_annotation, rate, undo_last_rating
 from app.annotators.builtin import ensure_builtin_models, verified_files
 from app.annotators.registry import get_model, model_path, register_model, sha256_file
 from app.db import connect

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from app.annotations import annotation_row, insert_annotation, rate
+from app.annotations.rows import annotation_row, insert_annotation, rate
 from app.annotators import crop68
 from app.annotators.builtin import ensure_builtin_models
 from app.annotators.registry import active_model, get_model

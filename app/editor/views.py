@@ -6,7 +6,7 @@ from urllib.parse import urlparse
 from flask import Blueprint, current_app, jsonify, render_template, request, url_for
 from flask_login import current_user
 
-from ..annotations import get_annotation
+from ..annotations.rows import get_annotation
 from ..db import get_db
 from ..edits import (
     MAX_BODY_BYTES,

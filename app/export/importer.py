@@ -21,7 +21,7 @@ import re
 
 from sqlite_utils import Database
 
-from ..annotations import annotation_row, insert_annotations
+from ..annotations.rows import annotation_row, insert_annotations
 from ..db import immediate, log_event
 from ..errors import InvalidInput
 from ..kinds import get_kind

@@ -34,7 +34,7 @@ from pathlib import Path
 from sqlite_utils import Database
 from tqdm import tqdm
 
-from ..annotations import insert_counted_by_batch
+from ..annotations.rows import insert_counted_by_batch
 from ..db import immediate, now
 from ..errors import InvalidInput
 from ..images.layout import IMAGE_ID_RE, SPLITS, validate_split

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from ..annotations import decode, rate_in_transaction
+from ..annotations.rows import decode, rate_in_transaction
 from ..db import immediate
 from ..errors import InvalidInput, NotFound
 from . import page_marks

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from flask_login import current_user
 from markupsafe import Markup
 
-from ..annotations import rate, rate_many, undo_last_rating
+from ..annotations.rows import rate, rate_many, undo_last_rating
 from ..db import get_db
 from ..errors import InvalidInput, NotFound, OiapError
 from ..htmx import wants_fragment

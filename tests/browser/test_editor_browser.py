@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from app.annotations import get_annotation
+from app.annotations.rows import get_annotation
 from app.db import connect
 from tests.browser.conftest import browser_login
 from tests.editor_seed import seed

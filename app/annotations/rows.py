@@ -9,8 +9,8 @@ from collections.abc import Iterable, Sequence
 
 from sqlite_utils import Database
 
-from .db import immediate, log_event, now
-from .errors import Conflict, InvalidInput, NotFound
+from ..db import immediate, log_event, now
+from ..errors import Conflict, InvalidInput, NotFound
 
 RATINGS = ("good", "bad")
 
