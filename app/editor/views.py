@@ -6,9 +6,7 @@ from urllib.parse import urlparse
 from flask import Blueprint, current_app, jsonify, render_template, request, url_for
 from flask_login import current_user
 
-from ..annotations.rows import get_annotation
-from ..db import get_db
-from ..edits import (
+from ..annotations.edits import (
     MAX_BODY_BYTES,
     check_kind,
     get_image,
@@ -19,6 +17,8 @@ from ..edits import (
     place_face,
     save_faces,
 )
+from ..annotations.rows import get_annotation
+from ..db import get_db
 from ..errors import Conflict, InvalidInput, NotFound, OiapError
 from ..images import cache
 from ..kinds import LANDMARK68_GROUPS, get_kind
