@@ -21,7 +21,7 @@ from sqlite_utils import Database
 from ..annotations.rows import decode, rate_in_transaction
 from ..db import immediate
 from ..errors import InvalidInput, NotFound
-from . import page_marks
+from ..sets import page_marks
 
 ORDERS = {"score": "lowest score first", "image": "by image"}
 STATUSES = {"unrated": "unrated", "bad": "rated bad", "good": "rated good", "all": "all (unrated first)"}
