@@ -3,7 +3,7 @@
 Layout under s3://<S3_BUCKET>/<S3_PREFIX>/:
   manifest.json               every model and set pushed, with its hash and metadata
   models/<sha256><suffix>     model files, named by the sha256 of their bytes
-  sets/<sha256>.jsonl.gz      annotation sets (app/setfile.py), named by their content's sha256
+  sets/<sha256>.jsonl.gz      annotation sets (app/sets/files.py), named by their content's sha256
 
 Objects are content-addressed, so a push only uploads what the bucket lacks, and a fetch verifies
 each object against its name before anything reaches the store.
@@ -30,10 +30,10 @@ from botocore.exceptions import (
 from flask import current_app
 from sqlite_utils import Database
 
-from . import setfile
 from .annotators.registry import list_models, register_model, sha256_file, verified_path
 from .db import log_event
 from .errors import OiapError
+from .sets import files as setfile
 
 MANIFEST_FORMAT = "oiap-manifest/1"
 CREDENTIALS_HELP = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (a profile in ~/.aws)"

@@ -15,11 +15,11 @@ from pathlib import Path, PurePath
 
 from sqlite_utils import Database
 
-from .annotations.rows import points_json
-from .db import immediate, log_event, now
-from .errors import InvalidInput
-from .images.layout import validate_image_id
-from .kinds import get_kind
+from ..annotations.rows import points_json
+from ..db import immediate, log_event, now
+from ..errors import InvalidInput
+from ..images.layout import validate_image_id
+from ..kinds import get_kind
 
 FORMAT = "oiap-set/1"
 # Keys of a set's params that describe where the local copy came from, not the set itself;
