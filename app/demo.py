@@ -10,7 +10,7 @@ from sqlite_utils import Database
 
 from . import REPO_ROOT
 from .db import immediate
-from .dlib_xml import import_dlib_xml
+from .imports.dlib_xml import import_dlib_xml
 from .imports.files import register_image_file
 
 DEMO_DIR = REPO_ROOT / "app" / "demo_data"

@@ -35,7 +35,7 @@ def main() -> None:
     from app import create_app
     from app.annotators.builtin import ensure_builtin_models
     from app.db import connect, migrate
-    from app.dlib_xml import import_dlib_xml
+    from app.imports.dlib_xml import import_dlib_xml
 
     demo = REPO / "app" / "demo_data"
     with tempfile.TemporaryDirectory() as tmp:

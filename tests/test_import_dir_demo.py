@@ -3,8 +3,8 @@ import shutil
 
 import pytest
 
-from app.dlib_xml import import_dlib_xml
 from app.errors import InvalidInput
+from app.imports.dlib_xml import import_dlib_xml
 from app.imports.files import content_id
 from tests.conftest import DEMO_DATA
 

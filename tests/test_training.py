@@ -12,9 +12,9 @@ from app.annotators import crop68
 from app.annotators.builtin import ensure_builtin_models
 from app.annotators.registry import active_model, get_model
 from app.db import connect
-from app.dlib_xml import import_dlib_xml
 from app.evaluation import PromotionRefused, compare, evaluate, promote
 from app.export.merge import iter_training_rows
+from app.imports.dlib_xml import import_dlib_xml
 from app.imports.files import register_image_file
 from app.kinds import FACE_LABEL
 from app.sets.queries import create_set

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from .annotations.rows import points_json
-from .db import immediate, now
-from .errors import InvalidInput
-from .kinds import FACE_LABEL, get_kind
-from .sets.queries import get_or_create_set
+from ..annotations.rows import points_json
+from ..db import immediate, now
+from ..errors import InvalidInput
+from ..kinds import FACE_LABEL, get_kind
+from ..sets.queries import get_or_create_set
 
 _SAME_BOX = (
     "SELECT id FROM annotations INDEXED BY annotations_set_image WHERE set_id = ? AND image_id = ? AND deleted = 0"
@@ -79,7 +79,7 @@ def import_dlib_xml(
     exactly that many parts per box. With parent_set_id, each landmark row points at the box of
     that set with the same coordinates. `stored_path(path) -> str` chooses the path kept for images.
     """
-    from .imports.files import register_image_file
+    from .files import register_image_file
 
     xml_path = Path(xml_path)
     n_points = get_kind(kind).n_points
