@@ -11,7 +11,7 @@ import pytest
 
 from app.bulk import bulk_annotate
 from app.db import now
-from app.demo import build_demo
+from app.imports.demo import build_demo
 from tests.conftest import DEMO_DATA
 from tests.test_storage import aws_env, bucket, moto_url, s3  # noqa: F401 (fixtures)
 

@@ -4,8 +4,8 @@ import os
 import pytest
 from PIL import Image
 
-from app.demo import build_demo
 from app.images.cache import crop_region
+from app.imports.demo import build_demo
 from app.imports.files import content_id
 from tests.conftest import DEMO_DATA
 

@@ -92,7 +92,7 @@ def test_re_exported_facemesh_takes_over_from_its_old_row(db):
 
 
 def test_bulk_uses_the_active_68_model(app, db):
-    from app.demo import build_demo
+    from app.imports.demo import build_demo
 
     build_demo(db)
     ids = ensure_builtin_models(db)

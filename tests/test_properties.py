@@ -12,11 +12,11 @@ from app.annotations.edits import _iou, parse_json_body, parse_place, parse_save
 from app.annotations.rows import annotation_row, insert_annotations, points_json
 from app.annotators.template68 import fit_to_box, fit_to_five, five_from_68, mean_shape
 from app.db import connect, immediate
-from app.demo import build_demo
 from app.errors import InvalidInput
 from app.export.files import select_rows
 from app.export.importer import import_csv
 from app.export.writers import csv_chunks
+from app.imports.demo import build_demo
 from app.metrics import box_iou
 from app.sets.queries import create_set
 

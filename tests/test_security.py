@@ -445,7 +445,7 @@ def _snapshot(db) -> dict:
 def test_every_web_change_is_audited(app, db):
     """POST (PUT, PATCH, DELETE) to every route as an admin with plausible form values: any route that
     changes the store must add an event naming the admin. New routes are covered automatically."""
-    from app.demo import build_demo
+    from app.imports.demo import build_demo
 
     build_demo(db)
     image_id = db.execute("SELECT id FROM images ORDER BY id LIMIT 1").fetchone()[0]

@@ -79,7 +79,7 @@ def import_dir_command(directory, split, as_json):
 @fail_on_domain_error
 def demo_command(if_empty):
     """Build the demo instance: ten real photos, their face boxes and 68-point landmarks."""
-    from ..demo import build_demo
+    from ..imports.demo import build_demo
 
     result = build_demo(get_db(), if_empty=if_empty)
     if result is None:

@@ -8,10 +8,10 @@ are train; its testing photos are split between validation and test, so no split
 
 from sqlite_utils import Database
 
-from . import REPO_ROOT
-from .db import immediate
-from .imports.dlib_xml import import_dlib_xml
-from .imports.files import register_image_file
+from .. import REPO_ROOT
+from ..db import immediate
+from .dlib_xml import import_dlib_xml
+from .files import register_image_file
 
 DEMO_DIR = REPO_ROOT / "app" / "demo_data"
 FACES_SET = "demo-faces"
