@@ -78,8 +78,8 @@ def build_instance(instance: Path, n_reviewers: int, copies: int = 3, models: bo
     from app.auth.users import create_user
     from app.db import connect, immediate, migrate
     from app.export.files import select_rows
-    from app.export.importer import import_csv
     from app.export.writers import csv_chunks
+    from app.imports.csv import import_csv
     from app.imports.demo import build_demo
 
     instance.mkdir(parents=True, exist_ok=True)

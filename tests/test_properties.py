@@ -14,8 +14,8 @@ from app.annotators.template68 import fit_to_box, fit_to_five, five_from_68, mea
 from app.db import connect, immediate
 from app.errors import InvalidInput
 from app.export.files import select_rows
-from app.export.importer import import_csv
 from app.export.writers import csv_chunks
+from app.imports.csv import import_csv
 from app.imports.demo import build_demo
 from app.metrics import box_iou
 from app.sets.queries import create_set

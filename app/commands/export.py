@@ -117,7 +117,7 @@ def export_command(kind, fmt, split, sets, no_unrated, unrated_weight, output):
 @fail_on_domain_error
 def import_csv_command(file, kind, set_name, source, as_json):
     """Import an oiap training CSV or the original project's face_landmarks_/face_bbox_ CSVs."""
-    from ..export.importer import import_csv
+    from ..imports.csv import import_csv
 
     report = import_csv(get_db(), file, kind, set_name, source=source)
     if as_json:

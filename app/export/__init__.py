@@ -1,4 +1,4 @@
-"""Training data: the merge rules (merge.py), the writers (writers.py, files.py), import-csv (importer.py).
+"""Training data: the merge rules (merge.py), the writers (writers.py, files.py); import-csv is app/imports/csv.py.
 
 One implementation of the merge rules serves `flask oiap export`, training and the web export:
 
