@@ -195,7 +195,7 @@ def main(argv=None) -> int:
     from app import create_app
     from app.bulk import bulk_annotate
     from app.db import connect, migrate
-    from app.imports.files import register_image_file
+    from app.imports.folder import register_image_file
     from app.sets.queries import create_set
 
     with tempfile.TemporaryDirectory(prefix="oiap-bench-") as tmp:

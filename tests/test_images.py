@@ -6,7 +6,7 @@ from PIL import Image
 
 from app.images.cache import crop_region
 from app.imports.demo import build_demo
-from app.imports.files import content_id
+from app.imports.folder import content_id
 from tests.conftest import DEMO_DATA
 
 PHOTO = content_id(DEMO_DATA / "2008_001009.jpg")  # 360 x 480

@@ -5,7 +5,7 @@ import pytest
 
 from app.errors import InvalidInput
 from app.imports.dlib_xml import import_dlib_xml
-from app.imports.files import content_id
+from app.imports.folder import content_id
 from tests.conftest import DEMO_DATA
 
 

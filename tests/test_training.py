@@ -15,7 +15,7 @@ from app.db import connect
 from app.evaluation import PromotionRefused, compare, evaluate, promote
 from app.export.merge import iter_training_rows
 from app.imports.dlib_xml import import_dlib_xml
-from app.imports.files import register_image_file
+from app.imports.folder import register_image_file
 from app.kinds import FACE_LABEL
 from app.sets.queries import create_set
 from app.training.data import CONTEXT, RowHasher

@@ -62,7 +62,7 @@ def import_openimages_command(meta_dir, splits, classes, limit, as_json):
 @fail_on_domain_error
 def import_dir_command(directory, split, as_json):
     """Register a folder of JPEG/PNG files (id from the content; unreadable files are skipped)."""
-    from ..imports.files import import_dir
+    from ..imports.folder import import_dir
 
     summary = import_dir(get_db(), directory, split, echo=_note)
     if as_json:

@@ -11,7 +11,7 @@ from sqlite_utils import Database
 from .. import REPO_ROOT
 from ..db import immediate
 from .dlib_xml import import_dlib_xml
-from .files import register_image_file
+from .folder import register_image_file
 
 DEMO_DIR = REPO_ROOT / "app" / "demo_data"
 FACES_SET = "demo-faces"

@@ -79,7 +79,7 @@ def import_dlib_xml(
     exactly that many parts per box. With parent_set_id, each landmark row points at the box of
     that set with the same coordinates. `stored_path(path) -> str` chooses the path kept for images.
     """
-    from .files import register_image_file
+    from .folder import register_image_file
 
     xml_path = Path(xml_path)
     n_points = get_kind(kind).n_points
