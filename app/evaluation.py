@@ -25,7 +25,7 @@ from .db import immediate, log_event, now
 from .errors import Conflict, InvalidInput, NotFound
 from .export.merge import ground_truth
 from .images.layout import image_path
-from .metrics import average_precision, ced_curve, landmark_metrics, nme
+from .models.metrics import average_precision, ced_curve, landmark_metrics, nme
 from .runs import finish_run, start_run
 
 # What "better" means per kind: (metric, higher is better).

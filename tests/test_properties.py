@@ -17,7 +17,7 @@ from app.export.files import select_rows
 from app.export.writers import csv_chunks
 from app.imports.csv import import_csv
 from app.imports.demo import build_demo
-from app.metrics import box_iou
+from app.models.metrics import box_iou
 from app.sets.queries import create_set
 
 unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .. import metrics
+from ..models import metrics
 from .ibug_xml import XmlFace, load_faces
 from .template68 import five_from_68
 

@@ -6,7 +6,7 @@ distance — outer eye corners 36 and 45 for 68 points, eye centres (points 0 an
 
 import numpy as np
 
-from .kinds import LANDMARK68_GROUPS
+from ..kinds import LANDMARK68_GROUPS
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
