@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from sqlite_utils import Database
 
 from .annotators.registry import get_model
-from .evaluation import promote
+from .models.evaluation import promote
 
 
 def run_loop(

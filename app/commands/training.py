@@ -97,7 +97,7 @@ def _echo_metrics(model_id: int, split: str, m: dict) -> None:
 def evaluate_command(model_id, split, as_json):
     """Measure a model on a split's ground truth (human + good machine labels); stored on the model."""
     from ..annotators.builtin import ensure_builtin_models
-    from ..evaluation import evaluate
+    from ..models.evaluation import evaluate
 
     db = get_db()
     ensure_builtin_models(db)
@@ -129,7 +129,7 @@ def _echo_promotion(r: dict) -> None:
 def promote_command(model_id, force, as_json):
     """Make a model active only if it beats the active one on the test split (both measured now)."""
     from ..annotators.builtin import ensure_builtin_models
-    from ..evaluation import promote
+    from ..models.evaluation import promote
 
     db = get_db()
     ensure_builtin_models(db)
@@ -150,8 +150,8 @@ def promote_command(model_id, force, as_json):
 @fail_on_domain_error
 def loop_command(kind, epochs, device, seed, batch_size, lr, exclude_unrated, from_model, workers, as_json):
     """Train, evaluate, promote if better, then bulk-annotate the unlabelled and the rated-bad images."""
-    from ..evaluation import PromotionRefused
     from ..loop import run_loop
+    from ..models.evaluation import PromotionRefused
 
     try:
         out = run_loop(

@@ -13,10 +13,10 @@ from ..annotators.registry import active_model, get_model, list_models
 from ..auth import admin_required
 from ..db import get_db
 from ..errors import InvalidInput
-from ..evaluation import MAIN_METRIC, PromotionRefused, load_annotator, load_rgb, promote
 from ..images.cache import get_image
 from ..review.drawing import figure, image_size
 from .charts import line_chart
+from .evaluation import MAIN_METRIC, PromotionRefused, load_annotator, load_rgb, promote
 
 bp = Blueprint("models", __name__, url_prefix="/models")
 
