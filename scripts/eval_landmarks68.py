@@ -15,11 +15,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.annotators import eval68  # noqa: E402
 from app.annotators.ibug_xml import load_faces  # noqa: E402
 from app.annotators.landmarks68 import NAMES, get_landmarks68  # noqa: E402
 from app.annotators.template68 import mean_shape, similarity  # noqa: E402
-from app.models import metrics  # noqa: E402
+from app.models import (
+    eval68,  # noqa: E402
+    metrics,  # noqa: E402
+)
 
 
 def calibrate() -> None:

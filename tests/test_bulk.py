@@ -342,7 +342,7 @@ def test_68_chain_on_the_dev_photos_lands_on_the_dev_points(app, db):
     # MTCNN boxes and five points, then facemesh68: NME (mean error / outer-eye-corner distance) on
     # the faces matched to the 43 dev faces. Bound 0.10 (measured 0.064 on 42 faces; facemesh68 on the
     # true five points measures 0.058); every matched face below 0.25.
-    from app.annotators.eval68 import nme
+    from app.models.eval68 import nme
 
     build_demo(db)
     s = bulk_annotate(db, app.config, "face_landmarks68", progress=False)

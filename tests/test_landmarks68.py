@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 
-from app.annotators import eval68
 from app.annotators.facemesh68 import MESH_TO_IBUG68, MODEL_PATH, FaceMeshLandmarks68, crop_faces
 from app.annotators.landmarks68 import BUILTIN, DEFAULT_LANDMARKS68, NAMES, get_landmarks68
 from app.annotators.template68 import (
@@ -18,6 +17,7 @@ from app.annotators.template68 import (
     five_from_68,
     mean_shape,
 )
+from app.models import eval68
 
 
 def test_mean_shape_is_68_points_in_ibug_order():

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..models import metrics
-from .ibug_xml import XmlFace, load_faces
-from .template68 import five_from_68
+from ..annotators.ibug_xml import XmlFace, load_faces
+from ..annotators.template68 import five_from_68
+from . import metrics
 
 DEMO_DATA = Path(__file__).resolve().parents[1] / "demo_data"
 DEV_XMLS = ("training_with_face_landmarks.xml", "testing_with_face_landmarks.xml")
@@ -86,7 +86,7 @@ def face_nmes(
 def get_detector():
     """The MTCNN detector, or None where it is not installed."""
     try:
-        from .mtcnn import MTCNN
+        from ..annotators.mtcnn import MTCNN
     except ImportError:
         return None
     return MTCNN()
@@ -94,7 +94,7 @@ def get_detector():
 
 def mesh_vertex_costs(xml_name: str = DEV_XMLS[0], images_dir: Path = DEMO_DATA) -> np.ndarray:
     """(68, 468) mean NME of each iBUG point against each face mesh vertex, five points from the truth."""
-    from .facemesh68 import predict_mesh_many
+    from ..annotators.facemesh68 import predict_mesh_many
 
     faces = load_faces(images_dir / xml_name)
     cost = np.zeros((68, 468))
