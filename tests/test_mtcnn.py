@@ -9,7 +9,7 @@ from PIL import Image
 
 from app import REPO_ROOT
 from app.annotators import mtcnn as M
-from app.annotators.eval_detector import evaluate, iou
+from app.models.eval_detector import evaluate, iou
 from tests.conftest import DEMO_DATA
 
 

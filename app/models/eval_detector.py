@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .ibug_xml import load_faces
-from .template68 import five_from_68
+from ..annotators.ibug_xml import load_faces
+from ..annotators.template68 import five_from_68
 
 DEMO_DATA = Path(__file__).resolve().parents[1] / "demo_data"
 DEV_XMLS = ("training_with_face_landmarks.xml", "testing_with_face_landmarks.xml")
@@ -51,7 +51,7 @@ def dev_faces(images_dir: Path = DEMO_DATA) -> dict[str, list]:
 
 def evaluate(detector, images_dir: Path = DEMO_DATA, thresholds=(0.5, 0.3)) -> dict:
     """Recall and false positives at each IoU threshold; five-point NME (by eye-centre distance)."""
-    from ..models.eval68 import load_rgb
+    from .eval68 import load_rgb
 
     faces = dev_faces(images_dir)
     n_true = sum(len(v) for v in faces.values())
