@@ -355,7 +355,7 @@ def _attach_boxes(db, rows, set_id) -> None:
 
 def _models(db, kind):
     from .annotators.builtin import ensure_builtin_models
-    from .annotators.registry import active_model
+    from .models.registry import active_model
 
     ensure_builtin_models(db)
     box_model = active_model(db, "face_box")
@@ -398,7 +398,7 @@ def bulk_annotate(
     """
     from tqdm import tqdm
 
-    from .annotators.registry import get_model
+    from .models.registry import get_model
     from .sets.queries import get_set_by_name
 
     if batch < 1 or workers < 1:

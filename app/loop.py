@@ -5,8 +5,8 @@ from collections.abc import Mapping
 
 from sqlite_utils import Database
 
-from .annotators.registry import get_model
 from .models.evaluation import promote
+from .models.registry import get_model
 
 
 def run_loop(

@@ -30,9 +30,9 @@ from botocore.exceptions import (
 from flask import current_app
 from sqlite_utils import Database
 
-from .annotators.registry import list_models, register_model, sha256_file, verified_path
 from .db import log_event
 from .errors import OiapError
+from .models.registry import list_models, register_model, sha256_file, verified_path
 from .sets import files as setfile
 
 MANIFEST_FORMAT = "oiap-manifest/1"

@@ -104,7 +104,7 @@ def main(argv=None) -> int:
         got = sess.run(["mesh", "face_logit"], {"image": x})
         for r, g in zip(ref, got, strict=True):
             np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-3, err_msg="onnxruntime vs torch")
-    from app.annotators.registry import sha256_file
+    from app.models.registry import sha256_file
 
     print(f"{args.out}  {args.out.stat().st_size} bytes  sha256 {sha256_file(args.out)}  parity ok")
     return 0

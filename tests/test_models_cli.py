@@ -3,9 +3,9 @@
 import json
 
 from app.annotators.builtin import ensure_builtin_models, load_annotator, verified_files
-from app.annotators.registry import active_model, get_model
 from app.bulk import bulk_annotate
 from app.errors import InvalidInput
+from app.models.registry import active_model, get_model
 
 
 def test_builtin_rows_are_registered_once_and_activated(db):
@@ -96,7 +96,7 @@ def test_bulk_uses_the_active_68_model(app, db):
 
     build_demo(db)
     ids = ensure_builtin_models(db)
-    from app.annotators.registry import activate_model
+    from app.models.registry import activate_model
 
     activate_model(db, ids["template68"])
     s = bulk_annotate(db, app.config, "face_landmarks68", limit=1, progress=False)

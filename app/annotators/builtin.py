@@ -12,8 +12,15 @@ from sqlite_utils import Database
 
 from .. import REPO_ROOT
 from ..errors import InvalidInput
+from ..models.registry import (
+    activate_model,
+    active_model,
+    model_path,
+    register_model,
+    sha256_file,
+    verified_path,
+)
 from . import mtcnn
-from .registry import activate_model, active_model, model_path, register_model, sha256_file, verified_path
 
 MTCNN_LICENCE = "MIT"
 MTCNN_ORIGIN = (

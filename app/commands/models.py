@@ -19,7 +19,7 @@ oiap_cli.add_command(models_cli)
 def models_list(kind, as_json):
     """List models (newest first) with kind, status, source and hash."""
     from ..annotators.builtin import ensure_builtin_models
-    from ..annotators.registry import list_models
+    from ..models.registry import list_models
 
     db = get_db()
     ensure_builtin_models(db)
@@ -50,7 +50,7 @@ def models_list(kind, as_json):
 @fail_on_domain_error
 def models_add(path, kind, name, runner, licence, origin, then_activate):
     """Register a model file (copied into the instance's models folder by its sha256)."""
-    from ..annotators.registry import activate_model, get_model, register_model
+    from ..models.registry import activate_model, get_model, register_model
 
     db = get_db()
     params = {"runner": runner} if runner else {}
@@ -77,7 +77,7 @@ def models_add(path, kind, name, runner, licence, origin, then_activate):
 @fail_on_domain_error
 def models_activate(model_id):
     """Make a model the active one of its kind (its file is verified by hash first)."""
-    from ..annotators.registry import activate_model
+    from ..models.registry import activate_model
 
     m = activate_model(get_db(), model_id)
     click.echo(f"model {m['id']} ({m['name']}) is the active {m['kind']} model")

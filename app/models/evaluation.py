@@ -20,13 +20,13 @@ from PIL import Image
 from sqlite_utils import Database
 from tqdm import tqdm
 
-from ..annotators.registry import activate_model, active_model, get_model
 from ..db import immediate, log_event, now
 from ..errors import Conflict, InvalidInput, NotFound
 from ..export.merge import ground_truth
 from ..images.layout import image_path
 from ..runs import finish_run, start_run
 from .metrics import average_precision, ced_curve, landmark_metrics, nme
+from .registry import activate_model, active_model, get_model
 
 # What "better" means per kind: (metric, higher is better).
 MAIN_METRIC = {"face_landmarks68": ("nme", False), "face_box": ("ap", True)}

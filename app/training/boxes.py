@@ -25,10 +25,10 @@ from tqdm import tqdm
 
 from ..annotators import mtcnn
 from ..annotators.builtin import verified_files
-from ..annotators.registry import register_model
 from ..errors import InvalidInput, NotFound
 from ..export.merge import iter_training_rows
 from ..models.metrics import box_iou
+from ..models.registry import register_model
 from .data import RowHasher, load_rgb
 from .mtcnn_nets import NETS
 from .onnx_export import export_checked, onnx_state_dict

@@ -17,8 +17,8 @@ from sqlite_utils import Database
 from tqdm import tqdm
 
 from ..annotators import crop68
-from ..annotators.registry import active_model, get_model, register_model, sha256_file, verified_path
 from ..errors import InvalidInput
+from ..models.registry import active_model, get_model, register_model, sha256_file, verified_path
 from ..runs import finish_run, start_run
 from . import data
 from .landmarks import Crop68Net, mean_shape01, train_loop
