@@ -354,7 +354,7 @@ def _attach_boxes(db, rows, set_id) -> None:
 
 
 def _models(db, kind):
-    from .annotators.builtin import ensure_builtin_models
+    from .models.builtin import ensure_builtin_models
     from .models.registry import active_model
 
     ensure_builtin_models(db)
@@ -535,7 +535,7 @@ class ChainSpec:
 
     def chain(self, config, threads: int | None, cls: type | None = None) -> "Chain":
         """Load the annotators (files verified against their sha256) into a Chain."""
-        from .annotators.builtin import load_annotator
+        from .models.builtin import load_annotator
 
         return (cls or Chain)(
             self.kind,

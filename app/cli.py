@@ -52,7 +52,7 @@ def echo_json(value) -> None:
 def init_db_command():
     """Create or upgrade the database (idempotent)."""
     echo_applied(migrate(get_db()))
-    from .annotators.builtin import ensure_builtin_models
+    from .models.builtin import ensure_builtin_models
 
     ensure_builtin_models(get_db())
 

@@ -475,7 +475,7 @@ def _fetch_models(
     progress,
 ) -> None:
     if not dry_run and manifest["models"]:
-        from .annotators.builtin import ensure_builtin_models
+        from .models.builtin import ensure_builtin_models
 
         # A fetched model's parent may be a builtin one this store has not registered yet.
         ensure_builtin_models(db)

@@ -33,9 +33,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from app import create_app
-    from app.annotators.builtin import ensure_builtin_models
     from app.db import connect, migrate
     from app.imports.dlib_xml import import_dlib_xml
+    from app.models.builtin import ensure_builtin_models
 
     demo = REPO / "app" / "demo_data"
     with tempfile.TemporaryDirectory() as tmp:

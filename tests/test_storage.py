@@ -14,8 +14,8 @@ import boto3
 import pytest
 
 from app.annotations.rows import annotation_row, insert_annotation, rate, undo_last_rating
-from app.annotators.builtin import ensure_builtin_models, verified_files
 from app.db import connect
+from app.models.builtin import ensure_builtin_models, verified_files
 from app.models.registry import get_model, model_path, register_model, sha256_file
 from app.sets.queries import create_set
 from tests.conftest import DEMO_DATA

@@ -9,12 +9,12 @@ from PIL import Image
 
 from app.annotations.rows import annotation_row, insert_annotation, rate
 from app.annotators import crop68
-from app.annotators.builtin import ensure_builtin_models
 from app.db import connect
 from app.export.merge import iter_training_rows
 from app.imports.dlib_xml import import_dlib_xml
 from app.imports.folder import register_image_file
 from app.kinds import FACE_LABEL
+from app.models.builtin import ensure_builtin_models
 from app.models.evaluation import PromotionRefused, compare, evaluate, promote
 from app.models.registry import active_model, get_model
 from app.sets.queries import create_set

@@ -18,7 +18,7 @@ oiap_cli.add_command(models_cli)
 @fail_on_domain_error
 def models_list(kind, as_json):
     """List models (newest first) with kind, status, source and hash."""
-    from ..annotators.builtin import ensure_builtin_models
+    from ..models.builtin import ensure_builtin_models
     from ..models.registry import list_models
 
     db = get_db()

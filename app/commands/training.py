@@ -29,7 +29,7 @@ def _train_options(fn):
 
 
 def _train(kind, epochs, from_model, device, seed, batch_size, lr, exclude_unrated, progress=True) -> dict:
-    from ..annotators.builtin import ensure_builtin_models
+    from ..models.builtin import ensure_builtin_models
     from ..training.trainer import train
 
     db = get_db()
@@ -96,7 +96,7 @@ def _echo_metrics(model_id: int, split: str, m: dict) -> None:
 @fail_on_domain_error
 def evaluate_command(model_id, split, as_json):
     """Measure a model on a split's ground truth (human + good machine labels); stored on the model."""
-    from ..annotators.builtin import ensure_builtin_models
+    from ..models.builtin import ensure_builtin_models
     from ..models.evaluation import evaluate
 
     db = get_db()
@@ -128,7 +128,7 @@ def _echo_promotion(r: dict) -> None:
 @fail_on_domain_error
 def promote_command(model_id, force, as_json):
     """Make a model active only if it beats the active one on the test split (both measured now)."""
-    from ..annotators.builtin import ensure_builtin_models
+    from ..models.builtin import ensure_builtin_models
     from ..models.evaluation import promote
 
     db = get_db()

@@ -47,7 +47,7 @@ def load_rgb(config: Mapping, row: Mapping) -> np.ndarray:
 
 def load_annotator(model: dict):
     """The annotator that runs a model row (its files verified by hash)."""
-    from ..annotators.builtin import load_annotator as load
+    from .builtin import load_annotator as load
 
     return load(model)
 

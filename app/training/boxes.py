@@ -24,9 +24,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..annotators import mtcnn
-from ..annotators.builtin import verified_files
 from ..errors import InvalidInput, NotFound
 from ..export.merge import iter_training_rows
+from ..models.builtin import verified_files
 from ..models.metrics import box_iou
 from ..models.registry import register_model
 from .data import RowHasher, load_rgb

@@ -11,16 +11,9 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from .. import REPO_ROOT
+from ..annotators import mtcnn
 from ..errors import InvalidInput
-from ..models.registry import (
-    activate_model,
-    active_model,
-    model_path,
-    register_model,
-    sha256_file,
-    verified_path,
-)
-from . import mtcnn
+from .registry import activate_model, active_model, model_path, register_model, sha256_file, verified_path
 
 MTCNN_LICENCE = "MIT"
 MTCNN_ORIGIN = (
@@ -53,7 +46,7 @@ def ensure_builtin_models(db: Database) -> dict[str, int]:
     Returns {row name: model id}. The rows: mtcnn for face_box and face_landmarks5; every
     face_landmarks68 annotator of landmarks68.NAMES, with DEFAULT_LANDMARKS68 activated.
     """
-    from .landmarks68 import BUILTIN, DEFAULT_LANDMARKS68, NAMES
+    from ..annotators.landmarks68 import BUILTIN, DEFAULT_LANDMARKS68, NAMES
 
     onet = mtcnn.MODELS_DIR / mtcnn.FILES["onet"]
     ids: dict[str, int] = {}
@@ -136,7 +129,7 @@ def load_annotator(model: dict, threads: int | None = None):
             threads=threads,
         )
     if runner and runner.startswith("landmarks68:"):
-        from .landmarks68 import get_landmarks68
+        from ..annotators.landmarks68 import get_landmarks68
 
         path = verified_path(model)
         name = runner.split(":", 1)[1]
