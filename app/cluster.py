@@ -1,5 +1,5 @@
 """The Ray engine of `flask oiap bulk-annotate --engine ray`: the same selection, models and output as
-the local engine (app/bulk.py), with the annotating done by Ray Data actors on a cluster.
+the local engine (app/bulk/local.py), with the annotating done by Ray Data actors on a cluster.
 
 - The driver (this process) selects images exactly as the local engine does, in id order, and
   resolves each row's file through app.images.layout (so every node must see the image folders at the
@@ -23,7 +23,7 @@ from time import perf_counter
 import numpy as np
 
 from . import REPO_ROOT
-from .bulk import Chain, ChainSpec, Timer
+from .bulk.local import Chain, ChainSpec, Timer
 from .errors import InvalidInput, NotFound
 from .images.decode import BadImage, decode
 

@@ -21,7 +21,7 @@ def run_loop(
 ) -> dict:
     """Train, evaluate and promote on the test split (PromotionRefused when not better: nothing is annotated),
     bulk-annotate with the new active model; returns each step's result."""
-    from .bulk import bulk_annotate
+    from .bulk.local import bulk_annotate
     from .models.builtin import ensure_builtin_models
     from .training.trainer import train
 

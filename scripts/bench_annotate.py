@@ -193,7 +193,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from app import create_app
-    from app.bulk import bulk_annotate
+    from app.bulk.local import bulk_annotate
     from app.db import connect, migrate
     from app.imports.folder import register_image_file
     from app.sets.queries import create_set

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from app.bulk import bulk_annotate
+from app.bulk.local import bulk_annotate
 from app.db import now
 from app.imports.demo import build_demo
 from tests.conftest import DEMO_DATA

@@ -2,7 +2,7 @@
 
 import json
 
-from app.bulk import bulk_annotate
+from app.bulk.local import bulk_annotate
 from app.errors import InvalidInput
 from app.models.builtin import ensure_builtin_models, load_annotator, verified_files
 from app.models.registry import active_model, get_model

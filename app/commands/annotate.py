@@ -1,4 +1,4 @@
-"""`flask oiap bulk-annotate`: the active models over the data set (see app/bulk.py)."""
+"""`flask oiap bulk-annotate`: the active models over the data set (see app/bulk/local.py)."""
 
 import click
 from flask import current_app
@@ -76,7 +76,7 @@ def bulk_annotate_command(
     as_json,
 ):
     """Annotate the images no human labelled (and those rated bad) with the active models, into new sets."""
-    from ..bulk import bulk_annotate
+    from ..bulk.local import bulk_annotate
 
     try:
         s = bulk_annotate(
@@ -126,7 +126,7 @@ def bulk_annotate_command(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def bulk_runs_command(as_json):
     """List bulk-annotate runs (newest first) with status, progress and errors; resume one with --resume ID."""
-    from ..bulk import list_runs
+    from ..bulk.local import list_runs
 
     runs = list_runs(get_db())
     if as_json:

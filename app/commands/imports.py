@@ -87,7 +87,7 @@ def demo_command(if_empty):
         return
     sets = ", ".join(f"{name} (+{n})" for name, n in result["sets"].items())
     click.echo(f"demo: {result['images']} images; sets {sets}")
-    from ..bulk import annotate_demo
+    from ..bulk.local import annotate_demo
 
     run = annotate_demo(get_db(), current_app.config)
     if run:

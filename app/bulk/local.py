@@ -31,12 +31,12 @@ from time import perf_counter, thread_time
 import numpy as np
 from sqlite_utils import Database
 
-from .annotations.rows import annotation_row, insert_annotation, insert_annotations
-from .db import immediate
-from .errors import InvalidInput, NotFound
-from .images.decode import BadImage, decode
-from .kinds import FACE_LABEL
-from .runs import add_run_errors, finish_run, set_progress, start_run
+from ..annotations.rows import annotation_row, insert_annotation, insert_annotations
+from ..db import immediate
+from ..errors import InvalidInput, NotFound
+from ..images.decode import BadImage, decode
+from ..kinds import FACE_LABEL
+from ..runs import add_run_errors, finish_run, set_progress, start_run
 
 KINDS = ("face_box", "face_landmarks5", "face_landmarks68")
 COMMAND = "bulk-annotate"
@@ -125,7 +125,7 @@ def count_images(db: Database, kind: str, **kw) -> int:
 
 def read_images_file(path: str | Path) -> list[str]:
     """Image ids from a file, one per line (blank lines and # comments skipped), validated."""
-    from .images.layout import validate_image_id
+    from ..images.layout import validate_image_id
 
     ids = []
     for n, line in enumerate(Path(path).read_text().splitlines(), 1):
@@ -163,7 +163,7 @@ class Chain:
         self.timer = Timer()
 
     def _decode(self, row: dict):
-        from .images.layout import image_path
+        from ..images.layout import image_path
 
         t0 = thread_time()
         try:
@@ -235,7 +235,7 @@ def _stamp() -> str:
 
 
 def _create_sets(db, run_id, kind, box_model, kind_model, boxes_from) -> dict:
-    from .sets.queries import create_set
+    from ..sets.queries import create_set
 
     stamp = _stamp()
     sets = {}
@@ -354,8 +354,8 @@ def _attach_boxes(db, rows, set_id) -> None:
 
 
 def _models(db, kind):
-    from .models.builtin import ensure_builtin_models
-    from .models.registry import active_model
+    from ..models.builtin import ensure_builtin_models
+    from ..models.registry import active_model
 
     ensure_builtin_models(db)
     box_model = active_model(db, "face_box")
@@ -398,8 +398,8 @@ def bulk_annotate(
     """
     from tqdm import tqdm
 
-    from .models.registry import get_model
-    from .sets.queries import get_set_by_name
+    from ..models.registry import get_model
+    from ..sets.queries import get_set_by_name
 
     if batch < 1 or workers < 1:
         raise InvalidInput("--batch and --workers must be at least 1")
@@ -466,7 +466,7 @@ def bulk_annotate(
     remaining = None if limit is None else max(0, limit - done)
     spec = ChainSpec(kind, box_model, kind_model if kind == "face_landmarks68" else None, max_side, boxes_set)
     if engine == "ray":
-        from .cluster import RayEngine
+        from ..cluster import RayEngine
 
         runner = RayEngine(spec, config, workers=workers, progress=progress, **(engine_options or {}))
     else:
@@ -535,7 +535,7 @@ class ChainSpec:
 
     def chain(self, config, threads: int | None, cls: type | None = None) -> "Chain":
         """Load the annotators (files verified against their sha256) into a Chain."""
-        from .models.builtin import load_annotator
+        from ..models.builtin import load_annotator
 
         return (cls or Chain)(
             self.kind,
