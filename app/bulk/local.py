@@ -393,7 +393,7 @@ def bulk_annotate(
     with_landmarks5: the face_landmarks68 chain also writes the detector's five points as a
     face_landmarks5 set (free when the boxes come from MTCNN; `flask oiap demo` uses it).
     on_batch(images_done) is called after each committed batch (tests use it to interrupt a run).
-    engine: "local" (threads here) or "ray" (app/cluster.py; engine_options: address, actor_cpus, ...);
+    engine: "local" (threads here) or "ray" (app/bulk/ray_engine.py; engine_options: address, actor_cpus, ...);
     both write through write_batch, so a run started by one can be resumed by the other.
     """
     from tqdm import tqdm
@@ -466,7 +466,7 @@ def bulk_annotate(
     remaining = None if limit is None else max(0, limit - done)
     spec = ChainSpec(kind, box_model, kind_model if kind == "face_landmarks68" else None, max_side, boxes_set)
     if engine == "ray":
-        from ..cluster import RayEngine
+        from .ray_engine import RayEngine
 
         runner = RayEngine(spec, config, workers=workers, progress=progress, **(engine_options or {}))
     else:

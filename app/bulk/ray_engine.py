@@ -22,10 +22,10 @@ from time import perf_counter
 
 import numpy as np
 
-from . import REPO_ROOT
-from .bulk.local import Chain, ChainSpec, Timer
-from .errors import InvalidInput, NotFound
-from .images.decode import BadImage, decode
+from .. import REPO_ROOT
+from ..errors import InvalidInput, NotFound
+from ..images.decode import BadImage, decode
+from .local import Chain, ChainSpec, Timer
 
 DEFAULT_CHUNK = 20000
 
@@ -163,7 +163,7 @@ class RayEngine:
 
     def _source(self, row: dict) -> dict:
         """The row with its file resolved here, on the driver (or the reason there is none)."""
-        from .images.layout import image_path
+        from ..images.layout import image_path
 
         out = dict(row)
         if self.s3_images and not row.get("path"):
