@@ -56,7 +56,7 @@ def main() -> None:
     from app.annotations.rows import annotation_row, insert_annotations
     from app.db import connect, immediate, migrate
     from app.sets.queries import create_set
-    from app.storage import configured_bucket, fetch, push
+    from app.share.s3 import configured_bucket, fetch, push
 
     proc, url = _moto()
     try:

@@ -69,7 +69,7 @@ def _choose(models: bool, annotations: bool) -> tuple[bool, bool]:
 @fail_on_domain_error
 def push_command(models, annotations, set_names, dry_run, as_json):
     """Upload models and annotation sets the bucket lacks, and the manifest (OIAP_S3_BUCKET)."""
-    from ..storage import configured_bucket, instance_name, push
+    from ..share.s3 import configured_bucket, instance_name, push
 
     models, annotations = _choose(models, annotations or bool(set_names))
     names = [n.strip() for n in set_names.split(",") if n.strip()] if set_names else None
@@ -104,7 +104,7 @@ def push_command(models, annotations, set_names, dry_run, as_json):
 @fail_on_domain_error
 def fetch_command(models, annotations, dry_run, as_json):
     """Download the models and sets this store lacks from the bucket, verify their hashes, import them."""
-    from ..storage import StorageError, configured_bucket, fetch
+    from ..share.s3 import StorageError, configured_bucket, fetch
 
     models, annotations = _choose(models, annotations)
     with (
@@ -148,7 +148,7 @@ def fetch_command(models, annotations, dry_run, as_json):
 def download_images_command(split, prefix, ids_file, limit, workers, dry_run, as_json):
     """Download Open Images files of a split from the public bucket into OPEN_IMAGES_DIR (resumable)."""
     from ..images.download import download_images, ids_to_download
-    from ..storage import StorageError
+    from ..share.s3 import StorageError
 
     ids = ids_to_download(get_db(), split, prefix=prefix, ids_file=ids_file, limit=limit)
     config = current_app.config

@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionEr
 from sqlite_utils import Database
 
 from ..errors import InvalidInput, NotFound
-from ..storage import StorageError
+from ..share.s3 import StorageError
 from .layout import check_layout, image_path, validate_image_id, validate_split
 
 DEFAULT_BUCKET = "open-images-dataset"

@@ -30,10 +30,10 @@ from botocore.exceptions import (
 from flask import current_app
 from sqlite_utils import Database
 
-from .db import log_event
-from .errors import OiapError
-from .models.registry import list_models, register_model, sha256_file, verified_path
-from .sets import files as setfile
+from ..db import log_event
+from ..errors import OiapError
+from ..models.registry import list_models, register_model, sha256_file, verified_path
+from ..sets import files as setfile
 
 MANIFEST_FORMAT = "oiap-manifest/1"
 CREDENTIALS_HELP = "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (a profile in ~/.aws)"
@@ -475,7 +475,7 @@ def _fetch_models(
     progress,
 ) -> None:
     if not dry_run and manifest["models"]:
-        from .models.builtin import ensure_builtin_models
+        from ..models.builtin import ensure_builtin_models
 
         # A fetched model's parent may be a builtin one this store has not registered yet.
         ensure_builtin_models(db)
