@@ -9,8 +9,8 @@ from markupsafe import Markup
 from ..annotations.rows import rate, rate_many, undo_last_rating
 from ..db import get_db
 from ..errors import InvalidInput, NotFound, OiapError
-from ..htmx import wants_fragment
 from ..kinds import get_kind
+from ..web import wants_fragment
 from . import images, queries
 from .drawing import figure, image_size, norm_box, px_box, rect_svg
 
