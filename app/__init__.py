@@ -6,12 +6,7 @@ from pathlib import Path
 
 from flask import Flask
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def instance_dir() -> Path:
-    """The instance folder: OIAP_INSTANCE, or ./instance in the repository."""
-    return Path(os.environ.get("OIAP_INSTANCE") or REPO_ROOT / "instance").resolve()
+from .paths import REPO_ROOT, instance_dir
 
 
 def _secret_key(instance: Path) -> str:

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app import REPO_ROOT
 from app.annotations.rows import annotation_row, insert_annotation, rate
 from app.bulk.local import bulk_annotate, select_images
 from app.db import connect, now
 from app.imports.demo import build_demo
 from app.models.eval_detector import dev_faces, match
+from app.paths import REPO_ROOT
 from app.sets.queries import create_set, get_set_by_name
 from tests.conftest import DEMO_DATA
 

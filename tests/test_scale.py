@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from app import REPO_ROOT
 from app.db import now
+from app.paths import REPO_ROOT
 from app.review.queries import set_page
 from app.sets.queries import create_set, list_sets
 

@@ -12,9 +12,10 @@ import pytest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Rule
 
-from app import REPO_ROOT, create_app
+from app import create_app
 from app.auth import ADMIN_MESSAGE, PUBLIC_ENDPOINTS, is_admin_endpoint
 from app.db import connect, migrate
+from app.paths import REPO_ROOT
 from tests.conftest import DEMO_DATA, PASSWORD, login
 
 # Dummy values tried for each URL variable, in order, until the built URL routes back to the rule.

@@ -22,9 +22,9 @@ from time import perf_counter
 
 import numpy as np
 
-from .. import REPO_ROOT
 from ..errors import InvalidInput, NotFound
 from ..images.decode import BadImage, decode
+from ..paths import REPO_ROOT
 from .local import Chain, ChainSpec, Timer
 
 DEFAULT_CHUNK = 20000

@@ -17,8 +17,8 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from .. import REPO_ROOT
 from ..errors import InvalidInput, NotFound
+from ..paths import REPO_ROOT
 
 IMAGE_ID_RE = re.compile(r"[0-9a-f]{16}")
 SPLITS = ("train", "validation", "test")

@@ -8,8 +8,8 @@ are train; its testing photos are split between validation and test, so no split
 
 from sqlite_utils import Database
 
-from .. import REPO_ROOT
 from ..db import immediate
+from ..paths import REPO_ROOT
 from .dlib_xml import import_dlib_xml
 from .folder import register_image_file
 

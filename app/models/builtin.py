@@ -10,9 +10,9 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from .. import REPO_ROOT
 from ..annotators import mtcnn
 from ..errors import InvalidInput
+from ..paths import REPO_ROOT
 from .registry import activate_model, active_model, model_path, register_model, sha256_file, verified_path
 
 MTCNN_LICENCE = "MIT"

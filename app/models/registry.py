@@ -11,10 +11,10 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from .. import REPO_ROOT
 from ..db import immediate, log_event, now
 from ..errors import InvalidInput, NotFound
 from ..kinds import get_kind
+from ..paths import REPO_ROOT
 
 SOURCES = ("builtin", "trained", "fetched", "added")
 
