@@ -1,11 +1,11 @@
-"""The overlay markup (app/review/drawing.py) and the image URLs the review and set pages format."""
+"""The overlay markup (app/annotations/drawing.py) and the image URLs the review and set pages format."""
 
 import pytest
 from flask import url_for
 
+from app.annotations.drawing import figure
 from app.kinds import LANDMARK68_GROUPS
 from app.review import images
-from app.review.drawing import figure
 from tests.svg_paths import drawn_points, path_tags, vertices
 
 

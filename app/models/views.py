@@ -9,11 +9,11 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user
 from markupsafe import Markup
 
+from ..annotations.drawing import figure, image_size
 from ..auth import admin_required
 from ..db import get_db
 from ..errors import InvalidInput
 from ..images.cache import get_image
-from ..review.drawing import figure, image_size
 from .charts import line_chart
 from .evaluation import MAIN_METRIC, PromotionRefused, load_annotator, load_rgb, promote
 from .registry import active_model, get_model, list_models

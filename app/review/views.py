@@ -6,13 +6,13 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from flask_login import current_user
 from markupsafe import Markup
 
+from ..annotations.drawing import figure, image_size, norm_box, px_box, rect_svg
 from ..annotations.rows import rate, rate_many, undo_last_rating
 from ..db import get_db
 from ..errors import InvalidInput, NotFound, OiapError
 from ..kinds import get_kind
 from ..web import wants_fragment
 from . import images, queries
-from .drawing import figure, image_size, norm_box, px_box, rect_svg
 
 bp = Blueprint("review", __name__)
 

@@ -3,10 +3,10 @@
 from flask import Blueprint, render_template, request, url_for
 from markupsafe import Markup, escape
 
+from ..annotations.drawing import figure, image_size, norm_box
 from ..db import get_db
 from ..errors import InvalidInput
 from ..review import images
-from ..review.drawing import figure, image_size, norm_box
 from ..review.queries import get_review_set, parse_page_key, set_page
 from .queries import list_sets
 
