@@ -10,9 +10,10 @@ from ..annotations.drawing import figure, image_size, norm_box, px_box, rect_svg
 from ..annotations.rows import rate, rate_many, undo_last_rating
 from ..db import get_db
 from ..errors import InvalidInput, NotFound, OiapError
+from ..images import urls as images
 from ..kinds import get_kind
 from ..web import wants_fragment
-from . import images, queries
+from . import queries
 
 bp = Blueprint("review", __name__)
 

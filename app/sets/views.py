@@ -6,7 +6,7 @@ from markupsafe import Markup, escape
 from ..annotations.drawing import figure, image_size, norm_box
 from ..db import get_db
 from ..errors import InvalidInput
-from ..review import images
+from ..images import urls
 from ..review.queries import get_review_set, parse_page_key, set_page
 from .queries import list_sets
 
@@ -18,11 +18,11 @@ PER_PAGE = 60
 def _thumb(ann: dict, kind: str, review_base: str) -> dict:
     """One grid cell: its links and its SVG (the crop with the box and points) as markup."""
     size = image_size(ann)
-    url, crop = images.crop(
-        ann["image_id"], norm_box(ann) or (0, 0, 1, 1), size, images.THUMB_SIZE, images.THUMB_PAD
+    url, crop = urls.crop(
+        ann["image_id"], norm_box(ann) or (0, 0, 1, 1), size, urls.THUMB_SIZE, urls.THUMB_PAD
     )
     fig = figure(ann, kind, size, (crop[2] - crop[0]) * size[0] / 90, contours=False)
-    view = images.crop_view(crop, size)
+    view = urls.crop_view(crop, size)
     svg = (
         f'<svg viewBox="{view["box"]}"><image href="{escape(url)}" loading="lazy" {view["attrs"]}'
         f' preserveAspectRatio="none"/>{fig["rect"]}{fig["points"]}</svg>'

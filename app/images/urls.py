@@ -5,7 +5,7 @@ import re
 from flask import g, url_for
 from markupsafe import Markup
 
-from ..images.cache import crop_region
+from .cache import crop_region
 
 FULL_SIZE = 1024
 CROP_SIZE = 512
