@@ -262,7 +262,6 @@ def m008_pages_layout_version(db: Database) -> None:
             every INTEGER NOT NULL,
             mark INTEGER NOT NULL,
             version INTEGER NOT NULL,
-            built_at REAL NOT NULL,
             image_id TEXT NOT NULL,
             annotation_id INTEGER NOT NULL,
             PRIMARY KEY (set_id, every, mark)
@@ -317,5 +316,28 @@ def m008_pages_layout_version(db: Database) -> None:
                     OR NEW.set_id IS NOT OLD.set_id OR NEW.image_id IS NOT OLD.image_id OR NEW.id != OLD.id))
             WHERE id = NEW.set_id;
         END;
+        """
+    )
+
+
+@migrations()
+def m009_page_marks_built_at(db: Database) -> None:
+    # Marks remember when they were built (a stale set's marks are rebuilt at most every
+    # REBUILD_AFTER_S). m008 first shipped without built_at and was later edited to add it, so a
+    # store may hold either table; marks are a cache rebuilt on demand, so both are replaced by the
+    # one final table (the same columns in the same order whichever m008 a store ran).
+    db.executescript(
+        """
+        DROP TABLE set_page_marks;
+        CREATE TABLE set_page_marks (
+            set_id INTEGER NOT NULL,
+            every INTEGER NOT NULL,
+            mark INTEGER NOT NULL,
+            version INTEGER NOT NULL,
+            built_at REAL NOT NULL,
+            image_id TEXT NOT NULL,
+            annotation_id INTEGER NOT NULL,
+            PRIMARY KEY (set_id, every, mark)
+        ) WITHOUT ROWID;
         """
     )
