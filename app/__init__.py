@@ -39,7 +39,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         template_folder=str(REPO_ROOT / "templates"),
         static_folder=str(REPO_ROOT / "static"),
     )
-    from .errors import IdConverter
+    from .web import IdConverter
 
     app.url_map.converters["int"] = IdConverter  # before any route: ids beyond SQLite's range are 404s
     app.config.from_mapping(
@@ -71,10 +71,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key(instance)
 
-    from . import db, errors
+    from . import db, web
 
     db.init_app(app)
-    errors.register_error_handlers(app)
+    web.register_error_handlers(app)
 
     from .timing import init_timing
 

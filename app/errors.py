@@ -1,13 +1,8 @@
-"""Named domain errors and the app's error pages."""
+"""Named domain errors, with no Flask: domain, training and bulk code raise these; app/web.py turns them
+into error pages."""
 
 import errno
 import sqlite3
-
-from flask import Flask, render_template, request
-from werkzeug.exceptions import HTTPException, InternalServerError
-from werkzeug.routing import IntegerConverter
-
-SQLITE_INT_MAX = 2**63 - 1
 
 
 class OiapError(Exception):
@@ -26,12 +21,8 @@ class Conflict(OiapError):
     """A write against a stale version."""
 
 
-class IdConverter(IntegerConverter):
-    """<int:...> in URLs, bounded to what SQLite stores: a longer number is a 404, not an OverflowError."""
-
-    def __init__(self, map, *args, **kwargs):
-        kwargs.setdefault("max", SQLITE_INT_MAX)
-        super().__init__(map, *args, **kwargs)
+class StorageError(OiapError):
+    """S3 is not configured, not reachable, refuses us, or gave back something corrupt."""
 
 
 def storage_error_message(e: BaseException) -> str | None:
@@ -53,42 +44,3 @@ def storage_error_message(e: BaseException) -> str | None:
     if "unable to open database" in text:
         return "The database file cannot be opened: check that the instance folder exists and is writable."
     return None
-
-
-def register_error_handlers(app: Flask) -> None:
-    """Render errors as pages, or as a small fragment for htmx requests."""
-
-    def render(code: int, message: str):
-        template = "errors/_error.html" if request.headers.get("HX-Request") else "errors/page.html"
-        return render_template(template, code=code, message=message), code
-
-    @app.errorhandler(HTTPException)
-    def http_error(e: HTTPException):
-        return render(e.code or 500, e.description or e.name)
-
-    @app.errorhandler(InvalidInput)
-    def invalid_input(e: InvalidInput):
-        return render(400, str(e))
-
-    @app.errorhandler(NotFound)
-    def not_found(e: NotFound):
-        return render(404, str(e))
-
-    @app.errorhandler(Conflict)
-    def conflict(e: Conflict):
-        return render(409, str(e))
-
-    @app.errorhandler(OverflowError)
-    def too_large(e: OverflowError):
-        # An id in a query string or form beyond SQLite's 64-bit integers (request.args.get(type=int)).
-        return render(400, "a number in the request is too large")
-
-    @app.errorhandler(sqlite3.OperationalError)
-    @app.errorhandler(OSError)
-    def storage_error(e: Exception):
-        message = storage_error_message(e)
-        if message is None:
-            app.logger.exception("unexpected error", exc_info=e)
-            return render(500, InternalServerError.description)
-        app.logger.error("storage error: %s", e)
-        return render(503, message)

@@ -22,7 +22,7 @@ from tests.conftest import DEMO_DATA, PASSWORD, login
 # A new converter that none of these fits makes test_every_route_can_be_built fail: add a value here.
 CANDIDATES = {
     "IntegerConverter": [1],
-    "IdConverter": [1],  # app.errors: <int:...> bounded to SQLite integers
+    "IdConverter": [1],  # app.web: <int:...> bounded to SQLite integers
     "FloatConverter": [1.5],
     "UUIDConverter": [uuid.UUID(int=1)],
     "PathConverter": ["a/b.jpg", "x"],

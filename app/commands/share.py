@@ -104,7 +104,8 @@ def push_command(models, annotations, set_names, dry_run, as_json):
 @fail_on_domain_error
 def fetch_command(models, annotations, dry_run, as_json):
     """Download the models and sets this store lacks from the bucket, verify their hashes, import them."""
-    from ..share.s3 import StorageError, configured_bucket, fetch
+    from ..errors import StorageError
+    from ..share.s3 import configured_bucket, fetch
 
     models, annotations = _choose(models, annotations)
     with (
@@ -147,8 +148,8 @@ def fetch_command(models, annotations, dry_run, as_json):
 @fail_on_domain_error
 def download_images_command(split, prefix, ids_file, limit, workers, dry_run, as_json):
     """Download Open Images files of a split from the public bucket into OPEN_IMAGES_DIR (resumable)."""
+    from ..errors import StorageError
     from ..images.download import download_images, ids_to_download
-    from ..share.s3 import StorageError
 
     ids = ids_to_download(get_db(), split, prefix=prefix, ids_file=ids_file, limit=limit)
     config = current_app.config

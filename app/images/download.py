@@ -21,8 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 from sqlite_utils import Database
 
-from ..errors import InvalidInput, NotFound
-from ..share.s3 import StorageError
+from ..errors import InvalidInput, NotFound, StorageError
 from .layout import check_layout, image_path, validate_image_id, validate_split
 
 DEFAULT_BUCKET = "open-images-dataset"

@@ -31,7 +31,7 @@ from flask import current_app
 from sqlite_utils import Database
 
 from ..db import log_event
-from ..errors import OiapError
+from ..errors import OiapError, StorageError
 from ..models.registry import list_models, register_model, sha256_file, verified_path
 from ..sets import files as setfile
 
@@ -44,10 +44,6 @@ BAD_KEY_CODES = (
     "InvalidToken",
     "ExpiredToken",
 )
-
-
-class StorageError(OiapError):
-    """S3 is not configured, not reachable, refuses us, or gave back something corrupt."""
 
 
 @dataclass
