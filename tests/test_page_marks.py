@@ -9,8 +9,8 @@ import pytest
 from app.annotations.rows import annotation_row, insert_annotation, insert_counted_by_batch, rate
 from app.db import immediate, now
 from app.imports import openimages
-from app.review.queries import set_page
 from app.sets import page_marks
+from app.sets.pages import set_page
 from app.sets.queries import create_set
 from tests.openimages_csv import FACE, PERSON
 from tests.test_import_counters import _meta

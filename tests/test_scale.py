@@ -10,7 +10,7 @@ import pytest
 
 from app.db import now
 from app.paths import REPO_ROOT
-from app.review.queries import set_page
+from app.sets.pages import set_page
 from app.sets.queries import create_set, list_sets
 
 

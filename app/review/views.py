@@ -12,6 +12,7 @@ from ..db import get_db
 from ..errors import InvalidInput, NotFound, OiapError
 from ..images import urls as images
 from ..kinds import get_kind
+from ..sets.queries import get_set_with_model
 from ..web import wants_fragment
 from . import queries
 
@@ -154,7 +155,7 @@ def _show(db, review_set, filters, ann_id, trail, message=None):
 def show(set_id: int):
     """The review page (or, for htmx, the item fragment): ?item= shows one item, ?cursor= skips past one."""
     db = get_db()
-    review_set = queries.get_review_set(db, set_id)
+    review_set = get_set_with_model(db, set_id)
     filters = queries.parse_filters(request.args)
     trail = _trail(request.args.get("trail"))
     item = request.args.get("item", type=int)
@@ -177,7 +178,7 @@ def _after_post(set_id: int, filters: queries.Filters, cursor: str | None, trail
 def rate_item(set_id: int):
     """Rate the item on screen good or bad, then show the next one."""
     db = get_db()
-    review_set = queries.get_review_set(db, set_id)
+    review_set = get_set_with_model(db, set_id)
     filters = queries.parse_filters(request.form)
     ann_id = request.form.get("annotation_id", type=int)
     if ann_id is None:
@@ -216,7 +217,7 @@ def rate_item(set_id: int):
 def image_good(set_id: int):
     """Rate every annotation of the set on the item's image good ("all faces in this image are good")."""
     db = get_db()
-    review_set = queries.get_review_set(db, set_id)
+    review_set = get_set_with_model(db, set_id)
     filters = queries.parse_filters(request.form)
     ann_id = request.form.get("annotation_id", type=int)
     if ann_id is None:
@@ -236,7 +237,7 @@ def image_good(set_id: int):
 def undo(set_id: int):
     """Undo my last rating in this set and show that item again."""
     db = get_db()
-    review_set = queries.get_review_set(db, set_id)
+    review_set = get_set_with_model(db, set_id)
     filters = queries.parse_filters(request.form)
     trail = _trail(request.form.get("trail"))
     done = undo_last_rating(db, current_user.id, set_id)

@@ -7,8 +7,8 @@ from ..annotations.drawing import figure, image_size, norm_box
 from ..db import get_db
 from ..errors import InvalidInput
 from ..images import urls
-from ..review.queries import get_review_set, parse_page_key, set_page
-from .queries import list_sets
+from .pages import parse_page_key, set_page
+from .queries import get_set_with_model, list_sets
 
 bp = Blueprint("sets", __name__)
 
@@ -48,7 +48,7 @@ def index():
 def show(set_id: int):
     """A page of the set's annotations as thumbnails, marked good, bad or unrated."""
     db = get_db()
-    s = get_review_set(db, set_id)
+    s = get_set_with_model(db, set_id)
     page = request.args.get("page", 1, type=int)
     if page < 1:
         raise InvalidInput("page starts at 1")
