@@ -5,9 +5,9 @@ import re
 
 import pytest
 
-from app.annotations.edits import MAX_BODY_BYTES
 from app.annotations.rows import get_annotation, rate
 from app.db import connect
+from app.editor.edits import MAX_BODY_BYTES
 from app.editor.names import LANDMARK68_TITLES, point_titles
 from tests.conftest import login
 from tests.editor_seed import seed

@@ -8,10 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.annotations.edits import _iou, parse_json_body, parse_place, parse_save
 from app.annotations.rows import annotation_row, insert_annotations, points_json
 from app.annotators.template68 import fit_to_box, fit_to_five, five_from_68, mean_shape
 from app.db import connect, immediate
+from app.editor.edits import _iou, parse_json_body, parse_place, parse_save
 from app.errors import InvalidInput
 from app.export.files import select_rows
 from app.export.writers import csv_chunks

@@ -6,7 +6,12 @@ from urllib.parse import urlparse
 from flask import Blueprint, current_app, jsonify, render_template, request, url_for
 from flask_login import current_user
 
-from ..annotations.edits import (
+from ..annotations.rows import get_annotation
+from ..db import get_db
+from ..errors import Conflict, InvalidInput, NotFound, OiapError
+from ..images import cache
+from ..kinds import LANDMARK68_GROUPS, get_kind
+from .edits import (
     MAX_BODY_BYTES,
     check_kind,
     get_image,
@@ -17,11 +22,6 @@ from ..annotations.edits import (
     place_face,
     save_faces,
 )
-from ..annotations.rows import get_annotation
-from ..db import get_db
-from ..errors import Conflict, InvalidInput, NotFound, OiapError
-from ..images import cache
-from ..kinds import LANDMARK68_GROUPS, get_kind
 from .names import point_titles
 
 bp = Blueprint("editor", __name__, url_prefix="/edit")

@@ -11,12 +11,12 @@ from collections.abc import Mapping
 
 from sqlite_utils import Database
 
+from ..annotations.rows import decode, points_json, rate
 from ..db import immediate, log_event, now
 from ..errors import Conflict, InvalidInput, NotFound
 from ..images import cache
 from ..kinds import FACE_LABEL, get_kind
 from ..sets.queries import get_or_create_set, human_set_name
-from .rows import decode, points_json, rate
 
 EDITABLE_KINDS = ("face_box", "face_landmarks5", "face_landmarks68")
 MACHINE_SOURCES = ("model", "import")
