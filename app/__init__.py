@@ -110,7 +110,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(models_bp)
 
     from .cli import oiap_cli
+    from .commands import register_all
 
+    # Each area's module attaches its commands to the group (commands import cli, never the reverse).
+    register_all()
     app.cli.add_command(oiap_cli)
     from .gcfreeze import freeze_startup
 

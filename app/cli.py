@@ -217,9 +217,3 @@ def stats_command(as_json):
             click.echo(
                 f"  {split:<10} {c['total']} total, {c['good']} good, {c['bad']} bad, {c['unrated']} unrated"
             )
-
-
-# Each area registers its own commands on oiap_cli.
-from .commands import register_all  # noqa: E402
-
-register_all()
