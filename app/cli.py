@@ -9,7 +9,7 @@ import sys
 import click
 from flask.cli import AppGroup
 
-from .db import echo_applied, get_db, migrate
+from .db import get_db, migrate
 from .errors import OiapError, storage_error_message
 
 
@@ -27,6 +27,15 @@ class OiapGroup(AppGroup):
 
 
 oiap_cli = OiapGroup("oiap", help="Open Images Annotation Project commands.")
+
+
+def echo_applied(applied: list[str]) -> None:
+    """Tell the user which migrations ran."""
+    if applied:
+        for name in applied:
+            click.echo(f"applied {name}")
+    else:
+        click.echo("database is up to date")
 
 
 def fail_on_domain_error(fn):

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-import click
 from flask import Flask, current_app, g
 from sqlite_utils import Database
 
@@ -243,45 +242,6 @@ def migrate(db: Database) -> list[str]:
     return pending
 
 
-def log_event(
-    db: Database,
-    action: str,
-    *,
-    user_id: int | None = None,
-    target_type: str | None = None,
-    target_id: int | str | None = None,
-    before: dict | None = None,
-    after: dict | None = None,
-    set_id: int | None = None,
-) -> None:
-    """Append one row to the audit log."""
-    import json
-
-    db.execute(
-        "INSERT INTO events (at, user_id, action, target_type, target_id, set_id, before, after)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            now(),
-            user_id,
-            action,
-            target_type,
-            None if target_id is None else str(target_id),
-            set_id,
-            None if before is None else json.dumps(before),
-            None if after is None else json.dumps(after),
-        ],
-    )
-
-
 def init_app(app: Flask) -> None:
     """Register teardown of the connection."""
     app.teardown_appcontext(close_db)
-
-
-def echo_applied(applied: list[str]) -> None:
-    """Tell the user which migrations ran."""
-    if applied:
-        for name in applied:
-            click.echo(f"applied {name}")
-    else:
-        click.echo("database is up to date")

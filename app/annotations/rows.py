@@ -9,7 +9,8 @@ from collections.abc import Iterable, Sequence
 
 from sqlite_utils import Database
 
-from ..db import immediate, log_event, now
+from ..audit.events import log_event
+from ..db import immediate, now
 from ..errors import Conflict, InvalidInput, NotFound
 
 RATINGS = ("good", "bad")

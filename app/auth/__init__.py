@@ -31,7 +31,8 @@ from flask_limiter.util import get_qualified_name, get_remote_address
 from flask_login import LoginManager, current_user, logout_user
 from flask_wtf.csrf import CSRFError
 
-from ..db import get_db, log_event
+from ..audit.events import log_event
+from ..db import get_db
 from . import limit_storage  # registers the oiap-sqlite:// storage scheme
 from .csrf import CachedCSRFProtect, csrf_token
 from .users import User, load_session_user
@@ -97,7 +98,7 @@ def is_admin_endpoint(app: Flask, endpoint: str) -> bool:
 
 
 def audit(action: str, **fields) -> None:
-    """Write an audit event for the logged-in user (fields as for app.db.log_event)."""
+    """Write an audit event for the logged-in user (fields as for app.audit.events.log_event)."""
     log_event(get_db(), action, user_id=current_user.id, **fields)
 
 

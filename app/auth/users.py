@@ -13,7 +13,8 @@ from functools import cache
 from sqlite_utils import Database
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..db import immediate, log_event, now
+from ..audit.events import log_event
+from ..db import immediate, now
 from ..errors import InvalidInput, NotFound
 
 ROLES = ("admin", "reviewer")

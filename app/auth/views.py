@@ -5,7 +5,8 @@ from urllib.parse import urlparse
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 
-from ..db import get_db, log_event
+from ..audit.events import log_event
+from ..db import get_db
 from ..errors import InvalidInput
 from . import limiter
 from .users import authenticate, get_user, set_password

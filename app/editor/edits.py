@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from sqlite_utils import Database
 
 from ..annotations.rows import decode, points_json, rate
-from ..db import immediate, log_event, now
+from ..audit.events import log_event
+from ..db import immediate, now
 from ..errors import Conflict, InvalidInput, NotFound
 from ..images import cache
 from ..kinds import FACE_LABEL, get_kind

@@ -22,7 +22,8 @@ import re
 from sqlite_utils import Database
 
 from ..annotations.rows import annotation_row, insert_annotations
-from ..db import immediate, log_event
+from ..audit.events import log_event
+from ..db import immediate
 from ..errors import InvalidInput
 from ..kinds import get_kind
 from ..sets.queries import get_or_create_set

@@ -20,7 +20,8 @@ from PIL import Image
 from sqlite_utils import Database
 from tqdm import tqdm
 
-from ..db import immediate, log_event, now
+from ..audit.events import log_event
+from ..db import immediate, now
 from ..errors import Conflict, InvalidInput, NotFound
 from ..export.merge import ground_truth
 from ..images.layout import image_path

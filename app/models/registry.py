@@ -11,7 +11,8 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from ..db import immediate, log_event, now
+from ..audit.events import log_event
+from ..db import immediate, now
 from ..errors import InvalidInput, NotFound
 from ..kinds import get_kind
 from ..paths import REPO_ROOT

@@ -16,7 +16,8 @@ from pathlib import Path, PurePath
 from sqlite_utils import Database
 
 from ..annotations.rows import points_json
-from ..db import immediate, log_event, now
+from ..audit.events import log_event
+from ..db import immediate, now
 from ..errors import InvalidInput
 from ..images.layout import validate_image_id
 from ..kinds import get_kind

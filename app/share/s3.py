@@ -30,7 +30,7 @@ from botocore.exceptions import (
 from flask import current_app
 from sqlite_utils import Database
 
-from ..db import log_event
+from ..audit.events import log_event
 from ..errors import OiapError, StorageError
 from ..models.registry import list_models, register_model, sha256_file, verified_path
 from ..sets import files as setfile
