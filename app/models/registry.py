@@ -26,6 +26,18 @@ def sha256_file(path: str | Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def store_file(path: Path, models_dir: str | Path) -> dict:
+    """Copy a file into the models folder as <sha256><suffix>; returns {path, sha256}."""
+    digest = sha256_file(path)
+    dest = Path(models_dir) / f"{digest}{path.suffix}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.exists():
+        tmp = dest.with_suffix(dest.suffix + ".part")
+        shutil.copyfile(path, tmp)
+        tmp.replace(dest)
+    return {"path": str(dest.resolve()), "sha256": digest}
+
+
 def model_path(row: dict) -> Path:
     """The file of a model row, resolved."""
     p = Path(row["path"])

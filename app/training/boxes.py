@@ -242,7 +242,7 @@ def finetune(net, name, samples, hyper, gen, bar) -> list[float]:
 
 def train_boxes(db, config, run_id, parent, hyper, progress) -> dict:
     """Fine-tune the parent MTCNN's RNet and ONet and register the three files as a face_box model."""
-    from .trainer import store_file
+    from ..models.registry import store_file
 
     if parent is None or (parent.get("params") or {}).get("runner") != "mtcnn":
         raise InvalidInput("face_box training fine-tunes an MTCNN model: activate one or give --from")

@@ -7,7 +7,6 @@ streamed, rows, samples, splits), hyper (epochs, batch size, lr, seed, device, w
 starts read it) and run_id. The job is a `runs` row (command 'train').
 """
 
-import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +17,7 @@ from tqdm import tqdm
 
 from ..annotators import crop68
 from ..errors import InvalidInput
-from ..models.registry import active_model, get_model, register_model, sha256_file, verified_path
+from ..models.registry import active_model, get_model, register_model, store_file, verified_path
 from ..runs import finish_run, start_run
 from . import data
 from .landmarks import Crop68Net, mean_shape01, train_loop
@@ -40,18 +39,6 @@ def resolve_device(device: str) -> str:
             "--device cuda: torch sees no CUDA device here (torch.cuda.is_available() is False)"
         )
     return device
-
-
-def store_file(path: Path, models_dir: str | Path) -> dict:
-    """Copy a file into the models folder as <sha256><suffix>; returns {path, sha256}."""
-    digest = sha256_file(path)
-    dest = Path(models_dir) / f"{digest}{path.suffix}"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if not dest.exists():
-        tmp = dest.with_suffix(dest.suffix + ".part")
-        shutil.copyfile(path, tmp)
-        tmp.replace(dest)
-    return {"path": str(dest.resolve()), "sha256": digest}
 
 
 def load_checkpoint(model: dict) -> dict | None:
