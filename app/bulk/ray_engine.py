@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import InvalidInput, NotFound
 from ..images.decode import BadImage, decode
 from ..paths import REPO_ROOT
-from .local import Chain, ChainSpec, Timer
+from .chain import Chain, ChainSpec, Timer
 
 DEFAULT_CHUNK = 20000
 
