@@ -125,19 +125,23 @@ def main() -> None:
                 (
                     "push",
                     apps[0],
-                    lambda d, app: push(d, configured_bucket(), cache_dir=app.config["CACHE_DIR"]),
+                    lambda d, app: push(
+                        d, configured_bucket(app.config, app.extensions), cache_dir=app.config["CACHE_DIR"]
+                    ),
                 ),
                 (
                     "push again",
                     apps[0],
-                    lambda d, app: push(d, configured_bucket(), cache_dir=app.config["CACHE_DIR"]),
+                    lambda d, app: push(
+                        d, configured_bucket(app.config, app.extensions), cache_dir=app.config["CACHE_DIR"]
+                    ),
                 ),
                 (
                     "fetch",
                     apps[1],
                     lambda d, app: fetch(
                         d,
-                        configured_bucket(),
+                        configured_bucket(app.config, app.extensions),
                         models_dir=app.config["MODELS_DIR"],
                         cache_dir=app.config["CACHE_DIR"],
                     ),

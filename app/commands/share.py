@@ -77,14 +77,14 @@ def push_command(models, annotations, set_names, dry_run, as_json):
     with _run("push", params, dry_run), _bar("push") as bar:
         report = push(
             get_db(),
-            configured_bucket(),
+            configured_bucket(current_app.config, current_app.extensions),
             models=models,
             annotations=annotations,
             sets=names,
             dry_run=dry_run,
             cache_dir=current_app.config["CACHE_DIR"],
             progress=bar.update,
-            instance=instance_name(),
+            instance=instance_name(current_app.config, current_app.instance_path),
         )
     if as_json:
         echo_json(report)
@@ -114,7 +114,7 @@ def fetch_command(models, annotations, dry_run, as_json):
     ):
         report = fetch(
             get_db(),
-            configured_bucket(),
+            configured_bucket(current_app.config, current_app.extensions),
             models=models,
             annotations=annotations,
             dry_run=dry_run,

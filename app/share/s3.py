@@ -14,7 +14,7 @@ import secrets
 import shutil
 import socket
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +27,6 @@ from botocore.exceptions import (
     NoCredentialsError,
     PartialCredentialsError,
 )
-from flask import current_app
 from sqlite_utils import Database
 
 from ..audit.events import log_event
@@ -64,45 +63,46 @@ class Bucket:
         return f"s3://{self.name}/{key}"
 
 
-def get_s3():
-    """The app's S3 client, built from config on first use (never at import) and kept on the app."""
-    ext = current_app.extensions
-    if "oiap_s3" not in ext:
-        ext["oiap_s3"] = boto3.session.Session().client(
-            "s3",
-            endpoint_url=current_app.config.get("S3_ENDPOINT_URL") or None,
-            config=Config(
-                retries={
-                    "max_attempts": int(current_app.config.get("S3_MAX_ATTEMPTS") or 5),
-                    "mode": "standard",
-                }
-            ),
-        )
-    return ext["oiap_s3"]
+def get_s3(config: Mapping, cache: MutableMapping | None = None):
+    """An S3 client built from config on first use (never at import); kept in `cache` (the app's
+    extensions) when one is given, so one app reuses one client."""
+    if cache is not None and "oiap_s3" in cache:
+        return cache["oiap_s3"]
+    client = boto3.session.Session().client(
+        "s3",
+        endpoint_url=config.get("S3_ENDPOINT_URL") or None,
+        config=Config(
+            retries={
+                "max_attempts": int(config.get("S3_MAX_ATTEMPTS") or 5),
+                "mode": "standard",
+            }
+        ),
+    )
+    if cache is not None:
+        cache["oiap_s3"] = client
+    return client
 
 
-def instance_name() -> str:
+def instance_name(config: Mapping, instance_path: str | Path) -> str:
     """This instance's name in the manifest: S3_INSTANCE_NAME, or one made once and kept in the instance folder."""
-    name = current_app.config.get("S3_INSTANCE_NAME")
+    name = config.get("S3_INSTANCE_NAME")
     if name:
         return str(name)
-    path = Path(current_app.instance_path) / "s3_instance_name"
+    path = Path(instance_path) / "s3_instance_name"
     if not path.exists():
         path.write_text(f"{socket.gethostname()}-{secrets.token_hex(3)}\n")
     return path.read_text().strip()
 
 
-def configured_bucket() -> Bucket:
+def configured_bucket(config: Mapping, cache: MutableMapping | None = None) -> Bucket:
     """The configured bucket; StorageError names the setting when there is none."""
-    name = current_app.config.get("S3_BUCKET")
+    name = config.get("S3_BUCKET")
     if not name:
         raise StorageError(
             "no S3 bucket configured: set OIAP_S3_BUCKET (or S3_BUCKET in instance/config.py); "
             "for MinIO, Ceph or another S3 API also set OIAP_S3_ENDPOINT_URL"
         )
-    return Bucket(
-        get_s3(), name, current_app.config.get("S3_PREFIX") or "", current_app.config.get("S3_ENDPOINT_URL")
-    )
+    return Bucket(get_s3(config, cache), name, config.get("S3_PREFIX") or "", config.get("S3_ENDPOINT_URL"))
 
 
 @contextmanager
