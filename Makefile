@@ -53,6 +53,7 @@ test-fast: setup-dev
 lint: setup-dev
 	$(VENV)/bin/ruff check app scripts tests
 	$(VENV)/bin/ruff format --check app scripts tests
+	$(VENV)/bin/lint-imports --no-cache
 
 format: setup-dev
 	$(VENV)/bin/ruff format app scripts tests
