@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from app.annotations.geometry import box_iou
 from app.models.metrics import (
     average_precision,
-    box_iou,
     ced_auc,
     ced_curve,
     failure_rate,

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from sqlite_utils import Database
 
+from ..annotations.geometry import iou
 from ..annotations.rows import decode, points_json, rate
 from ..audit.events import log_event
 from ..db import immediate, now
@@ -112,7 +113,7 @@ def load_faces(
     for r in machine:
         box = _box_of(db, r)
         for f in faces:
-            if box and f["box"] and _iou(box, f["box"]) >= OVERRIDE_IOU:
+            if box and f["box"] and iou(box, f["box"]) >= OVERRIDE_IOU:
                 overlapping[r["id"]] = f["id"]
                 break
     faces += [
@@ -450,14 +451,6 @@ def save_faces(db: Database, body: dict, user_id: int) -> dict:
 # ---- placing a new face ---------------------------------------------------------------------------
 
 
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def matching_five(db: Database, image_id: str, box: list[float]) -> dict | None:
     """The 5-point annotation on the image that best matches a box (IoU >= 0.4, or points inside it)."""
     best, best_score = None, 0.0
@@ -470,7 +463,7 @@ def matching_five(db: Database, image_id: str, box: list[float]) -> dict | None:
         if len(r["points"]) != 5:
             continue
         if r["x0"] is not None:
-            score = _iou(box, [r["x0"], r["y0"], r["x1"], r["y1"]])
+            score = iou(box, [r["x0"], r["y0"], r["x1"], r["y1"]])
             if score < 0.4:
                 continue
         else:

@@ -28,7 +28,6 @@ from .merge import (
     TrainingRow,
     count_candidates,
     ground_truth,
-    iou,
     iter_training_rows,
     resolve_image,
 )
@@ -43,7 +42,6 @@ __all__ = [
     "count_candidates",
     "csv_header",
     "ground_truth",
-    "iou",
     "iter_training_rows",
     "resolve_image",
     "select_rows",

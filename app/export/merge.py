@@ -29,6 +29,7 @@ from itertools import groupby
 
 from sqlite_utils import Database
 
+from ..annotations.geometry import iou
 from ..errors import InvalidInput
 from ..kinds import get_kind
 
@@ -122,19 +123,6 @@ class TrainingRow:
 
     def __repr__(self) -> str:
         return f"TrainingRow({self.annotation_id}, {self.image_id}, {self.source}, {self.weight})"
-
-
-def iou(a: Sequence[float] | None, b: Sequence[float] | None) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes; 0 when either is missing or empty."""
-    if a is None or b is None:
-        return 0.0
-    ix = min(a[2], b[2]) - max(a[0], b[0])
-    iy = min(a[3], b[3]) - max(a[1], b[1])
-    if ix <= 0 or iy <= 0:
-        return 0.0
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _box_of(row: TrainingRow) -> tuple[float, float, float, float] | None:

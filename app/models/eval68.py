@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..annotations.geometry import box_iou
 from ..annotators.ibug_xml import XmlFace, load_faces
 from ..annotators.template68 import five_from_68
 from . import metrics
@@ -39,7 +40,7 @@ def _inputs(img, faces: list[XmlFace], cond: str, detector) -> tuple[list, list 
     found = [False] * len(faces)
     fives: list = [None] * len(faces)
     if dets:
-        iou = metrics.box_iou(np.array(boxes), np.array([d[0] for d in dets]))
+        iou = box_iou(np.array(boxes), np.array([d[0] for d in dets]))
         for i in range(len(faces)):
             j = int(iou[i].argmax())
             if iou[i, j] >= MATCH_IOU:

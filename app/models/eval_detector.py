@@ -9,20 +9,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..annotations.geometry import iou
 from ..annotators.ibug_xml import load_faces
 from ..annotators.template68 import five_from_68
 
 DEMO_DATA = Path(__file__).resolve().parents[1] / "demo_data"
 DEV_XMLS = ("training_with_face_landmarks.xml", "testing_with_face_landmarks.xml")
-
-
-def iou(a, b) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes."""
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = w * h
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def match(true_boxes, pred_boxes, threshold: float) -> list[int | None]:

@@ -23,11 +23,11 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..annotations.geometry import box_iou
 from ..annotators import mtcnn
 from ..errors import InvalidInput, NotFound
 from ..export.merge import iter_training_rows
 from ..models.builtin import verified_files
-from ..models.metrics import box_iou
 from ..models.registry import register_model
 from .data import RowHasher, load_rgb
 from .mtcnn_nets import NETS
