@@ -8,6 +8,7 @@ from tqdm import tqdm
 
 from ..cli import echo_json, fail_on_domain_error, oiap_cli
 from ..db import get_db
+from ..images.layout import SPLITS
 from ..runs import add_run_errors, finish_run, start_run
 
 
@@ -136,7 +137,7 @@ def fetch_command(models, annotations, dry_run, as_json):
 
 
 @oiap_cli.command("download-images")
-@click.option("--split", required=True, type=click.Choice(["train", "validation", "test"]))
+@click.option("--split", required=True, type=click.Choice(SPLITS))
 @click.option("--prefix", default=None, help="Only ids starting with these hex characters (0..f).")
 @click.option(
     "--ids-file", type=click.Path(exists=True, dir_okay=False), help="ImageIDs, one a line (or split/id)."

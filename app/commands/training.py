@@ -5,9 +5,9 @@ from flask import current_app
 
 from ..cli import echo_json, fail_on_domain_error, oiap_cli
 from ..db import get_db
+from ..images.layout import SPLITS
 
 TRAIN_KINDS = ["face_landmarks68", "face_box"]
-SPLITS = ["train", "validation", "test"]
 
 
 def _train_options(fn):

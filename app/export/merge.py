@@ -31,10 +31,10 @@ from sqlite_utils import Database
 
 from ..annotations.geometry import iou
 from ..errors import InvalidInput
+from ..images.layout import SPLITS
 from ..kinds import get_kind
 
 TRAIN_SPLITS = ("train", "validation")
-SPLITS = ("train", "validation", "test")
 SOURCES = ("human", "machine_good", "machine_unrated")
 OVERLAP_IOU = 0.5
 DEFAULT_UNRATED_WEIGHT = 0.5

@@ -20,10 +20,10 @@ from sqlite_utils import Database
 from ..annotations.rows import decode, rate_in_transaction
 from ..db import immediate
 from ..errors import InvalidInput, NotFound
+from ..images.layout import SPLITS
 
 ORDERS = {"score": "lowest score first", "image": "by image"}
 STATUSES = {"unrated": "unrated", "bad": "rated bad", "good": "rated good", "all": "all (unrated first)"}
-SPLITS = ("train", "validation", "test")
 # The rating segments walked for each status, in order.
 SEGMENTS = {"unrated": (None,), "bad": ("bad",), "good": ("good",), "all": (None, "bad", "good")}
 
