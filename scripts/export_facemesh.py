@@ -25,7 +25,8 @@ def inputs() -> list[np.ndarray]:
     from app.annotators.facemesh68 import crop_faces
     from app.annotators.ibug_xml import load_faces
     from app.annotators.template68 import five_from_68
-    from app.models.eval68 import DEMO_DATA, load_rgb
+    from app.images.decode import load_rgb
+    from app.models.eval68 import DEMO_DATA
 
     rng = np.random.default_rng(0)
     all_faces = load_faces(DEMO_DATA / "training_with_face_landmarks.xml")

@@ -17,6 +17,7 @@ from app.annotators.template68 import (
     five_from_68,
     mean_shape,
 )
+from app.images.decode import load_rgb
 from app.models import eval68
 
 
@@ -116,7 +117,7 @@ def _dev_image_with_faces():
     faces = eval68.load_faces(eval68.DEMO_DATA / "testing_with_face_landmarks.xml")
     file = max({f.file for f in faces}, key=lambda n: sum(f.file == n for f in faces))
     group = [f for f in faces if f.file == file]
-    return eval68.load_rgb(eval68.DEMO_DATA / file), group
+    return load_rgb(eval68.DEMO_DATA / file), group
 
 
 def test_predict_many_is_one_batch_matching_predict():

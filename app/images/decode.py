@@ -99,3 +99,9 @@ def decode(path: str | Path, max_side: int | None = None) -> Decoded:
         raise BadImage(f"{reason}: {e}") from None
     except (ValueError, SyntaxError) as e:
         raise BadImage(f"corrupt: {e}") from None
+
+
+def load_rgb(path: str | Path) -> np.ndarray:
+    """A whole file as HxWx3 uint8 RGB at its stored size (evaluation, training, a model's try page);
+    BadImage names a missing or unreadable file."""
+    return decode(path).rgb

@@ -3,11 +3,11 @@
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ..annotations.geometry import box_iou
 from ..annotators.ibug_xml import XmlFace, load_faces
 from ..annotators.template68 import five_from_68
+from ..images.decode import load_rgb
 from . import metrics
 
 DEMO_DATA = Path(__file__).resolve().parents[1] / "demo_data"
@@ -17,12 +17,6 @@ DEV_XMLS = ("training_with_face_landmarks.xml", "testing_with_face_landmarks.xml
 def nme(pred: np.ndarray, true: np.ndarray) -> float:
     """Mean point error divided by the distance between the outer eye corners (36 and 45)."""
     return float(metrics.nme(np.asarray(pred)[None], np.asarray(true)[None])[0])
-
-
-def load_rgb(path: str | Path) -> np.ndarray:
-    """Decode an image file to HxWx3 uint8 RGB."""
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 CONDS = ("box", "five", "mtcnn", "mtcnn_box")

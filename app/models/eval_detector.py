@@ -43,7 +43,7 @@ def dev_faces(images_dir: Path = DEMO_DATA) -> dict[str, list]:
 
 def evaluate(detector, images_dir: Path = DEMO_DATA, thresholds=(0.5, 0.3)) -> dict:
     """Recall and false positives at each IoU threshold; five-point NME (by eye-centre distance)."""
-    from .eval68 import load_rgb
+    from ..images.decode import load_rgb
 
     faces = dev_faces(images_dir)
     n_true = sum(len(v) for v in faces.values())

@@ -16,7 +16,6 @@ plotting.
 from collections.abc import Mapping
 
 import numpy as np
-from PIL import Image
 from sqlite_utils import Database
 from tqdm import tqdm
 
@@ -24,6 +23,7 @@ from ..audit.events import log_event
 from ..db import immediate, now
 from ..errors import Conflict, InvalidInput, NotFound
 from ..export.merge import ground_truth
+from ..images.decode import BadImage, load_rgb
 from ..images.layout import image_path
 from ..runs import finish_run, start_run
 from .metrics import average_precision, ced_curve, landmark_metrics, nme
@@ -37,13 +37,6 @@ CED_STEPS = 41
 
 class PromotionRefused(Conflict):
     """The candidate does not beat the active model; the message says by how much."""
-
-
-def load_rgb(config: Mapping, row: Mapping) -> np.ndarray:
-    """An image (row with id, split, path) as HxWx3 uint8 RGB at its stored size."""
-    path = image_path(config, row)
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 def load_annotator(model: dict):
@@ -82,8 +75,8 @@ def _readable_images(config: Mapping, gt: dict[str, list], bar, skipped: list[in
     for image_id, rows in gt.items():
         bar.update(1)
         try:
-            img = load_rgb(config, _image_row(rows))
-        except (NotFound, InvalidInput, OSError):
+            img = load_rgb(image_path(config, _image_row(rows)))
+        except (NotFound, InvalidInput, BadImage):
             skipped[0] += len(rows)
             continue
         yield image_id, rows, img

@@ -14,8 +14,10 @@ from ..auth import admin_required
 from ..db import get_db
 from ..errors import InvalidInput
 from ..images.cache import get_image
+from ..images.decode import load_rgb
+from ..images.layout import image_path
 from .charts import line_chart
-from .evaluation import MAIN_METRIC, PromotionRefused, load_annotator, load_rgb, promote
+from .evaluation import MAIN_METRIC, PromotionRefused, load_annotator, promote
 from .registry import active_model, get_model, list_models
 
 bp = Blueprint("models", __name__, url_prefix="/models")
@@ -127,7 +129,7 @@ def run_model(db, config, model: dict, image_row: dict, stored: list[dict]) -> t
     """The model's annotations of one image (normalised, as stored rows look) and where its boxes came
     from. Landmark models run on the image's stored face boxes (not rated bad), else on the active
     detector's."""
-    rgb = load_rgb(config, image_row)
+    rgb = load_rgb(image_path(config, image_row))
     h, w = rgb.shape[:2]
     scale = np.array([w, h, w, h], dtype=np.float64)
     annotator = load_annotator(model)

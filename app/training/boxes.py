@@ -27,9 +27,11 @@ from ..annotations.geometry import box_iou
 from ..annotators import mtcnn
 from ..errors import InvalidInput, NotFound
 from ..export.merge import iter_training_rows
+from ..images.decode import BadImage, load_rgb
+from ..images.layout import image_path
 from ..models.builtin import verified_files
 from ..models.registry import register_model
-from .data import RowHasher, load_rgb
+from .data import RowHasher
 from .mtcnn_nets import NETS
 from .onnx_export import export_checked, onnx_state_dict
 
@@ -91,7 +93,7 @@ def box_samples(db, config, splits=("train",), include_unrated=True, seed=0) -> 
         hasher.add(r)
         if r.box is not None:
             by_image.setdefault(r.image_id, []).append(r)
-            meta[r.image_id] = {"image_id": r.image_id, "split": r.split, "path": r.path}
+            meta[r.image_id] = {"id": r.image_id, "split": r.split, "path": r.path}
     marks = ",".join("?" * len(splits))
     bad: dict[str, list] = {}
     for image_id, x0, y0, x1, y1 in db.execute(
@@ -104,14 +106,14 @@ def box_samples(db, config, splits=("train",), include_unrated=True, seed=0) -> 
     for image_id in bad:
         if image_id not in meta:
             row = db.execute("SELECT split, path FROM images WHERE id = ?", [image_id]).fetchone()
-            meta[image_id] = {"image_id": image_id, "split": row[0], "path": row[1]}
+            meta[image_id] = {"id": image_id, "split": row[0], "path": row[1]}
     crops = {"rnet": [], "onet": []}
     labels, regs, weights = [], [], []
     counts = {"pos": 0, "part": 0, "hard_neg": 0, "random_neg": 0, "images": 0, "skipped_images": 0}
     for image_id in sorted(meta):
         try:
-            img = np.asarray(load_rgb(config, meta[image_id]))
-        except (NotFound, InvalidInput, OSError):
+            img = load_rgb(image_path(config, meta[image_id]))
+        except (NotFound, InvalidInput, BadImage):
             counts["skipped_images"] += 1
             continue
         counts["images"] += 1

@@ -15,6 +15,7 @@ from sqlite_utils import Database
 from ..annotators.crop68 import INPUT_SIZE, crop_square, sample_square
 from ..errors import InvalidInput, NotFound
 from ..export.merge import TrainingRow, iter_training_rows
+from ..images.decode import BadImage, load_rgb
 from ..images.layout import image_path
 
 # Landmark samples are cached as a context crop CONTEXT times the net's crop, so augmentation (scale,
@@ -40,13 +41,6 @@ class RowHasher:
     def hexdigest(self) -> str:
         """The hex digest so far."""
         return self._h.hexdigest()
-
-
-def load_rgb(config: Mapping, row: Mapping) -> Image.Image:
-    """An image row's file as an RGB PIL image (its size is the stored size)."""
-    path = image_path(config, {"id": row["image_id"], "split": row.get("split"), "path": row.get("path")})
-    with Image.open(path) as im:
-        return im.convert("RGB")
 
 
 def _group_by_image(rows: Iterable[TrainingRow]):
@@ -78,8 +72,10 @@ def landmark_samples(
     for group in _group_by_image(hashed()):
         first = group[0]
         try:
-            pil = load_rgb(config, {"image_id": first.image_id, "split": first.split, "path": first.path})
-        except (NotFound, InvalidInput, OSError) as e:
+            pil = Image.fromarray(
+                load_rgb(image_path(config, {"id": first.image_id, "split": first.split, "path": first.path}))
+            )
+        except (NotFound, InvalidInput, BadImage) as e:
             skipped += [{"annotation_id": r.annotation_id, "reason": str(e)} for r in group]
             continue
         w, h = pil.size
