@@ -33,10 +33,10 @@ from sqlite_utils import Database
 
 from .annotations import annotation_row, insert_annotation, insert_annotations
 from .db import immediate
-from .errors import InvalidInput, NotFound
+from .errors import Interrupted, InvalidInput, NotFound
 from .imagefile import BadImage, decode
 from .kinds import FACE_LABEL
-from .runs import add_run_errors, finish_run, set_progress, start_run
+from .runs import add_run_errors, claim_run, finish_run, set_progress, shown_status, start_run
 
 KINDS = ("face_box", "face_landmarks5", "face_landmarks68")
 COMMAND = "bulk-annotate"
@@ -414,10 +414,7 @@ def bulk_annotate(
         box_model = get_model(db, p["box_model_id"]) if p.get("box_model_id") else None
         kind_model = get_model(db, p["kind_model_id"])
         run_id, done, cursor = run["id"], run["progress"], run["cursor"]
-        db.execute(
-            "UPDATE runs SET status = 'running', error = NULL, finished_at = NULL WHERE id = ?", [run_id]
-        )
-        db.conn.commit()
+        claim_run(db, run_id)
     else:
         if kind not in KINDS:
             raise InvalidInput(f"bulk-annotate does {', '.join(KINDS)}, not {kind!r}")
@@ -494,7 +491,7 @@ def bulk_annotate(
             f"interrupted; continue with `flask oiap bulk-annotate --resume {run_id}`",
         )
         bar.close()
-        raise
+        raise Interrupted(run_id) from None
     except BaseException as exc:
         results.close()
         finish_run(db, run_id, "failed", f"{type(exc).__name__}: {exc}; `--resume {run_id}` continues")
@@ -600,14 +597,17 @@ def _resumable_run(db, run_id: int) -> dict:
 
 
 def list_runs(db: Database) -> list[dict]:
-    """Every bulk-annotate run, newest first: id, status, kind, progress, total, errors, times."""
+    """Every bulk-annotate run, newest first: id, status, kind, progress, total, errors, times, pid, host.
+
+    A run stored as running whose process on this host is gone (kill -9, a crash) shows as stopped.
+    """
     rows = db.query(
         "SELECT r.id, r.status, json_extract(r.params, '$.kind') AS kind, r.progress, r.total, r.error,"
-        " r.started_at, r.finished_at, (SELECT count(*) FROM run_errors e WHERE e.run_id = r.id) AS errors"
-        " FROM runs r WHERE r.command = ? ORDER BY r.id DESC",
+        " r.started_at, r.finished_at, (SELECT count(*) FROM run_errors e WHERE e.run_id = r.id) AS errors,"
+        " r.pid, r.host FROM runs r WHERE r.command = ? ORDER BY r.id DESC",
         [COMMAND],
     )
-    return list(rows)
+    return [r | {"status": shown_status(r["status"], r["pid"], r["host"])} for r in rows]
 
 
 def summary(db: Database, run_id: int) -> dict:

@@ -26,6 +26,14 @@ class Conflict(OiapError):
     """A write against a stale version."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: the run is recorded as interrupted and run_id resumes it."""
+
+    def __init__(self, run_id: int):
+        super().__init__(run_id)
+        self.run_id = run_id
+
+
 class IdConverter(IntegerConverter):
     """<int:...> in URLs, bounded to what SQLite stores: a longer number is a 404, not an OverflowError."""
 

@@ -35,7 +35,11 @@ CED_STEPS = 41
 
 
 class PromotionRefused(Conflict):
-    """The candidate does not beat the active model; the message says by how much."""
+    """The candidate does not beat the active model; the message says by how much, outcome holds the figures."""
+
+    def __init__(self, message: str, outcome: dict | None = None):
+        super().__init__(message)
+        self.outcome = outcome or {}
 
 
 def load_rgb(config: Mapping, row: Mapping) -> np.ndarray:
@@ -219,7 +223,8 @@ def promote(
                 f"model {model_id} does not beat the active model {active['id']} on the {split} split: "
                 f"{key} {mine[key]:.4f} vs {theirs[key]:.4f}, worse by {abs(gain):.4f} ({rel:.1f}%)"
                 + (" (a tie is not better)" if gain == 0 else "")
-                + "; --force activates it anyway (audited)"
+                + "; --force activates it anyway (audited)",
+                outcome | {"promoted": False, "refused": True},
             )
     else:
         outcome |= {"active_id": None, "better": True}

@@ -319,3 +319,15 @@ def m008_pages_layout_version(db: Database) -> None:
         END;
         """
     )
+
+
+@migrations()
+def m011_runs_pid_host(db: Database) -> None:
+    # A run killed with -9 never writes its end: the process (pid on host) that runs it is recorded so
+    # that a list can tell a running job from one whose process is gone.
+    db.executescript(
+        """
+        ALTER TABLE runs ADD COLUMN pid INTEGER;
+        ALTER TABLE runs ADD COLUMN host TEXT;
+        """
+    )

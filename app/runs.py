@@ -5,6 +5,8 @@ run's progress while it goes on.
 """
 
 import json
+import os
+import socket
 
 from sqlite_utils import Database
 
@@ -22,9 +24,9 @@ def start_run(
 ) -> int:
     """Record a job as running and return its id."""
     cur = db.conn.execute(
-        "INSERT INTO runs (command, params, status, total, set_id, model_id, started_at)"
-        " VALUES (?, ?, 'running', ?, ?, ?, ?)",
-        [command, json.dumps(params or {}, default=str), total, set_id, model_id, now()],
+        "INSERT INTO runs (command, params, status, total, set_id, model_id, started_at, pid, host)"
+        " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?)",
+        [command, json.dumps(params or {}, default=str), total, set_id, model_id, now(), *_process()],
     )
     db.conn.commit()
     return cur.lastrowid
@@ -57,3 +59,44 @@ def finish_run(db: Database, run_id: int, status: str = "done", error: str | Non
         "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?", [status, error, now(), run_id]
     )
     db.conn.commit()
+
+
+def _process() -> tuple[int, str]:
+    return os.getpid(), socket.gethostname()
+
+
+def claim_run(db: Database, run_id: int) -> None:
+    """Mark a run as running in this process (a resumed run moves to the process that resumes it), and commit."""
+    db.conn.execute(
+        "UPDATE runs SET status = 'running', error = NULL, finished_at = NULL, pid = ?, host = ? WHERE id = ?",
+        [*_process(), run_id],
+    )
+    db.conn.commit()
+
+
+def shown_status(status: str, pid: int | None, host: str | None) -> str:
+    """A run's status as a list shows it: 'running' whose process is gone on this host is 'stopped'.
+
+    A run on another host (or from before pids were recorded) keeps its stored status: its process
+    cannot be looked at from here.
+    """
+    if status != "running" or pid is None or host != socket.gethostname():
+        return status
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "stopped"
+    except PermissionError:
+        return status  # alive, owned by another user
+    if _zombie(pid):
+        return "stopped"
+    return status
+
+
+def _zombie(pid: int) -> bool:
+    # A killed child that its parent has not waited for yet still answers kill(pid, 0).
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return False

@@ -101,6 +101,8 @@ def text_chunks(rows, kind: str, fmt: str, image_info: ImageInfo) -> Iterator[st
 def write_yolo_folder(rows, kind: str, folder: str | Path, image_info: ImageInfo) -> dict:
     """YOLO(-pose) dataset folder: labels/<split>/<id>.txt, images/<split>/<id>.jpg links, data.yaml."""
     folder = Path(folder)
+    # Made up front: a selection with no rows still gives a folder with its data.yaml.
+    folder.mkdir(parents=True, exist_ok=True)
     labels = YoloLabels(kind)
     n_images = 0
     for split, image_id, _file, text in labels.label_files(rows, image_info):
