@@ -101,9 +101,9 @@ def select_images(
 ) -> list[dict]:
     """Images to annotate for a kind, in id order: those no human has labelled for the kind, plus those
     with a machine annotation of the kind rated bad; narrowed by split, id prefix, an id list, having
-    boxes in a set, and ids after a cursor. Rows: id, split, path, width, height."""
+    boxes in a set, and ids after a cursor. Rows: id, split, path, width, height, rotation."""
     where, params = _selection_sql(kind, split, prefix, image_ids, with_boxes_in, after)
-    sql = f"SELECT i.id, i.split, i.path, i.width, i.height FROM images i WHERE {where} ORDER BY i.id"
+    sql = f"SELECT i.id, i.split, i.path, i.width, i.height, i.rotation FROM images i WHERE {where} ORDER BY i.id"
     if limit is not None:
         sql += " LIMIT ?"
         params.append(int(limit))
@@ -168,7 +168,7 @@ class Chain:
         t0 = thread_time()
         try:
             path = image_path(self.config, row)
-            return decode(path, self.max_side)
+            return decode(path, self.max_side, row.get("rotation"))
         except BadImage as e:
             return e
         except (NotFound, InvalidInput) as e:
@@ -205,10 +205,9 @@ class Chain:
         else:
             for i in ok:
                 d = decoded[i]
-                px = np.array([d.width, d.height, d.width, d.height], dtype=np.float64) / d.scale
                 out[i]["faces"] = [
                     {
-                        "box_px": np.asarray(b["box"]) * px,
+                        "box_px": d.box_to_decoded(b["box"]),
                         "box": tuple(b["box"]),
                         "score": None,
                         "parent_id": b["id"],

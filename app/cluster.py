@@ -64,14 +64,14 @@ class RemoteChain(Chain):
             if row.get("error"):
                 return BadImage(row["error"])
             if row["file"].startswith("s3://"):
-                return self._decode_s3(row["file"])
-            return decode(row["file"], self.max_side)
+                return self._decode_s3(row["file"], row.get("rotation"))
+            return decode(row["file"], self.max_side, row.get("rotation"))
         except BadImage as e:
             return e
         finally:
             self.timer.add("decode", perf_counter() - t0)
 
-    def _decode_s3(self, uri: str):
+    def _decode_s3(self, uri: str, rotation: float | None = None):
         import boto3
         from botocore.exceptions import ClientError
 
@@ -86,7 +86,7 @@ class RemoteChain(Chain):
         with tempfile.NamedTemporaryFile(suffix=".jpg") as f:
             f.write(body)
             f.flush()
-            return decode(f.name, self.max_side)
+            return decode(f.name, self.max_side, rotation)
 
 
 class AnnotateBatch:
