@@ -206,3 +206,17 @@ def test_openimages_export_keeps_googles_source_and_confidence(runner, demo):
         ("0.5", "machine", "0.875"),  # a machine label: Confidence is the model's score
         ("0.7", "activemil", "1.0"),  # a machine box a person verified
     ]
+
+
+def test_original_csv_from_the_export_page(app, demo, admin_client):
+    resp = admin_client.get("/export/download?kind=face_box&format=original-csv&split=train")
+    assert resp.status_code == 200 and resp.mimetype == "text/csv"
+    assert (
+        resp.headers["Content-Disposition"] == 'attachment; filename="oiap-face_box-train-original-csv.csv"'
+    )
+    lines = resp.get_data(as_text=True).splitlines()
+    assert lines[0] == "img_id,left,top,right,bottom" and len(lines) == 1 + len(_boxes(demo, "demo-faces"))
+    resp = admin_client.get("/export/download?kind=face_landmarks5&format=original-csv")
+    assert resp.status_code == 400 and "original-csv writes face_box and face_landmarks68" in resp.get_data(
+        as_text=True
+    )
