@@ -13,6 +13,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from app.annotators.eval_detector import dev_faces, match
+from app.annotators.ibug_xml import load_faces
 from app.bulk import bulk_annotate
 from app.imagefile import decode
 from app.images.orientation import EXIF_ORIENTATION_TAG, EXIF_UPRIGHT, Orientation, orientation_for
@@ -146,3 +147,65 @@ def test_decode_maps_a_stored_box_onto_the_upright_pixels_and_back(tmp_path):
     half = decode(path, max_side=200)
     assert half.scale == 2.0
     np.testing.assert_allclose(half.normalise_box(half.box_to_decoded(box)), box, atol=1e-12)
+
+
+def _evaluation_store(app, tmp_path, turned: bool) -> dict:
+    """dlib's three testing photos as the test split with their hand labels as human sets (boxes and
+    68 points), upright or stored turned 90 degrees with EXIF 6; returns {kind: metrics}."""
+    from app.annotations import annotation_row, insert_annotations
+    from app.annotators.builtin import ensure_builtin_models
+    from app.annotators.registry import active_model
+    from app.db import connect
+    from app.evaluation import evaluate
+    from app.sets.queries import create_set
+
+    db = connect(app.config["DATABASE"])
+    try:
+        boxes = create_set(db, "human-face_box", "face_box", "human")
+        marks = create_set(db, "human-face_landmarks68", "face_landmarks68", "human")
+        rows = []
+        by_file = dev_faces()
+        test_files = sorted({f.file for f in load_faces(DEMO_DATA / "testing_with_face_landmarks.xml")})
+        for name in test_files:
+            if turned:
+                path, size = _turned_file(tmp_path, name, 90, True)
+            else:
+                path = DEMO_DATA / name
+                size = _size(path)
+            fw, fh = _size(path)
+            image_id = add_image(db, path, split="test", size=(fw, fh))
+            o = Orientation(False, 1) if turned else Orientation()  # upright -> the file's grid
+            for f in by_file[name]:
+                corners = o.to_upright(np.asarray(f.box, dtype=np.float64).reshape(2, 2), *size)
+                lo, hi = corners.min(axis=0) / [fw, fh], corners.max(axis=0) / [fw, fh]
+                box = (lo[0], lo[1], hi[0], hi[1])
+                pts = o.to_upright(f.points, *size) / [fw, fh]
+                rows.append(annotation_row(boxes, image_id, "face_box", box, created_by=1))
+                rows.append(
+                    annotation_row(
+                        marks, image_id, "face_landmarks68", box, [[*p, 1] for p in pts], created_by=1
+                    )
+                )
+        insert_annotations(db, rows)
+        db.conn.commit()
+        ensure_builtin_models(db)
+        return {
+            kind: evaluate(db, app.config, active_model(db, kind)["id"], "test")
+            for kind in ("face_box", "face_landmarks68")
+        }
+    finally:
+        db.close()
+
+
+def test_evaluation_sees_turned_photos_upright(app, tmp_path):
+    from tests.live import instance_app
+
+    upright = _evaluation_store(app, tmp_path, turned=False)
+    turned = _evaluation_store(instance_app(tmp_path / "turned"), tmp_path, turned=True)
+    assert upright["face_box"]["ground_truth"] == turned["face_box"]["ground_truth"] == 25
+    assert turned["face_box"]["true_positives"] == upright["face_box"]["true_positives"] >= 23
+    assert turned["face_box"]["ap"] == pytest.approx(upright["face_box"]["ap"], abs=0.02)
+    # The same faces seen the same way: the points come back onto the file's grid.
+    assert turned["face_landmarks68"]["faces"] == upright["face_landmarks68"]["faces"] == 25
+    assert turned["face_landmarks68"]["nme"] == pytest.approx(upright["face_landmarks68"]["nme"], rel=0.05)
+    assert turned["face_landmarks68"]["nme"] < 0.1

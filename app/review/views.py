@@ -80,8 +80,9 @@ def _context(db, review_set, filters, shown, trail, preload_id=None, message=Non
     counts = db.execute(f"SELECT {', '.join(cols)} FROM annotation_sets WHERE id = ?", [review_set["id"]])
     # Counters as they are after this request's write, not as they were when the set was read.
     ctx["set"] = dict(review_set, **dict(zip(cols, counts.fetchone(), strict=True)))
-    if review_set["source"] == "human":
-        # Authors never rate their own annotations: the counters and an empty queue say how many.
+    if review_set["source"] == "human" and (shown is None or not wants_fragment(TARGET)):
+        # Authors never rate their own annotations: an empty queue and the page's counters say how
+        # many are theirs (a count over the set's unrated rows: not on each rating's fragment).
         ctx["authors"] = corrections.author_counts(db, review_set["id"], current_user.id)
     if shown is None:
         ctx["urls"] = _urls(review_set["id"], ctx["params"], None, None, trail)
