@@ -603,10 +603,10 @@ def list_runs(db: Database) -> list[dict]:
     rows = db.query(
         "SELECT r.id, r.status, json_extract(r.params, '$.kind') AS kind, r.progress, r.total, r.error,"
         " r.started_at, r.finished_at, (SELECT count(*) FROM run_errors e WHERE e.run_id = r.id) AS errors,"
-        " r.pid, r.host FROM runs r WHERE r.command = ? ORDER BY r.id DESC",
+        " r.pid, r.host, r.pid_start FROM runs r WHERE r.command = ? ORDER BY r.id DESC",
         [COMMAND],
     )
-    return [r | {"status": shown_status(r["status"], r["pid"], r["host"])} for r in rows]
+    return [r | {"status": shown_status(r["status"], r["pid"], r["host"], r["pid_start"])} for r in rows]
 
 
 def summary(db: Database, run_id: int) -> dict:

@@ -365,3 +365,10 @@ def m011_sets_corrected_counter(db: Database) -> None:
         END;
         """
     )
+
+
+@migrations()
+def m011_runs_process_start(db: Database) -> None:
+    # A pid is reused once its process is gone: the process's start time (clock ticks since boot, from
+    # /proc) tells the run's own process from a later one with the same pid.
+    db.execute("ALTER TABLE runs ADD COLUMN pid_start INTEGER")
