@@ -209,3 +209,22 @@ def test_evaluation_sees_turned_photos_upright(app, tmp_path):
     assert turned["face_landmarks68"]["faces"] == upright["face_landmarks68"]["faces"] == 25
     assert turned["face_landmarks68"]["nme"] == pytest.approx(upright["face_landmarks68"]["nme"], rel=0.05)
     assert turned["face_landmarks68"]["nme"] < 0.1
+
+
+def test_the_editor_turns_an_exif_photo_as_a_browser_would(app, db, tmp_path, admin_client):
+    from tests.test_editor import page_config
+
+    ids = {}
+    for degrees in (90, 180, 270):
+        path, _ = _turned_file(tmp_path, PHOTOS[0], degrees, True)
+        ids[degrees] = add_image(db, path, size=_size(path))
+    plain = add_image(db, DEMO_DATA / PHOTOS[0], size=_size(DEMO_DATA / PHOTOS[0]))
+    db.execute("UPDATE images SET rotation = 90 WHERE id = ?", [ids[180]])  # Open Images' says 90: wins
+    db.conn.commit()
+    rotation = {
+        k: page_config(admin_client.get(f"/edit/image/{i}?kind=face_box"))["image"]["rotation"]
+        for k, i in ids.items()
+    }
+    # The page turns counterclockwise by this much: EXIF 6 (file turned 90 CCW) is shown turned 270 more.
+    assert rotation == {90: 270, 180: 90, 270: 90}
+    assert page_config(admin_client.get(f"/edit/image/{plain}?kind=face_box"))["image"]["rotation"] == 0
