@@ -105,7 +105,8 @@ def openimages_source(r: TrainingRow) -> tuple[str, float]:
         return str(own), 1.0
     if r.source == "machine_unrated":
         return "machine", float(r.score) if r.score is not None else r.weight
-    return OPENIMAGES_SOURCE[r.source], 1.0
+    # A source the map does not know (a later merge rule's) is written as it is, not dropped.
+    return OPENIMAGES_SOURCE.get(r.source, r.source), 1.0
 
 
 def openimages_chunks(
