@@ -25,6 +25,14 @@ class StorageError(OiapError):
     """S3 is not configured, not reachable, refuses us, or gave back something corrupt."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run: the run is recorded as interrupted and run_id resumes it."""
+
+    def __init__(self, run_id: int):
+        super().__init__(run_id)
+        self.run_id = run_id
+
+
 def storage_error_message(e: BaseException) -> str | None:
     """A message for a write that failed because of a full disk or a read-only store, else None."""
     if not isinstance(e, (sqlite3.OperationalError, OSError)):

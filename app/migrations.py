@@ -341,3 +341,55 @@ def m009_page_marks_built_at(db: Database) -> None:
         ) WITHOUT ROWID;
         """
     )
+
+
+def m011_runs_pid_host(db: Database) -> None:
+    # A run killed with -9 never writes its end: the process (pid on host) that runs it is recorded so
+    # that a list can tell a running job from one whose process is gone.
+    db.executescript(
+        """
+        ALTER TABLE runs ADD COLUMN pid INTEGER;
+        ALTER TABLE runs ADD COLUMN host TEXT;
+        """
+    )
+
+
+@migrations()
+def m011_sets_corrected_counter(db: Database) -> None:
+    # How many of a set's annotations a person corrected in the editor (a human row whose origin_id
+    # points into the set), kept by triggers like the other counters so the review page's counters
+    # read one row. An origin counts once however many human rows point at it (a fetched set may
+    # bring a second one); a correction later deleted in the editor still counts ("removed by").
+    db.executescript(
+        """
+        ALTER TABLE annotation_sets ADD COLUMN n_corrected INTEGER NOT NULL DEFAULT 0;
+
+        UPDATE annotation_sets SET n_corrected = (
+            SELECT count(DISTINCT h.origin_id) FROM annotations h JOIN annotations m ON m.id = h.origin_id
+            WHERE h.origin_id IS NOT NULL AND m.set_id = annotation_sets.id
+        );
+
+        CREATE TRIGGER annotations_corrected_insert AFTER INSERT ON annotations
+        WHEN NEW.origin_id IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM annotations o WHERE o.origin_id = NEW.origin_id AND o.id != NEW.id)
+        BEGIN
+            UPDATE annotation_sets SET n_corrected = n_corrected + 1
+            WHERE id = (SELECT set_id FROM annotations WHERE id = NEW.origin_id);
+        END;
+
+        CREATE TRIGGER annotations_corrected_delete AFTER DELETE ON annotations
+        WHEN OLD.origin_id IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM annotations o WHERE o.origin_id = OLD.origin_id)
+        BEGIN
+            UPDATE annotation_sets SET n_corrected = n_corrected - 1
+            WHERE id = (SELECT set_id FROM annotations WHERE id = OLD.origin_id);
+        END;
+        """
+    )
+
+
+@migrations()
+def m011_runs_process_start(db: Database) -> None:
+    # A pid is reused once its process is gone: the process's start time (clock ticks since boot, from
+    # /proc) tells the run's own process from a later one with the same pid.
+    db.execute("ALTER TABLE runs ADD COLUMN pid_start INTEGER")

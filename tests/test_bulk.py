@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from app.annotations.rows import annotation_row, insert_annotation, rate
-from app.bulk.local import bulk_annotate, select_images
+from app.bulk.local import bulk_annotate, list_runs, select_images
 from app.db import connect, now
 from app.imports.demo import build_demo
 from app.models.eval_detector import dev_faces, match
@@ -261,6 +261,9 @@ def test_resume_after_kill_9_gives_the_same_set(app, db, tmp_path):
         watch.close()
     run_id, progress, status = db.execute("SELECT id, progress, status FROM runs").fetchone()
     assert status == "running" and 3 <= progress < 14, "the kill must land mid-run"
+    # Stored as running (nothing could write its end), listed as stopped: its process is gone.
+    assert [(r["id"], r["status"]) for r in list_runs(db)] == [(run_id, "stopped")]
+    assert list_runs(db)[0]["pid"] == proc.pid
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     resumed = bulk_annotate(db, app.config, resume=run_id, progress=False)
     assert resumed["status"] == "done" and resumed["images"] == 14
@@ -279,6 +282,47 @@ def test_resume_after_kill_9_gives_the_same_set(app, db, tmp_path):
     ).fetchone()[0]
     assert dupes == 0
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_ctrl_c_names_the_run_to_resume_and_a_live_run_lists_as_running(app, db, tmp_path, runner):
+    small_photos(db, tmp_path, 14)
+    env = dict(
+        os.environ,
+        OIAP_INSTANCE=app.instance_path,
+        OIAP_DATABASE=app.config["DATABASE"],
+        OIAP_SECRET_KEY="test",
+        FLASK_APP="app",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flask", "oiap", "bulk-annotate", "--batch", "1", "--workers", "1", "--json"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watch = connect(app.config["DATABASE"])
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None:
+            row = watch.execute("SELECT id, progress FROM runs WHERE command = 'bulk-annotate'").fetchone()
+            if row and row[1] >= 2:
+                break
+            time.sleep(0.02)
+        # While its process lives, the run is listed as running.
+        listed = json.loads(runner.invoke(args=["oiap", "bulk-runs", "--json"]).output)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        watch.close()
+    run_id, status, progress = db.execute("SELECT id, status, progress FROM runs").fetchone()
+    assert [(r["id"], r["status"]) for r in listed] == [(run_id, "running")]
+    assert proc.returncode == 1 and status == "interrupted" and progress < 14, err
+    assert f"flask oiap bulk-annotate --resume {run_id}` continues" in err
+    assert "RUN_ID" not in err and "Traceback" not in err
+    assert "interrupted" in runner.invoke(args=["oiap", "bulk-runs"]).output
+    s = bulk_annotate(db, app.config, resume=run_id, progress=False)
+    assert s["status"] == "done" and s["images"] == 14
 
 
 def test_resume_after_an_exception_in_a_batch(app, db, tmp_path):

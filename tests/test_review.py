@@ -96,7 +96,8 @@ def test_review_page_draws_item_with_landmarks_and_image_credit(reviewer_client,
         assert tag.endswith('Z"/>') == closed
     assert "Public domain" in html and "PASCAL VOC via dlib examples" in html
     assert 'class="ann current' in html
-    assert f'data-key="e" href="/edit/annotation/{ann_id}"' in html
+    # The editor's back link returns to this item (tests/test_corrections.py follows it).
+    assert f'data-key="e" href="/edit/annotation/{ann_id}?next=%2Freview%2F' in html
     assert re.search(r'class="score">0\.\d{3}<', html)
     # Every face of the set on that image is drawn over the whole image.
     image_id = db.execute("SELECT image_id FROM annotations WHERE id = ?", [ann_id]).fetchone()[0]

@@ -163,6 +163,12 @@ def test_a_whole_round(app, round_db, runner):
     result = runner.invoke(args=["oiap", "promote", str(m1["model_id"])])
     assert result.exit_code != 0 and "worse by" in result.output
     assert active_model(db, "face_landmarks68")["id"] == facemesh["id"]
+    # With --json the refusal is JSON too (it printed nothing), with the same non-zero exit.
+    result = runner.invoke(args=["oiap", "promote", str(m1["model_id"]), "--json"])
+    assert result.exit_code == 1
+    refused = json.loads(result.output)
+    assert refused["promoted"] is False and refused["refused"] is True and "worse by" in refused["message"]
+    assert refused["active_id"] == facemesh["id"] and refused["candidate"] > refused["active"]
 
     # A deliberately poor candidate (a huge learning rate), warm-started from m1 (ours); forced active.
     poor = train(db, app.config, "face_landmarks68", epochs=1, lr=0.05, from_model=m1["model_id"], **FAST)

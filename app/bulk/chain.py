@@ -41,7 +41,7 @@ class Chain:
         t0 = thread_time()
         try:
             path = image_path(self.config, row)
-            return decode(path, self.max_side)
+            return decode(path, self.max_side, row.get("rotation"))
         except BadImage as e:
             return e
         except (NotFound, InvalidInput) as e:
@@ -78,10 +78,9 @@ class Chain:
         else:
             for i in ok:
                 d = decoded[i]
-                px = np.array([d.width, d.height, d.width, d.height], dtype=np.float64) / d.scale
                 out[i]["faces"] = [
                     {
-                        "box_px": np.asarray(b["box"]) * px,
+                        "box_px": d.box_to_decoded(b["box"]),
                         "box": tuple(b["box"]),
                         "score": None,
                         "parent_id": b["id"],

@@ -30,9 +30,9 @@ from sqlite_utils import Database
 
 from ..annotations.rows import annotation_row, insert_annotation, insert_annotations
 from ..db import immediate
-from ..errors import InvalidInput, NotFound
+from ..errors import Interrupted, InvalidInput, NotFound
 from ..kinds import FACE_LABEL
-from ..runs import add_run_errors, finish_run, set_progress, start_run
+from ..runs import add_run_errors, claim_run, finish_run, set_progress, shown_status, start_run
 from .chain import ChainSpec
 
 KINDS = ("face_box", "face_landmarks5", "face_landmarks68")
@@ -98,9 +98,9 @@ def select_images(
 ) -> list[dict]:
     """Images to annotate for a kind, in id order: those no human has labelled for the kind, plus those
     with a machine annotation of the kind rated bad; narrowed by split, id prefix, an id list, having
-    boxes in a set, and ids after a cursor. Rows: id, split, path, width, height."""
+    boxes in a set, and ids after a cursor. Rows: id, split, path, width, height, rotation."""
     where, params = _selection_sql(kind, split, prefix, image_ids, with_boxes_in, after)
-    sql = f"SELECT i.id, i.split, i.path, i.width, i.height FROM images i WHERE {where} ORDER BY i.id"
+    sql = f"SELECT i.id, i.split, i.path, i.width, i.height, i.rotation FROM images i WHERE {where} ORDER BY i.id"
     if limit is not None:
         sql += " LIMIT ?"
         params.append(int(limit))
@@ -319,10 +319,7 @@ def bulk_annotate(
         box_model = get_model(db, p["box_model_id"]) if p.get("box_model_id") else None
         kind_model = get_model(db, p["kind_model_id"])
         run_id, done, cursor = run["id"], run["progress"], run["cursor"]
-        db.execute(
-            "UPDATE runs SET status = 'running', error = NULL, finished_at = NULL WHERE id = ?", [run_id]
-        )
-        db.conn.commit()
+        claim_run(db, run_id)
     else:
         if kind not in KINDS:
             raise InvalidInput(f"bulk-annotate does {', '.join(KINDS)}, not {kind!r}")
@@ -399,7 +396,7 @@ def bulk_annotate(
             f"interrupted; continue with `flask oiap bulk-annotate --resume {run_id}`",
         )
         bar.close()
-        raise
+        raise Interrupted(run_id) from None
     except BaseException as exc:
         results.close()
         finish_run(db, run_id, "failed", f"{type(exc).__name__}: {exc}; `--resume {run_id}` continues")
@@ -481,14 +478,17 @@ def _resumable_run(db, run_id: int) -> dict:
 
 
 def list_runs(db: Database) -> list[dict]:
-    """Every bulk-annotate run, newest first: id, status, kind, progress, total, errors, times."""
+    """Every bulk-annotate run, newest first: id, status, kind, progress, total, errors, times, pid, host.
+
+    A run stored as running whose process on this host is gone (kill -9, a crash) shows as stopped.
+    """
     rows = db.query(
         "SELECT r.id, r.status, json_extract(r.params, '$.kind') AS kind, r.progress, r.total, r.error,"
-        " r.started_at, r.finished_at, (SELECT count(*) FROM run_errors e WHERE e.run_id = r.id) AS errors"
-        " FROM runs r WHERE r.command = ? ORDER BY r.id DESC",
+        " r.started_at, r.finished_at, (SELECT count(*) FROM run_errors e WHERE e.run_id = r.id) AS errors,"
+        " r.pid, r.host, r.pid_start FROM runs r WHERE r.command = ? ORDER BY r.id DESC",
         [COMMAND],
     )
-    return list(rows)
+    return [r | {"status": shown_status(r["status"], r["pid"], r["host"], r["pid_start"])} for r in rows]
 
 
 def summary(db: Database, run_id: int) -> dict:

@@ -64,14 +64,14 @@ class RemoteChain(Chain):
             if row.get("error"):
                 return BadImage(row["error"])
             if row["file"].startswith("s3://"):
-                return self._decode_s3(row["file"])
-            return decode(row["file"], self.max_side)
+                return self._decode_s3(row["file"], row.get("rotation"))
+            return decode(row["file"], self.max_side, row.get("rotation"))
         except BadImage as e:
             return e
         finally:
             self.timer.add("decode", perf_counter() - t0)
 
-    def _decode_s3(self, uri: str):
+    def _decode_s3(self, uri: str, rotation: float | None = None):
         import boto3
         from botocore.exceptions import ClientError
 
@@ -86,7 +86,7 @@ class RemoteChain(Chain):
         with tempfile.NamedTemporaryFile(suffix=".jpg") as f:
             f.write(body)
             f.flush()
-            return decode(f.name, self.max_side)
+            return decode(f.name, self.max_side, rotation)
 
 
 class AnnotateBatch:
@@ -210,18 +210,28 @@ class RayEngine:
                     self.batch = len(chunk[0])
                 rows = [r for b in chunk for r in b]
                 it = iter(self._dataset(rows).iter_rows())
-                pos = 0
-                for b in chunk:
-                    t0 = perf_counter()
-                    out = []
-                    for _ in b:
-                        r = next(it)
-                        if r["pos"] != pos:  # preserve_order is what the cursor relies on
-                            raise RuntimeError(f"Ray returned row {r['pos']} where {pos} was due")
-                        out.append(json.loads(r["result"]))
-                        pos += 1
-                    self.timer.add("wait", perf_counter() - t0)
-                    yield b, out
+                try:
+                    pos = 0
+                    for b in chunk:
+                        t0 = perf_counter()
+                        out = []
+                        for _ in b:
+                            r = next(it)
+                            if r["pos"] != pos:  # preserve_order is what the cursor relies on
+                                raise RuntimeError(f"Ray returned row {r['pos']} where {pos} was due")
+                            out.append(json.loads(r["result"]))
+                            pos += 1
+                        self.timer.add("wait", perf_counter() - t0)
+                        yield b, out
+                    for r in it:
+                        raise RuntimeError(f"Ray returned row {r['pos']} beyond the {pos} sent")
+                finally:
+                    # Ended here, while Ray is up: an iterator left suspended is finalised by the
+                    # garbage collector after ray.shutdown(), and Ray Data's cleanup then prints
+                    # "Ray is not initialized" with a traceback.
+                    close = getattr(it, "close", None)
+                    if close is not None:
+                        close()
         finally:
             if started:
                 ray.shutdown()

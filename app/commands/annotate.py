@@ -5,6 +5,7 @@ from flask import current_app
 
 from ..cli import echo_json, fail_on_domain_error, oiap_cli
 from ..db import get_db
+from ..errors import Interrupted
 from ..images.layout import SPLITS
 
 
@@ -103,10 +104,13 @@ def bulk_annotate_command(
             if engine == "ray"
             else None,
         )
-    except KeyboardInterrupt:
+    except Interrupted as e:
         raise click.ClickException(
-            "interrupted; `flask oiap bulk-annotate --resume RUN_ID` continues"
+            f"interrupted; `flask oiap bulk-annotate --resume {e.run_id}` continues"
         ) from None
+    except KeyboardInterrupt:
+        # Before the run was recorded (loading the models): nothing to resume.
+        raise click.ClickException("interrupted before the run started; nothing was written") from None
     if as_json:
         echo_json(s)
         return

@@ -145,9 +145,14 @@ def fetch_command(models, annotations, dry_run, as_json):
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="At most N images.")
 @click.option("--workers", type=click.IntRange(min=1, max=64), default=8, show_default=True)
 @click.option("--dry-run", is_flag=True, help="List what would be downloaded; download nothing.")
+@click.option(
+    "--signed",
+    is_flag=True,
+    help="Sign requests with your AWS credentials (as push/fetch), for a private bucket.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @fail_on_domain_error
-def download_images_command(split, prefix, ids_file, limit, workers, dry_run, as_json):
+def download_images_command(split, prefix, ids_file, limit, workers, dry_run, signed, as_json):
     """Download Open Images files of a split from the public bucket into OPEN_IMAGES_DIR (resumable)."""
     from ..errors import StorageError
     from ..images.download import download_images, ids_to_download
@@ -159,7 +164,9 @@ def download_images_command(split, prefix, ids_file, limit, workers, dry_run, as
         _run("download-images", params, dry_run) as errors,
         tqdm(desc=f"{split} images", unit="B", unit_scale=True, unit_divisor=1024, disable=dry_run) as bar,
     ):
-        report = download_images(config, split, ids, dry_run=dry_run, workers=workers, progress=bar)
+        report = download_images(
+            config, split, ids, dry_run=dry_run, workers=workers, progress=bar, signed=signed
+        )
         errors.extend({"image_id": r["image_id"], "reason": r["error"]} for r in report.get("failures", []))
     if as_json:
         echo_json(report)

@@ -129,11 +129,18 @@ def _echo_promotion(r: dict) -> None:
 def promote_command(model_id, force, as_json):
     """Make a model active only if it beats the active one on the test split (both measured now)."""
     from ..models.builtin import ensure_builtin_models
-    from ..models.evaluation import promote
+    from ..models.evaluation import PromotionRefused, promote
 
     db = get_db()
     ensure_builtin_models(db)
-    r = promote(db, current_app.config, model_id, force=force, progress=not as_json)
+    try:
+        r = promote(db, current_app.config, model_id, force=force, progress=not as_json)
+    except PromotionRefused as e:
+        if not as_json:
+            raise
+        # A script reading --json gets the figures and the reason, and still a non-zero exit.
+        echo_json(e.outcome | {"message": str(e)})
+        click.get_current_context().exit(1)
     if as_json:
         echo_json(r)
         return

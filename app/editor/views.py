@@ -5,6 +5,7 @@ from urllib.parse import urlparse
 
 from flask import Blueprint, current_app, jsonify, render_template, request, url_for
 from flask_login import current_user
+from PIL import Image
 
 from ..annotations.rows import get_annotation
 from ..db import get_db
@@ -63,6 +64,24 @@ def _quarter_turns(rotation) -> int:
     return round(rotation / 90) % 4
 
 
+def _display_rotation(image: dict) -> int:
+    # Open Images' Rotation when it says something; else a photo's EXIF turn (tags 3, 6, 8), as a
+    # browser would show it: the page turns photo and faces together, edits stay on the file's grid.
+    # A mirrored EXIF tag (2, 4, 5, 7) is shown as stored.
+    from ..images.layout import image_path
+    from ..images.orientation import orientation_for
+
+    turns = _quarter_turns(image.get("rotation"))
+    if turns:
+        return turns * 90
+    try:
+        with Image.open(image_path(current_app.config, image)) as im:
+            o = orientation_for(im, image.get("rotation"))
+    except (OiapError, OSError):
+        return 0
+    return 0 if o.mirror else (o.turns % 4) * 90
+
+
 def _page(image_id: str, kind: str, focus_id: int | None = None):
     db = get_db()
     image = get_image(db, image_id)
@@ -74,7 +93,7 @@ def _page(image_id: str, kind: str, focus_id: int | None = None):
             "url": _image_url(image_id),
             "width": width,
             "height": height,
-            "rotation": _quarter_turns(image.get("rotation")) * 90,
+            "rotation": _display_rotation(image),
         },
         "kind": kind,
         "kind_title": get_kind(kind).title,

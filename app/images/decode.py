@@ -5,6 +5,10 @@ size (Pillow's draft mode), `scale` says how many stored pixels one decoded pixe
 x_normalised = x_decoded * scale / stored_width (not x_decoded / decoded_width, which differs when the
 stored size is not a multiple of the scale).
 
+The pixels come upright (app/images/orientation.py: Open Images' rotation, else the EXIF tag), since
+models find faces in upright photos; `orientation` maps their coordinates back to the file's grid in
+normalise_xy / normalise_box, and box_to_decoded maps a stored box onto the upright pixels.
+
 Policy for odd files (tests/test_bulk.py covers each):
 - greyscale, CMYK, palette, RGBA: converted to RGB and annotated (they are ordinary photos);
 - 16-bit (I;16, I): scaled to 8 bits by the value range (65535 -> 255) and annotated;
@@ -19,6 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .orientation import NONE, Orientation, orientation_for
+
 # Pillow only warns for a file between MAX_IMAGE_PIXELS and twice that; in this app a decompression
 # bomb is always an error. Set once at import: warnings.catch_warnings() per call is not thread-safe.
 warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
@@ -30,21 +36,40 @@ class BadImage(Exception):
 
 @dataclass
 class Decoded:
-    rgb: np.ndarray  # HxWx3 uint8, possibly reduced
-    width: int  # stored size
+    rgb: np.ndarray  # HxWx3 uint8, possibly reduced, upright (see orientation)
+    width: int  # stored size (the file's grid, before any turn)
     height: int
     scale: float  # stored pixels per decoded pixel (1, 2, 4 or 8)
     mode: str  # the file's own mode (RGB, L, CMYK, I;16, ...)
+    orientation: Orientation = NONE  # what turned the decoded file grid into rgb
+
+    def _grid(self) -> tuple[float, float]:
+        # The decoded file grid, in decoded pixels (the stored size over the scale).
+        return self.width / self.scale, self.height / self.scale
 
     def normalise_xy(self, xy: np.ndarray) -> np.ndarray:
-        """(N, 2) decoded pixel coordinates -> [0, 1] of the stored image, clipped."""
-        xy = np.asarray(xy, dtype=np.float64) * self.scale
+        """(N, 2) decoded (upright) pixel coordinates -> [0, 1] of the stored image's grid, clipped."""
+        xy = np.asarray(xy, dtype=np.float64)
+        if not self.orientation.identity:
+            xy = self.orientation.to_file(xy, *self._grid()).reshape(xy.shape)
+        xy = xy * self.scale
         return np.clip(xy / np.array([self.width, self.height], dtype=np.float64), 0.0, 1.0)
 
     def normalise_box(self, box) -> tuple[float, float, float, float]:
-        """(x0, y0, x1, y1) decoded pixels -> [0, 1] of the stored image, clipped."""
+        """(x0, y0, x1, y1) decoded (upright) pixels -> [0, 1] of the stored image's grid, clipped."""
         p = self.normalise_xy(np.asarray(box, dtype=np.float64).reshape(2, 2))
-        return (float(p[0, 0]), float(p[0, 1]), float(p[1, 0]), float(p[1, 1]))
+        # A turn swaps which corner is top-left.
+        lo, hi = p.min(axis=0), p.max(axis=0)
+        return (float(lo[0]), float(lo[1]), float(hi[0]), float(hi[1]))
+
+    def box_to_decoded(self, box) -> np.ndarray:
+        """A stored box (x0, y0, x1, y1 normalised to the file's grid) in decoded (upright) pixels."""
+        gw, gh = self._grid()
+        p = np.asarray(box, dtype=np.float64).reshape(2, 2) * np.array([gw, gh])
+        if not self.orientation.identity:
+            p = self.orientation.to_upright(p, gw, gh)
+        lo, hi = p.min(axis=0), p.max(axis=0)
+        return np.array([lo[0], lo[1], hi[0], hi[1]])
 
 
 def _to_rgb(im: Image.Image) -> np.ndarray:
@@ -60,8 +85,9 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im)
 
 
-def decode(path: str | Path, max_side: int | None = None) -> Decoded:
-    """Decode a file to RGB; a JPEG larger than max_side on its long side is decoded reduced (>= max_side)."""
+def decode(path: str | Path, max_side: int | None = None, rotation: float | None = None) -> Decoded:
+    """Decode a file to upright RGB; a JPEG larger than max_side on its long side is decoded reduced
+    (>= max_side). rotation: the image's Open Images Rotation (images.rotation), else its EXIF tag counts."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -80,6 +106,7 @@ def decode(path: str | Path, max_side: int | None = None) -> Decoded:
                     f"{width}x{height} pixels exceeds Image.MAX_IMAGE_PIXELS ({Image.MAX_IMAGE_PIXELS})"
                 )
             mode = im.mode
+            orientation = orientation_for(im, rotation)
             scale = 1.0
             if max_side and im.format == "JPEG" and max(width, height) > max_side:
                 k = max_side / max(width, height)
@@ -87,7 +114,7 @@ def decode(path: str | Path, max_side: int | None = None) -> Decoded:
                 if got is not None:
                     scale = width / got[1][2]
             im.load()
-            return Decoded(_to_rgb(im), width, height, scale, mode)
+            return Decoded(orientation.apply(_to_rgb(im)), width, height, scale, mode, orientation)
     except BadImage:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:

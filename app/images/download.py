@@ -1,5 +1,8 @@
 """Download Open Images files from the public bucket CVDF hosts (anonymous), resumably.
 
+A private mirror is read with signed requests (--signed, OPEN_IMAGES_SIGNED) and the same AWS
+credentials as push/fetch; access denied is an error naming that, never "not in bucket".
+
 Keys are <split>/<ImageID>.jpg in the bucket `open-images-dataset` (OPEN_IMAGES_BUCKET; another S3
 API through OPEN_IMAGES_ENDPOINT_URL). A file lands as <dest>.part and is renamed when complete
 and checked (size, and MD5 where the ETag is one), so an interrupted run leaves only .part files,
@@ -29,17 +32,35 @@ DEFAULT_REGION = "us-east-1"
 CHUNK = 1 << 16
 
 
-def open_images_client(config: Mapping):
-    """An anonymous (unsigned) S3 client for the public Open Images bucket."""
+def open_images_client(config: Mapping, signed: bool = False):
+    """An S3 client for the Open Images bucket: anonymous (unsigned) for CVDF's public one; signed
+    (OPEN_IMAGES_SIGNED or signed=True) with the credentials push/fetch use, for a private mirror."""
+    signed = signed or bool(config.get("OPEN_IMAGES_SIGNED"))
     return boto3.session.Session().client(
         "s3",
         endpoint_url=config.get("OPEN_IMAGES_ENDPOINT_URL") or None,
         region_name=config.get("OPEN_IMAGES_REGION") or DEFAULT_REGION,
         config=Config(
-            signature_version=UNSIGNED,
+            **({} if signed else {"signature_version": UNSIGNED}),
             retries={"max_attempts": 3, "mode": "standard"},
             max_pool_connections=32,
         ),
+    )
+
+
+DENIED = ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch")
+
+
+def _denied_message(bucket: str, key: str, code: str, signed: bool) -> str:
+    if signed:
+        return (
+            f"access denied ({code}) to s3://{bucket}/{key}: check the credentials (AWS_ACCESS_KEY_ID, "
+            "AWS_SECRET_ACCESS_KEY or AWS_PROFILE) and that they may read the bucket"
+        )
+    return (
+        f"access denied ({code}) to s3://{bucket}/{key}: the bucket is not public; sign the requests "
+        "with your AWS credentials (--signed or OIAP_OPEN_IMAGES_SIGNED=true, and AWS_ACCESS_KEY_ID/"
+        "AWS_SECRET_ACCESS_KEY or AWS_PROFILE as for push/fetch)"
     )
 
 
@@ -163,8 +184,12 @@ def download_one(
             try:
                 head = client.head_object(Bucket=bucket, Key=key)
             except ClientError as e:
-                if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "403", "AccessDenied"):
+                code = e.response.get("Error", {}).get("Code")
+                if code in ("404", "NoSuchKey"):
                     return Result(image_id, "missing", error=f"{key} not in bucket {bucket}")
+                if code in DENIED:
+                    # Not "missing": a private object is there but not ours to read; it fails the run.
+                    return Result(image_id, "failed", error=f"{key}: access denied ({code})")
                 raise
             size = head["ContentLength"]
             etag = head.get("ETag", "").strip('"')
@@ -204,8 +229,8 @@ def download_one(
     return Result(image_id, "failed", error=f"{key}: gave up")  # pragma: no cover - loop always returns
 
 
-def _preflight(client, bucket: str, split: str, image_id: str) -> None:
-    """One request before the many: a wrong endpoint or bucket fails at once, with what to set."""
+def _preflight(client, bucket: str, split: str, image_id: str, signed: bool = False) -> None:
+    """One request before the many: a wrong endpoint, bucket or access fails at once, with what to set."""
     try:
         client.head_object(Bucket=bucket, Key=f"{split}/{image_id}.jpg")
     except EndpointConnectionError as e:
@@ -219,7 +244,9 @@ def _preflight(client, bucket: str, split: str, image_id: str) -> None:
                 f"bucket {bucket!r} does not exist there: check OIAP_OPEN_IMAGES_BUCKET "
                 "(and OIAP_OPEN_IMAGES_ENDPOINT_URL)"
             ) from None
-        # Anything else (a missing image, a 403) is that image's business.
+        if code in DENIED:
+            raise StorageError(_denied_message(bucket, f"{split}/{image_id}.jpg", code, signed)) from None
+        # Anything else (a missing image) is that image's business.
 
 
 def _bucket_exists(client, bucket: str) -> bool:
@@ -241,8 +268,13 @@ def download_images(
     retries: int = 4,
     backoff: float = 0.5,
     progress=None,
+    signed: bool = False,
 ) -> dict:
-    """Download the images of a split into the configured layout; returns counts and per-image results."""
+    """Download the images of a split into the configured layout; returns counts and per-image results.
+
+    signed: sign requests with the AWS credentials (see open_images_client); a bucket that denies
+    access is a StorageError before any download.
+    """
     validate_split(split)
     ids = list(ids)
     bucket = config.get("OPEN_IMAGES_BUCKET") or DEFAULT_BUCKET
@@ -257,9 +289,10 @@ def download_images(
         ]
         report["present"] = sum(1 for _, _, found in plan if found is not None)
         return report
-    client = client or open_images_client(config)
+    signed = signed or bool(config.get("OPEN_IMAGES_SIGNED"))
+    client = client or open_images_client(config, signed)
     if plan:
-        _preflight(client, bucket, split, plan[0][0])
+        _preflight(client, bucket, split, plan[0][0], signed)
     lock = threading.Lock()
 
     def on_bytes(n: int) -> None:

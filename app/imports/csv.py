@@ -7,12 +7,19 @@ Formats, told apart by the header:
 - original: img_id, source, bbox left top right bottom, face_bbox left top right bottom, then
   x/y pairs (68 for landmarks files, none for bbox files), with or without a header. Zeros mean
   absent. The box is face_bbox when it is set, else bbox, else the extent of the points.
-  Coordinates: a row with any value > 1 is in pixels and is divided by the image's width and height
+  Coordinates: a row with any value >= 2 is in pixels and is divided by the image's width and height
   (from the store); otherwise it is already normalised.
+- original-bbox: the original project's face_bbox_*.csv as its FaceBoundingBoxAnnotationSet writes
+  them: `img_id,left,top,right,bottom` (a header line when it created the file), one face a row,
+  normalised (its detectors divide by the image's size).
+
+The original project's boxes may reach a little past the image (its CNN detector widened boxes by
+10%): values of the original layouts are clipped to [0, 1], as Open Images clips its boxes.
 
 A malformed row is reported with its line number and skipped; so is a row whose image is not in
 the store. Re-importing the same file adds nothing: a row equal to one already in the set (same
-image, box and points) counts as a duplicate.
+image, box and points) counts as a duplicate. An import that adds no row to a set it would create
+leaves no set behind: it is an error naming the first failures.
 """
 
 import csv
@@ -30,6 +37,10 @@ from ..sets.queries import get_or_create_set
 
 IMAGE_ID = re.compile(r"[0-9a-f]{16}")
 BATCH = 5000
+ORIGINAL_BBOX_HEADER = ["img_id", "left", "top", "right", "bottom"]
+# A row of an original layout with a value this large is in pixels: a normalised box widened past the
+# image edge stays well below it.
+PIXELS_FROM = 2.0
 
 
 def _floats(values: list[str], line: int) -> list[float]:
@@ -51,13 +62,18 @@ def _detect(first: list[str]) -> tuple[str, bool]:
     head = [c.strip().lower() for c in first]
     if head[:1] == ["image_id"] and "annotation_id" in head:
         return "oiap", True
+    if head == ORIGINAL_BBOX_HEADER:
+        return "original-bbox", True
     if head[:1] in (["img_id"], ["imageid"], ["image"]):
         return "original", True
+    if len(head) == 5 and IMAGE_ID.fullmatch(head[0]) and all(_is_float(v) for v in head[1:]):
+        return "original-bbox", False
     if len(head) > 2 and IMAGE_ID.fullmatch(head[0]) and _is_float(head[2]):
         return "original", False
     raise InvalidInput(
-        "unrecognised CSV: expected an oiap export (image_id,split,source,weight,annotation_id,set,...) "
-        "or the original project's face_landmarks_/face_bbox_ columns (img_id,source,bbox...,face_bbox...)"
+        "unrecognised CSV: expected an oiap export (image_id,split,source,weight,annotation_id,set,...), "
+        "the original project's face_bbox_ layout (img_id,left,top,right,bottom) "
+        "or its face_landmarks_ layout (img_id,source,bbox...,face_bbox...,1x,1y,...)"
     )
 
 
@@ -101,8 +117,31 @@ def _parse_original(row: list[str], line: int, n: int) -> dict:
         "box": box,
         "xy": xy if n else [],
         "rating": None,
-        "pixels": any(v > 1 for v in vals),
+        "pixels": any(v >= PIXELS_FROM for v in vals),
+        "clip": True,
     }
+
+
+def _parse_original_bbox(row: list[str], line: int, n: int) -> dict:
+    if n:
+        raise InvalidInput(
+            "this is the original project's face_bbox layout (img_id,left,top,right,bottom): "
+            "import it with --kind face_box"
+        )
+    if len(row) != 5:
+        raise _Bad(line, f"expected 5 columns (img_id,left,top,right,bottom), got {len(row)}")
+    vals = _floats(row[1:], line)
+    return {
+        "image_id": row[0].strip(),
+        "box": vals,
+        "xy": [],
+        "rating": None,
+        "pixels": any(v >= PIXELS_FROM for v in vals),
+        "clip": True,
+    }
+
+
+PARSERS = {"oiap": _parse_oiap, "original": _parse_original, "original-bbox": _parse_original_bbox}
 
 
 def _points(xy: list[float], n: int) -> list[list[float]] | None:
@@ -157,7 +196,8 @@ def import_csv(
             raise InvalidInput(f"{path} is empty")
         fmt, has_header = _detect(first)
         report["format"] = fmt
-        parse = _parse_oiap if fmt == "oiap" else _parse_original
+        parse = PARSERS[fmt]
+        existed = db.execute("SELECT 1 FROM annotation_sets WHERE name = ?", [set_name]).fetchone()
         with immediate(db):
             set_id = get_or_create_set(
                 db,
@@ -191,6 +231,8 @@ def import_csv(
                             )
                         box = [box[0] / w, box[1] / h, box[2] / w, box[3] / h] if box else None
                         xy = [v / (w if i % 2 == 0 else h) for i, v in enumerate(xy)]
+                    if rec.get("clip"):
+                        box, xy = _clip(box), _clip(xy)
                     points = _points(xy, n)
                     if box is None:
                         box = _extent(points)
@@ -221,6 +263,9 @@ def import_csv(
                     batch = []
             if batch:
                 report["imported"] += insert_annotations(db, batch)
+            if not existed and not report["imported"]:
+                # Raised inside the transaction: the set made for this import goes with it.
+                raise InvalidInput(_nothing_imported(path, set_name, report))
             log_event(
                 db,
                 "import_csv",
@@ -232,6 +277,26 @@ def import_csv(
             )
     report["set_id"] = set_id
     return report
+
+
+def _clip(values: list[float] | None) -> list[float] | None:
+    """Values a little past the image (up to half its size) clipped to [0, 1]; others left for _check_range."""
+    if not values or not all(-0.5 <= v <= 1.5 for v in values):
+        return values
+    return [min(max(v, 0.0), 1.0) for v in values]
+
+
+def _nothing_imported(path, set_name: str, report: dict) -> str:
+    failed = report["malformed"] + report["unknown_images"]
+    if not failed:
+        return f"{path} has no rows to import; set {set_name!r} was not created"
+    first = "; ".join(f"line {e['line']}: {e['reason']}" for e in report["errors"][:3])
+    return (
+        f"nothing imported from {path}: all {failed} row(s) failed ({first}"
+        f"{'; ...' if failed > 3 else ''}); set {set_name!r} was not created. "
+        "Fix the rows (or import the images first: `flask oiap import-openimages` / `import-dir`) and "
+        "run it again"
+    )
 
 
 def _encoding(path) -> str:

@@ -23,7 +23,7 @@ from ..audit.events import log_event
 from ..db import immediate, now
 from ..errors import Conflict, InvalidInput, NotFound
 from ..export.merge import ground_truth
-from ..images.decode import BadImage, load_rgb
+from ..images.decode import BadImage, decode
 from ..images.layout import image_path
 from ..runs import finish_run, start_run
 from .metrics import average_precision, ced_curve, landmark_metrics, nme
@@ -36,7 +36,11 @@ CED_STEPS = 41
 
 
 class PromotionRefused(Conflict):
-    """The candidate does not beat the active model; the message says by how much."""
+    """The candidate does not beat the active model; the message says by how much, outcome holds the figures."""
+
+    def __init__(self, message: str, outcome: dict | None = None):
+        super().__init__(message)
+        self.outcome = outcome or {}
 
 
 def load_annotator(model: dict):
@@ -70,16 +74,21 @@ def _image_row(rows) -> dict:
     return {"id": r.image_id, "split": r.split, "path": r.path}
 
 
-def _readable_images(config: Mapping, gt: dict[str, list], bar, skipped: list[int]):
-    """Yield (image_id, rows, RGB pixels) for each ground-truth image whose file reads; count the rest."""
+def _readable_images(db: Database, config: Mapping, gt: dict[str, list], bar, skipped: list[int]):
+    """Yield (image_id, rows, Decoded) for each ground-truth image whose file reads; count the rest.
+
+    The pixels come upright (Open Images' rotation, else EXIF), as bulk-annotate gives them to the
+    models; Decoded.orientation maps what the model finds back onto the file's grid.
+    """
     for image_id, rows in gt.items():
         bar.update(1)
+        rotation = db.execute("SELECT rotation FROM images WHERE id = ?", [image_id]).fetchone()
         try:
-            img = load_rgb(image_path(config, _image_row(rows)))
-        except (NotFound, InvalidInput, BadImage):
+            d = decode(image_path(config, _image_row(rows)), None, rotation[0] if rotation else None)
+        except (NotFound, InvalidInput, BadImage, OSError):
             skipped[0] += len(rows)
             continue
-        yield image_id, rows, img
+        yield image_id, rows, d
     bar.close()
 
 
@@ -88,11 +97,11 @@ def measure(db: Database, config: Mapping, model: dict, gt: dict[str, list], pro
     annotator = load_annotator(model)
     skipped = [0]
     bar = tqdm(total=len(gt), desc=f"evaluate model {model['id']}", unit="img", disable=not progress)
-    images = _readable_images(config, gt, bar, skipped)
+    images = _readable_images(db, config, gt, bar, skipped)
     if model["kind"] == "face_landmarks68":
         preds, truths = [], []
-        for _image_id, rows, img in images:
-            h, w = img.shape[:2]
+        for _image_id, rows, d in images:
+            w, h, o = d.width, d.height, d.orientation
             faces = [r for r in rows if r.points and len(r.points) == 68]
             boxes = []
             for r in faces:
@@ -100,7 +109,10 @@ def measure(db: Database, config: Mapping, model: dict, gt: dict[str, list], pro
                 b = r.box
                 boxes.append(np.array(b) * [w, h, w, h] if b is not None else np.r_[pts.min(0), pts.max(0)])
                 truths.append(pts)
-            preds += [np.asarray(p) for p in annotator.predict_many(img, boxes)] if boxes else []
+            if not o.identity:  # boxes onto the upright pixels the model sees
+                boxes = [d.box_to_decoded(b / [w, h, w, h]) for b in boxes]
+            out = [np.asarray(p) for p in annotator.predict_many(d.rgb, boxes)] if boxes else []
+            preds += out if o.identity else [o.to_file(p, w, h) for p in out]
         if not truths:
             raise InvalidInput("no ground-truth face could be read (missing image files?)")
         pred, truth = np.stack(preds), np.stack(truths)
@@ -109,11 +121,14 @@ def measure(db: Database, config: Mapping, model: dict, gt: dict[str, list], pro
         result["ced"] = {"thresholds": thresholds.round(4).tolist(), "fraction": fraction.round(4).tolist()}
     else:
         detections, truth_boxes = [], {}
-        for image_id, rows, img in images:
-            h, w = img.shape[:2]
+        for image_id, rows, d in images:
+            w, h = d.width, d.height
             truth_boxes[image_id] = [r.box for r in rows if r.box is not None]
-            for box, score, _pts in annotator.detect(img):
-                nb = (box[0] / w, box[1] / h, box[2] / w, box[3] / h)
+            for box, score, _pts in annotator.detect(d.rgb):
+                if d.orientation.identity:
+                    nb = (box[0] / w, box[1] / h, box[2] / w, box[3] / h)
+                else:
+                    nb = d.normalise_box(box)
                 detections.append((image_id, nb, score))
         if not truth_boxes:
             raise InvalidInput("no ground-truth image could be read (missing image files?)")
@@ -213,7 +228,8 @@ def promote(
                 f"model {model_id} does not beat the active model {active['id']} on the {split} split: "
                 f"{key} {mine[key]:.4f} vs {theirs[key]:.4f}, worse by {abs(gain):.4f} ({rel:.1f}%)"
                 + (" (a tie is not better)" if gain == 0 else "")
-                + "; --force activates it anyway (audited)"
+                + "; --force activates it anyway (audited)",
+                outcome | {"promoted": False, "refused": True},
             )
     else:
         outcome |= {"active_id": None, "better": True}

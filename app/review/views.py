@@ -6,6 +6,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from flask_login import current_user
 from markupsafe import Markup
 
+from ..annotations import corrections
 from ..annotations.drawing import figure, image_size, norm_box, px_box, rect_svg
 from ..annotations.rows import rate, rate_many, undo_last_rating
 from ..db import get_db
@@ -53,8 +54,10 @@ def _urls(set_id: int, params: dict, cursor: str | None, item_id: int | None, tr
     urls = {"rate": base + "/rate", "undo": base + "/undo", "image_good": base + "/image-good", "back": None}
     if item_id is not None:
         urls["skip"] = base + "?" + urlencode({**params, "cursor": cursor, "trail": _join(trail + [item_id])})
-        # The editor's own back key returns here (history), and the queue then moves on.
-        urls["edit"] = f"/edit/annotation/{item_id}"
+        # The editor's back (b) returns to this item, showing what was saved (corrected by NAME), with
+        # the same trail and filters; the queue moves on from there.
+        urls["here"] = here = base + "?" + urlencode({**params, "item": item_id, "trail": _join(trail)})
+        urls["edit"] = f"/edit/annotation/{item_id}?" + urlencode({"next": here})
     if trail:
         urls["back"] = base + "?" + urlencode({**params, "item": trail[-1], "trail": _join(trail[:-1])})
     return urls
@@ -76,15 +79,25 @@ def _context(db, review_set, filters, shown, trail, preload_id=None, message=Non
         "holder": holder,
         "preload": [],
     }
-    counts = db.execute("SELECT n_total, n_good, n_bad FROM annotation_sets WHERE id = ?", [review_set["id"]])
+    cols = ("n_total", "n_good", "n_bad", "n_corrected")
+    counts = db.execute(f"SELECT {', '.join(cols)} FROM annotation_sets WHERE id = ?", [review_set["id"]])
     # Counters as they are after this request's write, not as they were when the set was read.
-    ctx["set"] = dict(review_set, **dict(zip(("n_total", "n_good", "n_bad"), counts.fetchone(), strict=True)))
+    ctx["set"] = dict(review_set, **dict(zip(cols, counts.fetchone(), strict=True)))
+    if review_set["source"] == "human" and (shown is None or not wants_fragment(TARGET)):
+        # Authors never rate their own annotations: an empty queue and the page's counters say how
+        # many are theirs (a count over the set's unrated rows: not on each rating's fragment).
+        ctx["authors"] = corrections.author_counts(db, review_set["id"], current_user.id)
     if shown is None:
         ctx["urls"] = _urls(review_set["id"], ctx["params"], None, None, trail)
         return ctx
     seg, ann_id = shown
     ctx["urls"] = _urls(review_set["id"], ctx["params"], f"{seg}:{ann_id}", ann_id, trail)
     ann = queries.item(db, ann_id, review_set["id"])
+    if review_set["source"] != "human":
+        # A machine annotation a person fixed is shown as fixed: its correction's box and points.
+        fixed = corrections.corrections_of(db, [o["id"] for o in ann["others"]] or [ann_id])
+        ann = corrections.corrected_view(ann, fixed.get(ann_id))
+        ann["others"] = [corrections.corrected_view(o, fixed.get(o["id"])) for o in ann["others"]]
     size = image_size(ann)
     w, h = size
     crop_url, crop = _crop(ann, size)
@@ -99,7 +112,8 @@ def _context(db, review_set, filters, shown, trail, preload_id=None, message=Non
                     px_box(o, size),
                     "ann"
                     + (" current" if o["id"] == ann_id else "")
-                    + (f" {o['rating']}" if o["rating"] else ""),
+                    + (f" {o['rating']}" if o["rating"] else "")
+                    + (" corrected" if o.get("correction") else ""),
                     o["id"],
                 )
                 for o in ann["others"]
@@ -111,6 +125,7 @@ def _context(db, review_set, filters, shown, trail, preload_id=None, message=Non
         full_url=images.full_url(ann["image_id"]),
         crop_url=crop_url,
         n_points=get_kind(review_set["kind"]).n_points,
+        correction=corrections.correction_label(ann["correction"]) if ann.get("correction") else None,
     )
     if preload_id is not None:
         nxt = queries.preview(db, preload_id)

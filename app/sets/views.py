@@ -3,6 +3,7 @@
 from flask import Blueprint, render_template, request, url_for
 from markupsafe import Markup, escape
 
+from ..annotations import corrections
 from ..annotations.drawing import figure, image_size, norm_box
 from ..db import get_db
 from ..errors import InvalidInput
@@ -29,11 +30,13 @@ def _thumb(ann: dict, kind: str, review_base: str) -> dict:
     )
     rating = ann["rating"] or "unrated"
     score = f" · score {ann['score']:.3f}" if ann["score"] is not None else ""
+    fixed = corrections.correction_label(ann["correction"]) if ann.get("correction") else None
     return {
         "ann": ann,
         "mark": rating,
+        "corrected": fixed,
         "href": f"{review_base}?item={ann['id']}",
-        "title": f"annotation {ann['id']} · {rating}{score}",
+        "title": f"annotation {ann['id']} · {rating}{score}" + (f" · {fixed}" if fixed else ""),
         "svg": Markup(svg),
     }
 
@@ -55,6 +58,10 @@ def show(set_id: int):
     after = parse_page_key(request.args.get("after"))
     before = parse_page_key(request.args.get("before"))
     anns = set_page(db, set_id, page, PER_PAGE, after=after, before=before)
+    if s["source"] != "human":
+        # Corrected machine annotations are drawn as corrected, and marked so.
+        fixed = corrections.corrections_of(db, [a["id"] for a in anns])
+        anns = [corrections.corrected_view(a, fixed.get(a["id"])) for a in anns]
     review_base = url_for("review.show", set_id=set_id)
     thumbs = [_thumb(ann, s["kind"], review_base) for ann in anns]
     pages = max(1, -(-s["n_total"] // PER_PAGE))
