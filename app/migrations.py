@@ -343,6 +343,7 @@ def m009_page_marks_built_at(db: Database) -> None:
     )
 
 
+@migrations()
 def m011_runs_pid_host(db: Database) -> None:
     # A run killed with -9 never writes its end: the process (pid on host) that runs it is recorded so
     # that a list can tell a running job from one whose process is gone.
