@@ -51,7 +51,7 @@ def _machine_set() -> int | None:
     value = request.args.get("set")
     if value is None:
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # "²".isdigit() is True; int("²") fails
         raise InvalidInput(f"set must be a set id, not {value!r}")
     return int(value)
 

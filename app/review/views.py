@@ -24,7 +24,8 @@ def _trail(value: str | None) -> list[int]:
     # The ids shown before the current one, most recent last: what ← goes back to.
     out = []
     for part in (value or "").split(","):
-        if part.strip().isdigit():
+        # isascii: str.isdigit also accepts "²", which int() refuses.
+        if part.strip().isascii() and part.strip().isdigit():
             out.append(int(part))
     return out[-TRAIL_MAX:]
 
