@@ -402,3 +402,41 @@ def test_reviewer_walks_every_page_after_hostile_imports(tmp_path, moto_url, s3,
         assert not any(s in body for s in secrets), url
         if url.startswith("/images/") and status == 200 and not url.endswith("/meta"):
             assert body[:2] == b"\xff\xd8" or body[:8] == b"\x89PNG\r\n\x1a\n", url
+
+
+# --- 6. models add loads the file and runs its runner once -----------------------------------
+
+
+def test_models_add_refuses_files_that_cannot_run_and_try_works_on_what_it_accepts(app, runner, tmp_path):
+    from app.annotators.facemesh68 import MODEL_PATH
+    from tests.test_storage import _tiny_onnx
+
+    text = tmp_path / "text.onnx"
+    text.write_text("not a model")
+    tiny = tmp_path / "tiny.onnx"
+    _tiny_onnx(tiny)
+
+    def add(path, *extra):
+        return runner.invoke(args=["oiap", "models", "add", str(path), "--kind", "face_landmarks68", *extra])
+
+    r = add(text)
+    assert r.exit_code != 0 and "not an ONNX model onnxruntime can load" in r.output, r.output
+    r = add(tiny, "--runner", "landmarks68:facemesh68")
+    assert r.exit_code != 0 and "does not run with runner landmarks68:facemesh68" in r.output, r.output
+    assert "inputs: x [1, 3]" in r.output  # the file's own signature, to see what is wrong
+    assert add(tiny, "--runner", "landmarks68:nope").exit_code != 0
+    assert add(tiny, "--runner", "mtcnn").exit_code != 0
+    db = connect(app.config["DATABASE"])
+    assert db.execute("SELECT count(*) FROM models WHERE source = 'added'").fetchone()[0] == 0
+    r = add(MODEL_PATH, "--runner", "landmarks68:facemesh68", "--name", "mesh-copy")
+    assert r.exit_code == 0 and "mesh-copy" in r.output, r.output
+    model_id = db.execute("SELECT id FROM models WHERE name = 'mesh-copy'").fetchone()[0]
+    db.close()
+    assert _cli(app, "demo").exit_code == 0
+    db = connect(app.config["DATABASE"])
+    image_id = db.execute("SELECT id FROM images WHERE path LIKE '%2008_001322.jpg'").fetchone()[0]
+    db.close()
+    client = app.test_client()
+    login(client, "rev")
+    r = client.get(f"/models/{model_id}/try?image_id={image_id}")
+    assert r.status_code == 200 and b"<svg" in r.data
