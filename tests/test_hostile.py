@@ -22,7 +22,7 @@ from app.auth import CSP
 from app.db import connect
 from tests import test_storage
 from tests.conftest import DEMO_DATA, login
-from tests.live import instance_app, serve
+from tests.live import PASSWORD, instance_app, serve
 from tests.openimages_csv import BBOX_HEADER_V6, CLASSES, FACE, IMAGE_HEADER, bbox_row, image_row, write_csv
 
 PHOTO = DEMO_DATA / "2008_001322.jpg"
@@ -440,3 +440,38 @@ def test_models_add_refuses_files_that_cannot_run_and_try_works_on_what_it_accep
     login(client, "rev")
     r = client.get(f"/models/{model_id}/try?image_id={image_id}")
     assert r.status_code == 200 and b"<svg" in r.data
+
+
+# --- 8. next= never leaves the site ----------------------------------------------------------
+
+OFFSITE = [
+    "/%5Cevil.example",
+    "/%5C%5Cevil.example",
+    "%2F%2Fevil.example",
+    "//evil.example",
+    "https://evil.example/",
+    "/%09/evil.example",
+    "/%0A/evil.example",
+    "javascript:alert(1)",
+    "/\\evil.example",
+]
+
+
+def test_next_never_leads_off_site(app):
+    assert _cli(app, "demo").exit_code == 0
+    db = connect(app.config["DATABASE"])
+    ann_id = db.execute("SELECT id FROM annotations ORDER BY id LIMIT 1").fetchone()[0]
+    db.close()
+    client = app.test_client()
+    for target in OFFSITE:
+        # After login: the redirect stays on the site.
+        r = client.post(f"/login?next={target}", data={"username": "rev", "password": PASSWORD})
+        assert r.status_code == 302 and r.location == "/", (target, r.location)
+        # The editor's Back link.
+        status, body = _get(client, f"/edit/annotation/{ann_id}?next={target}")
+        assert status == 200
+        assert b"evil.example" not in body and b'id="ed-back"' not in body, target
+        client.post("/logout")
+    login(client, "rev")
+    status, body = _get(client, f"/edit/annotation/{ann_id}?next=/review/1%3Fitem%3D2")
+    assert b'href="/review/1?item=2" id="ed-back"' in body

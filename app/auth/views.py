@@ -1,13 +1,12 @@
 """Login and logout pages, with throttled and audited logins."""
 
-from urllib.parse import urlparse
-
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_user, logout_user
 
 from ..db import get_db, log_event
 from ..errors import InvalidInput
 from . import limiter
+from .redirects import safe_next
 from .users import authenticate, get_user, set_password
 
 bp = Blueprint("auth", __name__)
@@ -15,9 +14,7 @@ bp = Blueprint("auth", __name__)
 
 def _safe_next(target: str | None) -> str:
     # Only same-site paths: never send a user to another host after login.
-    if target and urlparse(target).netloc == "" and target.startswith("/") and not target.startswith("//"):
-        return target
-    return url_for("sets.index")
+    return safe_next(target) or url_for("sets.index")
 
 
 def _username() -> str:

@@ -1,12 +1,12 @@
 """The editor pages and their JSON endpoints (save, place a new face)."""
 
 import math
-from urllib.parse import urlparse
 
 from flask import Blueprint, current_app, jsonify, render_template, request, url_for
 from flask_login import current_user
 
 from ..annotations import get_annotation
+from ..auth.redirects import safe_next
 from ..db import get_db
 from ..edits import (
     MAX_BODY_BYTES,
@@ -35,10 +35,8 @@ _LINES = {
 
 
 def _safe_next(target: str | None) -> str | None:
-    # Only same-site paths, as the login page does.
-    if target and target.startswith("/") and not target.startswith("//") and not urlparse(target).netloc:
-        return target
-    return None
+    # Only same-site paths, as the login page does (a backslash is a slash to browsers).
+    return safe_next(target)
 
 
 def _image_url(image_id: str) -> str:
