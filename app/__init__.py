@@ -89,8 +89,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     init_timing(app)
 
     from .request_limits import init_request_limits
+    from .serving import hold_while_serving
 
     init_request_limits(app)
+    hold_while_serving(app)
 
     from .auth import init_auth
 

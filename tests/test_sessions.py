@@ -138,3 +138,43 @@ def test_cli_ends_sessions(tmp_path):
         r = app.test_cli_runner().invoke(args=["oiap", "user", "end-sessions", "nobody"])
         assert r.exit_code != 0 and "no user 'nobody'" in r.output
         assert app.test_cli_runner().invoke(args=["oiap", "user", "end-sessions", "--help"]).exit_code == 0
+
+
+# --- issue 19 point 9: restore refuses under a server; backup leaves one file ------------------
+
+
+def test_restore_refuses_while_a_server_holds_the_store(tmp_path):
+    app = live_app(tmp_path / "i", SERVING_LOCK=True)
+    runner = app.test_cli_runner()
+    backup = tmp_path / "b.sqlite3"
+    assert runner.invoke(args=["oiap", "backup", str(backup)]).exit_code == 0
+    with serve(app) as url:
+        rev = http_login(url, "rev")
+        r = runner.invoke(args=["oiap", "restore", str(backup), "--force"])
+        assert r.exit_code != 0 and "a server is serving" in r.output and "stop the server" in r.output
+        # Nothing was written: the session made after the backup is still there and works.
+        assert _logged_in(rev, url)
+    r = runner.invoke(args=["oiap", "restore", str(backup), "--force"])
+    # This test process served the store, and holds its lock until it exits: still refused here.
+    assert r.exit_code != 0 and "a server is serving" in r.output
+
+
+def test_restore_without_a_server_and_backup_leaves_no_sidecar_files(tmp_path):
+    app = live_app(tmp_path / "i")
+    runner = app.test_cli_runner()
+    backup = tmp_path / "out" / "b.sqlite3"
+    backup.parent.mkdir()
+    r = runner.invoke(args=["oiap", "backup", str(backup)])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in backup.parent.iterdir()) == ["b.sqlite3"]
+    db = connect(app.config["DATABASE"])
+    db.execute("INSERT INTO events (at, action) VALUES ('t', 'after-backup')")
+    db.conn.commit()
+    db.close()
+    r = runner.invoke(args=["oiap", "restore", str(backup), "--force"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in backup.parent.iterdir()) == ["b.sqlite3"]
+    db = connect(app.config["DATABASE"])
+    assert db.execute("SELECT count(*) FROM events WHERE action = 'after-backup'").fetchone()[0] == 0
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
