@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from flask_login import current_user
 from markupsafe import Markup
 
-from ..annotations import rate, rate_many, undo_last_rating
+from ..annotations import rate_many, undo_last_rating
 from ..db import get_db
 from ..errors import InvalidInput, NotFound, OiapError
 from ..htmx import wants_fragment
@@ -200,7 +200,7 @@ def rate_item(set_id: int):
             )
         else:
             queries.item(db, ann_id, set_id)  # NotFound unless the annotation is in this set
-            rate(db, ann_id, current_user.id, request.form.get("value", ""))
+            queries.rate_unclaimed(db, ann_id, current_user.id, request.form.get("value", ""), set_id)
     except OiapError as e:
         # htmx never swaps a 4xx, so the item is shown again with the reason.
         if not fragment or isinstance(e, NotFound):
