@@ -475,3 +475,70 @@ def test_next_never_leads_off_site(app):
     login(client, "rev")
     status, body = _get(client, f"/edit/annotation/{ann_id}?next=/review/1%3Fitem%3D2")
     assert b'href="/review/1?item=2" id="ed-back"' in body
+
+
+# --- 5. model tries: reduced decode, one per user, a small pool -------------------------------
+
+
+def _try_setup(app, tmp_path):
+    from app.annotators.facemesh68 import MODEL_PATH
+
+    r = _cli(
+        app,
+        "models",
+        "add",
+        str(MODEL_PATH),
+        "--kind",
+        "face_landmarks68",
+        "--runner",
+        "landmarks68:facemesh68",
+    )
+    assert r.exit_code == 0, r.output
+    images = Path(app.config["IMAGES_DIR"])
+    images.mkdir(parents=True)
+    db = connect(app.config["DATABASE"])
+    for image_id, fmt in (("00000000000000d1", "JPEG"), ("00000000000000d2", "PNG")):
+        shutil.move(_big(tmp_path, fmt), images / f"{image_id}.{fmt.lower()}")
+        _add_image(db, image_id, str(images / f"{image_id}.{fmt.lower()}"), width=4000, height=3000)
+        # A stored face box, so the landmark model runs on it.
+        db.execute(
+            "INSERT INTO annotation_sets (name, kind, source, status, created_at) VALUES (?, 'face_box', 'human', 'open', ?)",
+            [f"faces-{image_id}", NOW],
+        )
+        set_id = db.execute("SELECT max(id) FROM annotation_sets").fetchone()[0]
+        db.execute(
+            "INSERT INTO annotations (set_id, image_id, kind, label, x0, y0, x1, y1, created_at)"
+            " VALUES (?, ?, 'face_box', '/m/0dzct', 0.4, 0.2, 0.6, 0.5, ?)",
+            [set_id, image_id, NOW],
+        )
+    model_id = db.execute("SELECT id FROM models WHERE source = 'added'").fetchone()[0]
+    users = dict(db.execute("SELECT username, id FROM users").fetchall())
+    db.close()
+    return model_id, users
+
+
+def test_try_decodes_big_photos_reduced_and_refuses_what_it_cannot_reduce(app, admin_client, tmp_path):
+    model_id, _ = _try_setup(app, tmp_path)
+    app.config.update(IMAGE_MAX_DECODE_PIXELS=1_000_000, TRY_DECODE_SIDE=512)
+    # 12 million pixels: the JPEG decodes at 1/8 (500x375), under the cap; the PNG cannot.
+    status, body = _get(admin_client, f"/models/{model_id}/try?image_id=00000000000000d1")
+    assert status == 200 and b"<svg" in body, body[-500:]
+    status, body = _get(admin_client, f"/models/{model_id}/try?image_id=00000000000000d2")
+    assert status == 400 and b"IMAGE_MAX_DECODE_PIXELS" in body
+
+
+def test_one_try_per_user_and_a_small_pool(app, admin_client, reviewer_client, tmp_path):
+    from app.models.trying import gate
+
+    model_id, users = _try_setup(app, tmp_path)
+    app.config.update(TRY_POOL=2, TRY_WAIT_SECONDS=0.2)
+    url = f"/models/{model_id}/try?image_id=00000000000000d1"
+    tries = gate(app)
+    with tries.slot(users["rev"]):  # rev's first try, still running
+        status, body = _get(reviewer_client, url)
+        assert status == 429 and b"already have a model try running" in body
+        assert _get(admin_client, url)[0] == 200  # another user: the pool has room
+        with tries.slot(12345):  # the pool is full now
+            status, body = _get(admin_client, url)
+            assert status == 429 and b"Other model tries are running" in body
+    assert _get(reviewer_client, url)[0] == 200
