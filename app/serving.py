@@ -8,6 +8,7 @@ file's state. The lock is the kernel's, so a killed server releases it.
 """
 
 import fcntl
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -33,7 +34,13 @@ def _hold(database: str) -> None:
     with _lock:
         if database in _held:
             return
-        fd = os.open(lock_path(database), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fd = os.open(lock_path(database), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as e:
+            # A read-only instance folder: serve anyway (nothing can be restored into it either).
+            logging.getLogger(__name__).warning("cannot hold %s: %s", lock_path(database), e)
+            _held[database] = -1
+            return
         # Waits while a restore holds it exclusively: the request then sees the restored store.
         fcntl.flock(fd, fcntl.LOCK_SH)
         _held[database] = fd
