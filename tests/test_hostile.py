@@ -542,3 +542,27 @@ def test_one_try_per_user_and_a_small_pool(app, admin_client, reviewer_client, t
             status, body = _get(admin_client, url)
             assert status == 429 and b"Other model tries are running" in body
     assert _get(reviewer_client, url)[0] == 200
+
+
+def test_a_crop_decoded_reduced_shows_the_same_region(app, admin_client, db, tmp_path):
+    import numpy as np
+
+    images = Path(app.config["IMAGES_DIR"])
+    images.mkdir(parents=True)
+    path = images / "big.jpg"
+    shutil.move(_big(tmp_path, "JPEG"), path)
+    _add_image(db, "00000000000000b3", str(path))
+    r = admin_client.get("/images/00000000000000b3/crop?box=0.33,0.41,0.47,0.58&size=128")
+    got = np.asarray(Image.open(io.BytesIO(r.data)).convert("RGB"), dtype=np.float64)
+    x0, y0, x1, y1 = (float(v) for v in r.headers["X-Crop-Box"].split(","))
+    r.close()
+    with Image.open(path) as im:  # the same region from every pixel, as before the reduced decode
+        full = im.convert("RGB").crop(
+            (round(x0 * 4000), round(y0 * 3000), round(x1 * 4000), round(y1 * 3000))
+        )
+    full.thumbnail((128, 128), Image.Resampling.LANCZOS)
+    want = np.asarray(full, dtype=np.float64)
+    assert got.shape == want.shape
+    assert (
+        np.abs(got - want).mean() < 4.0
+    )  # JPEG re-encoding and resampling differ; a shifted region would not

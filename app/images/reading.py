@@ -68,13 +68,12 @@ def load_reduced(
             im.load()
             if box is None:
                 return im
-            scaled = (
-                math.floor(x0 * s),
-                math.floor(y0 * s),
-                max(math.floor(x0 * s) + 1, math.ceil(x1 * s)),
-                max(math.floor(y0 * s) + 1, math.ceil(y1 * s)),
-            )
-            return im.crop(scaled)
+            if s == 1.0:
+                return im.crop(box)
+            # Exactly the box's region (the page maps overlays onto it), resampled from the reduced
+            # pixels rather than rounded out to whole reduced pixels.
+            size = (max(1, round((x1 - x0) * s)), max(1, round((y1 - y0) * s)))
+            return im.resize(size, Image.Resampling.LANCZOS, box=(x0 * s, y0 * s, x1 * s, y1 * s))
     except InvalidInput:
         raise
     except DECODE_ERRORS as e:
