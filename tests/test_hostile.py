@@ -566,3 +566,26 @@ def test_a_crop_decoded_reduced_shows_the_same_region(app, admin_client, db, tmp
     assert (
         np.abs(got - want).mean() < 4.0
     )  # JPEG re-encoding and resampling differ; a shifted region would not
+
+
+def test_try_of_a_model_row_that_was_never_checked_is_a_400(app, admin_client, tmp_path):
+    from app.annotators.registry import register_model
+    from tests.test_storage import _tiny_onnx
+
+    _try_setup(app, tmp_path)
+    tiny = tmp_path / "tiny.onnx"
+    _tiny_onnx(tiny)
+    # A row from before `models add` checked files (or fetched from a bucket): registered unchecked.
+    db = connect(app.config["DATABASE"])
+    model_id = register_model(
+        db,
+        tiny,
+        "face_landmarks68",
+        name="legacy",
+        models_dir=app.config["MODELS_DIR"],
+        params={"runner": "landmarks68:facemesh68"},
+    )
+    db.conn.commit()
+    db.close()
+    status, body = _get(admin_client, f"/models/{model_id}/try?image_id=00000000000000d1")
+    assert status == 400 and b"does not run with runner landmarks68:facemesh68" in body

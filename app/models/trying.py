@@ -27,6 +27,23 @@ DEFAULT_POOL = 2
 DEFAULT_WAIT_SECONDS = 5.0
 
 
+_checked: set[tuple[str, str]] = set()  # (sha256, runner) of model files that ran once here
+
+
+def check_before_try(model: dict) -> None:
+    """Run a landmarks68 model's file once on a blank face before its first try in this process;
+    InvalidInput (400) when it cannot run. `models add` checks this since issue 19, but rows added
+    before, or fetched from a bucket, were never run."""
+    runner = (model.get("params") or {}).get("runner") or ""
+    if not runner.startswith("landmarks68:") or (model["sha256"], runner) in _checked:
+        return
+    from ..annotators.checks import check_model_file
+    from ..annotators.registry import model_path
+
+    check_model_file(model_path(model), model["kind"], runner)
+    _checked.add((model["sha256"], runner))
+
+
 def try_rgb(db: Database, config: Mapping, row: dict) -> np.ndarray:
     """The image as RGB, its long side at most TRY_DECODE_SIDE (same pixel grid, uniformly scaled)."""
     side = int(config.get("TRY_DECODE_SIDE") or DEFAULT_DECODE_SIDE)

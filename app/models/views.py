@@ -17,7 +17,7 @@ from ..evaluation import MAIN_METRIC, PromotionRefused, load_annotator, promote
 from ..images.files import get_image
 from ..review.drawing import figure, image_size
 from .charts import line_chart
-from .trying import gate, try_rgb
+from .trying import check_before_try, gate, try_rgb
 
 bp = Blueprint("models", __name__, url_prefix="/models")
 
@@ -185,6 +185,7 @@ def try_model(model_id: int):
     row = get_image(db, image_id)
     stored = _stored_annotations(db, image_id)
     with gate(current_app).slot(current_user.id):  # one per user, a small pool in all (trying.py)
+        check_before_try(model)
         result, source = run_model(db, current_app.config, model, row, stored)
     size = image_size(row)
     point_r = max(size) / 400
