@@ -72,13 +72,22 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config["SECRET_KEY"] = _secret_key(instance)
 
     from . import db, web
+    from .imports.urls import http_url
 
+    # Links built from imported fields: only http(s) URLs (app/imports/urls.py).
+    app.jinja_env.filters["http_url"] = http_url
     db.init_app(app)
     web.register_error_handlers(app)
 
     from .timing import init_timing
 
     init_timing(app)
+
+    from .request_limits import init_request_limits
+    from .serving import hold_while_serving
+
+    init_request_limits(app)
+    hold_while_serving(app)
 
     from .auth import init_auth
 

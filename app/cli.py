@@ -124,6 +124,22 @@ def user_passwd(name, password_stdin):
     click.echo(f"password changed for {name}")
 
 
+@user_cli.command("end-sessions")
+@click.argument("name")
+@fail_on_domain_error
+def user_end_sessions(name):
+    """End every open session of a user: they must log in again in every browser."""
+    from .auth.sessions import end_user_sessions
+    from .auth.users import find_user
+
+    db = get_db()
+    user = find_user(db, name)
+    if user is None:
+        raise click.ClickException(f"no user {name!r}; `flask oiap user list` shows them")
+    n = end_user_sessions(db, user.id, "ended from the command line", log=True)
+    click.echo(f"{n} session(s) of {name} ended")
+
+
 @user_cli.command("disable")
 @click.argument("name")
 @fail_on_domain_error

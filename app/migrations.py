@@ -394,3 +394,38 @@ def m011_runs_process_start(db: Database) -> None:
     # A pid is reused once its process is gone: the process's start time (clock ticks since boot, from
     # /proc) tells the run's own process from a later one with the same pid.
     db.execute("ALTER TABLE runs ADD COLUMN pid_start INTEGER")
+
+
+@migrations()
+def m016_image_folders(db: Database) -> None:
+    # The folders imports took image files from: only files inside these (and the configured image
+    # folders) are ever served, whatever path an image row holds (app/images/allowed.py).
+    db.executescript(
+        """
+        CREATE TABLE image_folders (
+            path TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            added_at TEXT NOT NULL
+        );
+        """
+    )
+
+
+@migrations()
+def m016_sessions(db: Database) -> None:
+    # Logins kept on the server, so that logout, a password change, disabling a user or an admin
+    # ends a session for good even when its cookie was copied (app/auth/sessions.py).
+    db.executescript(
+        """
+        CREATE TABLE sessions (
+            id TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users (id),
+            created_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            address TEXT,
+            ended_at TEXT,
+            ended_reason TEXT
+        );
+        CREATE INDEX sessions_user ON sessions (user_id) WHERE ended_at IS NULL;
+        """
+    )

@@ -246,7 +246,9 @@ def _env_app(tmp_path, monkeypatch, **env):
 def test_security_headers_on_every_kind_of_response(client, admin_client):
     for r in (client.get("/login"), client.get("/"), admin_client.get("/"), admin_client.get("/nowhere")):
         assert r.headers["X-Frame-Options"] == "DENY"
-        assert r.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+        assert r.headers["Content-Security-Policy"] == (
+            "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+        )
         assert r.headers["X-Content-Type-Options"] == "nosniff"
         assert r.headers["Referrer-Policy"] == "same-origin"
 

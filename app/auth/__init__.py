@@ -48,6 +48,11 @@ PUBLIC_ENDPOINTS = {"auth.login", "static"}
 # Blueprints whose every route is admin-only (see admin_blueprint).
 ADMIN_BLUEPRINTS: set[str] = set()
 
+# Scripts only from our own files (no inline script, no handler attribute, no javascript: URL runs,
+# so a stored link or injected markup cannot act with a reviewer's session), no plugins, no <base>
+# that re-points relative URLs, and no framing by another site.
+CSP = "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+
 ADMIN_MESSAGE = "This action needs an admin account. Ask an admin to do it, or to change your role."
 
 
@@ -181,7 +186,7 @@ def init_auth(app: Flask) -> None:
         # No other site may frame a page (clickjacking drives the buttons CSRF cannot stop),
         # sniff a type, or receive our URLs (image ids, filters) as a referrer.
         response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response

@@ -50,8 +50,11 @@ def models_list(kind, as_json):
 @fail_on_domain_error
 def models_add(path, kind, name, runner, licence, origin, then_activate):
     """Register a model file (copied into the instance's models folder by its sha256)."""
+    from ..annotators.checks import check_model_file
     from ..models.registry import activate_model, get_model, register_model
 
+    # Loaded (and run once by its runner) now, so a file that cannot run is refused here, not in a try.
+    signature = check_model_file(path, kind, runner)
     db = get_db()
     params = {"runner": runner} if runner else {}
     model_id = register_model(
@@ -70,6 +73,9 @@ def models_add(path, kind, name, runner, licence, origin, then_activate):
         activate_model(db, model_id)
     m = get_model(db, model_id)
     click.echo(f"model {m['id']}: {m['kind']} {m['name']} sha256 {m['sha256'][:12]} ({m['status']})")
+    click.echo(f"  {signature}")
+    if not runner:
+        click.echo("  no --runner: it loads, but nothing runs it until it is added again with one")
 
 
 @models_cli.command("activate")

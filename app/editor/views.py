@@ -1,13 +1,13 @@
 """The editor pages and their JSON endpoints (save, place a new face)."""
 
 import math
-from urllib.parse import urlparse
 
 from flask import Blueprint, current_app, jsonify, render_template, request, url_for
 from flask_login import current_user
 from PIL import Image
 
 from ..annotations.rows import get_annotation
+from ..auth.redirects import safe_next
 from ..db import get_db
 from ..errors import Conflict, InvalidInput, NotFound, OiapError
 from ..images import cache
@@ -36,10 +36,8 @@ _LINES = {
 
 
 def _safe_next(target: str | None) -> str | None:
-    # Only same-site paths, as the login page does.
-    if target and target.startswith("/") and not target.startswith("//") and not urlparse(target).netloc:
-        return target
-    return None
+    # Only same-site paths, as the login page does (a backslash is a slash to browsers).
+    return safe_next(target)
 
 
 def _image_url(image_id: str) -> str:
@@ -52,7 +50,7 @@ def _machine_set() -> int | None:
     value = request.args.get("set")
     if value is None:
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # "²".isdigit() is True; int("²") fails
         raise InvalidInput(f"set must be a set id, not {value!r}")
     return int(value)
 

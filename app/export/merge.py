@@ -160,7 +160,7 @@ def _set_ids(db: Database, kind: str, sets: Iterable[str | int] | None) -> set[i
         return None
     ids = set()
     for s in sets:
-        if isinstance(s, int) or (isinstance(s, str) and s.isdigit()):
+        if isinstance(s, int) or (isinstance(s, str) and s.isascii() and s.isdigit()):
             found = db.execute("SELECT id, kind FROM annotation_sets WHERE id = ?", [int(s)]).fetchone()
         else:
             found = db.execute("SELECT id, kind FROM annotation_sets WHERE name = ?", [s]).fetchone()

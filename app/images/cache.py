@@ -14,7 +14,8 @@ from PIL import Image
 from sqlite_utils import Database
 
 from ..errors import InvalidInput, NotFound
-from .layout import image_path, validate_image_id
+from . import cache_bound, reading
+from .layout import validate_image_id
 
 SIZES = (128, 256, 512, 1024, 2048)
 JPEG_QUALITY = 88
@@ -58,8 +59,7 @@ def image_size(db: Database, config: Mapping, row: dict) -> tuple[int, int]:
     """Width and height of an image, read from its file (header only) and stored when unknown."""
     if row.get("width") and row.get("height"):
         return row["width"], row["height"]
-    with Image.open(image_path(config, row)) as im:
-        w, h = im.size
+    w, h = reading.header_size(config, row)
     db.conn.execute("UPDATE images SET width = ?, height = ? WHERE id = ?", [w, h, row["id"]])
     db.conn.commit()
     row["width"], row["height"] = w, h
@@ -70,10 +70,13 @@ def resized(config: Mapping, row: dict, size: int) -> Path:
     """A JPEG whose long side is at most `size`, rendered once and then served from the cache."""
     check_size(size)
     dest = Path(config["CACHE_DIR"]) / "images" / str(size) / row["id"][:2] / f"{row['id']}.jpg"
-    if not dest.is_file():
-        with Image.open(image_path(config, row)) as im:
-            im.thumbnail((size, size), Image.Resampling.LANCZOS)
-            _atomic_save(_rgb(im), dest)
+    if dest.is_file():
+        cache_bound.used(dest)
+        return dest
+    im = reading.load_reduced(config, row, size)
+    im.thumbnail((size, size), Image.Resampling.LANCZOS)
+    _atomic_save(_rgb(im), dest)
+    cache_bound.added(config, dest)
     return dest
 
 
@@ -113,12 +116,15 @@ def cropped(
         raise InvalidInput(f"pad {pad} must be between 0 and 2")
     key = "-".join(f"{v:.4f}" for v in (*box, pad))
     dest = Path(config["CACHE_DIR"]) / "crops" / row["id"][:2] / f"{row['id']}-{key}-{size}.jpg"
-    with Image.open(image_path(config, row)) as im:
-        region = crop_region(box, im.width, im.height, pad)
-        if not dest.is_file():
-            w, h = im.size
-            px = (round(region[0] * w), round(region[1] * h), round(region[2] * w), round(region[3] * h))
-            crop = im.crop(px)
-            crop.thumbnail((size, size), Image.Resampling.LANCZOS)
-            _atomic_save(_rgb(crop), dest)
+    w, h = reading.header_size(config, row)
+    region = crop_region(box, w, h, pad)
+    if dest.is_file():
+        cache_bound.used(dest)
+        return dest, region
+    px = (round(region[0] * w), round(region[1] * h), round(region[2] * w), round(region[3] * h))
+    # Only the pixels the crop needs: a JPEG is decoded reduced when the crop is large (reading.py).
+    crop = reading.load_reduced(config, row, size, px)
+    crop.thumbnail((size, size), Image.Resampling.LANCZOS)
+    _atomic_save(_rgb(crop), dest)
+    cache_bound.added(config, dest)
     return dest, region

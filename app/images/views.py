@@ -17,13 +17,16 @@
 Every image response has an ETag and `Cache-Control: private, max-age=31536000, immutable` (an
 ImageID never changes content), and answers 304 to a matching If-None-Match. Resized copies and
 crops are cached under CACHE_DIR. A malformed id is a 400, an id not in the store a 404; only
-images in the store are served, from the folders that `layout.image_path` allows.
+images in the store are served, from the folders that `layout.image_path` allows, and only
+files that `allowed.checked_path` passes at this read (inside an image folder, a JPEG or PNG):
+anything else is a 404.
 """
 
 from flask import Blueprint, current_app, jsonify, request, send_file
 
 from ..db import get_db
 from . import cache
+from .allowed import checked_path
 from .layout import validate_image_id
 
 bp = Blueprint("images", __name__, url_prefix="/images")
@@ -43,8 +46,9 @@ def _send(path, etag: str, mimetype: str | None = None):
 @bp.route("/<image_id>")
 def original(image_id: str):
     """The original file."""
-    row = cache.get_image(get_db(), image_id)
-    return _send(cache.image_path(current_app.config, row), f"{image_id}-orig")
+    db = get_db()
+    row = cache.get_image(db, image_id)
+    return _send(checked_path(db, current_app.config, row), f"{image_id}-orig")
 
 
 @bp.route("/<image_id>/<int:size>")
@@ -55,7 +59,9 @@ def resized(image_id: str, size: int):
     if request.if_none_match.contains(f"{image_id}-{size}"):
         # Skip the lookup and the render: the id fixes the content.
         return _send_not_modified(f"{image_id}-{size}")
-    row = cache.get_image(get_db(), image_id)
+    db = get_db()
+    row = cache.get_image(db, image_id)
+    checked_path(db, current_app.config, row)  # every read: the file may have been replaced since
     return _send(cache.resized(current_app.config, row, size), f"{image_id}-{size}", "image/jpeg")
 
 
@@ -65,7 +71,9 @@ def crop(image_id: str):
     box = cache.parse_box(request.args.get("box"))
     size = request.args.get("size", 256, type=int)
     pad = request.args.get("pad", cache.DEFAULT_PAD, type=float)
-    row = cache.get_image(get_db(), image_id)
+    db = get_db()
+    row = cache.get_image(db, image_id)
+    checked_path(db, current_app.config, row)
     path, region = cache.cropped(current_app.config, row, box, size, pad)
     etag = path.stem
     resp = _send(path, etag, "image/jpeg")
@@ -78,6 +86,8 @@ def meta(image_id: str):
     """Size, split, rotation and attribution of an image, as JSON."""
     db = get_db()
     row = cache.get_image(db, image_id)
+    if not (row.get("width") and row.get("height")):
+        checked_path(db, current_app.config, row)  # the size is read from the file
     cache.image_size(db, current_app.config, row)
     keys = ("id", "split", "width", "height", "rotation", "licence", "author", "author_url", "title", "url")
     return jsonify({k: row[k] for k in keys})

@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from ..db import immediate, now
 from ..errors import InvalidInput
+from ..images.allowed import register_folder
 from ..images.layout import validate_split
 from ..runs import add_run_errors, finish_run, start_run
 
@@ -64,6 +65,8 @@ def register_image_file(
     path = Path(path)
     width, height = read_size(path)
     image_id = content_id(path)
+    # Only files inside the folders imports took them from are ever served (app/images/allowed.py).
+    register_folder(db, path.resolve().parent, "file")
     cur = db.conn.execute(
         "INSERT INTO images (id, split, path, width, height, licence, author, author_url, title, url, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
@@ -104,6 +107,8 @@ def import_dir(
         raise InvalidInput(f"{folder} is not a folder")
     validate_split(split)
     files = find_images(folder)
+    with immediate(db):
+        register_folder(db, folder, "import-dir")
     run_id = start_run(db, "import-dir", {"dir": str(folder.resolve()), "split": split}, total=len(files))
     summary = {"run_id": run_id, "files": len(files), "added": 0, "existing": 0, "errors": []}
     try:

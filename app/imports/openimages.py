@@ -41,6 +41,7 @@ from ..images.layout import IMAGE_ID_RE, SPLITS, validate_split
 from ..kinds import FACE_LABEL
 from ..runs import add_run_errors, finish_run, set_progress, start_run
 from ..sets.queries import get_or_create_set
+from .urls import http_url
 
 ALL_IMAGES_FILE = "image_ids_and_rotation.csv"
 CLASS_FILES = (
@@ -258,6 +259,8 @@ def import_images(
             licence, author, author_url, title, url = (
                 row[i] or None if i is not None else None for i in cols
             )
+            # Pages link to these: only http(s) URLs are kept (a javascript: link would run there).
+            author_url, url = http_url(author_url), http_url(url)
             batch.append((image_id, split, rotation, licence, author, author_url, title, url, created))
             read[split] += 1
             if len(batch) >= BATCH:

@@ -14,11 +14,10 @@ from ..auth import admin_required
 from ..db import get_db
 from ..errors import InvalidInput
 from ..images.cache import get_image
-from ..images.decode import load_rgb
-from ..images.layout import image_path
 from .charts import line_chart
 from .evaluation import MAIN_METRIC, PromotionRefused, load_annotator, promote
 from .registry import active_model, get_model, list_models
+from .trying import check_before_try, gate, try_rgb
 
 bp = Blueprint("models", __name__, url_prefix="/models")
 
@@ -129,7 +128,7 @@ def run_model(db, config, model: dict, image_row: dict, stored: list[dict]) -> t
     """The model's annotations of one image (normalised, as stored rows look) and where its boxes came
     from. Landmark models run on the image's stored face boxes (not rated bad), else on the active
     detector's."""
-    rgb = load_rgb(image_path(config, image_row))
+    rgb = try_rgb(db, config, image_row)  # reduced, under the pixel cap (trying.py)
     h, w = rgb.shape[:2]
     scale = np.array([w, h, w, h], dtype=np.float64)
     annotator = load_annotator(model)
@@ -185,7 +184,9 @@ def try_model(model_id: int):
         raise InvalidInput("choose an image (image_id)")
     row = get_image(db, image_id)
     stored = _stored_annotations(db, image_id)
-    result, source = run_model(db, current_app.config, model, row, stored)
+    with gate(current_app).slot(current_user.id):  # one per user, a small pool in all (trying.py)
+        check_before_try(model)
+        result, source = run_model(db, current_app.config, model, row, stored)
     size = image_size(row)
     point_r = max(size) / 400
     return render_template(

@@ -19,7 +19,7 @@ from sqlite_utils import Database
 
 from ..annotations.rows import decode, rate_in_transaction
 from ..db import immediate
-from ..errors import InvalidInput, NotFound
+from ..errors import Conflict, InvalidInput, NotFound
 from ..images.layout import SPLITS
 
 ORDERS = {"score": "lowest score first", "image": "by image"}
@@ -193,6 +193,7 @@ def rate_and_claim_next(
 ) -> tuple[tuple[int, int] | None, int | None]:
     """Rate an item (as annotations.rate does) and claim the next one, in one write transaction."""
     with immediate(db):
+        refuse_if_claimed(db, annotation_id, user_id)
         rate_in_transaction(db, annotation_id, user_id, value, set_id=review_set["id"])
         return _claim_next_locked(db, review_set, user_id, filters, cursor, claim_seconds)
 
@@ -209,6 +210,29 @@ def _claim_next_locked(db, review_set, user_id, filters, cursor, claim_seconds):
         [found[0][1], user_id, now_ts + claim_seconds],
     )
     return found[0], (found[1][1] if len(found) > 1 else None)
+
+
+def refuse_if_claimed(db: Database, annotation_id: int, user_id: int) -> None:
+    """Conflict (409) when another reviewer holds an unexpired claim on the item: they are looking at
+    it and may rate it, and two ratings racing would silently overwrite one another."""
+    row = db.execute(
+        "SELECT u.username, c.expires_at FROM claims c LEFT JOIN users u ON u.id = c.user_id"
+        " WHERE c.annotation_id = ? AND c.user_id != ? AND c.expires_at > ?",
+        [annotation_id, user_id, time.time()],
+    ).fetchone()
+    if row is not None:
+        left = max(1, round(row[1] - time.time()))
+        raise Conflict(
+            f"{row[0] or 'another reviewer'} is reviewing annotation {annotation_id} now, so your rating was "
+            f"not saved; rate it when they move on (their claim ends within {left} s) or go on to the next item"
+        )
+
+
+def rate_unclaimed(db: Database, annotation_id: int, user_id: int, value: str, set_id: int) -> dict:
+    """Rate an item of a set (as annotations.rate does) unless another reviewer holds a claim on it."""
+    with immediate(db):
+        refuse_if_claimed(db, annotation_id, user_id)
+        return rate_in_transaction(db, annotation_id, user_id, value, set_id=set_id)
 
 
 def claim_item(db: Database, annotation_id: int, user_id: int, claim_seconds: float) -> int | None:

@@ -8,7 +8,7 @@ from markupsafe import Markup
 
 from ..annotations import corrections
 from ..annotations.drawing import figure, image_size, norm_box, px_box, rect_svg
-from ..annotations.rows import rate, rate_many, undo_last_rating
+from ..annotations.rows import rate_many, undo_last_rating
 from ..db import get_db
 from ..errors import InvalidInput, NotFound, OiapError
 from ..images import urls as images
@@ -27,7 +27,8 @@ def _trail(value: str | None) -> list[int]:
     # The ids shown before the current one, most recent last: what ← goes back to.
     out = []
     for part in (value or "").split(","):
-        if part.strip().isdigit():
+        # isascii: str.isdigit also accepts "²", which int() refuses.
+        if part.strip().isascii() and part.strip().isdigit():
             out.append(int(part))
     return out[-TRAIL_MAX:]
 
@@ -216,7 +217,7 @@ def rate_item(set_id: int):
             )
         else:
             queries.item(db, ann_id, set_id)  # NotFound unless the annotation is in this set
-            rate(db, ann_id, current_user.id, request.form.get("value", ""))
+            queries.rate_unclaimed(db, ann_id, current_user.id, request.form.get("value", ""), set_id)
     except OiapError as e:
         # htmx never swaps a 4xx, so the item is shown again with the reason.
         if not fragment or isinstance(e, NotFound):

@@ -19,7 +19,9 @@ from ..annotations.rows import points_json
 from ..audit.events import log_event
 from ..db import immediate, now
 from ..errors import InvalidInput
+from ..images.allowed import imported_path
 from ..images.layout import validate_image_id
+from ..imports.urls import http_url
 from ..kinds import get_kind
 
 FORMAT = "oiap-set/1"
@@ -29,6 +31,7 @@ LOCAL_PARAMS = ("s3_sha256", "s3_fetched_at", "s3_origin", "s3_owner")
 IMAGE_FIELDS = (
     "split", "width", "height", "rotation", "licence", "author", "author_url", "title", "url", "path"
 )  # fmt: skip
+URL_FIELDS = ("author_url", "url")  # pages link to these; the licence may be plain text
 
 
 def portable_path(path: str | None) -> str | None:
@@ -318,7 +321,10 @@ def import_set_file(
                 a = json.loads(line)
                 img = a["image"]
                 validate_image_id(img.get("id"), f"{head['name']} line {lineno}")
-                img["path"] = portable_path(img.get("path"))
+                # A fetched file may name any path or URL: only demo photos and http(s) links stay.
+                img["path"] = imported_path(img.get("path"))
+                for field in URL_FIELDS:
+                    img[field] = http_url(img.get(field))
                 images.append([img["id"], *(img.get(k) for k in IMAGE_FIELDS), stamp])
                 box = a.get("box") or [None] * 4
                 rows.append(

@@ -103,6 +103,6 @@ def parse_page_key(value: str | None) -> tuple[str, int] | None:
     if not value:
         return None
     image_id, _, ann = value.partition(".")
-    if not (IMAGE_KEY.fullmatch(image_id) and ann.isdigit()):
+    if not (IMAGE_KEY.fullmatch(image_id) and ann.isascii() and ann.isdigit()):
         raise InvalidInput(f"bad page key {value!r}")
     return image_id, int(ann)

@@ -45,9 +45,10 @@ def page(browser, live_server, server):
 
 
 def open_editor(page, url: str):
+    # Predicates as functions: a bare expression is eval()ed in the page, which the CSP forbids.
     page.goto(url)
-    page.wait_for_function("window.oiapEditor !== undefined")
-    page.wait_for_function("document.getElementById('photo').getBBox().width > 0")
+    page.wait_for_function("() => window.oiapEditor !== undefined")
+    page.wait_for_function("() => document.getElementById('photo').getBBox().width > 0")
 
 
 def centre(page, selector: str) -> tuple[float, float]:
@@ -63,7 +64,7 @@ def drag(page, start, dx, dy, steps=6):
 
 
 def wait_saved(page):
-    page.wait_for_function("document.getElementById('ed-status').textContent.startsWith('Saved')")
+    page.wait_for_function("() => document.getElementById('ed-status').textContent.startsWith('Saved')")
 
 
 def test_drag_landmark_30_at_a_known_zoom_and_save(page, server):
@@ -106,7 +107,7 @@ def test_drag_landmark_30_at_a_known_zoom_and_save(page, server):
     assert page.evaluate(f"oiapEditor.meta('{key}').version") == 1
     page.keyboard.press("ArrowRight")
     page.keyboard.press("s")
-    page.wait_for_function(f"oiapEditor.meta('{key}').version === 2")
+    page.wait_for_function(f"() => oiapEditor.meta('{key}').version === 2")
 
 
 def test_draw_a_new_face_and_save_it(page, server):
@@ -120,7 +121,7 @@ def test_draw_a_new_face_and_save_it(page, server):
     b = page.evaluate("oiapEditor.toScreen(320, 440)")
     page.keyboard.press("a")
     drag(page, (a["x"], a["y"]), b["x"] - a["x"], b["y"] - a["y"])
-    page.wait_for_function(f"oiapEditor.faces().length === {n_before + 1}")
+    page.wait_for_function(f"() => oiapEditor.faces().length === {n_before + 1}")
     new = page.evaluate("oiapEditor.faces().find(g => g.key.startsWith('new'))")
     assert new["box"] == pytest.approx([240, 360, 320, 440], abs=0.5)
     assert len(new["points"]) == 68
@@ -147,7 +148,7 @@ def test_draw_a_new_face_and_save_it(page, server):
     page.keyboard.press("Control+z")
     assert page.evaluate("oiapEditor.faces().length") == n_before
     page.keyboard.press("s")
-    page.wait_for_function(f"oiapEditor.meta('{new['key']}').gone === true")
+    page.wait_for_function(f"() => oiapEditor.meta('{new['key']}').gone === true")
     db = connect(app.config["DATABASE"])
     try:
         assert db.execute(
@@ -169,7 +170,7 @@ def test_undo_and_redo_a_drag(page, server):
     before = page.evaluate(f"oiapEditor.faces().find(g => g.key === '{key}').points[30]")
     # Hovering names the point.
     page.mouse.move(*centre(page, selector))
-    page.wait_for_function("!document.getElementById('ed-tip').hidden")
+    page.wait_for_function("() => !document.getElementById('ed-tip').hidden")
     assert page.locator("#ed-tip").text_content() == "nose tip (30)"
     drag(page, centre(page, selector), 30, 30)
     after = page.evaluate(f"oiapEditor.faces().find(g => g.key === '{key}').points[30]")
@@ -214,7 +215,7 @@ def test_a_stale_page_gets_a_conflict_and_keeps_its_edit(browser, live_server, s
         mine = point(page, key, 30)
         stage_top = page.locator("#stage").bounding_box()["y"]
         page.keyboard.press("s")
-        page.wait_for_function("document.getElementById('ed-status').classList.contains('conflict')")
+        page.wait_for_function("() => document.getElementById('ed-status').classList.contains('conflict')")
         assert "already corrected" in page.locator("#ed-status").text_content()
         assert "already corrected" in page.locator("#ed-message").text_content()
         assert page.locator("#stage").bounding_box()["y"] == stage_top  # a long message moves nothing
@@ -232,7 +233,7 @@ def test_a_stale_page_gets_a_conflict_and_keeps_its_edit(browser, live_server, s
         # Loading the saved faces shows the admin's correction, now editable by version.
         page.once("dialog", lambda d: d.accept())
         page.click("#ed-reload")
-        page.wait_for_function("oiapEditor.faces().some(g => g.key.startsWith('h'))")
+        page.wait_for_function("() => oiapEditor.faces().some(g => g.key.startsWith('h'))")
         h = page.evaluate("oiapEditor.faces().find(g => g.key.startsWith('h')).key")
         assert page.evaluate(f"oiapEditor.meta('{h}').version") == 1
         assert page.evaluate("oiapEditor.changed()") == []
@@ -346,8 +347,8 @@ def test_from_the_review_queue_to_the_editor_and_back(browser, live_server):
         before = zoom_points()
         page.keyboard.press("e")
         page.wait_for_url(re.compile(rf"{re.escape(live_server.url)}/edit/annotation/{ann_id}\?next="))
-        page.wait_for_function("window.oiapEditor !== undefined")
-        page.wait_for_function("document.getElementById('photo').getBBox().width > 0")
+        page.wait_for_function("() => window.oiapEditor !== undefined")
+        page.wait_for_function("() => document.getElementById('photo').getBBox().width > 0")
         key = f"m{ann_id}"
         assert page.evaluate("oiapEditor.selection.key") == key
         x30, y30 = page.evaluate(f"oiapEditor.faces().find(g => g.key === '{key}').points[30]")[:2]
@@ -382,7 +383,7 @@ def test_from_the_review_queue_to_the_editor_and_back(browser, live_server):
         # the item as it was before the save.
         page.keyboard.press("e")
         page.wait_for_url(re.compile(rf".*/edit/annotation/{ann_id}\?next="))
-        page.wait_for_function("window.oiapEditor !== undefined")
+        page.wait_for_function("() => window.oiapEditor !== undefined")
         # The editor now holds the correction (a human face), selected.
         fixed = page.evaluate("oiapEditor.selection.key")
         assert fixed and fixed != key
@@ -428,7 +429,7 @@ def test_box_and_five_point_editors_add_and_save_a_face(page, server, kind, n_po
     b = page.evaluate("oiapEditor.toScreen(225, 160)")
     page.click("#ed-add")
     drag(page, (a["x"], a["y"]), b["x"] - a["x"], b["y"] - a["y"])
-    page.wait_for_function("oiapEditor.faces().length === 1")
+    page.wait_for_function("() => oiapEditor.faces().length === 1")
     face = page.evaluate("oiapEditor.faces()[0]")
     assert (face["points"] and len(face["points"])) == n_points
     # Drag the box's bottom-right corner 8 screen pixels right.
