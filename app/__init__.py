@@ -72,9 +72,9 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config["SECRET_KEY"] = _secret_key(instance)
 
     from . import db, web
-    from .imports.urls import http_url
+    from .links import http_url
 
-    # Links built from imported fields: only http(s) URLs (app/imports/urls.py).
+    # Links built from imported fields: only http(s) URLs (app/links.py).
     app.jinja_env.filters["http_url"] = http_url
     db.init_app(app)
     web.register_error_handlers(app)

@@ -9,8 +9,8 @@ import sys
 import click
 from flask.cli import AppGroup
 
-from .db import get_db, migrate
-from .errors import OiapError, storage_error_message
+from .db import get_db, migrate, storage_error_message
+from .errors import OiapError
 
 
 class OiapGroup(AppGroup):

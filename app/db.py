@@ -1,5 +1,6 @@
 """The one path into the database: a sqlite-utils Database per app context."""
 
+import errno
 import fcntl
 import os
 import sqlite3
@@ -245,3 +246,24 @@ def migrate(db: Database) -> list[str]:
 def init_app(app: Flask) -> None:
     """Register teardown of the connection."""
     app.teardown_appcontext(close_db)
+
+
+def storage_error_message(e: BaseException) -> str | None:
+    """A message for a write that failed because of a full disk or a read-only store, else None."""
+    if not isinstance(e, (sqlite3.OperationalError, OSError)):
+        return None
+    text = str(e).lower()
+    code = getattr(e, "errno", None)
+    if "disk is full" in text or code == errno.ENOSPC:
+        return (
+            "The disk that holds the instance folder is full, so nothing was saved. "
+            "Free some space (or move OIAP_INSTANCE to a larger disk), then try again."
+        )
+    if "readonly" in text or "read-only" in text or code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (
+            "The instance folder or its database is read-only, so nothing was saved. "
+            "Give the server's user write access to the instance folder (OIAP_INSTANCE), then try again."
+        )
+    if "unable to open database" in text:
+        return "The database file cannot be opened: check that the instance folder exists and is writable."
+    return None

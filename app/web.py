@@ -7,7 +7,8 @@ from flask import Flask, render_template, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.routing import IntegerConverter
 
-from .errors import Conflict, InvalidInput, NotFound, storage_error_message
+from .db import storage_error_message
+from .errors import Conflict, InvalidInput, NotFound
 
 SQLITE_INT_MAX = 2**63 - 1
 

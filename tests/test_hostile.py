@@ -243,7 +243,7 @@ def test_csp_is_strict_and_no_template_has_inline_script():
     ],
 )
 def test_http_url(value, kept):
-    from app.imports.urls import http_url
+    from app.links import http_url
 
     assert (http_url(value) == value) is kept
 

@@ -39,9 +39,9 @@ from ..db import immediate, now
 from ..errors import InvalidInput
 from ..images.layout import IMAGE_ID_RE, SPLITS, validate_split
 from ..kinds import FACE_LABEL
+from ..links import http_url
 from ..runs import add_run_errors, finish_run, set_progress, start_run
 from ..sets.queries import get_or_create_set
-from .urls import http_url
 
 ALL_IMAGES_FILE = "image_ids_and_rotation.csv"
 CLASS_FILES = (

@@ -21,8 +21,8 @@ from ..db import immediate, now
 from ..errors import InvalidInput
 from ..images.allowed import imported_path
 from ..images.layout import validate_image_id
-from ..imports.urls import http_url
 from ..kinds import get_kind
+from ..links import http_url
 
 FORMAT = "oiap-set/1"
 # Keys of a set's params that describe where the local copy came from, not the set itself;
