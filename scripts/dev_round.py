@@ -1,13 +1,15 @@
-"""A training round on the dev photos through the real commands: NME of a crop68 model trained on
-app/demo_data/training_with_face_landmarks.xml, evaluated on testing_with_face_landmarks.xml, against the
-template (template68) and the default annotator (facemesh68).
+"""A training round on the dev photos through the real commands: NME of a face_landmarks68 model trained on
+app/demo_data/training_with_face_landmarks.xml (a mesh head by default, --arch crop68 for the small CNN),
+evaluated on testing_with_face_landmarks.xml, against the template (template68) and the untrained default
+annotator (facemesh68).
 
 A temporary instance: the training file's boxes and 68 points are human annotations of the train split,
 the testing file's of the test split. Then `flask oiap train`, and `flask oiap evaluate` for each model
 (landmarks on the ground-truth boxes). The dev landmarks come from dlib's model: fine for measuring,
 never ship a model trained on them.
 
-    python scripts/dev_round.py --epochs 300
+    python scripts/dev_round.py                         # the mesh head (epochs, lr, batch size unused)
+    python scripts/dev_round.py --arch crop68 --epochs 300
 """
 
 import argparse
@@ -22,7 +24,8 @@ sys.path.insert(0, str(REPO))
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--epochs", type=int, default=300, help="passes over the 18 training faces")
+    ap.add_argument("--arch", default="meshhead68", choices=["meshhead68", "crop68"])
+    ap.add_argument("--epochs", type=int, default=300, help="crop68: passes over the 18 training faces")
     ap.add_argument("--batch-size", type=int, default=18)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
@@ -88,10 +91,12 @@ def main() -> None:
             str(args.seed),
             "--device",
             args.device,
+            "--arch",
+            args.arch,
         )
         results = {}
         for name, model_id in (
-            ("crop68 (trained)", trained["model_id"]),
+            (f"{args.arch} (trained)", trained["model_id"]),
             ("template68", ids["template68"]),
             ("facemesh68 (default)", ids["facemesh68"]),
         ):
@@ -120,16 +125,20 @@ def main() -> None:
                 boxes[name] = {
                     k: m[k] for k in ("ap", "recall", "true_positives", "false_positives", "ground_truth")
                 }
+        curve = trained.get("loss_curve")
         out = {
             "train": {
+                "arch": args.arch,
                 "epochs": args.epochs,
                 "batch_size": args.batch_size,
                 "lr": args.lr,
                 "seed": args.seed,
                 "device": args.device,
                 "samples": trained["samples"],
-                "loss_first": trained["loss_curve"][0],
-                "loss_last": trained["loss_curve"][-1],
+                "loss_first": curve[0] if curve else None,
+                "loss_last": curve[-1] if curve else None,
+                "head": trained.get("head"),
+                "cross_validation": trained.get("cross_validation"),
             },
             "test": results,
             "test_boxes": boxes,
@@ -138,10 +147,20 @@ def main() -> None:
             print(json.dumps(out, indent=2))
             return
         t = out["train"]
-        print(
-            f"trained on {t['samples']} faces, {t['epochs']} epochs (batch {t['batch_size']}, lr {t['lr']}, "
-            f"seed {t['seed']}, {t['device']}): loss {t['loss_first']:.4f} -> {t['loss_last']:.4f}"
-        )
+        if t["loss_first"] is not None:
+            print(
+                f"trained on {t['samples']} faces, {t['epochs']} epochs (batch {t['batch_size']}, lr {t['lr']}, "
+                f"seed {t['seed']}, {t['device']}): loss {t['loss_first']:.4f} -> {t['loss_last']:.4f}"
+            )
+        else:
+            cv = t["cross_validation"]
+            print(
+                f"mesh head fitted on {t['samples']} faces: K {t['head']['k']}, lambda {t['head']['lambda']}, "
+                f"chosen by {cv['folds']}-fold cross-validation on the training faces "
+                f"(held-out NME {cv['default_nme']:.4f} default -> {cv['nme']:.4f})"
+            )
+            for s in cv["scores"]:
+                print(f"  K {s['k']:>2} lambda {s['lambda']:<5} held-out NME {s['nme']:.4f}")
         print(
             f"{'test split, ground-truth boxes':<24} {'NME':>7} {'fail@.08':>9} {'fail@.10':>9} {'AUC@.10':>8}"
         )
