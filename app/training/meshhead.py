@@ -35,7 +35,7 @@ from .data import RowHasher, _group_by_image, load_rgb
 # training file by leave-one-out (scripts/dev_round.py prints the folds' scores): K 4-16 and lambda
 # 0.01-1 within 0.001 NME of each other; K = 1 (the offset alone) about 0.0015 worse.
 GRID_K = (4, 8, 16)
-GRID_LAMBDA = (0.01, 0.1, 1.0)
+GRID_LAMBDA = (0.01, 0.1, 1.0, 10.0, 100.0)
 MAX_FOLDS = 5
 OPSET = 17
 
@@ -82,7 +82,7 @@ def mesh_samples(
     """Base points D (n, 68, 2), mesh V (n, N, 2) and labels Y (n, 68, 2) in each face's normalised frame,
     weights (n,), the rows' sha256 and count, and the rows skipped (no file, not 68 points)."""
     hasher = RowHasher()
-    ds, vs, ys, ws, ids, skipped = [], [], [], [], [], []
+    ds, vs, ys, ws, ids, images, skipped = [], [], [], [], [], [], []
     rows = iter_training_rows(
         db, "face_landmarks68", splits, include_unrated=include_unrated, unrated_weight=unrated_weight
     )
@@ -121,6 +121,7 @@ def mesh_samples(
             ys.append(apply(*xform, y))
             ws.append(r.weight)
             ids.append(r.annotation_id)
+            images.append(r.image_id)
         if progress:
             progress(len(ds))
     n = len(ds)
@@ -131,6 +132,7 @@ def mesh_samples(
         "points": np.array(ys).reshape(n, 68, 2),
         "weights": np.array(ws, dtype=np.float64),
         "annotation_ids": ids,
+        "image_ids": np.array(images, dtype=object),
         "sha256": hasher.hexdigest(),
         "rows": hasher.rows,
         "skipped": skipped,
@@ -197,12 +199,15 @@ def _weighted_nme(pred, truth, weights) -> float:
 
 
 def cross_validate(samples: dict) -> dict:
-    """Weighted held-out NME per (K, lambda) and of the default, over min(n, MAX_FOLDS) folds (face index
-    modulo the folds, in the rows' order); best = the lowest (ties: fewer neighbours, more shrinkage)."""
+    """Weighted held-out NME per (K, lambda) and of the default, over min(images, MAX_FOLDS) folds; best =
+    the lowest (ties: fewer neighbours, more shrinkage). The faces of one image share a fold (images in
+    the rows' order, modulo the folds): faces of one photo share its light and camera, and splitting them
+    made the held-out score optimistic."""
     base, mesh, pts, w = samples["base"], samples["mesh"], samples["points"], samples["weights"]
-    n = len(base)
-    folds = min(n, MAX_FOLDS)
-    fold = np.arange(n) % folds
+    _, first, image_index = np.unique(samples["image_ids"], return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))  # image number by first appearance
+    folds = min(len(first), MAX_FOLDS)
+    fold = order[image_index] % folds
     scores = {}
     for k in GRID_K:
         for lam in sorted(GRID_LAMBDA, reverse=True):
@@ -298,11 +303,12 @@ def train_meshhead(db, config, run_id, parent, hyper, progress) -> dict:
             "label some faces first"
         )
     used = samples["weights"] > 0
-    kept = {k: samples[k][used] for k in ("base", "mesh", "points", "weights")}
+    kept = {k: samples[k][used] for k in ("base", "mesh", "points", "weights", "image_ids")}
     if not used.any():
         raise InvalidInput("every face_landmarks68 training row has weight 0: nothing to fit")
     n, n_mesh = len(kept["base"]), kept["mesh"].shape[1]
-    cv = cross_validate(kept) if n >= 2 else None
+    # One image cannot be split: no cross-validation, the strongest shrinkage of the grid.
+    cv = cross_validate(kept) if len(set(kept["image_ids"])) >= 2 else None
     k, lam = (cv["k"], cv["lambda"]) if cv else (GRID_K[0], max(GRID_LAMBDA))
     head = fit(kept["base"], kept["mesh"], kept["points"], kept["weights"], k, lam)
     weight, bias = matrices(head, n_mesh)
@@ -331,7 +337,8 @@ def train_meshhead(db, config, run_id, parent, hyper, progress) -> dict:
                 "nme_default": _weighted_nme(kept["base"], kept["points"], kept["weights"]),
                 "nme_fitted": fitted,
             },
-            "hyper": {key: hyper[key] for key in ("seed", "include_unrated", "unrated_weight")},
+            "hyper": {key: hyper[key] for key in ("seed", "include_unrated", "unrated_weight")}
+            | {"k": k, "lambda": lam},
             "onnx_parity": parity,
             "run_id": run_id,
         }
