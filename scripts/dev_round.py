@@ -22,6 +22,21 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
+def mtcnn_nme(app, model_id: int) -> float:
+    """Mean NME of a landmark model on the testing file's faces from MTCNN's boxes and five points."""
+    from app.annotators.builtin import load_annotator
+    from app.annotators.eval68 import face_nmes
+    from app.annotators.registry import get_model
+    from app.db import connect
+
+    db = connect(app.config["DATABASE"])
+    try:
+        annotator = load_annotator(get_model(db, model_id))
+    finally:
+        db.close()
+    return float(sum(n := face_nmes(annotator, "testing_with_face_landmarks.xml", "mtcnn")) / len(n))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--arch", default="meshhead68", choices=["meshhead68", "crop68"])
@@ -35,6 +50,11 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--boxes", action="store_true", help="also fine-tune MTCNN (face_box) and compare AP")
     ap.add_argument("--box-epochs", type=int, default=5)
+    ap.add_argument(
+        "--mtcnn",
+        action="store_true",
+        help="also measure each landmark model from MTCNN's boxes and five points (as bulk-annotate runs it)",
+    )
     ap.add_argument("--json", action="store_true", help="print the results as JSON")
     args = ap.parse_args()
 
@@ -118,6 +138,8 @@ def main() -> None:
             results[name] = {
                 k: m[k] for k in ("nme", "failure_rate_0.08", "failure_rate_0.10", "ced_auc_0.10", "faces")
             }
+            if args.mtcnn:
+                results[name]["nme_mtcnn"] = mtcnn_nme(app, model_id)
         boxes = {}
         if args.boxes:
             ft = run(
@@ -187,6 +209,7 @@ def main() -> None:
             print(
                 f"{name:<24} {m['nme']:>7.4f} {m['failure_rate_0.08']:>9.3f} {m['failure_rate_0.10']:>9.3f} "
                 f"{m['ced_auc_0.10']:>8.3f}   ({m['faces']} faces)"
+                + (f"; from MTCNN: NME {m['nme_mtcnn']:.4f}" if "nme_mtcnn" in m else "")
             )
         for name, m in boxes.items():
             print(

@@ -5,10 +5,13 @@ split the promotion gate measures on; nothing trained here is shipped.
 """
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
+from app import REPO_ROOT
 from app.annotations import annotation_row, insert_annotation
 from app.annotators import meshhead68
 from app.annotators.builtin import ensure_builtin_models, load_annotator
@@ -202,3 +205,11 @@ def test_head_weights_zero_equals_left_out_and_more_weight_pulls_toward_the_row(
         errors[w] = float(nme(pred[None], target[None])[0])
     base_error = float(nme(load_annotator(a).predict(img, box)[None], target[None])[0])
     assert errors[1.0] < errors[0.1] < base_error, (errors, base_error)
+
+
+@pytest.mark.parametrize("script", ["dev_round.py", "bench_meshhead.py"])
+def test_round_and_bench_scripts_have_help(script):
+    r = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / script), "--help"], capture_output=True, text=True
+    )
+    assert r.returncode == 0 and "usage" in r.stdout
