@@ -168,6 +168,9 @@ def test_the_head_refuses_another_mesh_and_a_base_without_mesh(app, dev_db, tmp_
     img = load_rgb(DEMO_DATA / "astronaut.png")
     with pytest.raises(ValueError, match="478-vertex mesh"):
         meshhead68.MeshHead68(tmp_path / "h478.onnx", head.base).predict_many(img, [(180, 40, 300, 200)])
+    # A head row without the mesh it was fitted on (as `models add --runner meshhead68` would make) is refused.
+    with pytest.raises(InvalidInput, match="needs params.base.runner and params.files.mesh"):
+        load_annotator(model | {"params": {"runner": "meshhead68"}})
     from app.annotators.template68 import TemplateLandmarks68
 
     with pytest.raises(ValueError, match="gives no mesh"):

@@ -134,8 +134,14 @@ def load_annotator(model: dict, threads: int | None = None):
         from .landmarks68 import get_landmarks68
         from .meshhead68 import MeshHead68
 
+        params = model["params"]
+        if "mesh" not in params.get("files", {}) or "runner" not in params.get("base", {}):
+            raise InvalidInput(
+                f"model {model['id']} ({model['name']}): a meshhead68 row needs params.base.runner and "
+                "params.files.mesh (the mesh it was fitted on); `flask oiap train` writes both"
+            )
         files = verified_files(model)
-        base = get_landmarks68(model["params"]["base"]["runner"].split(":", 1)[1], model_path=files["mesh"])
+        base = get_landmarks68(params["base"]["runner"].split(":", 1)[1], model_path=files["mesh"])
         return MeshHead68(files["main"], base)
     if runner and runner.startswith("landmarks68:"):
         from .landmarks68 import get_landmarks68
