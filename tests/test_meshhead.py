@@ -221,3 +221,12 @@ def test_round_and_bench_scripts_have_help(script):
         [sys.executable, str(REPO_ROOT / "scripts" / script), "--help"], capture_output=True, text=True
     )
     assert r.returncode == 0 and "usage" in r.stdout
+
+
+def test_running_a_head_needs_no_torch():
+    code = (
+        "import sys; import app.annotators.meshhead68, app.annotators.builtin, app.evaluation, app.bulk; "
+        "sys.exit('torch' in sys.modules)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
