@@ -24,8 +24,9 @@ from app.training.trainer import train
 from tests.conftest import DEMO_DATA
 from tests.svg_paths import drawn_points, path_tags
 
-# Few, cheap steps: the round checks the plumbing and the promotion rule, not the accuracy.
-FAST = {"batch_size": 18, "progress": False}
+# Few, cheap steps of the small CNN (crop68, never better than the mesh here): the round checks the
+# plumbing and the promotion rule, not the accuracy; test_meshhead.py trains the default head.
+FAST = {"batch_size": 18, "progress": False, "arch": "crop68"}
 
 
 @pytest.fixture

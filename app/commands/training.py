@@ -22,13 +22,39 @@ def _train_options(fn):
             click.option(
                 "--exclude-unrated", is_flag=True, help="Train only on human and good-rated annotations."
             ),
+            click.option(
+                "--unrated-weight",
+                type=click.FloatRange(0, 1),
+                default=0.5,
+                show_default=True,
+                help="Loss weight of unrated machine annotations (human and good-rated ones weigh 1).",
+            ),
+            click.option(
+                "--arch",
+                type=click.Choice(["meshhead68", "crop68"]),
+                default="meshhead68",
+                show_default=True,
+                help="face_landmarks68 only: a head fitted on the default mesh, or the small CNN from scratch.",
+            ),
         ]
     ):
         fn = opt(fn)
     return fn
 
 
-def _train(kind, epochs, from_model, device, seed, batch_size, lr, exclude_unrated, progress=True) -> dict:
+def _train(
+    kind,
+    epochs,
+    from_model,
+    device,
+    seed,
+    batch_size,
+    lr,
+    exclude_unrated,
+    unrated_weight,
+    arch,
+    progress=True,
+) -> dict:
     from ..models.builtin import ensure_builtin_models
     from ..training.trainer import train
 
@@ -45,6 +71,8 @@ def _train(kind, epochs, from_model, device, seed, batch_size, lr, exclude_unrat
         batch_size=batch_size,
         lr=lr,
         include_unrated=not exclude_unrated,
+        unrated_weight=unrated_weight,
+        arch=arch,
         progress=progress,
     )
 
@@ -56,19 +84,43 @@ def _train(kind, epochs, from_model, device, seed, batch_size, lr, exclude_unrat
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @fail_on_domain_error
-def train_command(kind, epochs, device, seed, batch_size, lr, exclude_unrated, from_model, as_json):
+def train_command(
+    kind, epochs, device, seed, batch_size, lr, exclude_unrated, unrated_weight, arch, from_model, as_json
+):
     """Train a candidate model from the good labels of the train split and register it."""
-    result = _train(kind, epochs, from_model, device, seed, batch_size, lr, exclude_unrated, not as_json)
+    result = _train(
+        kind,
+        epochs,
+        from_model,
+        device,
+        seed,
+        batch_size,
+        lr,
+        exclude_unrated,
+        unrated_weight,
+        arch,
+        not as_json,
+    )
     if as_json:
         echo_json(result)
         return
     curve = result.get("loss_curve") or []
-    click.echo(
-        f"model {result['model_id']} (candidate): {result['samples']} training samples, "
-        f"loss {curve[0]:.4f} -> {curve[-1]:.4f}; run {result['run_id']}"
-        if curve
-        else f"model {result['model_id']} (candidate); run {result['run_id']}"
-    )
+    fit = result.get("nme_train")
+    if curve:
+        click.echo(
+            f"model {result['model_id']} (candidate): {result['samples']} training samples, "
+            f"loss {curve[0]:.4f} -> {curve[-1]:.4f}; run {result['run_id']}"
+        )
+    elif fit:
+        cv = result.get("cross_validation")
+        held = f", held-out NME {cv['default_nme']:.4f} -> {cv['nme']:.4f}" if cv else ""
+        click.echo(
+            f"model {result['model_id']} (candidate): mesh head on {result['samples']} training faces "
+            f"(K {result['head']['k']}, lambda {result['head']['lambda']}), training NME "
+            f"{fit['default']:.4f} -> {fit['fitted']:.4f}{held}; run {result['run_id']}"
+        )
+    else:
+        click.echo(f"model {result['model_id']} (candidate); run {result['run_id']}")
     click.echo(f"next: flask oiap evaluate {result['model_id']} && flask oiap promote {result['model_id']}")
 
 
@@ -155,7 +207,20 @@ def promote_command(model_id, force, as_json):
 @click.option("--workers", type=int, default=2, show_default=True, help="bulk-annotate worker threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @fail_on_domain_error
-def loop_command(kind, epochs, device, seed, batch_size, lr, exclude_unrated, from_model, workers, as_json):
+def loop_command(
+    kind,
+    epochs,
+    device,
+    seed,
+    batch_size,
+    lr,
+    exclude_unrated,
+    unrated_weight,
+    arch,
+    from_model,
+    workers,
+    as_json,
+):
     """Train, evaluate, promote if better, then bulk-annotate the unlabelled and the rated-bad images."""
     from ..loop import run_loop
     from ..models.evaluation import PromotionRefused
@@ -173,6 +238,8 @@ def loop_command(kind, epochs, device, seed, batch_size, lr, exclude_unrated, fr
                 "batch_size": batch_size,
                 "lr": lr,
                 "include_unrated": not exclude_unrated,
+                "unrated_weight": unrated_weight,
+                "arch": arch,
             },
             workers=workers,
             progress=not as_json,

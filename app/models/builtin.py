@@ -3,7 +3,8 @@
 A model row points at one file. MTCNN is three files: its row's `path` is ONet's file (the net that
 gives the final boxes and the five points) and `params["files"]` names PNet and RNet with their
 sha256; load_annotator() verifies all three before use, so a replaced file is refused like any other.
-`params["runner"]` says which code runs the row: "mtcnn" or "landmarks68:<name>".
+`params["runner"]` says which code runs the row: "mtcnn", "landmarks68:<name>" or "meshhead68" (a trained
+head, its base mesh file in `params["files"]["mesh"]`).
 """
 
 from pathlib import Path
@@ -128,6 +129,20 @@ def load_annotator(model: dict, threads: int | None = None):
             factor=p.get("factor", mtcnn.FACTOR),
             threads=threads,
         )
+    if runner == "meshhead68":
+        # A trained head (its file) on the mesh it was fitted on (params.files.mesh), both verified.
+        from ..annotators.landmarks68 import get_landmarks68
+        from ..annotators.meshhead68 import MeshHead68
+
+        params = model["params"]
+        if "mesh" not in params.get("files", {}) or "runner" not in params.get("base", {}):
+            raise InvalidInput(
+                f"model {model['id']} ({model['name']}): a meshhead68 row needs params.base.runner and "
+                "params.files.mesh (the mesh it was fitted on); `flask oiap train` writes both"
+            )
+        files = verified_files(model)
+        base = get_landmarks68(params["base"]["runner"].split(":", 1)[1], model_path=files["mesh"])
+        return MeshHead68(files["main"], base)
     if runner and runner.startswith("landmarks68:"):
         from ..annotators.landmarks68 import get_landmarks68
 

@@ -14,7 +14,7 @@ from sqlite_utils import Database
 
 from ..annotators.crop68 import INPUT_SIZE, crop_square, sample_square
 from ..errors import InvalidInput, NotFound
-from ..export.merge import TrainingRow, iter_training_rows
+from ..export.merge import DEFAULT_UNRATED_WEIGHT, TrainingRow, iter_training_rows
 from ..images.decode import BadImage, load_rgb
 from ..images.layout import image_path
 
@@ -56,13 +56,20 @@ def _group_by_image(rows: Iterable[TrainingRow]):
 
 
 def landmark_samples(
-    db: Database, config: Mapping, splits=("train",), include_unrated: bool = True, progress=None
+    db: Database,
+    config: Mapping,
+    splits=("train",),
+    include_unrated: bool = True,
+    progress=None,
+    unrated_weight: float = DEFAULT_UNRATED_WEIGHT,
 ) -> dict:
     """Context crops (N, S, S, 3) uint8, points (N, 68, 2) in [-1, 1] of the context crop, weights (N,),
     plus the rows' sha256 and the rows skipped (no file, no box)."""
     hasher = RowHasher()
     crops, points, weights, skipped = [], [], [], []
-    rows = iter_training_rows(db, "face_landmarks68", splits, include_unrated=include_unrated)
+    rows = iter_training_rows(
+        db, "face_landmarks68", splits, include_unrated=include_unrated, unrated_weight=unrated_weight
+    )
 
     def hashed():
         for r in rows:
