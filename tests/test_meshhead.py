@@ -225,7 +225,7 @@ def test_round_and_bench_scripts_have_help(script):
 
 def test_running_a_head_needs_no_torch():
     code = (
-        "import sys; import app.annotators.meshhead68, app.annotators.builtin, app.evaluation, app.bulk; "
+        "import sys; import app.annotators.meshhead68, app.models.builtin, app.models.evaluation, app.bulk.local; "
         "sys.exit('torch' in sys.modules)"
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True)

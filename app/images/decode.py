@@ -85,9 +85,12 @@ def _to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im)
 
 
-def decode(path: str | Path, max_side: int | None = None, rotation: float | None = None) -> Decoded:
+def decode(
+    path: str | Path, max_side: int | None = None, rotation: float | None = None, upright: bool = True
+) -> Decoded:
     """Decode a file to upright RGB; a JPEG larger than max_side on its long side is decoded reduced
-    (>= max_side). rotation: the image's Open Images Rotation (images.rotation), else its EXIF tag counts."""
+    (>= max_side). rotation: the image's Open Images Rotation (images.rotation), else its EXIF tag counts.
+    upright=False keeps the file's own pixel grid (what stored coordinates are on)."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -106,7 +109,7 @@ def decode(path: str | Path, max_side: int | None = None, rotation: float | None
                     f"{width}x{height} pixels exceeds Image.MAX_IMAGE_PIXELS ({Image.MAX_IMAGE_PIXELS})"
                 )
             mode = im.mode
-            orientation = orientation_for(im, rotation)
+            orientation = orientation_for(im, rotation) if upright else NONE
             scale = 1.0
             if max_side and im.format == "JPEG" and max(width, height) > max_side:
                 k = max_side / max(width, height)
@@ -131,4 +134,4 @@ def decode(path: str | Path, max_side: int | None = None, rotation: float | None
 def load_rgb(path: str | Path) -> np.ndarray:
     """A whole file as HxWx3 uint8 RGB at its stored size (evaluation, training, a model's try page);
     BadImage names a missing or unreadable file."""
-    return decode(path).rgb
+    return decode(path, upright=False).rgb

@@ -27,9 +27,11 @@ from ..annotators import meshhead68
 from ..annotators.template68 import apply
 from ..errors import InvalidInput, NotFound
 from ..export.merge import iter_training_rows
+from ..images.decode import BadImage, load_rgb
+from ..images.layout import image_path
 from ..models.metrics import nme
 from ..models.registry import register_model, sha256_file, verified_path
-from .data import RowHasher, _group_by_image, load_rgb
+from .data import RowHasher, _group_by_image
 
 # K (nearest mesh vertices per point) and lambda tried by cross-validation. Measured on faces-dev's
 # training file by leave-one-out (scripts/dev_round.py prints the folds' scores): K 4-16 and lambda
@@ -101,20 +103,20 @@ def mesh_samples(
         if not faces:
             continue
         try:
-            pil = load_rgb(config, {"image_id": first.image_id, "split": first.split, "path": first.path})
-        except (NotFound, InvalidInput, OSError) as e:
+            rgb = load_rgb(
+                image_path(config, {"id": first.image_id, "split": first.split, "path": first.path})
+            )
+        except (NotFound, InvalidInput, BadImage) as e:
             skipped += [{"annotation_id": r.annotation_id, "reason": str(e)} for r in faces]
             continue
-        w, h = pil.size
+        h, w = rgb.shape[:2]
         boxes, labels = [], []
         for r in faces:
             px = np.array([p[:2] for p in r.points], dtype=np.float64) * [w, h]
             # As evaluation runs a model: on the row's box (or its parent's), else the points' extent.
             boxes.append(np.array(r.box) * [w, h, w, h] if r.box is not None else np.r_[px.min(0), px.max(0)])
             labels.append(px)
-        for r, (d, v), y in zip(
-            faces, base.predict_many_with_mesh(np.asarray(pil), boxes), labels, strict=True
-        ):
+        for r, (d, v), y in zip(faces, base.predict_many_with_mesh(rgb, boxes), labels, strict=True):
             dn, vn, xform = meshhead68.to_frame(d, v)
             ds.append(dn)
             vs.append(vn)
