@@ -178,31 +178,31 @@ def _identical(a: TrainingRow, b: TrainingRow) -> bool:
 
 
 def faces_of(rows: list[TrainingRow]) -> list[list[TrainingRow]]:
-    """Group the rows of one image (one kind) into faces: IoU >= 0.5 with the face's first row, or
-    the machine row a human row corrects. Human rows rated bad are left out; each face lists its
-    rows, human rows first, then machine rows, each newest first."""
+    """Group the rows of one image (one kind) into faces: a row joins the face holding the row it
+    overlaps most (IoU >= 0.5), or the face of the machine row a human row corrects (origin_id).
+    Human rows rated bad are left out; each face lists its human rows first, then its machine rows,
+    each newest first."""
     faces: list[list[TrainingRow]] = []
-    anchors: list[tuple[float, float, float, float] | None] = []
+    boxes: list[list] = []  # the boxes of each face's rows
     face_of_id: dict[int, int] = {}
     humans = sorted((r for r in rows if r.human and r.rating != "bad"), key=_newest_first)
     machines = sorted((r for r in rows if not r.human), key=_newest_first)
-    corrects = {}
+    corrected_by = {h.origin_id: h.annotation_id for h in reversed(humans) if h.origin_id is not None}
     for r in humans + machines:
-        if r.human and r.origin_id is not None:
-            corrects.setdefault(r.origin_id, r.annotation_id)
         box = _box_of(r)
-        k = face_of_id.get(corrects.get(r.annotation_id, -1))
+        k = face_of_id.get(corrected_by.get(r.annotation_id, -1))
         if k is None:
             best = 0.0
-            for i, anchor in enumerate(anchors):
-                o = iou(box, anchor)
+            for i, members in enumerate(boxes):
+                o = max(iou(box, b) for b in members)
                 if o >= OVERLAP_IOU and o > best:
                     k, best = i, o
         if k is None:
             k = len(faces)
             faces.append([])
-            anchors.append(box)
+            boxes.append([])
         faces[k].append(r)
+        boxes[k].append(box)
         face_of_id[r.annotation_id] = k
     return faces
 

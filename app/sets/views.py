@@ -8,7 +8,7 @@ from ..errors import InvalidInput
 from ..review import images
 from ..review.drawing import figure, image_size, norm_box
 from ..review.queries import get_review_set, parse_page_key, set_page
-from .queries import list_sets
+from .dashboard import dashboard
 
 bp = Blueprint("sets", __name__)
 
@@ -40,8 +40,8 @@ def _thumb(ann: dict, kind: str, review_base: str) -> dict:
 
 @bp.route("/")
 def index():
-    """List the annotation sets with kind, source, model, counts and progress."""
-    return render_template("sets/index.html", sets=list_sets(get_db()))
+    """Per kind, the set to review now and the others folded, with counts and progress."""
+    return render_template("sets/index.html", kinds=dashboard(get_db()))
 
 
 @bp.route("/sets/<int:set_id>")
