@@ -183,32 +183,46 @@ def faces_of(rows: list[TrainingRow]) -> list[list[TrainingRow]]:
     Human rows rated bad are left out; each face lists its human rows first, then its machine rows,
     each newest first."""
     faces: list[list[TrainingRow]] = []
-    boxes: list[list] = []  # the boxes of each face's rows
+    members: list[list[tuple]] = []  # per face: (x0, y0, x1, y1, area) of its rows
+    extents: list[list[float]] = []  # per face: the bounding box of its rows, to skip far faces
     face_of_id: dict[int, int] = {}
-    humans = sorted((r for r in rows if r.human and r.rating != "bad"), key=_newest_first)
-    machines = sorted((r for r in rows if not r.human), key=_newest_first)
+    # Rows come in annotation id order (the SQL's ORDER BY): reversed, newest first.
+    humans = [r for r in reversed(rows) if r.human and r.rating != "bad"]
+    machines = [r for r in reversed(rows) if not r.human]
     corrected_by = {h.origin_id: h.annotation_id for h in reversed(humans) if h.origin_id is not None}
     for r in humans + machines:
         box = _box_of(r)
-        k = face_of_id.get(corrected_by.get(r.annotation_id, -1))
-        if k is None:
-            best = 0.0
-            for i, members in enumerate(boxes):
-                o = max(iou(box, b) for b in members)
-                if o >= OVERLAP_IOU and o > best:
-                    k, best = i, o
+        k = face_of_id.get(corrected_by[r.annotation_id]) if r.annotation_id in corrected_by else None
+        if k is None and box is not None:
+            # iou() inlined: this loop is most of an export's time.
+            x0, y0, x1, y1 = box
+            area = (x1 - x0) * (y1 - y0)
+            best = -1.0
+            for i, ext in enumerate(extents):
+                if ext[0] >= x1 or ext[2] <= x0 or ext[1] >= y1 or ext[3] <= y0:
+                    continue
+                for mx0, my0, mx1, my1, marea in members[i]:
+                    ix = min(x1, mx1) - max(x0, mx0)
+                    iy = min(y1, my1) - max(y0, my0)
+                    if ix <= 0 or iy <= 0:
+                        continue
+                    union = area + marea - ix * iy
+                    o = ix * iy / union if union > 0 else 0.0
+                    if o >= OVERLAP_IOU and o > best:
+                        k, best = i, o
         if k is None:
             k = len(faces)
             faces.append([])
-            boxes.append([])
+            members.append([])
+            extents.append([2.0, 2.0, -1.0, -1.0])
         faces[k].append(r)
-        boxes[k].append(box)
+        if box is not None:
+            members[k].append((*box, (box[2] - box[0]) * (box[3] - box[1])))
+            ext = extents[k]
+            ext[0], ext[1] = min(ext[0], box[0]), min(ext[1], box[1])
+            ext[2], ext[3] = max(ext[2], box[2]), max(ext[3], box[3])
         face_of_id[r.annotation_id] = k
     return faces
-
-
-def _newest_first(r: TrainingRow) -> int:
-    return -r.annotation_id
 
 
 def choose(face: list[TrainingRow], active_set: int | None) -> TrainingRow | None:
@@ -239,6 +253,7 @@ def choose(face: list[TrainingRow], active_set: int | None) -> TrainingRow | Non
 def resolve_image(rows: list[TrainingRow], active_model_id: int | None = None) -> list[TrainingRow]:
     """The rows of one image (one kind) that train: one per face, in annotation id order.
 
+    rows: the image's rows in annotation id order, as the merge's query reads them.
     active_model_id: the kind's active model; its newest set on this image is the only model run
     whose unrated rows count.
     """
@@ -246,8 +261,24 @@ def resolve_image(rows: list[TrainingRow], active_model_id: int | None = None) -
         (r.set_id for r in rows if not r.human and r.model_id is not None and r.model_id == active_model_id),
         default=None,
     )
-    chosen = [choose(face, active_set) for face in faces_of(rows)]
-    return sorted((r for r in chosen if r is not None), key=_image_order)
+    if len(rows) == 1:  # most images of a big store: one face, nothing to group
+        r = rows[0]
+        if r.human:
+            return [] if r.rating == "bad" else rows
+        return [r] if choose(rows, active_set) is r else []
+    chosen = []
+    for face in faces_of(rows):
+        if len(face) == 1:  # choose() for one row, inlined: the common case
+            r = face[0]
+            if (
+                r.human
+                or r.rating == "good"
+                or (r.rating is None and (r.set_id == active_set or r.model_id is None))
+            ):
+                chosen.append(r)
+        elif (r := choose(face, active_set)) is not None:
+            chosen.append(r)
+    return sorted(chosen, key=_image_order)
 
 
 def _image_order(r: TrainingRow) -> int:
