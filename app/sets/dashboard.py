@@ -46,9 +46,9 @@ def _images(params: dict, total: int | None) -> str:
         parts.append(f"the ids in {params['images_file']}")
     if params.get("boxes_from"):
         parts.append(f"the boxes of {params['boxes_from']}")
-    what = " and ".join(parts) or "every image"
+    what = " and ".join(parts) or "all images"
     n = f"{total} image{'s' if total != 1 else ''}" if total is not None else "the images"
-    return f"{n} ({what}, those no human labelled or with a machine row rated bad)"
+    return f"{n} (of {what}: those without a human label or with a machine row rated bad)"
 
 
 def describe(s: dict) -> tuple[str, str]:
