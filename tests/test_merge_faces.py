@@ -12,6 +12,7 @@ import pytest
 from app.annotations import annotation_row, insert_annotation, rate
 from app.bulk import annotate_demo, bulk_annotate
 from app.demo import build_demo
+from app.errors import Conflict
 from app.export import ground_truth, iou, iter_training_rows
 from app.sets.queries import create_set, get_set_by_name
 
@@ -132,6 +133,10 @@ def test_a_newer_run_supersedes_the_older_runs_unrated_rows(runner, admin_client
     assert listed[r1]["superseded"] == superseded and listed[r2]["superseded"] == 0
     # dlib's boxes are an import, not a run: never superseded.
     assert get_set_by_name(db, "demo-faces")["n_superseded"] == 0
+    # A reviewer who still had one on screen is told why it cannot be rated.
+    old = db.execute("SELECT id FROM annotations WHERE set_id = ? LIMIT 1", [r1]).fetchone()[0]
+    with pytest.raises(Conflict, match="superseded by a newer run"):
+        rate(db, old, 1, "good")
 
 
 def test_rated_rows_are_never_superseded_and_good_beats_a_newer_unrated_row(app, db):
