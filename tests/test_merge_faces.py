@@ -284,3 +284,27 @@ def test_csv_export_names_each_face_once(runner, db, tmp_path, two_runs):
     )
     ids = [int(r["annotation_id"]) for r in csv.DictReader(io.StringIO(out.read_text()))]
     assert len({face_of[i] for i in ids}) == len(ids) == len(set(face_of.values()))
+
+
+def test_two_human_rows_of_one_face_give_the_newest_and_a_peer_rejected_one_gives_way(db):
+    db.execute(
+        "INSERT INTO images (id, split, width, height, created_at) VALUES (?, 'train', 640, 480, 'now')",
+        ["b" * 16],
+    )
+    human = create_set(db, "human-face_box", "face_box", "human")
+    imported = create_set(db, "boxes", "face_box", "import")
+    m = insert_annotation(db, annotation_row(imported, "b" * 16, "face_box", (0.1, 0.1, 0.3, 0.3)))
+    h1 = insert_annotation(
+        db, annotation_row(human, "b" * 16, "face_box", (0.1, 0.1, 0.31, 0.31), created_by=1)
+    )
+    h2 = insert_annotation(
+        db, annotation_row(human, "b" * 16, "face_box", (0.11, 0.1, 0.3, 0.3), created_by=2)
+    )
+    db.conn.commit()
+    assert [(r.annotation_id, r.source) for r in iter_training_rows(db, "face_box")] == [(h2, "human")]
+    rate(db, h2, 1, "bad")
+    assert [r.annotation_id for r in iter_training_rows(db, "face_box")] == [h1]
+    rate(db, h1, 2, "bad")
+    assert [(r.annotation_id, r.source) for r in iter_training_rows(db, "face_box")] == [
+        (m, "machine_unrated")
+    ]

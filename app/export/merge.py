@@ -184,7 +184,6 @@ def faces_of(rows: list[TrainingRow]) -> list[list[TrainingRow]]:
     each newest first."""
     faces: list[list[TrainingRow]] = []
     members: list[list[tuple]] = []  # per face: (x0, y0, x1, y1, area) of its rows
-    extents: list[list[float]] = []  # per face: the bounding box of its rows, to skip far faces
     face_of_id: dict[int, int] = {}
     # Rows come in annotation id order (the SQL's ORDER BY): reversed, newest first.
     humans = [r for r in reversed(rows) if r.human and r.rating != "bad"]
@@ -193,34 +192,28 @@ def faces_of(rows: list[TrainingRow]) -> list[list[TrainingRow]]:
     for r in humans + machines:
         box = _box_of(r)
         k = face_of_id.get(corrected_by[r.annotation_id]) if r.annotation_id in corrected_by else None
-        if k is None and box is not None:
-            # iou() inlined: this loop is most of an export's time.
+        if box is not None:
             x0, y0, x1, y1 = box
             area = (x1 - x0) * (y1 - y0)
-            best = -1.0
-            for i, ext in enumerate(extents):
-                if ext[0] >= x1 or ext[2] <= x0 or ext[1] >= y1 or ext[3] <= y0:
-                    continue
-                for mx0, my0, mx1, my1, marea in members[i]:
-                    ix = min(x1, mx1) - max(x0, mx0)
-                    iy = min(y1, my1) - max(y0, my0)
-                    if ix <= 0 or iy <= 0:
-                        continue
-                    union = area + marea - ix * iy
-                    o = ix * iy / union if union > 0 else 0.0
-                    if o >= OVERLAP_IOU and o > best:
-                        k, best = i, o
+            if k is None:
+                # iou() inlined: this loop is most of an export's time.
+                best = -1.0
+                for i, boxes in enumerate(members):
+                    for mx0, my0, mx1, my1, marea in boxes:
+                        if mx0 >= x1 or mx1 <= x0 or my0 >= y1 or my1 <= y0:
+                            continue
+                        inter = (min(x1, mx1) - max(x0, mx0)) * (min(y1, my1) - max(y0, my0))
+                        union = area + marea - inter
+                        o = inter / union if union > 0 else 0.0
+                        if o >= OVERLAP_IOU and o > best:
+                            k, best = i, o
         if k is None:
             k = len(faces)
             faces.append([])
             members.append([])
-            extents.append([2.0, 2.0, -1.0, -1.0])
         faces[k].append(r)
         if box is not None:
-            members[k].append((*box, (box[2] - box[0]) * (box[3] - box[1])))
-            ext = extents[k]
-            ext[0], ext[1] = min(ext[0], box[0]), min(ext[1], box[1])
-            ext[2], ext[3] = max(ext[2], box[2]), max(ext[3], box[3])
+            members[k].append((x0, y0, x1, y1, area))
         face_of_id[r.annotation_id] = k
     return faces
 
