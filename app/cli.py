@@ -204,7 +204,7 @@ oiap_cli.add_command(sets_cli)
 @sets_cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def sets_list(as_json):
-    """List annotation sets with counts (total, good, bad, unrated)."""
+    """List annotation sets with counts (total, good, bad, unrated; superseded rows are not in total)."""
     from .sets.queries import list_sets
 
     sets = list_sets(get_db())
@@ -213,11 +213,12 @@ def sets_list(as_json):
         return
     click.echo(
         f"{'id':>4}  {'name':<40} {'kind':<18} {'source':<7} {'total':>8} {'good':>7} {'bad':>7} {'unrated':>8}"
+        f" {'superseded':>10}"
     )
     for s in sets:
         click.echo(
             f"{s['id']:>4}  {s['name']:<40} {s['kind']:<18} {s['source']:<7} "
-            f"{s['total']:>8} {s['good']:>7} {s['bad']:>7} {s['unrated']:>8}"
+            f"{s['total']:>8} {s['good']:>7} {s['bad']:>7} {s['unrated']:>8} {s['superseded']:>10}"
         )
 
 

@@ -429,3 +429,38 @@ def m016_sessions(db: Database) -> None:
         CREATE INDEX sessions_user ON sessions (user_id) WHERE ended_at IS NULL;
         """
     )
+
+
+@migrations()
+def m010_superseded(db: Database) -> None:
+    # A newer bulk run over the same faces supersedes the older runs' unrated rows of those faces
+    # (app/sets/supersede.py). A superseded row is kept (deleted = 2, superseded_by = the newer set)
+    # and, like a deleted one, leaves the queue, the set pages and the exports: every reader that
+    # asks for deleted = 0 already leaves it out, over the same indexes, and the counter triggers
+    # already take it out of n_total. n_superseded counts them per set for the dashboard and the
+    # set pages; its own triggers leave m008's counter triggers as they are.
+    db.executescript(
+        """
+        ALTER TABLE annotations ADD COLUMN superseded_by INTEGER REFERENCES annotation_sets (id);
+        ALTER TABLE annotation_sets ADD COLUMN n_superseded INTEGER NOT NULL DEFAULT 0;
+
+        CREATE TRIGGER annotations_count_superseded_insert AFTER INSERT ON annotations
+        WHEN NEW.deleted = 2
+        BEGIN
+            UPDATE annotation_sets SET n_superseded = n_superseded + 1 WHERE id = NEW.set_id;
+        END;
+
+        CREATE TRIGGER annotations_count_superseded_delete AFTER DELETE ON annotations
+        WHEN OLD.deleted = 2
+        BEGIN
+            UPDATE annotation_sets SET n_superseded = n_superseded - 1 WHERE id = OLD.set_id;
+        END;
+
+        CREATE TRIGGER annotations_count_superseded_update AFTER UPDATE OF deleted, set_id ON annotations
+        WHEN OLD.deleted = 2 OR NEW.deleted = 2
+        BEGIN
+            UPDATE annotation_sets SET n_superseded = n_superseded - (OLD.deleted = 2) WHERE id = OLD.set_id;
+            UPDATE annotation_sets SET n_superseded = n_superseded + (NEW.deleted = 2) WHERE id = NEW.set_id;
+        END;
+        """
+    )

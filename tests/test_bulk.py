@@ -54,7 +54,7 @@ def set_rows(db, set_id):
 
 
 def test_face_box_on_the_dev_photos(app, db):
-    build_demo(db)
+    build_demo(db, boxes_source="model")  # no human boxes: bulk-annotate takes all ten photos
     s = bulk_annotate(db, app.config, "face_box", progress=False)
     assert s["status"] == "done" and s["images"] == s["total"] == 10 and s["errors"] == 0
     box_set = s["sets"]["box"]
@@ -83,7 +83,7 @@ def test_face_box_on_the_dev_photos(app, db):
 
 @pytest.mark.parametrize("kind,n_points", [("face_landmarks5", 5), ("face_landmarks68", 68)])
 def test_landmark_chains_point_at_their_boxes(app, db, kind, n_points):
-    build_demo(db)
+    build_demo(db, boxes_source="model")  # no human boxes: bulk-annotate takes all ten photos
     ids = [
         r["id"]
         for r in db.query("SELECT id FROM images WHERE path LIKE '%2008_002506%' OR path LIKE '%astronaut%'")
@@ -107,7 +107,7 @@ def test_landmark_chains_point_at_their_boxes(app, db, kind, n_points):
 
 
 def test_landmarks68_on_boxes_of_another_set(app, db):
-    build_demo(db)
+    build_demo(db, boxes_source="model")  # no human boxes: bulk-annotate takes all ten photos
     s = bulk_annotate(db, app.config, "face_landmarks68", boxes_from="demo-faces", progress=False)
     demo = get_set_by_name(db, "demo-faces")
     assert "box" not in s["sets"]
@@ -388,7 +388,7 @@ def test_68_chain_on_the_dev_photos_lands_on_the_dev_points(app, db):
     # true five points measures 0.058); every matched face below 0.25.
     from app.models.eval68 import nme
 
-    build_demo(db)
+    build_demo(db, boxes_source="model")  # no human boxes: bulk-annotate takes all ten photos
     s = bulk_annotate(db, app.config, "face_landmarks68", progress=False)
     images = {r["path"].split("/")[-1]: r for r in db.query("SELECT * FROM images")}
     rows = set_rows(db, s["sets"]["points"]["id"])

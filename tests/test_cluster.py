@@ -81,7 +81,7 @@ def _same_annotations(db, local_set, ray_set, kind, min_images=5):
 
 
 def test_ray_engine_matches_local_and_resumes(app, db, tmp_path, aws_env, s3, bucket, moto_url, local_ray):  # noqa: F811
-    build_demo(db)
+    build_demo(db, boxes_source="model")  # no human boxes: bulk-annotate takes all ten photos
     local = bulk_annotate(db, app.config, "face_landmarks68", batch=4, progress=False)
     assert local["status"] == "done" and local["images"] == 10
 

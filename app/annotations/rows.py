@@ -135,6 +135,10 @@ def decode(row: dict) -> dict:
 
 
 def _check_rateable(db: Database, ann: dict, user_id: int | None) -> None:
+    if ann["deleted"] == 2:  # m010: a newer run of the same face replaced it
+        raise Conflict(
+            f"annotation {ann['id']} was superseded by a newer run of the same face; rate that one"
+        )
     if ann["deleted"]:
         raise Conflict(f"annotation {ann['id']} was deleted")
     if user_id is not None and ann["created_by"] == user_id:

@@ -418,9 +418,13 @@ def bulk_annotate(
 
 def write_batch(db: Database, run_id: int, kind: str, sets: dict, rows: list, results: list, done: int):
     """Write one batch's annotations and run_errors, and move the run's cursor to its last image, in one
-    transaction (what makes a run resumable without duplicates); returns (annotations, errors)."""
+    transaction (what makes a run resumable without duplicates); returns (annotations, errors).
+    The new rows supersede the older runs' unrated rows of the same faces in the same transaction."""
+    from ..sets.supersede import supersede_batch
+
     with immediate(db):
         a, e = _write(db, results, kind, sets, run_id)
+        supersede_batch(db, sets, (r["id"] for r in rows))
         set_progress(db, run_id, done + len(rows), cursor=rows[-1]["id"])
     return a, e
 

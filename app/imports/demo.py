@@ -1,9 +1,12 @@
 """`flask oiap demo`: a small instance built from the real photos that ship in app/demo_data.
 
 Nine PASCAL VOC photos (via dlib's examples, public domain dedication) with 43 faces and their
-68-point landmarks (from dlib's landmark model, so model annotations, not ground truth), and
-scikit-image's astronaut (NASA, public domain). Splits: dlib's training photos and the astronaut
-are train; its testing photos are split between validation and test, so no split is empty.
+68-point landmarks, and scikit-image's astronaut (NASA, public domain). The face boxes were drawn
+by hand (dlib's imglab), so they come in as a human set: the loop has ground truth to train on and
+to measure against from the start. The 68 points are the output of dlib's landmark model, so they
+come in as a model set, to be rated like any machine annotation. Splits: dlib's training photos
+and the astronaut are train; its testing photos are split between validation and test, so no
+split is empty.
 """
 
 from sqlite_utils import Database
@@ -46,8 +49,10 @@ def _rel(path) -> str:
     return str(path.resolve().relative_to(REPO_ROOT))
 
 
-def build_demo(db: Database, if_empty: bool = False) -> dict | None:
-    """Register the demo photos and import their boxes and landmarks as model sets; None when skipped."""
+def build_demo(db: Database, if_empty: bool = False, boxes_source: str = "human") -> dict | None:
+    """Register the demo photos, import their hand-drawn boxes as a human set and their 68 points as a
+    model set; None when skipped. boxes_source="model" brings the boxes in as machine rows instead
+    (so bulk-annotate takes every photo: the bulk and cluster tests use it)."""
     if if_empty and db.execute("SELECT 1 FROM images LIMIT 1").fetchone():
         return None
     with immediate(db):
@@ -62,11 +67,16 @@ def build_demo(db: Database, if_empty: bool = False) -> dict | None:
             stored_path=_rel(DEMO_DIR / "astronaut.png"),
             **ASTRONAUT_META,
         )
-    params = {"origin": "dlib examples/faces: boxes and shape_predictor_68_face_landmarks output"}
     result = {"sets": {}}
     for xml in ("training_with_face_landmarks.xml", "testing_with_face_landmarks.xml"):
         faces = import_dlib_xml(
-            db, DEMO_DIR / xml, FACES_SET, "face_box", "model", params=params, stored_path=_rel
+            db,
+            DEMO_DIR / xml,
+            FACES_SET,
+            "face_box",
+            boxes_source,
+            params={"origin": "dlib examples/faces: face boxes drawn by hand with imglab"},
+            stored_path=_rel,
         )
         marks = import_dlib_xml(
             db,
@@ -75,7 +85,7 @@ def build_demo(db: Database, if_empty: bool = False) -> dict | None:
             "face_landmarks68",
             "model",
             parent_set_id=faces["set_id"],
-            params=params,
+            params={"origin": "dlib examples/faces: shape_predictor_68_face_landmarks output"},
             stored_path=_rel,
         )
         for name, r in ((FACES_SET, faces), (LANDMARKS_SET, marks)):

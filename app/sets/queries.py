@@ -15,7 +15,7 @@ def list_sets(db: Database) -> list[dict]:
         """
         SELECT s.id, s.name, s.kind, s.source, s.label, s.status, s.created_at,
                s.n_total AS total, s.n_good AS good, s.n_bad AS bad,
-               s.n_total - s.n_good - s.n_bad AS unrated,
+               s.n_total - s.n_good - s.n_bad AS unrated, s.n_superseded AS superseded,
                m.name AS model_name, m.id AS model_id
         FROM annotation_sets s LEFT JOIN models m ON m.id = s.model_id
         ORDER BY s.id DESC

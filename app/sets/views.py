@@ -8,8 +8,9 @@ from ..annotations.drawing import figure, image_size, norm_box
 from ..db import get_db
 from ..errors import InvalidInput
 from ..images import urls
+from .dashboard import dashboard
 from .pages import parse_page_key, set_page
-from .queries import get_set_with_model, list_sets
+from .queries import get_set_with_model
 
 bp = Blueprint("sets", __name__)
 
@@ -43,8 +44,8 @@ def _thumb(ann: dict, kind: str, review_base: str) -> dict:
 
 @bp.route("/")
 def index():
-    """List the annotation sets with kind, source, model, counts and progress."""
-    return render_template("sets/index.html", sets=list_sets(get_db()))
+    """Per kind, the set to review now and the others folded, with counts and progress."""
+    return render_template("sets/index.html", kinds=dashboard(get_db()))
 
 
 @bp.route("/sets/<int:set_id>")
