@@ -151,7 +151,7 @@ def test_ray_engine_matches_local_and_resumes(app, db, tmp_path, aws_env, s3, bu
 
 def test_ray_engine_from_the_command_line_ends_cleanly(app, db):
     """The CLI starts and stops its own Ray; its end prints no "Ray is not initialized" traceback."""
-    build_demo(db)
+    build_demo(db, boxes_source="model")  # every photo unlabelled, so the run takes all ten
     before = _ray_pids()
     env = dict(
         os.environ,
