@@ -421,6 +421,9 @@ def main() -> int:
         # thread pool (waiting for a thread and the GIL, parsing). client: the round trip seen here.
         print(summary("app: rate + next", out["rate"]))
         print(summary("app: static file", out["static"]))
+        # The app span's tail split: the request thread's own CPU and its wait for the write lock.
+        print(summary("app: rate + next, its CPU", out["rate_cpu"]))
+        print(summary("app: rate + next, lock wait", out["rate_lock"]))
         print(summary("in server: rate + next", out["rate_in_server"]))
         print(summary("in server: static file", out["static_in_server"]))
         print(summary("client: rate + next", out["rate_wall"]))
