@@ -45,6 +45,7 @@ TIMING = re.compile(r"app;dur=([\d.]+)")
 CPU = re.compile(r"cpu;dur=([\d.]+)")
 LOCK = re.compile(r"lock;dur=([\d.]+)")
 QUEUE = re.compile(r"queue;dur=([\d.]+)")
+CORE = re.compile(r"core;dur=([\d.]+)")
 
 
 def log(msg: str) -> None:
@@ -196,6 +197,7 @@ class Reviewer:
         self.last_cpu = float(c.group(1)) if (c := CPU.search(st)) else None
         self.last_lock = float(c.group(1)) if (c := LOCK.search(st)) else None
         self.last_queue = float(c.group(1)) if (c := QUEUE.search(st)) else None
+        self.last_core = float(c.group(1)) if (c := CORE.search(st)) else 0.0
         return resp.status, data.decode("utf-8", "replace"), (float(m.group(1)) if m else None), wall
 
     def login(self) -> None:
@@ -227,7 +229,7 @@ def run_reviewer(port, username, set_id, n_rates, warmup, out, errors, start, th
                 {"annotation_id": ann_id, "cursor": cursor, "value": rng.choice(("good", "bad"))}
             )
             status, html, server, wall = r.request("POST", f"/review/{set_id}/rate", body, hx)
-            cpu, lock, queue = r.last_cpu, r.last_lock, r.last_queue
+            cpu, lock, queue, core = r.last_cpu, r.last_lock, r.last_queue, r.last_core
             if status != 200 or not ITEM.search(html):
                 raise RuntimeError(f"rate answered {status}: {html[:200]}")
             s_status, _, s_server, s_wall = r.request("GET", "/static/css/app.css")
@@ -239,6 +241,7 @@ def run_reviewer(port, username, set_id, n_rates, warmup, out, errors, start, th
                 out["rate"].append(server)
                 out["rate_cpu"].append(cpu)
                 out["rate_lock"].append(lock)
+                out["rate_core"].append(core)
                 out["rate_in_server"].append(queue + server)
                 out["static_in_server"].append(s_queue + s_server)
                 out["rate_wall"].append(wall)
@@ -384,6 +387,7 @@ def main() -> int:
                 "static_wall": [],
                 "rate_cpu": [],
                 "rate_lock": [],
+                "rate_core": [],
                 "rate_in_server": [],
                 "static_in_server": [],
             }
@@ -424,14 +428,29 @@ def main() -> int:
         # The app span's tail split: the request thread's own CPU and its wait for the write lock.
         print(summary("app: rate + next, its CPU", out["rate_cpu"]))
         print(summary("app: rate + next, lock wait", out["rate_lock"]))
+        print(summary("app: rate + next, no core", out["rate_core"]))
         print(summary("in server: rate + next", out["rate_in_server"]))
         print(summary("in server: static file", out["static_in_server"]))
         print(summary("client: rate + next", out["rate_wall"]))
         print(summary("client: static file", out["static_wall"]))
-        app, cpu, lock = (statistics.fmean(out[k]) for k in ("rate", "rate_cpu", "rate_lock"))
+        app, cpu, lock, core = (
+            statistics.fmean(out[k]) for k in ("rate", "rate_cpu", "rate_lock", "rate_core")
+        )
         print(
             f"rate + next server time, mean {app:.2f} ms = CPU of the request's thread {cpu:.2f}"
-            f" + waiting for the write lock {lock:.2f} + waiting for the GIL or a core {app - cpu - lock:.2f}"
+            f" + waiting for the write lock {lock:.2f} + ready without a core (other processes) {core:.2f}"
+            f" + waiting for the GIL (or the disk) {app - cpu - lock - core:.2f}"
+        )
+        # The slowest 1 %: what they spent their time on, on average.
+        slow = sorted(range(n), key=lambda i: out["rate"][i])[-max(1, n // 100) :]
+        parts = {
+            k: statistics.fmean(out[k][i] for i in slow)
+            for k in ("rate", "rate_cpu", "rate_lock", "rate_core")
+        }
+        print(
+            f"slowest 1 % of rate + next, mean {parts['rate']:.2f} ms = CPU {parts['rate_cpu']:.2f}"
+            f" + write lock {parts['rate_lock']:.2f} + no core {parts['rate_core']:.2f}"
+            f" + GIL or disk {parts['rate'] - parts['rate_cpu'] - parts['rate_lock'] - parts['rate_core']:.2f}"
         )
         # All of it, per rate + next and static pair, whoever spends it (gunicorn's own threads too).
         print(
