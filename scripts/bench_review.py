@@ -429,6 +429,13 @@ def main() -> int:
         print(summary("app: rate + next, its CPU", out["rate_cpu"]))
         print(summary("app: rate + next, lock wait", out["rate_lock"]))
         print(summary("app: rate + next, no core", out["rate_core"]))
+        # What this process made the request wait: the span less the time other processes held the cores.
+        print(
+            summary(
+                "app: rate + next less no core",
+                [a - c for a, c in zip(out["rate"], out["rate_core"], strict=True)],
+            )
+        )
         print(summary("in server: rate + next", out["rate_in_server"]))
         print(summary("in server: static file", out["static_in_server"]))
         print(summary("client: rate + next", out["rate_wall"]))
