@@ -2,6 +2,7 @@
 the password is checked, per username and address with a larger ceiling per username."""
 
 import threading
+import time
 
 import pytest
 import requests
@@ -115,3 +116,26 @@ def test_right_passwords_never_count(served):
     b = Browser(base, "127.0.0.2")
     for i in range(5):
         assert b.login("rev", f"wrong guess {i}").status_code == 401
+
+
+def test_rates_windows_and_taking_a_count_back():
+    from app.auth.throttle import Limit, Throttle, parse_rate
+
+    assert (parse_rate("5/minute").count, parse_rate("5/minute").seconds) == (5, 60)
+    assert parse_rate("50 per 10 minutes").seconds == 600
+    throttle = Throttle()
+    lim = Limit("user:rev", parse_rate("2 per second"), "slow down")
+    first, second, third = (throttle.attempt([lim]) for _ in range(3))
+    assert not first.refused and not second.refused
+    assert third.refused is lim and third.retry_after == 1
+    second.cancel()  # a right password: its count goes
+    assert not throttle.attempt([lim]).refused
+    assert throttle.attempt([lim]).refused
+    time.sleep(1.05)  # the window has moved past every count
+    assert not throttle.attempt([lim]).refused
+    # An attempt refused by one limit counts against none of the others.
+    other = Limit("addr:10.0.0.1", parse_rate("5 per minute"), "")
+    full = Limit("user:full", parse_rate("1 per minute"), "")
+    assert not throttle.attempt([full]).refused
+    assert throttle.attempt([other, full]).refused is full
+    assert all(not throttle.attempt([other]).refused for _ in range(5))
