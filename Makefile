@@ -3,10 +3,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 FLASK := $(VENV)/bin/flask
 PORT ?= 5000
-# Worker processes x threads: two processes per CPU (at most 8), two threads each. One process
-# runs Python on one core at a time (the GIL); the write lock and login limits hold across them.
-WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); w=$$((n * 2)); [ $$w -gt 8 ] && w=8; echo $$w)
-THREADS ?= 2
+# One gunicorn process (DESIGN.md: the write lock, sessions and login limits live in it) with
+# THREADS threads: enough that a slow request (an image decode) never holds up a team's ratings.
+THREADS ?= 8
 
 .PHONY: run test test-fast lint format bench setup-run setup-dev browser clean-venv
 
@@ -32,7 +31,7 @@ run: setup-run
 	$(FLASK) oiap init-db
 	$(FLASK) oiap demo --if-empty
 	$(FLASK) oiap user ensure-admin
-	$(VENV)/bin/gunicorn -k app.gunicorn_worker.TimedThreadWorker -w $(WORKERS) --threads $(THREADS) \
+	$(VENV)/bin/gunicorn -k app.gunicorn_worker.TimedThreadWorker -w 1 --threads $(THREADS) \
 	  --no-control-socket -b 0.0.0.0:$(PORT) "app:create_app()"
 
 # Debian's chromium for the browser tests; installed when missing and we are root.

@@ -1,7 +1,6 @@
 """The one path into the database: a sqlite-utils Database per app context."""
 
 import errno
-import fcntl
 import os
 import sqlite3
 import threading
@@ -129,65 +128,20 @@ def close_db(e: BaseException | None = None) -> None:
 
 
 # Writers queue on a lock before BEGIN IMMEDIATE: SQLite's busy handler polls with sleeps of 1 to
-# 100 ms, a lock hands over at once. Threads of one process queue on a Python lock; processes (gunicorn
-# -w N) then queue on an flock of a file beside the store, which the kernel hands to the next waiter
-# when the holder releases it (or dies).
-_write_locks: dict[str, "_WriteLock"] = {}
+# 100 ms, a lock hands over at once. The server is one process (DESIGN.md), so a lock per store in
+# this process is all the queue there is; another process (a CLI import beside the server) still
+# waits on SQLite's busy timeout.
+_write_locks: dict[str, "threading.RLock"] = {}
 
 
-class _WriteLock:
-    """One store's write lock: a thread lock, then an exclusive flock shared by every process."""
-
-    def __init__(self, path: str):
-        self.thread_lock = threading.RLock()
-        self.path = path + "-writelock"
-        self.fd: int | None = None
-        self.pid = 0
-        self.depth = 0
-
-    def _file(self) -> int | None:
-        # A forked worker must not share the parent's open file (one flock for both): reopen per pid.
-        if self.fd is None or self.pid != os.getpid():
-            try:
-                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            except OSError:
-                self.fd = None  # read-only folder: SQLite's own locking still serialises writers
-            self.pid = os.getpid()
-        return self.fd
-
-    def acquire(self, timeout: float) -> bool:
-        """Take the lock (False when the thread lock is not free within timeout)."""
-        if not self.thread_lock.acquire(timeout=timeout):
-            return False
-        self.depth += 1
-        if self.depth == 1:
-            fd = self._file()
-            if fd is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX)  # releases the GIL while it waits
-                except OSError:
-                    pass
-        return True
-
-    def release(self) -> None:
-        """Release what acquire took."""
-        self.depth -= 1
-        if self.depth == 0 and self.fd is not None and self.pid == os.getpid():
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_UN)
-            except OSError:
-                pass
-        self.thread_lock.release()
-
-
-def _write_lock(db: Database) -> "_WriteLock | None":
+def _write_lock(db: Database) -> "threading.RLock | None":
     path = getattr(db, "oiap_path", None)
     if path is None or path == ":memory:":
         return None
     lock = _write_locks.get(path)
     if lock is None:
         with _write_locks_guard:
-            lock = _write_locks.setdefault(path, _WriteLock(path))
+            lock = _write_locks.setdefault(path, threading.RLock())
     return lock
 
 

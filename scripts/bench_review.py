@@ -1,7 +1,6 @@
 #!/usr/bin/env python
 """Benchmark "rate + next item" on the review page: a store with 1 M annotations served by gunicorn
-(as `make run`: 2 processes per CPU x 2 threads), 8 concurrent reviewers, server time from the
-Server-Timing header.
+(as `make run`: one process x 8 threads), concurrent reviewers, server time from the Server-Timing header.
 
 Each reviewer logs in, opens the review page of a 68-point set, then repeats: rate the item on screen
 (the htmx POST that answers with the next item), then fetch a static file (the baseline, measured in
@@ -9,6 +8,7 @@ the same run under the same load). Prints p50/p90/p99/max of the server time of 
 round trip. Target: p99 of rate + next under 10 ms.
 
     python scripts/bench_review.py                       # 1 M annotations, 8 reviewers, 400 rates each
+    python scripts/bench_review.py --reviewers 20 --think 0.5   # the team target: 20 reviewers rating twice a second
     python scripts/bench_review.py --annotations 100000 --rates 100   # a quick run
     python scripts/bench_review.py --think 0.2        # reviewers who look 0.2 s at each item
     python scripts/bench_review.py --store /tmp/bench-1m   # build once (kept), reuse on later runs
@@ -36,8 +36,8 @@ sys.path.insert(0, str(REPO))
 
 PASSWORD = "bench password 123"
 FACES_PER_IMAGE = 5
-# What `make run` serves with: two worker processes per CPU (at most 8), two threads each.
-WORKERS, THREADS = min(8, 2 * (os.cpu_count() or 1)), 2
+# What `make run` serves with: one process, eight threads.
+WORKERS, THREADS = 1, 8
 TOKEN = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 ITEM = re.compile(r'id="review-item"[^>]*data-annotation-id="(\d+)"')
 CURSOR = re.compile(r'name="cursor" value="([^"]+)"')
@@ -45,6 +45,7 @@ TIMING = re.compile(r"app;dur=([\d.]+)")
 CPU = re.compile(r"cpu;dur=([\d.]+)")
 LOCK = re.compile(r"lock;dur=([\d.]+)")
 QUEUE = re.compile(r"queue;dur=([\d.]+)")
+CORE = re.compile(r"core;dur=([\d.]+)")
 
 
 def log(msg: str) -> None:
@@ -149,6 +150,20 @@ def build_store(instance: Path, n_annotations: int, n_reviewers: int) -> int:
     return set_id
 
 
+def add_reviewers(db_file: Path, n_reviewers: int) -> None:
+    """Create the accounts bench0..bench<n-1> that a kept store lacks (built for fewer reviewers)."""
+    from app.auth.users import create_user, find_user
+    from app.db import connect
+
+    db = connect(str(db_file))
+    try:
+        for i in range(n_reviewers):
+            if find_user(db, f"bench{i}") is None:
+                create_user(db, f"bench{i}", PASSWORD, "reviewer")
+    finally:
+        db.close()
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -182,6 +197,7 @@ class Reviewer:
         self.last_cpu = float(c.group(1)) if (c := CPU.search(st)) else None
         self.last_lock = float(c.group(1)) if (c := LOCK.search(st)) else None
         self.last_queue = float(c.group(1)) if (c := QUEUE.search(st)) else None
+        self.last_core = float(c.group(1)) if (c := CORE.search(st)) else 0.0
         return resp.status, data.decode("utf-8", "replace"), (float(m.group(1)) if m else None), wall
 
     def login(self) -> None:
@@ -213,7 +229,7 @@ def run_reviewer(port, username, set_id, n_rates, warmup, out, errors, start, th
                 {"annotation_id": ann_id, "cursor": cursor, "value": rng.choice(("good", "bad"))}
             )
             status, html, server, wall = r.request("POST", f"/review/{set_id}/rate", body, hx)
-            cpu, lock, queue = r.last_cpu, r.last_lock, r.last_queue
+            cpu, lock, queue, core = r.last_cpu, r.last_lock, r.last_queue, r.last_core
             if status != 200 or not ITEM.search(html):
                 raise RuntimeError(f"rate answered {status}: {html[:200]}")
             s_status, _, s_server, s_wall = r.request("GET", "/static/css/app.css")
@@ -225,6 +241,7 @@ def run_reviewer(port, username, set_id, n_rates, warmup, out, errors, start, th
                 out["rate"].append(server)
                 out["rate_cpu"].append(cpu)
                 out["rate_lock"].append(lock)
+                out["rate_core"].append(core)
                 out["rate_in_server"].append(queue + server)
                 out["static_in_server"].append(s_queue + s_server)
                 out["rate_wall"].append(wall)
@@ -319,6 +336,7 @@ def main() -> int:
             n = c.execute("SELECT n_total FROM annotation_sets WHERE id = ?", [set_id]).fetchone()[0]
             c.close()
             log(f"reusing {db_file} ({n:,} annotations)")
+            add_reviewers(db_file, args.reviewers)
         else:
             log(f"building a store of {args.annotations:,} annotations in {instance}")
             set_id = build_store(instance, args.annotations, args.reviewers)
@@ -369,6 +387,7 @@ def main() -> int:
                 "static_wall": [],
                 "rate_cpu": [],
                 "rate_lock": [],
+                "rate_core": [],
                 "rate_in_server": [],
                 "static_in_server": [],
             }
@@ -406,14 +425,39 @@ def main() -> int:
         # thread pool (waiting for a thread and the GIL, parsing). client: the round trip seen here.
         print(summary("app: rate + next", out["rate"]))
         print(summary("app: static file", out["static"]))
+        # The app span's tail split: the request thread's own CPU and its wait for the write lock.
+        print(summary("app: rate + next, its CPU", out["rate_cpu"]))
+        print(summary("app: rate + next, lock wait", out["rate_lock"]))
+        print(summary("app: rate + next, no core", out["rate_core"]))
+        # What this process made the request wait: the span less the time other processes held the cores.
+        print(
+            summary(
+                "app: rate + next less no core",
+                [a - c for a, c in zip(out["rate"], out["rate_core"], strict=True)],
+            )
+        )
         print(summary("in server: rate + next", out["rate_in_server"]))
         print(summary("in server: static file", out["static_in_server"]))
         print(summary("client: rate + next", out["rate_wall"]))
         print(summary("client: static file", out["static_wall"]))
-        app, cpu, lock = (statistics.fmean(out[k]) for k in ("rate", "rate_cpu", "rate_lock"))
+        app, cpu, lock, core = (
+            statistics.fmean(out[k]) for k in ("rate", "rate_cpu", "rate_lock", "rate_core")
+        )
         print(
             f"rate + next server time, mean {app:.2f} ms = CPU of the request's thread {cpu:.2f}"
-            f" + waiting for the write lock {lock:.2f} + waiting for the GIL or a core {app - cpu - lock:.2f}"
+            f" + waiting for the write lock {lock:.2f} + ready without a core (other processes) {core:.2f}"
+            f" + waiting for the GIL (or the disk) {app - cpu - lock - core:.2f}"
+        )
+        # The slowest 1 %: what they spent their time on, on average.
+        slow = sorted(range(n), key=lambda i: out["rate"][i])[-max(1, n // 100) :]
+        parts = {
+            k: statistics.fmean(out[k][i] for i in slow)
+            for k in ("rate", "rate_cpu", "rate_lock", "rate_core")
+        }
+        print(
+            f"slowest 1 % of rate + next, mean {parts['rate']:.2f} ms = CPU {parts['rate_cpu']:.2f}"
+            f" + write lock {parts['rate_lock']:.2f} + no core {parts['rate_core']:.2f}"
+            f" + GIL or disk {parts['rate'] - parts['rate_cpu'] - parts['rate_lock'] - parts['rate_core']:.2f}"
         )
         # All of it, per rate + next and static pair, whoever spends it (gunicorn's own threads too).
         print(

@@ -79,7 +79,7 @@ def main() -> int:
     )
 
     @app.before_request
-    def _t_after_hooks():  # registered last: runs after timing, login, csrf, limiter hooks
+    def _t_after_hooks():  # registered last: runs after the timing, login and csrf hooks
         g.t_hooks = time.perf_counter()
 
     @app.after_request

@@ -156,19 +156,42 @@ def _try(client, username, address, password="wrong password"):
     )
 
 
+def test_login_throttled_per_user_and_address(client, db):
+    # 5 failures a minute for a username from one address; from another address the user gets in.
+    for _ in range(5):
+        assert _try(client, "rev", "10.0.0.1").status_code == 401
+    r = _try(client, "rev", "10.0.0.1", PASSWORD)
+    assert r.status_code == 429
+    assert b"Too many failed logins for this user from this address" in r.data
+    assert int(r.headers["Retry-After"]) > 0
+    assert _try(client, "rev", "10.0.0.99", PASSWORD).status_code == 302
+    [event] = events(db, "login.throttled")
+    assert event["after"]["username"] == "rev" and event["after"]["address"] == "10.0.0.1"
+    assert event["after"]["limit"] == "5 per minute"
+    assert len(events(db, "login.failed")) == 5
+
+
 def test_login_throttled_per_user_across_addresses(client, db):
-    # 5 failures a minute per user, whatever address they come from.
-    for i in range(5):
-        assert _try(client, "rev", f"10.0.0.{i}").status_code == 401
+    # A larger ceiling per username, whatever the addresses: 20 a minute.
+    for i in range(20):
+        assert _try(client, "rev", f"10.0.0.{i % 4}").status_code == 401
     r = _try(client, "rev", "10.0.0.99", PASSWORD)
     assert r.status_code == 429
-    assert b"Too many failed logins for this user" in r.data
-    assert int(r.headers["Retry-After"]) > 0
+    assert b"Too many failed logins for this user. Wait" in r.data
     # Another user is not affected.
     assert _try(client, "admin", "10.0.0.99", PASSWORD).status_code == 302
     [event] = events(db, "login.throttled")
     assert event["after"]["username"] == "rev" and event["after"]["address"] == "10.0.0.99"
-    assert len(events(db, "login.failed")) == 5
+
+
+def test_bad_limit_settings_are_named(tmp_path):
+    from app.errors import InvalidInput
+    from tests.live import instance_app
+
+    with pytest.raises(
+        InvalidInput, match="LOGIN_LIMIT_PER_USER is 'lots': write it as '<count> per <unit>'"
+    ):
+        instance_app(tmp_path / "instance", LOGIN_LIMIT_PER_USER="lots")
 
 
 def test_login_throttled_per_address_across_users(client, db):

@@ -23,25 +23,18 @@ What other blueprints use:
 """
 
 import functools
-from pathlib import Path
 
 from flask import Blueprint, Flask, abort, redirect, render_template, request, session, url_for
-from flask_limiter import Limiter
-from flask_limiter.util import get_qualified_name, get_remote_address
 from flask_login import LoginManager, current_user, logout_user
-from flask_wtf.csrf import CSRFError
+from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from ..audit.events import log_event
 from ..db import get_db
-from . import limit_storage  # registers the oiap-sqlite:// storage scheme
-from .csrf import CachedCSRFProtect, csrf_token
+from .throttle import Throttle, parse_rate
 from .users import User, load_session_user
 
 login_manager = LoginManager()
-csrf = CachedCSRFProtect()
-# The counters live in the instance's limits.sqlite3 (RATELIMIT_STORAGE_URI, set per app in
-# init_auth), shared by every gunicorn worker process: in-memory ones would count per process.
-limiter = Limiter(get_remote_address, strategy="moving-window")
+csrf = CSRFProtect()
 
 # Endpoints reachable without an account. A new route is protected unless it is added here.
 PUBLIC_ENDPOINTS = {"auth.login", "static"}
@@ -107,45 +100,29 @@ def audit(action: str, **fields) -> None:
     log_event(get_db(), action, user_id=current_user.id, **fields)
 
 
-def _limit_checks_only_where_needed(app: Flask) -> None:
-    # Flask-Limiter's before_request works out the limits of every request (~0.08 ms), though only
-    # the login and password forms have any. Skip it for endpoints without limits of their own while
-    # no application-wide or default limit is configured (then every request is checked, as before).
-    funcs = app.before_request_funcs.setdefault(None, [])
-    check = next((f for f in funcs if f == limiter._check_request_limit), None)
-    manager = limiter.limit_manager
-    if check is None or manager._application_limits or manager._default_limits:
-        return
-    limited: dict[str, bool] = {}
-
-    def check_request_limit():
-        endpoint = request.endpoint
-        needed = limited.get(endpoint)
-        if needed is None:
-            view = app.view_functions.get(endpoint) if endpoint else None
-            needed = view is None or get_qualified_name(view) in manager._decorated_limits
-            limited[endpoint] = needed
-        if needed:
-            return check()
-        return None
-
-    funcs[funcs.index(check)] = check_request_limit
-
-
 def init_auth(app: Flask) -> None:
     """Wire Flask-Login, CSRF, throttling and the login requirement into the app."""
-    app.config.setdefault("LOGIN_LIMIT_PER_USER", "5 per minute")
+    # Failed logins (app/auth/throttle.py): a username from one address, a username from anywhere
+    # (larger, so one address cannot lock a user out), an address whatever the names.
+    app.config.setdefault("LOGIN_LIMIT_PER_USER_AND_ADDRESS", "5 per minute")
+    app.config.setdefault("LOGIN_LIMIT_PER_USER", "20 per minute")
     app.config.setdefault("LOGIN_LIMIT_PER_ADDRESS", "20 per minute")
+    # Wrong current passwords on the change-password form, per user.
+    app.config.setdefault("PASSWORD_LIMIT_PER_USER", "5 per minute")
     # A review page stays open for hours; its htmx token must not expire under the reviewer.
     # The token is still bound to the session, which ends at logout.
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
-    # Retry-After on a refused login.
-    app.config.setdefault("RATELIMIT_HEADERS_ENABLED", True)
-    # The Limiter is module-global and init_app keeps the last app's `enabled`: say it per app.
+    # False turns login throttling off (tests and benchmarks where many sessions log in at once).
     app.config.setdefault("RATELIMIT_ENABLED", True)
-    app.config.setdefault(
-        "RATELIMIT_STORAGE_URI", f"{limit_storage.SCHEME}://{Path(app.instance_path) / 'limits.sqlite3'}"
-    )
+    for setting in (
+        "LOGIN_LIMIT_PER_USER_AND_ADDRESS",
+        "LOGIN_LIMIT_PER_USER",
+        "LOGIN_LIMIT_PER_ADDRESS",
+        "PASSWORD_LIMIT_PER_USER",
+    ):
+        parse_rate(app.config[setting], setting)  # a bad setting stops the start, named
+    # One process serves (DESIGN.md): the counters live in it, one set per app.
+    app.extensions["oiap.throttle"] = Throttle()
 
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
@@ -175,11 +152,6 @@ def init_auth(app: Flask) -> None:
     # After require_login: an anonymous request (an expired session) is sent to the login page
     # rather than refused for its token, so htmx navigates instead of failing silently.
     csrf.init_app(app)
-    # Templates' csrf_token(): signed once per session and process, not once per page (app/auth/csrf.py).
-    app.jinja_env.globals["csrf_token"] = csrf_token
-    app.context_processor(lambda: {"csrf_token": csrf_token})
-    limiter.init_app(app)
-    _limit_checks_only_where_needed(app)
 
     @app.after_request
     def security_headers(response):

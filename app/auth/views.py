@@ -1,4 +1,4 @@
-"""Login and logout pages, with throttled and audited logins."""
+"""Login and logout pages, with throttled and audited logins (app/auth/throttle.py counts the failures)."""
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -6,9 +6,9 @@ from flask_login import current_user
 from ..audit.events import log_event
 from ..db import get_db
 from ..errors import InvalidInput
-from . import limiter
 from .login import log_in, log_out
 from .redirects import safe_next
+from .throttle import Attempt, Limit, Rate, parse_rate
 from .users import authenticate, get_user, set_password
 
 bp = Blueprint("auth", __name__)
@@ -23,46 +23,57 @@ def _username() -> str:
     return request.form.get("username", "").strip()
 
 
-def _user_key() -> str:
-    # Empty for a form without a name: Flask-Limiter then skips this limit (the address one still counts).
-    name = _username()
-    return f"user:{name}" if name else ""
+def _address() -> str:
+    return request.remote_addr or "unknown"
 
 
-def _address_key() -> str:
-    return f"addr:{request.remote_addr or 'unknown'}"
+def _rate(setting: str) -> Rate:
+    return parse_rate(current_app.config[setting], setting)
 
 
-def _failed(response) -> bool:
-    # Only failed logins count against the limits, so a team behind one address can still log in.
-    return response.status_code == 401
+def _attempt(limits: list[Limit]) -> Attempt | None:
+    """Count an attempt (None when throttling is off: RATELIMIT_ENABLED false)."""
+    if not current_app.config["RATELIMIT_ENABLED"]:
+        return None
+    return current_app.extensions["oiap.throttle"].attempt(limits)
 
 
-def _log_throttled(limit) -> None:
-    log_event(
-        get_db(),
-        "login.throttled",
-        after={"username": _username(), "address": request.remote_addr, "limit": str(limit.limit)},
+def _login_limits(username: str, address: str) -> list[Limit]:
+    # Username and address together lock out the guesser, not the user: the right password from
+    # another address still gets in. The username's own ceiling is larger; it stops guesses spread
+    # over many addresses. A form without a name counts against its address only.
+    limits = []
+    if username:
+        limits.append(
+            Limit(
+                f"user+addr:{address}:{username}",
+                _rate("LOGIN_LIMIT_PER_USER_AND_ADDRESS"),
+                "Too many failed logins for this user from this address. Wait a minute, then try again.",
+            )
+        )
+        limits.append(
+            Limit(
+                f"user:{username}",
+                _rate("LOGIN_LIMIT_PER_USER"),
+                "Too many failed logins for this user. Wait a minute, then try again.",
+            )
+        )
+    limits.append(
+        Limit(
+            f"addr:{address}",
+            _rate("LOGIN_LIMIT_PER_ADDRESS"),
+            "Too many failed logins from this address. Wait a minute, then try again.",
+        )
     )
+    return limits
+
+
+def _throttled(attempt: Attempt, template: str, **context):
+    flash(attempt.refused.message, "error")
+    return render_template(template, **context), 429, {"Retry-After": str(attempt.retry_after)}
 
 
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(
-    lambda: current_app.config["LOGIN_LIMIT_PER_USER"],
-    key_func=_user_key,
-    methods=["POST"],
-    deduct_when=_failed,
-    on_breach=_log_throttled,
-    error_message="Too many failed logins for this user. Wait a minute, then try again.",
-)
-@limiter.limit(
-    lambda: current_app.config["LOGIN_LIMIT_PER_ADDRESS"],
-    key_func=_address_key,
-    methods=["POST"],
-    deduct_when=_failed,
-    on_breach=_log_throttled,
-    error_message="Too many failed logins from this address. Wait a minute, then try again.",
-)
 def login():
     """Show the login form, or log in."""
     if request.method == "GET":
@@ -71,8 +82,13 @@ def login():
         return render_template("auth/login.html")
     db = get_db()
     username = _username()
-    user, why = authenticate(db, username, request.form.get("password", ""))
     details = {"username": username, "address": request.remote_addr}
+    # Counted before the password is checked, so guesses in flight together cannot pass the limit.
+    attempt = _attempt(_login_limits(username, _address()))
+    if attempt is not None and attempt.refused:
+        log_event(db, "login.throttled", after={**details, "limit": str(attempt.refused.rate)})
+        return _throttled(attempt, "auth/login.html", username=username)
+    user, why = authenticate(db, username, request.form.get("password", ""))
     if why:
         log_event(
             db,
@@ -86,6 +102,8 @@ def login():
         # One message whatever the reason, so the page does not tell which names exist.
         flash("Wrong username or password, or the account is disabled.", "error")
         return render_template("auth/login.html", username=username), 401
+    if attempt is not None:
+        attempt.cancel()  # only failed logins count
     log_in(db, user)
     log_event(db, "login", user_id=user.id, target_type="user", target_id=user.id, after=details)
     return redirect(_safe_next(request.args.get("next")))
@@ -107,21 +125,28 @@ def logout():
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
-@limiter.limit(
-    lambda: current_app.config["LOGIN_LIMIT_PER_USER"],
-    key_func=lambda: f"password:{current_user.get_id()}",
-    methods=["POST"],
-    # Only wrong current passwords count: a stolen session cannot guess the password quickly.
-    deduct_when=lambda response: response.status_code == 403,
-    error_message="Too many wrong passwords. Wait a minute, then try again.",
-)
 def password():
     """Change your own password; your other sessions end."""
     if request.method == "GET":
         return render_template("auth/password.html")
     db = get_db()
     f = request.form
+    # Only wrong current passwords count (counted first, as logins): a stolen session cannot guess
+    # the password quickly.
+    attempt = _attempt(
+        [
+            Limit(
+                f"password:{current_user.id}",
+                _rate("PASSWORD_LIMIT_PER_USER"),
+                "Too many wrong passwords. Wait a minute, then try again.",
+            )
+        ]
+    )
+    if attempt is not None and attempt.refused:
+        return _throttled(attempt, "auth/password.html")
     _, why = authenticate(db, current_user.username, f.get("current", ""))
+    if not why and attempt is not None:
+        attempt.cancel()
     if why:
         log_event(
             db,
