@@ -11,7 +11,7 @@ import pytest
 
 from app import REPO_ROOT as REPO
 from app.annotators import eval68, mesh478, mesh_ibug68
-from app.annotators.attention68 import AttentionMesh68, same_roi
+from app.annotators.attention68 import AttentionMesh68
 from app.annotators.landmarks68 import DEFAULT_LANDMARKS68, get_landmarks68
 from app.annotators.mesh_ibug68 import MIRROR68
 from app.annotators.template68 import five_from_68
@@ -76,11 +76,10 @@ def test_roi_from_landmarks_follows_the_eye_line():
     c = mesh_ibug68.canonical_2d() * 10 + 200
     cx, cy, size, angle = mesh478.roi_from_landmarks(c)
     assert angle == pytest.approx(0.0, abs=1e-9)
-    assert size == pytest.approx(1.5 * np.ptp(c, axis=0).max())
+    assert size == pytest.approx(mesh478.ROI_SCALE * np.ptp(c, axis=0).max())
     rot = np.array([[np.cos(0.3), -np.sin(0.3)], [np.sin(0.3), np.cos(0.3)]])
     assert mesh478.roi_from_landmarks(c @ rot.T)[3] == pytest.approx(0.3)
-    assert same_roi((cx, cy, size, angle), (cx + 0.01 * size, cy, size * 1.02, 0.02))
-    assert not same_roi((cx, cy, size, angle), (cx + 0.05 * size, cy, size, 0.0))
+    assert (cx, cy) == pytest.approx(tuple((c.min(0) + c.max(0)) / 2))
 
 
 def test_warp_samples_where_the_transform_says():
@@ -121,7 +120,7 @@ def test_mirrored_photo_gives_the_mirrored_points():
 
 def test_second_pass_and_predict_many():
     # From the box alone the first crop is not turned with the face; the second pass, on the region
-    # of the first pass's landmarks, is. Measured on the training file: 0.0636 -> 0.0600.
+    # of the first pass's landmarks, is. Measured on the training file: 0.0652 -> 0.0613.
     xml = "training_with_face_landmarks.xml"
     one = np.mean(eval68.face_nmes(AttentionMesh68(passes=1), xml, "box"))
     two = np.mean(eval68.face_nmes(AttentionMesh68(), xml, "box"))
@@ -135,16 +134,16 @@ def test_second_pass_and_predict_many():
 
 
 # Measured (scripts/eval_landmarks68.py --annotator attention68): from MTCNN's boxes and points,
-# NME 0.064 training, 0.051 testing (facemesh68: 0.064 and 0.053). Bounds add a margin.
+# NME 0.0575 training, 0.0482 testing (facemesh68: 0.064 and 0.053). Bounds add a margin.
 @pytest.mark.parametrize(
-    "xml,bound", [("training_with_face_landmarks.xml", 0.07), ("testing_with_face_landmarks.xml", 0.056)]
+    "xml,bound", [("training_with_face_landmarks.xml", 0.063), ("testing_with_face_landmarks.xml", 0.053)]
 )
 def test_nme_on_dev_faces_from_mtcnn(xml, bound):
     pytest.importorskip("app.annotators.mtcnn")
     nmes = eval68.face_nmes(get_landmarks68("attention68"), xml, "mtcnn")
     assert len(nmes) >= 17
     assert np.mean(nmes) < bound
-    assert max(nmes) < 0.15
+    assert max(nmes) < 0.10
 
 
 def test_is_the_default_and_needs_no_torch():
