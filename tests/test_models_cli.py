@@ -14,11 +14,12 @@ def test_builtin_rows_are_registered_once_and_activated(db):
     assert ensure_builtin_models(db) == a
     assert active_model(db, "face_box")["name"] == "mtcnn"
     assert active_model(db, "face_landmarks5")["name"] == "mtcnn"
-    assert active_model(db, "face_landmarks68")["name"] == "facemesh68"
+    assert active_model(db, "face_landmarks68")["name"] == "attention68"
     rows = list(db.query("SELECT name, kind, source, licence FROM models ORDER BY id"))
     assert {(r["name"], r["kind"]) for r in rows} == {
         ("mtcnn", "face_box"),
         ("mtcnn", "face_landmarks5"),
+        ("attention68", "face_landmarks68"),
         ("facemesh68", "face_landmarks68"),
         ("template68", "face_landmarks68"),
     }
@@ -30,7 +31,7 @@ def test_builtin_rows_are_registered_once_and_activated(db):
 def test_list_add_activate(runner, tmp_path):
     r = runner.invoke(args=["oiap", "models", "list", "--json"])
     assert r.exit_code == 0, r.output
-    assert {m["name"] for m in json.loads(r.output)} == {"mtcnn", "facemesh68", "template68"}
+    assert {m["name"] for m in json.loads(r.output)} == {"mtcnn", "attention68", "facemesh68", "template68"}
     f = tmp_path / "mine.onnx"
     _tiny_onnx(f)  # loads in onnxruntime (models add checks), but no runner knows it
     r = runner.invoke(args=["oiap", "models", "add", str(f), "--kind", "face_box", "--name", "mine"])
@@ -84,11 +85,11 @@ def test_changed_builtin_files_take_over_from_their_old_rows(db):
 def test_re_exported_facemesh_takes_over_from_its_old_row(db):
     ids = ensure_builtin_models(db)
     # As left by the code before facemesh.onnx was re-exported (PRelu rewritten, new hash).
-    db.execute("UPDATE models SET sha256 = ? WHERE id = ?", ["0" * 64, ids["facemesh68"]])
+    db.execute("UPDATE models SET sha256 = ? WHERE id = ?", ["0" * 64, ids["attention68"]])
     db.conn.commit()
     new = ensure_builtin_models(db)
-    assert new["facemesh68"] != ids["facemesh68"]
-    assert active_model(db, "face_landmarks68")["id"] == new["facemesh68"]
+    assert new["attention68"] != ids["attention68"]
+    assert active_model(db, "face_landmarks68")["id"] == new["attention68"]
     verified_files(active_model(db, "face_landmarks68"))
 
 

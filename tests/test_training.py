@@ -124,7 +124,7 @@ def test_compare_by_main_metric():
 def test_a_whole_round(app, round_db, runner):
     db, meta = round_db, round_db.meta
     facemesh = active_model(db, "face_landmarks68")
-    assert facemesh["name"] == "facemesh68"
+    assert facemesh["name"] == "attention68"
 
     # Train: a candidate from the merged rows, ONNX parity checked, registered with its provenance.
     m1 = train(db, app.config, "face_landmarks68", epochs=2, lr=3e-3, **FAST)
@@ -264,10 +264,10 @@ def test_models_page_promote_and_try(app, round_db, admin_client, reviewer_clien
     assert "Promote if better" not in reviewer_client.get(f"/models/{m1}").get_data(as_text=True)
     assert reviewer_client.post(f"/models/{m1}/promote").status_code == 403
 
-    # Refused (facemesh68 is better): flashed with the margin, audited, nothing activated.
+    # Refused (attention68 is better): flashed with the margin, audited, nothing activated.
     r = admin_client.post(f"/models/{m1}/promote", follow_redirects=True)
     assert "worse by" in r.get_data(as_text=True)
-    assert active_model(db, "face_landmarks68")["name"] == "facemesh68"
+    assert active_model(db, "face_landmarks68")["name"] == "attention68"
     events = db.execute("SELECT action, user_id FROM events WHERE target_id = ?", [str(m1)]).fetchall()
     assert ("promote_refused", meta["admin"]) in events
     # Forced: active, audited with the admin's id.
