@@ -128,6 +128,10 @@ def load_annotator(model: dict, threads: int | None = None):
             factor=p.get("factor", mtcnn.FACTOR),
             threads=threads,
         )
+    if runner == "landmarks68:dlib68":
+        from .dlib68 import DlibLandmarks68
+
+        return DlibLandmarks68(verified_path(model), model["params"].get("box_map"), model["sha256"])
     if runner and runner.startswith("landmarks68:"):
         from .landmarks68 import get_landmarks68
 
