@@ -8,8 +8,9 @@ Conditions: "box" = true box only; "five" = five points derived from the true 68
 faces measured: a face MTCNN missed is left out.
 With --dlib-predictor, dlib's regression-tree predictor (app/annotators/dlib68.py, run without dlib) is
 measured too: "box" = the files' boxes; "dlibdet" = dlib's own HOG detector's box at upsample 1 (needs
-dlib-bin), "mtcnn_map" = MTCNN's box mapped into dlib's convention (dlib68.BOX_MAP, what bulk-annotate
-uses), "mtcnn_raw" = MTCNN's box as it is.
+dlib-bin), "mtcnn_five" = a box in dlib's convention from MTCNN's five points (dlib68.FIVE_MAP, what
+bulk-annotate uses), "mtcnn_map" = MTCNN's box mapped (dlib68.BOX_MAP, used where a face has no five
+points), "mtcnn_raw" = MTCNN's box as it is.
 """
 
 import argparse
@@ -74,16 +75,17 @@ class DlibDetector:
 
 def eval_dlib(path: str, mtcnn) -> None:
     """Rows for dlib's predictor from the files' boxes, dlib's detector's and MTCNN's (mapped or not)."""
-    from app.annotators.dlib68 import BOX_MAP, DlibLandmarks68
+    from app.annotators.dlib68 import BOX_MAP, FIVE_MAP, DlibLandmarks68
 
-    mapped, raw = DlibLandmarks68(path, BOX_MAP), DlibLandmarks68(path)
+    mapped, raw = DlibLandmarks68(path, BOX_MAP, five_map=FIVE_MAP), DlibLandmarks68(path)
     try:
         dlib_det = DlibDetector()
     except ImportError:
         dlib_det = None
         print("dlib-bin is not installed: no dlibdet rows (pip install -r requirements-dev.txt)")
     runs = [("box", raw, "box", None), ("dlibdet", raw, "mtcnn_box", dlib_det)]
-    runs += [("mtcnn_map", mapped, "mtcnn_box", mtcnn), ("mtcnn_raw", raw, "mtcnn_box", mtcnn)]
+    runs += [("mtcnn_five", mapped, "mtcnn", mtcnn), ("mtcnn_map", mapped, "mtcnn_box", mtcnn)]
+    runs += [("mtcnn_raw", raw, "mtcnn_box", mtcnn)]
     for label, ann, cond, det in runs:
         if cond != "box" and det is None:
             continue
@@ -98,7 +100,7 @@ def eval_dlib(path: str, mtcnn) -> None:
 def row(name: str, cond: str, file: str, r: dict) -> str:
     """One line of the table."""
     return (
-        f"{name:<11} {cond:<9} {file:<34} n={r['n']:<3} NME={r['mean_nme']:.4f} "
+        f"{name:<11} {cond:<10} {file:<34} n={r['n']:<3} NME={r['mean_nme']:.4f} "
         f"fail@0.08={r['fail_0.08']:.3f} fail@0.10={r['fail_0.10']:.3f}"
     )
 

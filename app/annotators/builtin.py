@@ -131,7 +131,8 @@ def load_annotator(model: dict, threads: int | None = None):
     if runner == "landmarks68:dlib68":
         from .dlib68 import DlibLandmarks68
 
-        return DlibLandmarks68(verified_path(model), model["params"].get("box_map"), model["sha256"])
+        p = model["params"]
+        return DlibLandmarks68(verified_path(model), p.get("box_map"), model["sha256"], p.get("five_map"))
     if runner and runner.startswith("landmarks68:"):
         from .landmarks68 import get_landmarks68
 

@@ -46,6 +46,12 @@ DEBIAN_PATH = Path("/usr/share/dlib/shape_predictor_68_face_landmarks.dat")
 # their mirror images (dlib-bin 20.0.1's HOG detector at upsample 1 against our MTCNN: 34 faces found by
 # both; no landmark read): mean IoU with dlib's boxes 0.695 as MTCNN gives them, 0.747 mapped.
 BOX_MAP = {"dx": -0.0112, "dy": 0.0229, "sw": 1.2173, "sh": 0.9027}
+# The same from MTCNN's five points, used when a face has them (bulk-annotate's chain): the box centred on
+# the points' centroid moved by (DX, DY) * S, sides (SW, SH) * S, where S is the mean of the eye-to-eye
+# and eye-midpoint-to-mouth-midpoint distances. Same script and faces; mean IoU with dlib's boxes 0.810.
+# Less sensitive to MTCNN's box regression: on the training photos' faces NME 0.0328 and no face above
+# 0.10 against 0.0725 and 3 faces from BOX_MAP; on the testing file 0.0213 against 0.0206.
+FIVE_MAP = {"dx": -0.0795, "dy": -0.1334, "sw": 2.6038, "sh": 2.5959}
 
 
 class DlibFormatError(InvalidInput):
@@ -385,6 +391,21 @@ def map_box(box_px, box_map: dict) -> tuple[float, float, float, float]:
     return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
 
 
+def five_scale(points5) -> tuple[np.ndarray, float]:
+    """The centroid of five points (MTCNN order: eyes, nose, mouth corners) and their scale S."""
+    p = np.asarray(points5, dtype=np.float64).reshape(5, 2)
+    eyes, mouth = (p[0] + p[1]) / 2, (p[3] + p[4]) / 2
+    return p.mean(0), float((np.linalg.norm(p[1] - p[0]) + np.linalg.norm(mouth - eyes)) / 2)
+
+
+def five_to_box(points5, five_map: dict) -> tuple[float, float, float, float]:
+    """A box in dlib's detector convention from a face's five points (see FIVE_MAP)."""
+    c, scale = five_scale(points5)
+    cx, cy = c[0] + five_map["dx"] * scale, c[1] + five_map["dy"] * scale
+    w, h = five_map["sw"] * scale, five_map["sh"] * scale
+    return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+
+
 _lock = threading.Lock()
 _predictors: dict[str, ShapePredictor] = {}
 
@@ -401,14 +422,21 @@ def get_predictor(path: str | Path, sha256: str | None = None) -> ShapePredictor
 
 
 class DlibLandmarks68:
-    """68 points from a dlib shape_predictor file; boxes are mapped by box_map first when given (a
-    detector's boxes into dlib's convention), and taken as they are otherwise."""
+    """68 points from a dlib shape_predictor file. Its start box, in dlib's detector convention: from a
+    face's five points by five_map when both are given, else from its box by box_map when given, else
+    the box as it is."""
 
     name = "dlib68"
 
-    def __init__(self, model_path: str | Path, box_map: dict | None = None, sha256: str | None = None):
+    def __init__(
+        self,
+        model_path: str | Path,
+        box_map: dict | None = None,
+        sha256: str | None = None,
+        five_map: dict | None = None,
+    ):
         self.model_path = Path(model_path)
-        self.box_map = box_map
+        self.box_map, self.five_map = box_map, five_map
         self.predictor = get_predictor(self.model_path, sha256)
         if self.predictor.num_parts != 68:
             raise DlibFormatError(
@@ -423,7 +451,14 @@ class DlibLandmarks68:
         """(68, 2) pixel coordinates for each face of one image, all faces through the cascade at once."""
         if len(boxes) == 0:
             return []
-        if self.box_map is not None:
-            boxes = [map_box(b, self.box_map) for b in boxes]
-        rects = np.array([box_to_rect(b) for b in boxes])
+        points5s = points5s if points5s is not None else [None] * len(boxes)
+        rects = np.array([box_to_rect(self.start_box(b, p)) for b, p in zip(boxes, points5s, strict=True)])
         return list(run_cascade(self.predictor, to_grey(np.asarray(img_rgb)), rects))
+
+    def start_box(self, box_px, points5_px=None) -> tuple[float, float, float, float]:
+        """The box the cascade starts from (our convention: x1, y1 exclusive)."""
+        if points5_px is not None and self.five_map is not None:
+            return five_to_box(points5_px, self.five_map)
+        if self.box_map is not None:
+            return map_box(box_px, self.box_map)
+        return tuple(float(v) for v in box_px)

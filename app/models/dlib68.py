@@ -4,7 +4,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from ..annotators.dlib68 import BOX_MAP, LICENCE, LICENCE_CAVEAT, ORIGIN, get_predictor
+from ..annotators.dlib68 import BOX_MAP, FIVE_MAP, LICENCE, LICENCE_CAVEAT, ORIGIN, get_predictor
 from ..annotators.registry import register_model, sha256_file
 from ..errors import InvalidInput
 
@@ -26,7 +26,8 @@ def add_dlib_predictor(
     origin: str | None = None,
 ) -> int:
     """Check that the file is a complete 68-point dlib shape_predictor, then register it with its
-    licence caveat, the runner and the box map (MTCNN's boxes into dlib's detector convention)."""
+    licence caveat, the runner and the maps of MTCNN's boxes and five points into dlib's detector
+    convention."""
     if kind != "face_landmarks68":
         raise InvalidInput(f"{path}: a dlib shape predictor (.dat) annotates face_landmarks68, not {kind}")
     if not Path(path).is_file():
@@ -37,6 +38,7 @@ def add_dlib_predictor(
     params = {
         "runner": RUNNER,
         "box_map": BOX_MAP,
+        "five_map": FIVE_MAP,
         "licence_caveat": LICENCE_CAVEAT,
         "cascade": {
             "levels": int(sp.idx1.shape[0]),
