@@ -98,7 +98,7 @@ def _token_starts(b: np.ndarray, name: str, block: int = 1 << 13) -> np.ndarray:
     first = np.arange(nblocks, dtype=np.int64) * block
     end = np.minimum(first + block, n)
     # marks[p] = 1 + the attempt (restart) of its block's walk that visited p, 0 if none.
-    marks = np.zeros(n, dtype=np.uint8)
+    marks = np.zeros(nblocks * block, dtype=np.uint8)
     attempt = np.zeros(nblocks, dtype=np.uint8)
     pos = first.copy()
     active = np.arange(nblocks)
@@ -118,7 +118,7 @@ def _token_starts(b: np.ndarray, name: str, block: int = 1 << 13) -> np.ndarray:
         p[ok] += 1 + size[ok]
         pos[active] = p
         active = active[p < end[active]]
-    walked = marks == np.repeat(attempt + 1, block)[:n]
+    walked = (marks.reshape(nblocks, block) == (attempt + 1)[:, None]).ravel()[:n]
     del marks
     entry = 0
     for k in range(nblocks):
@@ -146,10 +146,6 @@ def _token_starts(b: np.ndarray, name: str, block: int = 1 << 13) -> np.ndarray:
     return np.flatnonzero(walked)
 
 
-_BYTE_OFFSETS = np.arange(1, 9, dtype=np.int64)
-_BYTE_INDEX = np.arange(8)
-
-
 class _Tokens:
     """The file's values in order, decoded on demand."""
 
@@ -171,14 +167,13 @@ class _Tokens:
         size = (h & 0x0F).astype(np.int64)
         if np.any(h & 0x70) or np.any(size == 0) or np.any(size > 8):
             raise self._bad(f"an invalid value in {what}")
-        # Up to 8 value bytes per start, gathered at once and read as one little-endian uint64.
-        v = np.empty(k, dtype=np.uint64)
+        # Value bytes one position at a time for every value at once; bytes past a value's size are 0.
+        v = np.zeros(k, dtype=np.uint64)
         last = len(self.b) - 1
-        for c in range(0, k, 1 << 20):
-            sl = slice(c, c + (1 << 20))
-            raw = self.b[np.minimum(st[sl, None] + _BYTE_OFFSETS, last)]
-            raw[_BYTE_INDEX >= size[sl, None]] = 0
-            v[sl] = raw.view("<u8")[:, 0]
+        for j in range(int(size.max(initial=0))):
+            byte = np.take(self.b, np.minimum(st + 1 + j, last))
+            byte[size <= j] = 0
+            v |= byte.astype(np.uint64) << np.uint64(8 * j)
         out = v.astype(np.int64)
         neg = (h & 0x80) != 0
         out[neg] = -out[neg]
@@ -314,21 +309,22 @@ def to_grey(img: np.ndarray) -> np.ndarray:
 
 def similarity_m(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """(F, 2, 2) float32: the linear part of the least-squares similarity from src (N, 2) to each dst
-    (F, N, 2), as dlib's find_similarity_transform (Umeyama), computed in float64."""
-    src = src.astype(np.float64)
-    dst = dst.astype(np.float64)
-    a = src - src.mean(0)
-    d = dst - dst.mean(1, keepdims=True)
-    sigma = (a**2).sum(1).mean()
-    cov = np.einsum("fni,nj->fij", d, a) / len(src)
-    u, s, vt = np.linalg.svd(cov)
-    sign = np.ones((len(dst), 2))
-    flip = np.linalg.det(cov) < 0
-    # dlib flips the smaller singular value's sign (the second: numpy sorts them descending).
-    sign[flip, 1] = -1
-    r = u @ (sign[:, :, None] * vt)
-    c = (s * sign).sum(1) / sigma if sigma != 0 else np.ones(len(dst))
-    return (c[:, None, None] * r).astype(np.float32)
+    (F, N, 2), as dlib's find_similarity_transform, computed in float64.
+
+    dlib takes Umeyama's SVD route, whose sign correction keeps the best proper rotation; in 2-D that is
+    the closed form [[p, -q], [q, p]] with p = (cov00 + cov11) / var, q = (cov10 - cov01) / var."""
+    a = src.astype(np.float64)
+    a = a - a.mean(0)
+    d = dst.astype(np.float64)
+    d = d - d.mean(1, keepdims=True)
+    var = (a**2).sum() / len(a)
+    if var == 0:
+        return np.repeat(np.eye(2, dtype=np.float32)[None], len(dst), axis=0)
+    # cov[i, j] = mean over points of d_i * a_j
+    cov = np.einsum("fni,nj->fij", d, a) / len(a)
+    p = (cov[:, 0, 0] + cov[:, 1, 1]) / var
+    q = (cov[:, 1, 0] - cov[:, 0, 1]) / var
+    return np.stack([np.stack([p, -q], 1), np.stack([q, p], 1)], 1).astype(np.float32)
 
 
 def run_cascade(sp: ShapePredictor, grey: np.ndarray, rects: np.ndarray) -> np.ndarray:
@@ -343,9 +339,11 @@ def run_cascade(sp: ShapePredictor, grey: np.ndarray, rects: np.ndarray) -> np.n
     span = (rects[:, 2:] - rects[:, :2])[:, None, :]
     shape = np.repeat(sp.initial[None], n_faces, axis=0)  # (F, N, 2) float32
     n_trees, n_splits = sp.idx1.shape[1:]
-    depth = int(np.log2(n_splits + 1))
+    n_leaves = n_splits + 1
+    depth = int(np.log2(n_leaves))
     trees = np.arange(n_trees)[None, :]
-    faces = np.arange(n_faces)[:, None]
+    tree_splits = trees * n_splits
+    face_pixels = np.arange(n_faces)[:, None] * sp.anchor.shape[1]
     for level in range(len(sp.idx1)):
         m = similarity_m(sp.initial, shape)
         dx, dy = sp.deltas[level, :, 0], sp.deltas[level, :, 1]
@@ -357,16 +355,22 @@ def run_cascade(sp: ShapePredictor, grey: np.ndarray, rects: np.ndarray) -> np.n
         iy = np.floor(origin[:, :, 1] + span[:, :, 1] * py.astype(np.float64) + 0.5).astype(np.int64)
         inside = (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)
         values = np.where(inside, grey[iy.clip(0, h - 1), ix.clip(0, w - 1)], 0).astype(np.float32)
+        # Every tree of every face one level down at a time, by flat indices (np.take is the fast gather).
+        flat_values = values.ravel()
+        i1, i2, th = sp.idx1[level].ravel(), sp.idx2[level].ravel(), sp.thresh[level].ravel()
         node = np.zeros((n_faces, n_trees), dtype=np.int64)
-        i1, i2, th = sp.idx1[level], sp.idx2[level], sp.thresh[level]
         for _ in range(depth):
-            a = values[faces, i1[trees, node]]
-            b = values[faces, i2[trees, node]]
-            node = 2 * node + np.where(a - b > th[trees, node], 1, 2)
-        leaf = sp.leaves[level][trees, node - n_splits]  # (F, T, 2N)
-        # dlib adds the trees' leaves one after another in float32: cumsum keeps that order.
-        acc = np.concatenate([shape.reshape(n_faces, 1, -1), leaf], axis=1)
-        shape = np.cumsum(acc, axis=1, dtype=np.float32)[:, -1].reshape(n_faces, -1, 2)
+            split = tree_splits + node
+            a = np.take(flat_values, face_pixels + np.take(i1, split))
+            b = np.take(flat_values, face_pixels + np.take(i2, split))
+            node = 2 * node + np.where(a - b > np.take(th, split), 1, 2)
+        leaves = sp.leaves[level].reshape(n_trees * n_leaves, -1)
+        leaf = np.take(leaves, trees * n_leaves + node - n_splits, axis=0)  # (F, T, 2N)
+        # dlib adds the trees' leaves to the shape one after another in float32. A reduction over an axis
+        # that is not the innermost adds in order (numpy sums pairwise only along the innermost), so
+        # the first leaf takes the shape and the reduce gives dlib's sums bit for bit.
+        leaf[:, 0] += shape.reshape(n_faces, -1)
+        shape = np.add.reduce(leaf, axis=1).reshape(n_faces, -1, 2)
     return origin + span * shape.astype(np.float64)
 
 
