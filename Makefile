@@ -68,7 +68,7 @@ format: setup-dev
 	$(VENV)/bin/ruff format app scripts tests
 	$(VENV)/bin/ruff check --fix app scripts tests
 
-bench: setup-dev
+bench: setup-dev dlib-data
 	@for s in scripts/bench_*.py; do echo "== $$s"; $(PY) $$s || exit 1; done
 
 clean-venv:
