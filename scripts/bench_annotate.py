@@ -267,6 +267,12 @@ def main(argv=None) -> int:
         help="the original pipeline's 68-point .dat (default: Debian's libdlib-data file)",
     )
     p.add_argument("--no-original", action="store_true", help="skip the original pipeline (needs dlib-bin)")
+    p.add_argument(
+        "--landmarks-dat",
+        metavar="PATH",
+        help="bulk's 68 points from dlib's predictor in this .dat (our numpy port, app/annotators/dlib68.py) "
+        "instead of the default model; the naive loop keeps the default",
+    )
     args = p.parse_args(argv)
     if not args.no_original:
         try:
@@ -306,6 +312,23 @@ def main(argv=None) -> int:
         with db.conn:
             for path in paths:
                 ids[register_image_file(db, path, "train")[0]] = path
+
+        if args.landmarks_dat:
+            from app.annotators.builtin import ensure_builtin_models, load_annotator
+            from app.annotators.registry import activate_model, get_model
+            from app.models.dlib68 import add_dlib_predictor
+
+            ensure_builtin_models(db)
+            t = time.perf_counter()
+            model_id = add_dlib_predictor(
+                db, args.landmarks_dat, "face_landmarks68", app.config["MODELS_DIR"]
+            )
+            activate_model(db, model_id)
+            db.conn.commit()
+            load_annotator(get_model(db, model_id))  # read once, outside the timings, as a worker would
+            print(
+                f"bulk's 68 points: dlib68 from {args.landmarks_dat} (read in {time.perf_counter() - t:.1f} s)"
+            )
 
         # Warm both paths (sessions, first-call allocation) on one image, outside the timings.
         M.MTCNN(threads=1).detect(np.asarray(Image.open(paths[0]).convert("RGB")))
