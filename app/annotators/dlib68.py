@@ -80,6 +80,11 @@ class ShapePredictor:
 # Reading the file
 
 
+# Per control byte: not one (bits 4-6 set, or a size of 0 or above 8), and how far the next value is.
+_BAD_CONTROL = np.array([(c & 0x70) != 0 or not 1 <= (c & 0x0F) <= 8 for c in range(256)])
+_STEP = np.array([1 + (c & 0x0F) for c in range(256)], dtype=np.int64)
+
+
 def _token_starts(b: np.ndarray, name: str, block: int = 1 << 13) -> np.ndarray:
     """Byte offsets (int64) where each variable-length integer of the file starts.
 
@@ -102,22 +107,29 @@ def _token_starts(b: np.ndarray, name: str, block: int = 1 << 13) -> np.ndarray:
     attempt = np.zeros(nblocks, dtype=np.uint8)
     pos = first.copy()
     active = np.arange(nblocks)
+    tag, stop = attempt[active] + 1, end[active]
     while active.size:
         p = pos[active]
         h = b[p]
-        size = h & 0x0F
-        bad = ((h & 0x70) != 0) | (size == 0) | (size > 8)
+        bad = _BAD_CONTROL[h]
         if bad.any():
             restart = active[bad]
             attempt[restart] += 1
             p[bad] = first[restart] + attempt[restart]
             # After 9 restarts no phase is valid: leave the block to the check below.
-            p[bad & (attempt[active] > 9)] = end[restart[attempt[restart] > 9]]
-        ok = ~bad
-        marks[p[ok]] = attempt[active[ok]] + 1
-        p[ok] += 1 + size[ok]
+            gave_up = attempt[restart] > 9
+            p[np.flatnonzero(bad)[gave_up]] = end[restart[gave_up]]
+            tag = attempt[active] + 1
+            ok = ~bad
+            marks[p[ok]] = tag[ok]
+            p[ok] += _STEP[h[ok]]
+        else:
+            marks[p] = tag
+            p += _STEP[h]
         pos[active] = p
-        active = active[p < end[active]]
+        going = p < stop
+        if not going.all():
+            active, tag, stop = active[going], tag[going], stop[going]
     walked = (marks.reshape(nblocks, block) == (attempt + 1)[:, None]).ravel()[:n]
     del marks
     entry = 0
@@ -146,11 +158,19 @@ def _token_starts(b: np.ndarray, name: str, block: int = 1 << 13) -> np.ndarray:
     return np.flatnonzero(walked)
 
 
+# The low `size` bytes of a uint64, for size 0 to 8.
+_SIZE_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(9)], dtype=np.uint64)
+
+
 class _Tokens:
     """The file's values in order, decoded on demand."""
 
     def __init__(self, b: np.ndarray, starts: np.ndarray, name: str):
         self.b, self.starts, self.name, self.i = b, starts, name, 0
+        # Every byte offset seen as the start of a little-endian uint64 (an overlapping, unaligned
+        # view over the bytes and 8 zeros): one gather reads a value's 1 to 8 bytes, a mask keeps them.
+        padded = np.concatenate([b, np.zeros(8, dtype=np.uint8)])
+        self.words = np.ndarray((len(b) + 1,), dtype="<u8", buffer=padded, strides=(1,))
 
     def _bad(self, what: str) -> DlibFormatError:
         return DlibFormatError(
@@ -167,14 +187,8 @@ class _Tokens:
         size = (h & 0x0F).astype(np.int64)
         if np.any(h & 0x70) or np.any(size == 0) or np.any(size > 8):
             raise self._bad(f"an invalid value in {what}")
-        # Value bytes one position at a time for every value at once; bytes past a value's size are 0.
-        v = np.zeros(k, dtype=np.uint64)
-        last = len(self.b) - 1
-        for j in range(int(size.max(initial=0))):
-            byte = np.take(self.b, np.minimum(st + 1 + j, last))
-            byte[size <= j] = 0
-            v |= byte.astype(np.uint64) << np.uint64(8 * j)
-        out = v.astype(np.int64)
+        # Fancy indexing, not np.take: np.take would first copy the whole overlapping view.
+        out = (self.words[st + 1] & _SIZE_MASKS[size]).astype(np.int64)
         neg = (h & 0x80) != 0
         out[neg] = -out[neg]
         self.i += k
