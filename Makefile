@@ -63,6 +63,7 @@ test-fast: setup-dev dlib-data
 lint: setup-dev
 	$(VENV)/bin/ruff check app scripts tests
 	$(VENV)/bin/ruff format --check app scripts tests
+	$(VENV)/bin/lint-imports --no-cache
 
 format: setup-dev
 	$(VENV)/bin/ruff format app scripts tests

@@ -6,12 +6,7 @@ from pathlib import Path
 
 from flask import Flask
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def instance_dir() -> Path:
-    """The instance folder: OIAP_INSTANCE, or ./instance in the repository."""
-    return Path(os.environ.get("OIAP_INSTANCE") or REPO_ROOT / "instance").resolve()
+from .paths import REPO_ROOT, instance_dir
 
 
 def _secret_key(instance: Path) -> str:
@@ -44,7 +39,7 @@ def create_app(test_config: dict | None = None) -> Flask:
         template_folder=str(REPO_ROOT / "templates"),
         static_folder=str(REPO_ROOT / "static"),
     )
-    from .errors import IdConverter
+    from .web import IdConverter
 
     app.url_map.converters["int"] = IdConverter  # before any route: ids beyond SQLite's range are 404s
     app.config.from_mapping(
@@ -76,14 +71,23 @@ def create_app(test_config: dict | None = None) -> Flask:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _secret_key(instance)
 
-    from . import db, errors
+    from . import db, web
+    from .links import http_url
 
+    # Links built from imported fields: only http(s) URLs (app/links.py).
+    app.jinja_env.filters["http_url"] = http_url
     db.init_app(app)
-    errors.register_error_handlers(app)
+    web.register_error_handlers(app)
 
     from .timing import init_timing
 
     init_timing(app)
+
+    from .request_limits import init_request_limits
+    from .serving import hold_while_serving
+
+    init_request_limits(app)
+    hold_while_serving(app)
 
     from .auth import init_auth
 
@@ -115,7 +119,10 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.register_blueprint(models_bp)
 
     from .cli import oiap_cli
+    from .commands import register_all
 
+    # Each area's module attaches its commands to the group (commands import cli, never the reverse).
+    register_all()
     app.cli.add_command(oiap_cli)
     from .gcfreeze import freeze_startup
 

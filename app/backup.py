@@ -4,6 +4,7 @@ import sqlite3
 from pathlib import Path
 
 from .errors import InvalidInput
+from .serving import exclusive
 
 
 def integrity_problems(path: str | Path) -> list[str]:
@@ -18,16 +19,24 @@ def integrity_problems(path: str | Path) -> list[str]:
     return [] if rows == ["ok"] else rows
 
 
-def _copy(src_path: str | Path, dest_path: str | Path) -> None:
+def _copy(src_path: str | Path, dest_path: str | Path, standalone: bool = False) -> None:
     src = sqlite3.connect(f"file:{src_path}?mode=ro", uri=True, timeout=30)
     dest = sqlite3.connect(str(dest_path), timeout=30)
     try:
         # One step: in WAL mode the copy reads one consistent snapshot without blocking
         # writers, whereas a stepped copy restarts every time the app writes in between.
         src.backup(dest)
+        if standalone:
+            # A backup is one file: out of WAL mode, nobody who opens it (the integrity check)
+            # leaves FILE-wal and FILE-shm beside it. Restoring it into the WAL store keeps WAL.
+            dest.execute("PRAGMA journal_mode = DELETE")
     finally:
         dest.close()
         src.close()
+
+
+def _sidecars(path: Path) -> list[Path]:
+    return [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal")]
 
 
 def backup(database: str | Path, target: str | Path) -> Path:
@@ -40,13 +49,14 @@ def backup(database: str | Path, target: str | Path) -> Path:
     part = target.with_name(target.name + ".part")
     part.unlink(missing_ok=True)
     try:
-        _copy(database, part)
+        _copy(database, part, standalone=True)
         problems = integrity_problems(part)
         if problems:
             raise InvalidInput(f"the backup failed its integrity check: {problems[0]}")
         part.replace(target)
     finally:
-        part.unlink(missing_ok=True)
+        for p in (part, *_sidecars(part)):
+            p.unlink(missing_ok=True)
     return target
 
 
@@ -70,6 +80,9 @@ def restore(database: str | Path, source: str | Path, force: bool = False) -> No
         raise InvalidInput(
             f"{database} exists; restoring would overwrite it. Stop the server, then run again with --force"
         )
-    # The backup API writes the whole copy in one transaction of the destination,
-    # so a crash mid-restore leaves the old database, never a mix.
-    _copy(source, database)
+    # Refused, even with --force, while a server holds the store (app/serving.py); held meanwhile,
+    # so a server starting now waits for the restore to finish.
+    with exclusive(database):
+        # The backup API writes the whole copy in one transaction of the destination,
+        # so a crash mid-restore leaves the old database, never a mix.
+        _copy(source, database)

@@ -9,8 +9,8 @@ import sys
 import click
 from flask.cli import AppGroup
 
-from .db import echo_applied, get_db, migrate
-from .errors import OiapError, storage_error_message
+from .db import get_db, migrate, storage_error_message
+from .errors import OiapError
 
 
 class OiapGroup(AppGroup):
@@ -27,6 +27,15 @@ class OiapGroup(AppGroup):
 
 
 oiap_cli = OiapGroup("oiap", help="Open Images Annotation Project commands.")
+
+
+def echo_applied(applied: list[str]) -> None:
+    """Tell the user which migrations ran."""
+    if applied:
+        for name in applied:
+            click.echo(f"applied {name}")
+    else:
+        click.echo("database is up to date")
 
 
 def fail_on_domain_error(fn):
@@ -52,7 +61,7 @@ def echo_json(value) -> None:
 def init_db_command():
     """Create or upgrade the database (idempotent)."""
     echo_applied(migrate(get_db()))
-    from .annotators.builtin import ensure_builtin_models
+    from .models.builtin import ensure_builtin_models
 
     ensure_builtin_models(get_db())
 
@@ -113,6 +122,22 @@ def user_passwd(name, password_stdin):
 
     set_password(get_db(), name, _read_password(password_stdin))
     click.echo(f"password changed for {name}")
+
+
+@user_cli.command("end-sessions")
+@click.argument("name")
+@fail_on_domain_error
+def user_end_sessions(name):
+    """End every open session of a user: they must log in again in every browser."""
+    from .auth.sessions import end_user_sessions
+    from .auth.users import find_user
+
+    db = get_db()
+    user = find_user(db, name)
+    if user is None:
+        raise click.ClickException(f"no user {name!r}; `flask oiap user list` shows them")
+    n = end_user_sessions(db, user.id, "ended from the command line", log=True)
+    click.echo(f"{n} session(s) of {name} ended")
 
 
 @user_cli.command("disable")
@@ -179,7 +204,7 @@ oiap_cli.add_command(sets_cli)
 @sets_cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def sets_list(as_json):
-    """List annotation sets with counts (total, good, bad, unrated)."""
+    """List annotation sets with counts (total, good, bad, unrated; superseded rows are not in total)."""
     from .sets.queries import list_sets
 
     sets = list_sets(get_db())
@@ -188,11 +213,12 @@ def sets_list(as_json):
         return
     click.echo(
         f"{'id':>4}  {'name':<40} {'kind':<18} {'source':<7} {'total':>8} {'good':>7} {'bad':>7} {'unrated':>8}"
+        f" {'superseded':>10}"
     )
     for s in sets:
         click.echo(
             f"{s['id']:>4}  {s['name']:<40} {s['kind']:<18} {s['source']:<7} "
-            f"{s['total']:>8} {s['good']:>7} {s['bad']:>7} {s['unrated']:>8}"
+            f"{s['total']:>8} {s['good']:>7} {s['bad']:>7} {s['unrated']:>8} {s['superseded']:>10}"
         )
 
 
@@ -217,9 +243,3 @@ def stats_command(as_json):
             click.echo(
                 f"  {split:<10} {c['total']} total, {c['good']} good, {c['bad']} bad, {c['unrated']} unrated"
             )
-
-
-# Each area registers its own commands on oiap_cli.
-from .commands import register_all  # noqa: E402
-
-register_all()

@@ -1,5 +1,6 @@
 """The one path into the database: a sqlite-utils Database per app context."""
 
+import errno
 import fcntl
 import os
 import sqlite3
@@ -9,7 +10,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-import click
 from flask import Flask, current_app, g
 from sqlite_utils import Database
 
@@ -243,45 +243,27 @@ def migrate(db: Database) -> list[str]:
     return pending
 
 
-def log_event(
-    db: Database,
-    action: str,
-    *,
-    user_id: int | None = None,
-    target_type: str | None = None,
-    target_id: int | str | None = None,
-    before: dict | None = None,
-    after: dict | None = None,
-    set_id: int | None = None,
-) -> None:
-    """Append one row to the audit log."""
-    import json
-
-    db.execute(
-        "INSERT INTO events (at, user_id, action, target_type, target_id, set_id, before, after)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            now(),
-            user_id,
-            action,
-            target_type,
-            None if target_id is None else str(target_id),
-            set_id,
-            None if before is None else json.dumps(before),
-            None if after is None else json.dumps(after),
-        ],
-    )
-
-
 def init_app(app: Flask) -> None:
     """Register teardown of the connection."""
     app.teardown_appcontext(close_db)
 
 
-def echo_applied(applied: list[str]) -> None:
-    """Tell the user which migrations ran."""
-    if applied:
-        for name in applied:
-            click.echo(f"applied {name}")
-    else:
-        click.echo("database is up to date")
+def storage_error_message(e: BaseException) -> str | None:
+    """A message for a write that failed because of a full disk or a read-only store, else None."""
+    if not isinstance(e, (sqlite3.OperationalError, OSError)):
+        return None
+    text = str(e).lower()
+    code = getattr(e, "errno", None)
+    if "disk is full" in text or code == errno.ENOSPC:
+        return (
+            "The disk that holds the instance folder is full, so nothing was saved. "
+            "Free some space (or move OIAP_INSTANCE to a larger disk), then try again."
+        )
+    if "readonly" in text or "read-only" in text or code in (errno.EROFS, errno.EACCES, errno.EPERM):
+        return (
+            "The instance folder or its database is read-only, so nothing was saved. "
+            "Give the server's user write access to the instance folder (OIAP_INSTANCE), then try again."
+        )
+    if "unable to open database" in text:
+        return "The database file cannot be opened: check that the instance folder exists and is writable."
+    return None

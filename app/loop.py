@@ -5,8 +5,8 @@ from collections.abc import Mapping
 
 from sqlite_utils import Database
 
-from .annotators.registry import get_model
-from .evaluation import promote
+from .models.evaluation import promote
+from .models.registry import get_model
 
 
 def run_loop(
@@ -21,8 +21,8 @@ def run_loop(
 ) -> dict:
     """Train, evaluate and promote on the test split (PromotionRefused when not better: nothing is annotated),
     bulk-annotate with the new active model; returns each step's result."""
-    from .annotators.builtin import ensure_builtin_models
-    from .bulk import bulk_annotate
+    from .bulk.local import bulk_annotate
+    from .models.builtin import ensure_builtin_models
     from .training.trainer import train
 
     ensure_builtin_models(db)

@@ -262,7 +262,6 @@ def m008_pages_layout_version(db: Database) -> None:
             every INTEGER NOT NULL,
             mark INTEGER NOT NULL,
             version INTEGER NOT NULL,
-            built_at REAL NOT NULL,
             image_id TEXT NOT NULL,
             annotation_id INTEGER NOT NULL,
             PRIMARY KEY (set_id, every, mark)
@@ -316,6 +315,152 @@ def m008_pages_layout_version(db: Database) -> None:
                 layout_version = layout_version + (NEW.deleted = 0 AND (OLD.deleted != 0
                     OR NEW.set_id IS NOT OLD.set_id OR NEW.image_id IS NOT OLD.image_id OR NEW.id != OLD.id))
             WHERE id = NEW.set_id;
+        END;
+        """
+    )
+
+
+@migrations()
+def m009_page_marks_built_at(db: Database) -> None:
+    # Marks remember when they were built (a stale set's marks are rebuilt at most every
+    # REBUILD_AFTER_S). m008 first shipped without built_at and was later edited to add it, so a
+    # store may hold either table; marks are a cache rebuilt on demand, so both are replaced by the
+    # one final table (the same columns in the same order whichever m008 a store ran).
+    db.executescript(
+        """
+        DROP TABLE set_page_marks;
+        CREATE TABLE set_page_marks (
+            set_id INTEGER NOT NULL,
+            every INTEGER NOT NULL,
+            mark INTEGER NOT NULL,
+            version INTEGER NOT NULL,
+            built_at REAL NOT NULL,
+            image_id TEXT NOT NULL,
+            annotation_id INTEGER NOT NULL,
+            PRIMARY KEY (set_id, every, mark)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
+@migrations()
+def m011_runs_pid_host(db: Database) -> None:
+    # A run killed with -9 never writes its end: the process (pid on host) that runs it is recorded so
+    # that a list can tell a running job from one whose process is gone.
+    db.executescript(
+        """
+        ALTER TABLE runs ADD COLUMN pid INTEGER;
+        ALTER TABLE runs ADD COLUMN host TEXT;
+        """
+    )
+
+
+@migrations()
+def m011_sets_corrected_counter(db: Database) -> None:
+    # How many of a set's annotations a person corrected in the editor (a human row whose origin_id
+    # points into the set), kept by triggers like the other counters so the review page's counters
+    # read one row. An origin counts once however many human rows point at it (a fetched set may
+    # bring a second one); a correction later deleted in the editor still counts ("removed by").
+    db.executescript(
+        """
+        ALTER TABLE annotation_sets ADD COLUMN n_corrected INTEGER NOT NULL DEFAULT 0;
+
+        UPDATE annotation_sets SET n_corrected = (
+            SELECT count(DISTINCT h.origin_id) FROM annotations h JOIN annotations m ON m.id = h.origin_id
+            WHERE h.origin_id IS NOT NULL AND m.set_id = annotation_sets.id
+        );
+
+        CREATE TRIGGER annotations_corrected_insert AFTER INSERT ON annotations
+        WHEN NEW.origin_id IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM annotations o WHERE o.origin_id = NEW.origin_id AND o.id != NEW.id)
+        BEGIN
+            UPDATE annotation_sets SET n_corrected = n_corrected + 1
+            WHERE id = (SELECT set_id FROM annotations WHERE id = NEW.origin_id);
+        END;
+
+        CREATE TRIGGER annotations_corrected_delete AFTER DELETE ON annotations
+        WHEN OLD.origin_id IS NOT NULL
+            AND NOT EXISTS (SELECT 1 FROM annotations o WHERE o.origin_id = OLD.origin_id)
+        BEGIN
+            UPDATE annotation_sets SET n_corrected = n_corrected - 1
+            WHERE id = (SELECT set_id FROM annotations WHERE id = OLD.origin_id);
+        END;
+        """
+    )
+
+
+@migrations()
+def m011_runs_process_start(db: Database) -> None:
+    # A pid is reused once its process is gone: the process's start time (clock ticks since boot, from
+    # /proc) tells the run's own process from a later one with the same pid.
+    db.execute("ALTER TABLE runs ADD COLUMN pid_start INTEGER")
+
+
+@migrations()
+def m016_image_folders(db: Database) -> None:
+    # The folders imports took image files from: only files inside these (and the configured image
+    # folders) are ever served, whatever path an image row holds (app/images/allowed.py).
+    db.executescript(
+        """
+        CREATE TABLE image_folders (
+            path TEXT PRIMARY KEY,
+            source TEXT NOT NULL,
+            added_at TEXT NOT NULL
+        );
+        """
+    )
+
+
+@migrations()
+def m016_sessions(db: Database) -> None:
+    # Logins kept on the server, so that logout, a password change, disabling a user or an admin
+    # ends a session for good even when its cookie was copied (app/auth/sessions.py).
+    db.executescript(
+        """
+        CREATE TABLE sessions (
+            id TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users (id),
+            created_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            address TEXT,
+            ended_at TEXT,
+            ended_reason TEXT
+        );
+        CREATE INDEX sessions_user ON sessions (user_id) WHERE ended_at IS NULL;
+        """
+    )
+
+
+@migrations()
+def m010_superseded(db: Database) -> None:
+    # A newer bulk run over the same faces supersedes the older runs' unrated rows of those faces
+    # (app/sets/supersede.py). A superseded row is kept (deleted = 2, superseded_by = the newer set)
+    # and, like a deleted one, leaves the queue, the set pages and the exports: every reader that
+    # asks for deleted = 0 already leaves it out, over the same indexes, and the counter triggers
+    # already take it out of n_total. n_superseded counts them per set for the dashboard and the
+    # set pages; its own triggers leave m008's counter triggers as they are.
+    db.executescript(
+        """
+        ALTER TABLE annotations ADD COLUMN superseded_by INTEGER REFERENCES annotation_sets (id);
+        ALTER TABLE annotation_sets ADD COLUMN n_superseded INTEGER NOT NULL DEFAULT 0;
+
+        CREATE TRIGGER annotations_count_superseded_insert AFTER INSERT ON annotations
+        WHEN NEW.deleted = 2
+        BEGIN
+            UPDATE annotation_sets SET n_superseded = n_superseded + 1 WHERE id = NEW.set_id;
+        END;
+
+        CREATE TRIGGER annotations_count_superseded_delete AFTER DELETE ON annotations
+        WHEN OLD.deleted = 2
+        BEGIN
+            UPDATE annotation_sets SET n_superseded = n_superseded - 1 WHERE id = OLD.set_id;
+        END;
+
+        CREATE TRIGGER annotations_count_superseded_update AFTER UPDATE OF deleted, set_id ON annotations
+        WHEN OLD.deleted = 2 OR NEW.deleted = 2
+        BEGIN
+            UPDATE annotation_sets SET n_superseded = n_superseded - (OLD.deleted = 2) WHERE id = OLD.set_id;
+            UPDATE annotation_sets SET n_superseded = n_superseded + (NEW.deleted = 2) WHERE id = NEW.set_id;
         END;
         """
     )

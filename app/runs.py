@@ -5,6 +5,8 @@ run's progress while it goes on.
 """
 
 import json
+import os
+import socket
 
 from sqlite_utils import Database
 
@@ -22,9 +24,9 @@ def start_run(
 ) -> int:
     """Record a job as running and return its id."""
     cur = db.conn.execute(
-        "INSERT INTO runs (command, params, status, total, set_id, model_id, started_at)"
-        " VALUES (?, ?, 'running', ?, ?, ?, ?)",
-        [command, json.dumps(params or {}, default=str), total, set_id, model_id, now()],
+        "INSERT INTO runs (command, params, status, total, set_id, model_id, started_at, pid, host, pid_start)"
+        " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+        [command, json.dumps(params or {}, default=str), total, set_id, model_id, now(), *_process()],
     )
     db.conn.commit()
     return cur.lastrowid
@@ -57,3 +59,54 @@ def finish_run(db: Database, run_id: int, status: str = "done", error: str | Non
         "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?", [status, error, now(), run_id]
     )
     db.conn.commit()
+
+
+def _process() -> tuple[int, str, int | None]:
+    pid = os.getpid()
+    stat = _proc_stat(pid)
+    return pid, socket.gethostname(), stat[1] if stat else None
+
+
+def claim_run(db: Database, run_id: int) -> None:
+    """Mark a run as running in this process (a resumed run moves to the process that resumes it), and commit."""
+    db.conn.execute(
+        "UPDATE runs SET status = 'running', error = NULL, finished_at = NULL, pid = ?, host = ?, pid_start = ?"
+        " WHERE id = ?",
+        [*_process(), run_id],
+    )
+    db.conn.commit()
+
+
+def shown_status(status: str, pid: int | None, host: str | None, pid_start: int | None = None) -> str:
+    """A run's status as a list shows it: 'running' whose process is gone on this host is 'stopped'
+    (gone: no such pid, a zombie, or the pid now belongs to a process started at another time).
+
+    A run on another host (or from before pids were recorded) keeps its stored status: its process
+    cannot be looked at from here.
+    """
+    if status != "running" or pid is None or host != socket.gethostname():
+        return status
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return "stopped"
+    except PermissionError:
+        pass  # alive, owned by another user: /proc still says when it started
+    stat = _proc_stat(pid)
+    if stat is None:
+        return status
+    state, started = stat
+    # A killed child that its parent has not waited for yet still answers kill(pid, 0).
+    if state == "Z" or (pid_start is not None and started != pid_start):
+        return "stopped"
+    return status
+
+
+def _proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state, start time in clock ticks since boot) of a process from /proc, None where there is none."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return fields[0], int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None

@@ -175,7 +175,7 @@ def _single_photo_images(folder: Path, n: int, side: int, photos: list) -> list[
 
 def run_naive(db, paths_by_id: dict, kind: str, set_id: int) -> tuple[float, float, dict]:
     """The naive loop; returns (wall seconds, CPU seconds, CPU seconds per stage)."""
-    from app.annotations import annotation_row, insert_annotation
+    from app.annotations.rows import annotation_row, insert_annotation
     from app.annotators.landmarks68 import DEFAULT_LANDMARKS68, get_landmarks68
     from app.db import immediate
 
@@ -239,7 +239,7 @@ def bulk_boxes(db, set_id: int, size: tuple[int, int]) -> dict:
 
 def matched_faces(ours: dict, theirs: dict, ids) -> int:
     """Faces paired one to one between two detectors' boxes at IoU >= 0.5, over the images."""
-    from app.annotators.eval_detector import match
+    from app.models.eval_detector import match
 
     return sum(sum(j is not None for j in match(ours.get(i, []), theirs.get(i, []), 0.5)) for i in ids)
 
@@ -285,9 +285,9 @@ def main(argv=None) -> int:
             )
 
     from app import create_app
-    from app.bulk import bulk_annotate
+    from app.bulk.local import bulk_annotate
     from app.db import connect, migrate
-    from app.imports.files import register_image_file
+    from app.imports.folder import register_image_file
     from app.sets.queries import create_set
 
     with tempfile.TemporaryDirectory(prefix="oiap-bench-") as tmp:
@@ -314,9 +314,9 @@ def main(argv=None) -> int:
                 ids[register_image_file(db, path, "train")[0]] = path
 
         if args.landmarks_dat:
-            from app.annotators.builtin import ensure_builtin_models, load_annotator
-            from app.annotators.registry import activate_model, get_model
+            from app.models.builtin import ensure_builtin_models, load_annotator
             from app.models.dlib68 import add_dlib_predictor
+            from app.models.registry import activate_model, get_model
 
             ensure_builtin_models(db)
             t = time.perf_counter()

@@ -80,7 +80,7 @@ def store(folder: Path, photos: list[Path]):
 
 
 def run(db, config, kind, limit, engine, cpus):
-    from app.bulk import bulk_annotate
+    from app.bulk.local import bulk_annotate
 
     opts = {"actor_cpus": 0.5} if engine == "ray" else None
     t0 = time.perf_counter()

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.annotators import dlib68  # noqa: E402
-from app.annotators.eval68 import load_rgb  # noqa: E402
+from app.models.eval68 import load_rgb  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -69,7 +69,7 @@ def main() -> None:
     from werkzeug.serving import make_server
 
     from app import create_app
-    from app.annotations import annotation_row, get_annotation, insert_annotations
+    from app.annotations.rows import annotation_row, get_annotation, insert_annotations
     from app.auth.users import create_user
     from app.db import connect, migrate
     from tests.editor_seed import seed

@@ -53,10 +53,10 @@ def main() -> None:
     import boto3
 
     from app import create_app
-    from app.annotations import annotation_row, insert_annotations
+    from app.annotations.rows import annotation_row, insert_annotations
     from app.db import connect, immediate, migrate
     from app.sets.queries import create_set
-    from app.storage import configured_bucket, fetch, push
+    from app.share.s3 import configured_bucket, fetch, push
 
     proc, url = _moto()
     try:
@@ -125,19 +125,23 @@ def main() -> None:
                 (
                     "push",
                     apps[0],
-                    lambda d, app: push(d, configured_bucket(), cache_dir=app.config["CACHE_DIR"]),
+                    lambda d, app: push(
+                        d, configured_bucket(app.config, app.extensions), cache_dir=app.config["CACHE_DIR"]
+                    ),
                 ),
                 (
                     "push again",
                     apps[0],
-                    lambda d, app: push(d, configured_bucket(), cache_dir=app.config["CACHE_DIR"]),
+                    lambda d, app: push(
+                        d, configured_bucket(app.config, app.extensions), cache_dir=app.config["CACHE_DIR"]
+                    ),
                 ),
                 (
                     "fetch",
                     apps[1],
                     lambda d, app: fetch(
                         d,
-                        configured_bucket(),
+                        configured_bucket(app.config, app.extensions),
                         models_dir=app.config["MODELS_DIR"],
                         cache_dir=app.config["CACHE_DIR"],
                     ),

@@ -25,9 +25,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from app import metrics  # noqa: E402
+from app.annotations.geometry import box_iou  # noqa: E402
 from app.annotators.dlib68 import five_scale, five_to_box, map_box, rect_to_box  # noqa: E402
-from app.annotators.eval68 import DEMO_DATA, DEV_XMLS, load_rgb  # noqa: E402
+from app.models.eval68 import DEMO_DATA, DEV_XMLS, load_rgb  # noqa: E402
 
 PAIR_IOU = 0.3
 
@@ -54,7 +54,7 @@ def pairs(xml_name: str = DEV_XMLS[0]) -> list[tuple[np.ndarray, np.ndarray, np.
             m = np.array([b for b, _s, _p in faces]).reshape(-1, 4)
             if not len(d) or not len(m):
                 continue
-            iou = metrics.box_iou(m, d)
+            iou = box_iou(m, d)
             for i in range(len(m)):
                 j = int(iou[i].argmax())
                 if iou[i, j] >= PAIR_IOU and int(iou[:, j].argmax()) == i:
@@ -94,7 +94,7 @@ def fit_five(found: list) -> dict:
 def mean_iou(boxes: list, found: list) -> float:
     """Mean IoU of boxes with dlib's boxes of the same faces."""
     return float(
-        np.mean([metrics.box_iou(np.array([b]), p[2][None])[0, 0] for b, p in zip(boxes, found, strict=True)])
+        np.mean([box_iou(np.array([b]), p[2][None])[0, 0] for b, p in zip(boxes, found, strict=True)])
     )
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.annotators.eval_detector import evaluate  # noqa: E402
 from app.annotators.mtcnn import MTCNN  # noqa: E402
+from app.models.eval_detector import evaluate  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -21,11 +21,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app import metrics  # noqa: E402
-from app.annotators import eval68  # noqa: E402
+from app.annotations.geometry import box_iou  # noqa: E402
 from app.annotators.ibug_xml import load_faces  # noqa: E402
 from app.annotators.landmarks68 import NAMES, get_landmarks68  # noqa: E402
 from app.annotators.template68 import mean_shape, similarity  # noqa: E402
+from app.images.decode import load_rgb  # noqa: E402
+from app.models import eval68  # noqa: E402
 
 
 def calibrate() -> None:
@@ -37,8 +38,8 @@ def calibrate() -> None:
     if detector is not None:
         boxes = []
         for f in faces:
-            dets = detector.detect(eval68.load_rgb(eval68.DEMO_DATA / f.file))
-            iou = metrics.box_iou(np.array([f.box]), np.array([d[0] for d in dets]))[0] if dets else [0]
+            dets = detector.detect(load_rgb(eval68.DEMO_DATA / f.file))
+            iou = box_iou(np.array([f.box]), np.array([d[0] for d in dets]))[0] if dets else [0]
             j = int(np.argmax(iou))
             boxes.append(dets[j][0] if iou[j] >= eval68.MATCH_IOU else None)
         kinds["mtcnn"] = boxes

@@ -22,10 +22,11 @@ sys.path.insert(0, str(REPO))
 
 def inputs() -> list[np.ndarray]:
     """NCHW [0, 1] test inputs: random batches and a face crop from a dev photo."""
-    from app.annotators.eval68 import DEMO_DATA, load_rgb
     from app.annotators.facemesh68 import crop_faces
     from app.annotators.ibug_xml import load_faces
     from app.annotators.template68 import five_from_68
+    from app.images.decode import load_rgb
+    from app.models.eval68 import DEMO_DATA
 
     rng = np.random.default_rng(0)
     all_faces = load_faces(DEMO_DATA / "training_with_face_landmarks.xml")
@@ -104,7 +105,7 @@ def main(argv=None) -> int:
         got = sess.run(["mesh", "face_logit"], {"image": x})
         for r, g in zip(ref, got, strict=True):
             np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-3, err_msg="onnxruntime vs torch")
-    from app.annotators.registry import sha256_file
+    from app.models.registry import sha256_file
 
     print(f"{args.out}  {args.out.stat().st_size} bytes  sha256 {sha256_file(args.out)}  parity ok")
     return 0

@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     p.add_argument("--opset", type=int, default=17)
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    from app.annotators.registry import sha256_file
+    from app.models.registry import sha256_file
 
     for name in SPECS:
         path = export_one(name, args.weights, args.out, args.opset)

@@ -64,7 +64,7 @@ def main() -> int:
 
     # Phases: wrap the functions the rate view calls, by name, without changing them.
     queries.rate_and_claim_next = timed("write txn: rate + claim next", queries.rate_and_claim_next)
-    queries.get_review_set = timed("get_review_set", queries.get_review_set)
+    views.get_set_with_model = timed("get_set_with_model", views.get_set_with_model)
     views._context = timed("item queries + drawing (_context)", views._context)
     views._render = timed("template render (_render)", views._render)
 

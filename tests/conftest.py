@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from app import REPO_ROOT
 from app.auth import users
 from app.db import connect
+from app.paths import REPO_ROOT
 from tests.live import PASSWORD, instance_app
 
 DEMO_DATA = REPO_ROOT / "app" / "demo_data"

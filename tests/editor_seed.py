@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 
 from PIL import Image
 
-from app.annotations import annotation_row, insert_annotations
+from app.annotations.rows import annotation_row, insert_annotations
 from app.db import now
 from app.sets.queries import create_set
 from tests.conftest import DEMO_DATA

@@ -77,10 +77,10 @@ def build_instance(instance: Path, n_reviewers: int, copies: int = 3, models: bo
         sys.path.insert(0, str(REPO))
     from app.auth.users import create_user
     from app.db import connect, immediate, migrate
-    from app.demo import build_demo
     from app.export.files import select_rows
-    from app.export.importer import import_csv
     from app.export.writers import csv_chunks
+    from app.imports.csv import import_csv
+    from app.imports.demo import build_demo
 
     instance.mkdir(parents=True, exist_ok=True)
     if models:

@@ -2,7 +2,13 @@ import random
 
 import pytest
 
-from app.annotations import annotation_row, insert_annotations, rate, rating_history, undo_last_rating
+from app.annotations.rows import (
+    annotation_row,
+    insert_annotations,
+    rate,
+    rating_history,
+    undo_last_rating,
+)
 from app.errors import InvalidInput
 from app.sets.queries import create_set, get_set
 

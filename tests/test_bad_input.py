@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from app.db import connect
-from app.demo import build_demo
+from app.imports.demo import build_demo
 from tests.conftest import DEMO_DATA
 
 HEADER = "image_id,split,source,weight,annotation_id,set,x0,y0,x1,y1\n"

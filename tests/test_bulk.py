@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app import REPO_ROOT
-from app.annotations import annotation_row, insert_annotation, rate
-from app.annotators.eval_detector import dev_faces, match
-from app.bulk import bulk_annotate, select_images
+from app.annotations.rows import annotation_row, insert_annotation, rate
+from app.bulk.local import bulk_annotate, list_runs, select_images
 from app.db import connect, now
-from app.demo import build_demo
+from app.imports.demo import build_demo
+from app.models.eval_detector import dev_faces, match
+from app.paths import REPO_ROOT
 from app.sets.queries import create_set, get_set_by_name
 from tests.conftest import DEMO_DATA
 
@@ -54,7 +54,7 @@ def set_rows(db, set_id):
 
 
 def test_face_box_on_the_dev_photos(app, db):
-    build_demo(db)
+    build_demo(db, boxes_source="model")  # no human boxes: bulk-annotate takes all ten photos
     s = bulk_annotate(db, app.config, "face_box", progress=False)
     assert s["status"] == "done" and s["images"] == s["total"] == 10 and s["errors"] == 0
     box_set = s["sets"]["box"]
@@ -83,7 +83,7 @@ def test_face_box_on_the_dev_photos(app, db):
 
 @pytest.mark.parametrize("kind,n_points", [("face_landmarks5", 5), ("face_landmarks68", 68)])
 def test_landmark_chains_point_at_their_boxes(app, db, kind, n_points):
-    build_demo(db)
+    build_demo(db, boxes_source="model")  # no human boxes: bulk-annotate takes all ten photos
     ids = [
         r["id"]
         for r in db.query("SELECT id FROM images WHERE path LIKE '%2008_002506%' OR path LIKE '%astronaut%'")
@@ -107,7 +107,7 @@ def test_landmark_chains_point_at_their_boxes(app, db, kind, n_points):
 
 
 def test_landmarks68_on_boxes_of_another_set(app, db):
-    build_demo(db)
+    build_demo(db, boxes_source="model")  # no human boxes: bulk-annotate takes all ten photos
     s = bulk_annotate(db, app.config, "face_landmarks68", boxes_from="demo-faces", progress=False)
     demo = get_set_by_name(db, "demo-faces")
     assert "box" not in s["sets"]
@@ -261,6 +261,9 @@ def test_resume_after_kill_9_gives_the_same_set(app, db, tmp_path):
         watch.close()
     run_id, progress, status = db.execute("SELECT id, progress, status FROM runs").fetchone()
     assert status == "running" and 3 <= progress < 14, "the kill must land mid-run"
+    # Stored as running (nothing could write its end), listed as stopped: its process is gone.
+    assert [(r["id"], r["status"]) for r in list_runs(db)] == [(run_id, "stopped")]
+    assert list_runs(db)[0]["pid"] == proc.pid
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     resumed = bulk_annotate(db, app.config, resume=run_id, progress=False)
     assert resumed["status"] == "done" and resumed["images"] == 14
@@ -279,6 +282,47 @@ def test_resume_after_kill_9_gives_the_same_set(app, db, tmp_path):
     ).fetchone()[0]
     assert dupes == 0
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_ctrl_c_names_the_run_to_resume_and_a_live_run_lists_as_running(app, db, tmp_path, runner):
+    small_photos(db, tmp_path, 14)
+    env = dict(
+        os.environ,
+        OIAP_INSTANCE=app.instance_path,
+        OIAP_DATABASE=app.config["DATABASE"],
+        OIAP_SECRET_KEY="test",
+        FLASK_APP="app",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flask", "oiap", "bulk-annotate", "--batch", "1", "--workers", "1", "--json"],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    watch = connect(app.config["DATABASE"])
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and proc.poll() is None:
+            row = watch.execute("SELECT id, progress FROM runs WHERE command = 'bulk-annotate'").fetchone()
+            if row and row[1] >= 2:
+                break
+            time.sleep(0.02)
+        # While its process lives, the run is listed as running.
+        listed = json.loads(runner.invoke(args=["oiap", "bulk-runs", "--json"]).output)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        watch.close()
+    run_id, status, progress = db.execute("SELECT id, status, progress FROM runs").fetchone()
+    assert [(r["id"], r["status"]) for r in listed] == [(run_id, "running")]
+    assert proc.returncode == 1 and status == "interrupted" and progress < 14, err
+    assert f"flask oiap bulk-annotate --resume {run_id}` continues" in err
+    assert "RUN_ID" not in err and "Traceback" not in err
+    assert "interrupted" in runner.invoke(args=["oiap", "bulk-runs"]).output
+    s = bulk_annotate(db, app.config, resume=run_id, progress=False)
+    assert s["status"] == "done" and s["images"] == 14
 
 
 def test_resume_after_an_exception_in_a_batch(app, db, tmp_path):
@@ -342,9 +386,9 @@ def test_68_chain_on_the_dev_photos_lands_on_the_dev_points(app, db):
     # MTCNN boxes and five points, then facemesh68: NME (mean error / outer-eye-corner distance) on
     # the faces matched to the 43 dev faces. Bound 0.10 (measured 0.064 on 42 faces; facemesh68 on the
     # true five points measures 0.058); every matched face below 0.25.
-    from app.annotators.eval68 import nme
+    from app.models.eval68 import nme
 
-    build_demo(db)
+    build_demo(db, boxes_source="model")  # no human boxes: bulk-annotate takes all ten photos
     s = bulk_annotate(db, app.config, "face_landmarks68", progress=False)
     images = {r["path"].split("/")[-1]: r for r in db.query("SELECT * FROM images")}
     rows = set_rows(db, s["sets"]["points"]["id"])

@@ -4,14 +4,17 @@ resumable after a failure without duplicates, and images read by the actors from
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
 
-from app.bulk import bulk_annotate
+from app.bulk.local import bulk_annotate
 from app.db import now
-from app.demo import build_demo
+from app.imports.demo import build_demo
+from app.paths import REPO_ROOT
 from tests.conftest import DEMO_DATA
 from tests.test_storage import aws_env, bucket, moto_url, s3  # noqa: F401 (fixtures)
 
@@ -78,7 +81,7 @@ def _same_annotations(db, local_set, ray_set, kind, min_images=5):
 
 
 def test_ray_engine_matches_local_and_resumes(app, db, tmp_path, aws_env, s3, bucket, moto_url, local_ray):  # noqa: F811
-    build_demo(db)
+    build_demo(db, boxes_source="model")  # no human boxes: bulk-annotate takes all ten photos
     local = bulk_annotate(db, app.config, "face_landmarks68", batch=4, progress=False)
     assert local["status"] == "done" and local["images"] == 10
 
@@ -144,3 +147,32 @@ def test_ray_engine_matches_local_and_resumes(app, db, tmp_path, aws_env, s3, bu
     assert "NoSuchKey" in from_s3["error_samples"][0] and ids[3] in from_s3["error_samples"][0]
     assert disk["sets"]["box"]["annotations"] == from_s3["sets"]["box"]["annotations"] > 0
     _same_annotations(db, disk["sets"]["box"]["id"], from_s3["sets"]["box"]["id"], "face_box", 3)
+
+
+def test_ray_engine_from_the_command_line_ends_cleanly(app, db):
+    """The CLI starts and stops its own Ray; its end prints no "Ray is not initialized" traceback."""
+    build_demo(db)
+    before = _ray_pids()
+    env = dict(
+        os.environ,
+        OIAP_INSTANCE=app.instance_path,
+        OIAP_DATABASE=app.config["DATABASE"],
+        OIAP_SECRET_KEY="test",
+        FLASK_APP="app",
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "flask", "oiap", "bulk-annotate", "--engine", "ray", "--workers", "1"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    text = out.stdout + out.stderr
+    assert out.returncode == 0, text
+    assert "run 1 done: 10/10 images" in out.stdout
+    assert "Ray is not initialized" not in text and "Traceback" not in text
+    deadline = time.monotonic() + 20
+    while (left := _ray_pids() - before) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not left, f"Ray left processes behind: {sorted(left)}"

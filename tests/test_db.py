@@ -58,3 +58,72 @@ def test_set_counters_follow_ratings_and_deletes(db):
         [sid],
     ).fetchone()
     assert (s["total"], s["good"], s["bad"]) == tuple(real) == (2, 2, 0)
+
+
+# m008 as it was edited after it shipped: set_page_marks with built_at between version and image_id.
+EDITED_M008_MARKS = """
+    DROP TABLE set_page_marks;
+    CREATE TABLE set_page_marks (
+        set_id INTEGER NOT NULL,
+        every INTEGER NOT NULL,
+        mark INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        built_at REAL NOT NULL,
+        image_id TEXT NOT NULL,
+        annotation_id INTEGER NOT NULL,
+        PRIMARY KEY (set_id, every, mark)
+    ) WITHOUT ROWID;
+"""
+
+
+def _schema(db) -> list[tuple]:
+    return db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name").fetchall()
+
+
+def _marks_columns(db) -> list[str]:
+    return [r[1] for r in db.execute("PRAGMA table_info(set_page_marks)")]
+
+
+def _store_and_read_marks(db) -> None:
+    from app.sets.page_marks import store_marks, stored_mark
+    from app.sets.queries import create_set
+
+    set_id = create_set(db, "marks", "face_box", "human")
+    version = db.execute("SELECT layout_version FROM annotation_sets WHERE id = ?", [set_id]).fetchone()[0]
+    assert store_marks(db, set_id, 24, version, [("0123456789abcdef", 7)])
+    assert stored_mark(db, set_id, 24, 0, version) == (("0123456789abcdef", 7), False)
+
+
+def test_m009_brings_either_m008_to_one_schema(tmp_path):
+    fresh = connect(str(tmp_path / "fresh.db"))
+    migrate(fresh)
+    assert _marks_columns(fresh)[4] == "built_at"
+
+    # A store migrated with m008 as first shipped: no built_at until m009, old marks dropped by it.
+    original = connect(str(tmp_path / "original.db"))
+    migrations.apply(original, stop_before="m009_page_marks_built_at")
+    assert "built_at" not in _marks_columns(original)
+    original.execute(
+        "INSERT INTO annotation_sets (name, kind, source, created_at) VALUES ('s', 'face_box', 'human', 'now')"
+    )
+    original.execute(
+        "INSERT INTO set_page_marks (set_id, every, mark, version, image_id, annotation_id)"
+        " VALUES (1, 24, 0, 0, '0123456789abcdef', 1)"
+    )
+    original.conn.commit()
+    assert migrate(original)[0] == "m009_page_marks_built_at"
+    assert original.execute("SELECT count(*) FROM set_page_marks").fetchone()[0] == 0
+
+    # A store migrated with the edited m008 (built_at already there).
+    edited = connect(str(tmp_path / "edited.db"))
+    migrations.apply(edited, stop_before="m009_page_marks_built_at")
+    edited.executescript(EDITED_M008_MARKS)
+    assert migrate(edited)[0] == "m009_page_marks_built_at"
+
+    assert _schema(original) == _schema(fresh)
+    assert _schema(edited) == _schema(fresh)
+    for db in (fresh, original, edited):
+        _store_and_read_marks(db)
+    # Deleting a set still drops its marks (m008's trigger, on the table m009 made).
+    fresh.execute("DELETE FROM annotation_sets")
+    assert fresh.execute("SELECT count(*) FROM set_page_marks").fetchone()[0] == 0

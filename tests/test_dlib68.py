@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from app.annotators import dlib68
-from app.annotators.eval68 import load_rgb, nme
 from app.annotators.ibug_xml import load_faces
 from app.annotators.mtcnn import MTCNN
-from app.annotators.registry import sha256_file
 from app.db import now
+from app.models.eval68 import load_rgb, nme
+from app.models.registry import sha256_file
 from tests.conftest import DEMO_DATA
 
 DAT = Path(os.environ.get("OIAP_DLIB_PREDICTOR", dlib68.DEBIAN_PATH))
@@ -104,7 +104,7 @@ def test_the_maps_bring_mtcnn_boxes_to_dlibs_on_photos_they_were_not_fitted_on()
     faces mapped overlap dlib's detector boxes more than MTCNN's own boxes do."""
     import dlib
 
-    from app import metrics
+    from app.annotations.geometry import box_iou
 
     detector, mtcnn = dlib.get_frontal_face_detector(), MTCNN()
     raw, mapped, five = [], [], []
@@ -114,18 +114,14 @@ def test_the_maps_bring_mtcnn_boxes_to_dlibs_on_photos_they_were_not_fitted_on()
             [dlib68.rect_to_box((r.left(), r.top(), r.right(), r.bottom())) for r in detector(img, 1)]
         )
         for box, _score, points5 in mtcnn.detect(img):
-            iou = metrics.box_iou(np.array([box]), theirs)[0]
+            iou = box_iou(np.array([box]), theirs)[0]
             j = int(iou.argmax())
             if iou[j] < 0.3:
                 continue
             raw.append(iou[j])
-            mapped.append(
-                metrics.box_iou(np.array([dlib68.map_box(box, dlib68.BOX_MAP)]), theirs[j : j + 1])[0, 0]
-            )
+            mapped.append(box_iou(np.array([dlib68.map_box(box, dlib68.BOX_MAP)]), theirs[j : j + 1])[0, 0])
             five.append(
-                metrics.box_iou(np.array([dlib68.five_to_box(points5, dlib68.FIVE_MAP)]), theirs[j : j + 1])[
-                    0, 0
-                ]
+                box_iou(np.array([dlib68.five_to_box(points5, dlib68.FIVE_MAP)]), theirs[j : j + 1])[0, 0]
             )
     assert len(raw) >= 20
     assert np.mean(mapped) > np.mean(raw) + 0.03 and np.mean(five) > np.mean(raw) + 0.05, (

@@ -1,11 +1,11 @@
-"""The overlay markup (app/review/drawing.py) and the image URLs the review and set pages format."""
+"""The overlay markup (app/annotations/drawing.py) and the image URLs the review and set pages format."""
 
 import pytest
 from flask import url_for
 
+from app.annotations.drawing import figure
+from app.images import urls
 from app.kinds import LANDMARK68_GROUPS
-from app.review import images
-from app.review.drawing import figure
 from tests.svg_paths import drawn_points, path_tags, vertices
 
 
@@ -13,15 +13,15 @@ from tests.svg_paths import drawn_points, path_tags, vertices
 def test_formatted_image_urls_equal_url_for(app, image_id):
     box = (0.1234567, 0.2, 0.5, 0.75)
     with app.test_request_context():
-        url, region = images.crop(image_id, box, (640, 480), 256, 0.15)
+        url, region = urls.crop(image_id, box, (640, 480), 256, 0.15)
         assert url == url_for(
             "images.crop", image_id=image_id, box=",".join(f"{v:.6f}" for v in box), size=256, pad=0.15
         )
-        assert images.full_url(image_id) == url_for("images.resized", image_id=image_id, size=1024)
+        assert urls.full_url(image_id) == url_for("images.resized", image_id=image_id, size=1024)
     with app.test_request_context("/", base_url="http://localhost/oiap/"):
         # Mounted under a prefix: the formatted URLs carry it as url_for's do.
-        assert images.full_url(image_id, 512) == url_for("images.resized", image_id=image_id, size=512)
-        assert images.full_url(image_id, 512).startswith("/oiap/images/")
+        assert urls.full_url(image_id, 512) == url_for("images.resized", image_id=image_id, size=512)
+        assert urls.full_url(image_id, 512).startswith("/oiap/images/")
 
 
 def test_figure_draws_points_contours_and_hidden_points():

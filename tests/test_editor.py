@@ -5,10 +5,10 @@ import re
 
 import pytest
 
-from app.annotations import get_annotation, rate
+from app.annotations.rows import get_annotation, rate
 from app.db import connect
+from app.editor.edits import MAX_BODY_BYTES
 from app.editor.names import LANDMARK68_TITLES, point_titles
-from app.edits import MAX_BODY_BYTES
 from tests.conftest import login
 from tests.editor_seed import seed
 from tests.live import instance_app
@@ -445,7 +445,7 @@ def test_place_fits_the_template_to_a_drawn_box(admin_client, data):
 
 
 def test_place_uses_five_points_when_a_five_point_annotation_matches(admin_client, db, data):
-    from app.annotations import annotation_row, insert_annotations
+    from app.annotations.rows import annotation_row, insert_annotations
     from app.sets.queries import create_set
 
     f = data["faces"][14]
@@ -509,7 +509,7 @@ def test_faces_json_reflects_saves_and_the_set_parameter(admin_client, db, data)
     assert keys[0] == f"h{h_id}" and f"m{m['id']}" not in keys
     assert resp.json["machine_set"] == "dlib-68-demo"
     # Another machine set on the same image: the newest is shown unless ?set= picks one.
-    from app.annotations import annotation_row, insert_annotations
+    from app.annotations.rows import annotation_row, insert_annotations
     from app.sets.queries import create_set
 
     newer = create_set(db, "newer-68", KIND, "model")
@@ -536,7 +536,7 @@ def test_a_box_only_face_saves_without_points(admin_client, db, data):
 
 
 def test_a_landmarks_row_without_a_box_gets_its_parent_box(admin_client, db, data):
-    from app.annotations import annotation_row, insert_annotation
+    from app.annotations.rows import annotation_row, insert_annotation
     from app.sets.queries import create_set
 
     image_id = data["faces"][0]["image"]["id"]

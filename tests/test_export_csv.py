@@ -5,7 +5,7 @@ import io
 
 import pytest
 
-from app.annotations import annotation_row, insert_annotation, rate
+from app.annotations.rows import annotation_row, insert_annotation, rate
 from app.export import csv_header
 from app.sets.queries import create_set
 from tests.test_export_merge import A, B, T, add_image

@@ -13,7 +13,7 @@ import zipfile
 
 import pytest
 
-from app.annotations import annotation_row, insert_annotations, rate
+from app.annotations.rows import annotation_row, insert_annotations, rate
 from app.kinds import FLIP_68, LANDMARK68_GROUPS
 from app.sets.queries import create_set
 from tests.conftest import DEMO_DATA
@@ -192,6 +192,19 @@ def test_yolo_pose_folder(runner, demo_store, tmp_path):
     assert n == 18
 
 
+def test_yolo_pose_with_no_rows_writes_an_empty_dataset(runner, demo_store, tmp_path):
+    # Nothing of face_landmarks5 in the store: a folder with its data.yaml, not a traceback.
+    out = tmp_path / "new" / "yolo"
+    result = export(runner, "--kind", "face_landmarks5", "--format", "yolo-pose", "-o", str(out))
+    assert "exported 0 face_landmarks5 rows" in result.stderr
+    data = (out / "data.yaml").read_text()
+    assert "kpt_shape: [5, 3]" in data and "0: face" in data
+    assert not (out / "labels").exists()
+    export(runner, "--kind", "face_landmarks5", "--format", "yolo-pose", "-o", str(tmp_path / "y.zip"))
+    with zipfile.ZipFile(tmp_path / "y.zip") as zf:
+        assert "data.yaml" in zf.namelist()
+
+
 def test_yolo_pose_zip_to_stdout(runner, demo_store, tmp_path):
     result = runner.invoke(
         args=["oiap", "export", "--kind", KIND, "--format", "yolo-pose", "-o", str(tmp_path / "y.zip")]
@@ -232,8 +245,8 @@ def test_openimages_box_csv(runner, db):
         "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside"
     ).split(",")
     assert [(r["Source"], r["LabelName"], r["Confidence"]) for r in rows] == [
-        ("human", "/m/0dzct", "1.0"),
-        ("machine_good", "/m/0dzct", "1.0"),
+        ("freeform", "/m/0dzct", "1.0"),  # Google's Source values (tests/test_original_files.py)
+        ("activemil", "/m/0dzct", "1.0"),
     ]
     first = rows[0]
     assert [float(first[k]) for k in ("XMin", "XMax", "YMin", "YMax")] == [0.1, 0.3, 0.2, 0.4]

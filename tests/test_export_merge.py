@@ -2,9 +2,10 @@
 
 import pytest
 
-from app.annotations import annotation_row, insert_annotation, rate
+from app.annotations.geometry import iou
+from app.annotations.rows import annotation_row, insert_annotation, rate
 from app.errors import InvalidInput
-from app.export import ground_truth, iou, iter_training_rows
+from app.export import ground_truth, iter_training_rows
 from app.kinds import FLIP_5, FLIP_68, LANDMARK68_NAMES
 from app.sets.queries import create_set
 

@@ -57,7 +57,7 @@ def test_bench_script_runs_small(tmp_path):
     import subprocess
     import sys
 
-    from app import REPO_ROOT
+    from app.paths import REPO_ROOT
 
     script = REPO_ROOT / "scripts" / "bench_export.py"
     assert (

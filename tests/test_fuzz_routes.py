@@ -5,7 +5,7 @@ import re
 import pytest
 
 from app.db import connect
-from app.demo import build_demo
+from app.imports.demo import build_demo
 from tests.conftest import login
 
 # Path values: real ids first (so the query fuzz reaches the handler), then hostile ones.

@@ -4,9 +4,9 @@ import os
 import pytest
 from PIL import Image
 
-from app.demo import build_demo
-from app.images.files import crop_region
-from app.imports.files import content_id
+from app.images.cache import crop_region
+from app.imports.demo import build_demo
+from app.imports.folder import content_id
 from tests.conftest import DEMO_DATA
 
 PHOTO = content_id(DEMO_DATA / "2008_001009.jpg")  # 360 x 480
@@ -36,9 +36,12 @@ def test_resized_is_a_cached_jpeg_with_etag_and_304(admin_client, app, demo):
     etag = r.headers["ETag"]
     cached = os.path.join(app.config["CACHE_DIR"], "images", "256", PHOTO[:2], f"{PHOTO}.jpg")
     assert os.path.isfile(cached)
-    os.utime(cached, (1, 1))  # a second request serves the cached file, not a new render
+    # A second request serves the cached file, not a new render (which would replace it: a new inode);
+    # it marks the file used (mtime), for the cache's least-recently-used eviction.
+    os.utime(cached, (1, 1))
+    inode = os.stat(cached).st_ino
     assert get(admin_client, f"/images/{PHOTO}/256").data == r.data
-    assert os.stat(cached).st_mtime == 1
+    assert os.stat(cached).st_ino == inode and os.stat(cached).st_mtime > 1
     r304 = get(admin_client, f"/images/{PHOTO}/256", headers={"If-None-Match": etag})
     assert r304.status_code == 304 and r304.data == b""
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from app.annotations import annotation_row, insert_annotation, rate
+from app.annotations.rows import annotation_row, insert_annotation, rate
 from app.db import connect
 from app.imports import openimages
 from tests.openimages_csv import (

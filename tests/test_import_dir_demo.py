@@ -3,9 +3,9 @@ import shutil
 
 import pytest
 
-from app.dlib_xml import import_dlib_xml
 from app.errors import InvalidInput
-from app.imports.files import content_id
+from app.imports.dlib_xml import import_dlib_xml
+from app.imports.folder import content_id
 from tests.conftest import DEMO_DATA
 
 
@@ -51,7 +51,9 @@ def test_demo_builds_sets_with_every_split_and_normalised_landmarks(runner, db):
     splits = dict(db.execute("SELECT split, count(*) FROM images GROUP BY split").fetchall())
     assert splits == {"train": 5, "validation": 2, "test": 3}
     sets = {s["name"]: s for s in db.query("SELECT * FROM annotation_sets")}
-    assert sets["demo-faces"]["kind"] == "face_box" and sets["demo-faces"]["source"] == "model"
+    # dlib's boxes were drawn by hand: a human set; its 68 points are a model's: a model set.
+    assert sets["demo-faces"]["kind"] == "face_box" and sets["demo-faces"]["source"] == "human"
+    assert sets["demo-landmarks68"]["source"] == "model"
     assert sets["demo-faces"]["n_total"] == 43 and sets["demo-landmarks68"]["n_total"] == 43
     marks = list(db.query("SELECT * FROM annotations WHERE set_id = ?", [sets["demo-landmarks68"]["id"]]))
     for m in marks:

@@ -7,7 +7,6 @@ import sys
 import numpy as np
 import pytest
 
-from app.annotators import eval68
 from app.annotators.facemesh68 import MESH_TO_IBUG68, MODEL_PATH, FaceMeshLandmarks68, crop_faces
 from app.annotators.landmarks68 import BUILTIN, DEFAULT_LANDMARKS68, NAMES, get_landmarks68
 from app.annotators.template68 import (
@@ -18,6 +17,8 @@ from app.annotators.template68 import (
     five_from_68,
     mean_shape,
 )
+from app.images.decode import load_rgb
+from app.models import eval68
 
 
 def test_mean_shape_is_68_points_in_ibug_order():
@@ -116,7 +117,7 @@ def _dev_image_with_faces():
     faces = eval68.load_faces(eval68.DEMO_DATA / "testing_with_face_landmarks.xml")
     file = max({f.file for f in faces}, key=lambda n: sum(f.file == n for f in faces))
     group = [f for f in faces if f.file == file]
-    return eval68.load_rgb(eval68.DEMO_DATA / file), group
+    return load_rgb(eval68.DEMO_DATA / file), group
 
 
 def test_predict_many_is_one_batch_matching_predict():

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from app.annotations import annotation_row, insert_annotations, rate
+from app.annotations.rows import annotation_row, insert_annotations, rate
 from app.backup import integrity_problems
 from app.db import connect
 from app.sets.queries import create_set

@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from app.metrics import average_precision, box_iou, ced_auc, ced_curve, failure_rate, landmark_metrics, nme
+from app.annotations.geometry import box_iou
+from app.models.metrics import (
+    average_precision,
+    ced_auc,
+    ced_curve,
+    failure_rate,
+    landmark_metrics,
+    nme,
+)
 
 
 def test_box_iou_by_hand():

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app import REPO_ROOT
+from app.annotations.geometry import iou
 from app.annotators import mtcnn as M
-from app.annotators.eval_detector import evaluate, iou
+from app.models.eval_detector import evaluate
+from app.paths import REPO_ROOT
 from tests.conftest import DEMO_DATA
 
 

@@ -2,9 +2,9 @@ import os
 
 import pytest
 
-from app import REPO_ROOT
 from app.errors import InvalidInput, NotFound
-from app.openimages import check_layout, image_path, is_image_id, validate_image_id
+from app.images.layout import check_layout, image_path, is_image_id, validate_image_id
+from app.paths import REPO_ROOT
 
 TRAIN_ID = "0a1b2c3d4e5f6a7b"
 TRAIN_F_ID = "f0e1d2c3b4a59687"

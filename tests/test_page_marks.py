@@ -1,4 +1,4 @@
-"""Set pages opened by number through marks (app/review/page_marks.py): with a small mark spacing,
+"""Set pages opened by number through marks (app/sets/page_marks.py): with a small mark spacing,
 every page equals the plain OFFSET page after inserts, deletes, deleted flips, moves between sets and
 bulk imports; ratings keep the marks; stale marks are never used."""
 
@@ -6,11 +6,11 @@ import random
 
 import pytest
 
-from app.annotations import annotation_row, insert_annotation, insert_counted_by_batch, rate
+from app.annotations.rows import annotation_row, insert_annotation, insert_counted_by_batch, rate
 from app.db import immediate, now
 from app.imports import openimages
-from app.review import page_marks
-from app.review.queries import set_page
+from app.sets import page_marks
+from app.sets.pages import set_page
 from app.sets.queries import create_set
 from tests.openimages_csv import FACE, PERSON
 from tests.test_import_counters import _meta

@@ -8,16 +8,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.annotations import annotation_row, insert_annotations, points_json
+from app.annotations.geometry import box_iou, iou
+from app.annotations.rows import annotation_row, insert_annotations, points_json
 from app.annotators.template68 import fit_to_box, fit_to_five, five_from_68, mean_shape
 from app.db import connect, immediate
-from app.demo import build_demo
-from app.edits import _iou, parse_json_body, parse_place, parse_save
+from app.editor.edits import parse_json_body, parse_place, parse_save
 from app.errors import InvalidInput
 from app.export.files import select_rows
-from app.export.importer import import_csv
 from app.export.writers import csv_chunks
-from app.metrics import box_iou
+from app.imports.csv import import_csv
+from app.imports.demo import build_demo
 from app.sets.queries import create_set
 
 unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
@@ -63,7 +63,7 @@ def test_box_iou_is_bounded_and_symmetric(a, b):
     assert np.all(m >= 0) and np.all(m <= 1 + 1e-12)
     np.testing.assert_allclose(m, box_iou(np.array(b), np.array(a)).T)
     for i, box in enumerate(a):
-        assert abs(_iou(box, b[0]) - m[i, 0]) < 1e-9
+        assert abs(iou(box, b[0]) - m[i, 0]) < 1e-9
         if (box[2] - box[0]) * (box[3] - box[1]) > 1e-12:
             assert box_iou(np.array([box]), np.array([box]))[0, 0] == pytest.approx(1.0)
 

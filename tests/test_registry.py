@@ -1,7 +1,7 @@
 import pytest
 
-from app.annotators.registry import activate_model, active_model, get_model, register_model, verified_path
 from app.errors import InvalidInput
+from app.models.registry import activate_model, active_model, get_model, register_model, verified_path
 
 
 def test_register_activate_and_hash_check(db, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 
 from app.kinds import LANDMARK68_GROUPS
 from app.review import queries
+from app.sets.queries import get_set_with_model
 from tests.conftest import login
 from tests.review_data import seed, user_ids
 from tests.svg_paths import drawn_points, path_tags, vertices
@@ -95,7 +96,8 @@ def test_review_page_draws_item_with_landmarks_and_image_credit(reviewer_client,
         assert tag.endswith('Z"/>') == closed
     assert "Public domain" in html and "PASCAL VOC via dlib examples" in html
     assert 'class="ann current' in html
-    assert f'data-key="e" href="/edit/annotation/{ann_id}"' in html
+    # The editor's back link returns to this item (tests/test_corrections.py follows it).
+    assert f'data-key="e" href="/edit/annotation/{ann_id}?next=%2Freview%2F' in html
     assert re.search(r'class="score">0\.\d{3}<', html)
     # Every face of the set on that image is drawn over the whole image.
     image_id = db.execute("SELECT image_id FROM annotations WHERE id = ?", [ann_id]).fetchone()[0]
@@ -227,7 +229,7 @@ def test_all_faces_in_image_good(reviewer_client, data, db):
 
 
 def test_queue_order_by_image_and_filters(app, data, db):
-    s = queries.get_review_set(db, data["face_box"])
+    s = get_set_with_model(db, data["face_box"])
     uid = user_ids(db)["rev"]
 
     def walk(filters):
@@ -270,7 +272,7 @@ def test_queue_unrated_first_then_bad_then_good(app, data, db):
     db.execute(f"UPDATE annotations SET rating = 'good' WHERE id IN ({','.join(map(str, ids[:30]))})")
     db.execute(f"UPDATE annotations SET rating = 'bad' WHERE id IN ({','.join(map(str, ids[30:35]))})")
     db.conn.commit()
-    s = queries.get_review_set(db, set_id)
+    s = get_set_with_model(db, set_id)
     uid = user_ids(db)["rev"]
     order, cursor = [], None
     for _ in range(len(ids)):
@@ -492,7 +494,7 @@ def test_five_point_set_draws_five_points_without_contours(reviewer_client, data
 )
 def test_queue_walks_an_index_never_the_table(app, data, db, filters, index):
     """rate + next stays tiny on a big set: every queue query is a range of a covering index."""
-    s = queries.get_review_set(db, data["landmarks68"])
+    s = get_set_with_model(db, data["landmarks68"])
     uid = user_ids(db)["rev"]
     shown, _ = queries.claim_next(db, s, uid, filters, None, 60)
     seen: list[str] = []

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from app import REPO_ROOT
 from app.db import now
-from app.review.queries import set_page
+from app.paths import REPO_ROOT
+from app.sets.pages import set_page
 from app.sets.queries import create_set, list_sets
 
 

@@ -12,16 +12,17 @@ import pytest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Rule
 
-from app import REPO_ROOT, create_app
+from app import create_app
 from app.auth import ADMIN_MESSAGE, PUBLIC_ENDPOINTS, is_admin_endpoint
 from app.db import connect, migrate
+from app.paths import REPO_ROOT
 from tests.conftest import DEMO_DATA, PASSWORD, login
 
 # Dummy values tried for each URL variable, in order, until the built URL routes back to the rule.
 # A new converter that none of these fits makes test_every_route_can_be_built fail: add a value here.
 CANDIDATES = {
     "IntegerConverter": [1],
-    "IdConverter": [1],  # app.errors: <int:...> bounded to SQLite integers
+    "IdConverter": [1],  # app.web: <int:...> bounded to SQLite integers
     "FloatConverter": [1.5],
     "UUIDConverter": [uuid.UUID(int=1)],
     "PathConverter": ["a/b.jpg", "x"],
@@ -245,7 +246,9 @@ def _env_app(tmp_path, monkeypatch, **env):
 def test_security_headers_on_every_kind_of_response(client, admin_client):
     for r in (client.get("/login"), client.get("/"), admin_client.get("/"), admin_client.get("/nowhere")):
         assert r.headers["X-Frame-Options"] == "DENY"
-        assert r.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+        assert r.headers["Content-Security-Policy"] == (
+            "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+        )
         assert r.headers["X-Content-Type-Options"] == "nosniff"
         assert r.headers["Referrer-Policy"] == "same-origin"
 
@@ -445,7 +448,7 @@ def _snapshot(db) -> dict:
 def test_every_web_change_is_audited(app, db):
     """POST (PUT, PATCH, DELETE) to every route as an admin with plausible form values: any route that
     changes the store must add an event naming the admin. New routes are covered automatically."""
-    from app.demo import build_demo
+    from app.imports.demo import build_demo
 
     build_demo(db)
     image_id = db.execute("SELECT id FROM images ORDER BY id LIMIT 1").fetchone()[0]

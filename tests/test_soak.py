@@ -29,7 +29,7 @@ def test_verify_reports_a_lost_rating_and_wrong_counters(tmp_path):
     # A store where one acknowledged rating is missing and a counter was tampered with.
     from app.auth.users import create_user
     from app.db import connect, migrate
-    from app.demo import build_demo
+    from app.imports.demo import build_demo
 
     path = tmp_path / "s.db"
     db = connect(str(path))

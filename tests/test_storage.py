@@ -13,10 +13,10 @@ import uuid
 import boto3
 import pytest
 
-from app.annotations import annotation_row, insert_annotation, rate, undo_last_rating
-from app.annotators.builtin import ensure_builtin_models, verified_files
-from app.annotators.registry import get_model, model_path, register_model, sha256_file
+from app.annotations.rows import annotation_row, insert_annotation, rate, undo_last_rating
 from app.db import connect
+from app.models.builtin import ensure_builtin_models, verified_files
+from app.models.registry import get_model, model_path, register_model, sha256_file
 from app.sets.queries import create_set
 from tests.conftest import DEMO_DATA
 from tests.live import instance_app
@@ -763,7 +763,7 @@ def test_download_survives_dropped_connections(tmp_path, moto_url, open_images):
             OPEN_IMAGES_BUCKET=bucket,
             OPEN_IMAGES_ENDPOINT_URL=f"http://127.0.0.1:{proxy.port}",
         )
-        from app.image_download import download_images, read_ids_file
+        from app.images.download import download_images, read_ids_file
 
         ids = read_ids_file(ids_file, "validation")
         assert ids == [IDS[3]]
@@ -810,3 +810,45 @@ def test_download_bad_input(tmp_path, aws_env):
     _store_images(app)
     result = cli(app, "download-images", "--split", "train")
     assert result.exit_code == 1 and "OIAP_OPEN_IMAGES_DIR" in result.output
+
+
+def test_download_from_a_private_bucket_says_access_denied_and_signs_with_credentials(
+    tmp_path, moto_url, bucket, moto_auth, monkeypatch
+):
+    # moto checks credentials now: only the IAM user's key may read; an anonymous request is denied.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", moto_auth["AccessKeyId"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", moto_auth["SecretAccessKey"])
+    # A new session: boto3's default one keeps the credentials it read first.
+    owner = boto3.session.Session().client("s3", endpoint_url=moto_url, region_name="us-east-1")
+    photos = sorted(DEMO_DATA.glob("*.jpg"))
+    for i, image_id in enumerate(IDS[:3]):
+        owner.put_object(Bucket=bucket, Key=f"train/{image_id}.jpg", Body=photos[i].read_bytes())
+    oi = tmp_path / "oi"
+    config = {"OPEN_IMAGES_DIR": str(oi), "OPEN_IMAGES_BUCKET": bucket, "OPEN_IMAGES_ENDPOINT_URL": moto_url}
+    app = make_app(tmp_path, "a", **config)
+    db = connect(app.config["DATABASE"])
+    for image_id in IDS[:3]:
+        db["images"].insert({"id": image_id, "split": "train", "created_at": "x"})
+    db.close()
+
+    # Anonymous (the default): access denied, said as such, non-zero exit, nothing written.
+    result = cli(app, "download-images", "--split", "train")
+    assert result.exit_code == 1, result.output
+    assert "access denied" in result.output and "not in bucket" not in result.output
+    assert "--signed" in result.output and f"s3://{bucket}/train/{IDS[0]}.jpg" in result.output
+    assert not (oi / "train").exists() or not list((oi / "train").iterdir())
+
+    # Signed with the credentials push/fetch use: every image comes.
+    result = cli(app, "download-images", "--split", "train", "--signed", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["downloaded"], report["missing"], report["failed"]) == (3, 0, 0)
+    for i, image_id in enumerate(IDS[:3]):
+        assert (oi / "train" / f"{image_id}.jpg").read_bytes() == photos[i].read_bytes()
+
+    # Signed with a wrong secret: denied, and the message points at the credentials.
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong" + moto_auth["SecretAccessKey"][5:])
+    (oi / "train" / f"{IDS[0]}.jpg").unlink()
+    result = cli(app, "download-images", "--split", "train", "--signed")
+    assert result.exit_code == 1 and "access denied" in result.output
+    assert "AWS_SECRET_ACCESS_KEY" in result.output

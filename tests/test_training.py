@@ -7,16 +7,16 @@ import pytest
 import torch
 from PIL import Image
 
-from app.annotations import annotation_row, insert_annotation, rate
+from app.annotations.rows import annotation_row, insert_annotation, rate
 from app.annotators import crop68
-from app.annotators.builtin import ensure_builtin_models
-from app.annotators.registry import active_model, get_model
 from app.db import connect
-from app.dlib_xml import import_dlib_xml
-from app.evaluation import PromotionRefused, compare, evaluate, promote
 from app.export.merge import iter_training_rows
-from app.imports.files import register_image_file
+from app.imports.dlib_xml import import_dlib_xml
+from app.imports.folder import register_image_file
 from app.kinds import FACE_LABEL
+from app.models.builtin import ensure_builtin_models
+from app.models.evaluation import PromotionRefused, compare, evaluate, promote
+from app.models.registry import active_model, get_model
 from app.sets.queries import create_set
 from app.training.data import CONTEXT, RowHasher
 from app.training.landmarks import augment
@@ -24,8 +24,9 @@ from app.training.trainer import train
 from tests.conftest import DEMO_DATA
 from tests.svg_paths import drawn_points, path_tags
 
-# Few, cheap steps: the round checks the plumbing and the promotion rule, not the accuracy.
-FAST = {"batch_size": 18, "progress": False}
+# Few, cheap steps of the small CNN (crop68, never better than the mesh here): the round checks the
+# plumbing and the promotion rule, not the accuracy; test_meshhead.py trains the default head.
+FAST = {"batch_size": 18, "progress": False, "arch": "crop68"}
 
 
 @pytest.fixture
@@ -163,6 +164,12 @@ def test_a_whole_round(app, round_db, runner):
     result = runner.invoke(args=["oiap", "promote", str(m1["model_id"])])
     assert result.exit_code != 0 and "worse by" in result.output
     assert active_model(db, "face_landmarks68")["id"] == facemesh["id"]
+    # With --json the refusal is JSON too (it printed nothing), with the same non-zero exit.
+    result = runner.invoke(args=["oiap", "promote", str(m1["model_id"]), "--json"])
+    assert result.exit_code == 1
+    refused = json.loads(result.output)
+    assert refused["promoted"] is False and refused["refused"] is True and "worse by" in refused["message"]
+    assert refused["active_id"] == facemesh["id"] and refused["candidate"] > refused["active"]
 
     # A deliberately poor candidate (a huge learning rate), warm-started from m1 (ours); forced active.
     poor = train(db, app.config, "face_landmarks68", epochs=1, lr=0.05, from_model=m1["model_id"], **FAST)

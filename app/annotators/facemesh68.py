@@ -138,12 +138,17 @@ class FaceMeshLandmarks68:
         A face given by its box alone is run twice: the box says nothing about roll, so the second
         crop is aligned by the five points of the first answer (NME 0.072 -> 0.065 on the training
         file; with five points given a second pass gained nothing)."""
+        return [p for p, _ in self.predict_many_with_mesh(img_rgb, boxes, points5s)]
+
+    def predict_many_with_mesh(self, img_rgb: np.ndarray, boxes, points5s=None) -> list[tuple]:
+        """((68, 2), (468, 2)) pixel coordinates per face: the 68 points and every mesh vertex of the final
+        pass. A trained mesh head (meshhead68.MeshHead68) maps these to its own 68 points."""
         points5s = list(points5s) if points5s is not None else [None] * len(boxes)
-        out = [v[MESH_TO_IBUG68] for v in predict_mesh_many(img_rgb, boxes, points5s, self.model_path)]
+        meshes = predict_mesh_many(img_rgb, boxes, points5s, self.model_path)
         redo = [i for i, p in enumerate(points5s) if p is None]
         if redo:
-            fives = [five_from_68(out[i]) for i in redo]
+            fives = [five_from_68(meshes[i][MESH_TO_IBUG68]) for i in redo]
             again = predict_mesh_many(img_rgb, [boxes[i] for i in redo], fives, self.model_path)
             for i, v in zip(redo, again, strict=True):
-                out[i] = v[MESH_TO_IBUG68]
-        return out
+                meshes[i] = v
+        return [(v[MESH_TO_IBUG68], v) for v in meshes]

@@ -16,7 +16,7 @@ def _int_arg(name: str) -> int | None:
     value = request.args.get(name, "").strip()
     if not value:
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # "²".isdigit() is True; int("²") fails
         raise InvalidInput(f"{name} must be a whole number, not {value!r}")
     return int(value)
 

@@ -31,7 +31,8 @@ from flask_limiter.util import get_qualified_name, get_remote_address
 from flask_login import LoginManager, current_user, logout_user
 from flask_wtf.csrf import CSRFError
 
-from ..db import get_db, log_event
+from ..audit.events import log_event
+from ..db import get_db
 from . import limit_storage  # registers the oiap-sqlite:// storage scheme
 from .csrf import CachedCSRFProtect, csrf_token
 from .users import User, load_session_user
@@ -46,6 +47,11 @@ limiter = Limiter(get_remote_address, strategy="moving-window")
 PUBLIC_ENDPOINTS = {"auth.login", "static"}
 # Blueprints whose every route is admin-only (see admin_blueprint).
 ADMIN_BLUEPRINTS: set[str] = set()
+
+# Scripts only from our own files (no inline script, no handler attribute, no javascript: URL runs,
+# so a stored link or injected markup cannot act with a reviewer's session), no plugins, no <base>
+# that re-points relative URLs, and no framing by another site.
+CSP = "script-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 
 ADMIN_MESSAGE = "This action needs an admin account. Ask an admin to do it, or to change your role."
 
@@ -97,7 +103,7 @@ def is_admin_endpoint(app: Flask, endpoint: str) -> bool:
 
 
 def audit(action: str, **fields) -> None:
-    """Write an audit event for the logged-in user (fields as for app.db.log_event)."""
+    """Write an audit event for the logged-in user (fields as for app.audit.events.log_event)."""
     log_event(get_db(), action, user_id=current_user.id, **fields)
 
 
@@ -180,7 +186,7 @@ def init_auth(app: Flask) -> None:
         # No other site may frame a page (clickjacking drives the buttons CSRF cannot stop),
         # sniff a type, or receive our URLs (image ids, filters) as a referrer.
         response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Content-Security-Policy", "frame-ancestors 'none'")
+        response.headers.setdefault("Content-Security-Policy", CSP)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "same-origin")
         return response

@@ -1,11 +1,13 @@
 """The admin users page: list, add, change role, disable/enable, reset password. Admins only."""
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_user
+from flask_login import current_user
 
 from ..db import get_db
 from ..errors import OiapError
 from . import admin_blueprint
+from .login import log_in
+from .sessions import end_user_sessions, open_sessions
 from .users import (
     ROLES,
     create_user,
@@ -46,8 +48,15 @@ def _apply(change, done: str):
 def index():
     """List users, with forms to change them, and the latest account events."""
     db = get_db()
+    sessions: dict[int, int] = {}
+    for row in open_sessions(db):
+        sessions[row["user_id"]] = sessions.get(row["user_id"], 0) + 1
     return render_template(
-        "auth/users.html", users=list_users(db), roles=ROLES, events=recent_account_events(db)
+        "auth/users.html",
+        users=list_users(db),
+        roles=ROLES,
+        events=recent_account_events(db),
+        sessions=sessions,
     )
 
 
@@ -93,6 +102,18 @@ def password(user_id: int):
         set_password(db, _username(user_id), new, by=current_user.id)
         if user_id == current_user.id:
             # An admin resetting their own password keeps this session; others of theirs end.
-            login_user(get_user(db, user_id))
+            log_in(db, get_user(db, user_id))
 
     return _apply(change, "password reset; their other sessions have ended")
+
+
+@bp.post("/<int:user_id>/sessions")
+def end_sessions(user_id: int):
+    """End every open session of a user: their browsers (and copied cookies) must log in again."""
+
+    def change():
+        _username(user_id)  # a user that exists (refused as a flash message otherwise)
+        db = get_db()
+        end_user_sessions(db, user_id, "ended by an admin", by=current_user.id, log=True)
+
+    return _apply(change, "their sessions have ended")

@@ -6,15 +6,16 @@ Every change is written to the audit log (`events`) with the acting user (`by`; 
 """
 
 import hashlib
-import hmac
 from dataclasses import dataclass
 from functools import cache
 
 from sqlite_utils import Database
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..db import immediate, log_event, now
+from ..audit.events import log_event
+from ..db import immediate, now
 from ..errors import InvalidInput, NotFound
+from .sessions import end_user_sessions, session_alive
 
 ROLES = ("admin", "reviewer")
 MIN_PASSWORD = 8
@@ -36,8 +37,10 @@ class User:
     username: str
     role: str
     active: bool
-    # Derived from the password hash: a session remembers it, so a password change ends old sessions.
+    # Derived from the password hash (no longer what ends sessions: the sessions table does that).
     session_token: str = ""
+    # The server-side session (app/auth/sessions.py) this login is; set at login and by the loader.
+    session_id: str = ""
 
     # Flask-Login's interface.
     is_anonymous = False
@@ -55,7 +58,7 @@ class User:
         return self.role == "admin"
 
     def get_id(self) -> str:
-        return f"{self.id}:{self.session_token}"
+        return f"{self.id}:{self.session_id}"
 
 
 def _token(password_hash: str) -> str:
@@ -85,13 +88,15 @@ def find_user(db: Database, username: str) -> User | None:
 
 
 def load_session_user(db: Database, session_id: str) -> User | None:
-    """The active user a session id ("id:token") names, or None when disabled or the password changed."""
-    user_id, _, token = session_id.partition(":")
-    if not user_id.isdigit():
+    """The active user a session id ("user id:server session id") names, or None when the user is
+    disabled or the session ended (logout, password change, disable, an admin ended it)."""
+    user_id, _, sid = session_id.partition(":")
+    if not (user_id.isascii() and user_id.isdigit()) or not sid:
         return None
     user = get_user(db, int(user_id))
-    if user is None or not user.active or not hmac.compare_digest(token, user.session_token):
+    if user is None or not user.active or not session_alive(db, sid, user.id):
         return None
+    user.session_id = sid
     return user
 
 
@@ -169,12 +174,13 @@ def check_login(db: Database, username: str, password: str) -> User | None:
 
 
 def set_password(db: Database, username: str, password: str, *, by: int | None = None) -> None:
-    """Change a user's password; their existing sessions stop working."""
+    """Change a user's password; their existing sessions end (the caller may start a new one)."""
     _check_password(password)
     password_hash = hash_password(password)
     with immediate(db):
         user = _require(db, username)
         db.execute("UPDATE users SET password_hash = ? WHERE id = ?", [password_hash, user.id])
+        end_user_sessions(db, user.id, "password")
         # Never the hash: the event says only that it changed.
         log_event(db, "user.password", user_id=by, target_type="user", target_id=user.id)
 
@@ -188,6 +194,8 @@ def set_active(db: Database, username: str, active: bool, *, by: int | None = No
         if not active and user.is_admin and _active_admins(db) <= 1:
             raise InvalidInput(f"{username!r} is the last active admin; make another admin first")
         db.execute("UPDATE users SET active = ? WHERE id = ?", [int(active), user.id])
+        if not active:
+            end_user_sessions(db, user.id, "disabled")
         log_event(
             db,
             "user.enable" if active else "user.disable",

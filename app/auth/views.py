@@ -1,13 +1,14 @@
 """Login and logout pages, with throttled and audited logins."""
 
-from urllib.parse import urlparse
-
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user
 
-from ..db import get_db, log_event
+from ..audit.events import log_event
+from ..db import get_db
 from ..errors import InvalidInput
 from . import limiter
+from .login import log_in, log_out
+from .redirects import safe_next
 from .users import authenticate, get_user, set_password
 
 bp = Blueprint("auth", __name__)
@@ -15,9 +16,7 @@ bp = Blueprint("auth", __name__)
 
 def _safe_next(target: str | None) -> str:
     # Only same-site paths: never send a user to another host after login.
-    if target and urlparse(target).netloc == "" and target.startswith("/") and not target.startswith("//"):
-        return target
-    return url_for("sets.index")
+    return safe_next(target) or url_for("sets.index")
 
 
 def _username() -> str:
@@ -87,7 +86,7 @@ def login():
         # One message whatever the reason, so the page does not tell which names exist.
         flash("Wrong username or password, or the account is disabled.", "error")
         return render_template("auth/login.html", username=username), 401
-    login_user(user)
+    log_in(db, user)
     log_event(db, "login", user_id=user.id, target_type="user", target_id=user.id, after=details)
     return redirect(_safe_next(request.args.get("next")))
 
@@ -103,7 +102,7 @@ def logout():
         target_id=current_user.id,
         after={"username": current_user.username, "address": request.remote_addr},
     )
-    logout_user()
+    log_out(get_db())
     return redirect(url_for("auth.login"))
 
 
@@ -142,7 +141,7 @@ def password():
     except InvalidInput as e:
         flash(str(e), "error")
         return render_template("auth/password.html"), 400
-    # The new hash ends every session of this user; keep this one.
-    login_user(get_user(db, current_user.id))
+    # The change ended every session of this user; this browser goes on in a new one.
+    log_in(db, get_user(db, current_user.id))
     flash("Password changed. Your other sessions have ended.", "info")
     return redirect(url_for("sets.index"))

@@ -5,7 +5,7 @@ import importlib
 MODULES: list[str] = [
     "maintenance",
     "export",
-    "storage",
+    "share",
     "imports",
     "models",
     "annotate",

@@ -1,11 +1,12 @@
-"""`flask oiap bulk-annotate`: the active models over the data set (see app/bulk.py)."""
+"""`flask oiap bulk-annotate`: the active models over the data set (see app/bulk/local.py)."""
 
 import click
 from flask import current_app
 
 from ..cli import echo_json, fail_on_domain_error, oiap_cli
 from ..db import get_db
-from ..openimages import SPLITS
+from ..errors import Interrupted
+from ..images.layout import SPLITS
 
 
 @oiap_cli.command("bulk-annotate")
@@ -76,7 +77,7 @@ def bulk_annotate_command(
     as_json,
 ):
     """Annotate the images no human labelled (and those rated bad) with the active models, into new sets."""
-    from ..bulk import bulk_annotate
+    from ..bulk.local import bulk_annotate
 
     try:
         s = bulk_annotate(
@@ -103,10 +104,13 @@ def bulk_annotate_command(
             if engine == "ray"
             else None,
         )
-    except KeyboardInterrupt:
+    except Interrupted as e:
         raise click.ClickException(
-            "interrupted; `flask oiap bulk-annotate --resume RUN_ID` continues"
+            f"interrupted; `flask oiap bulk-annotate --resume {e.run_id}` continues"
         ) from None
+    except KeyboardInterrupt:
+        # Before the run was recorded (loading the models): nothing to resume.
+        raise click.ClickException("interrupted before the run started; nothing was written") from None
     if as_json:
         echo_json(s)
         return
@@ -126,7 +130,7 @@ def bulk_annotate_command(
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def bulk_runs_command(as_json):
     """List bulk-annotate runs (newest first) with status, progress and errors; resume one with --resume ID."""
-    from ..bulk import list_runs
+    from ..bulk.local import list_runs
 
     runs = list_runs(get_db())
     if as_json:

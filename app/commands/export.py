@@ -20,8 +20,8 @@ def _split_list(value: str) -> tuple[str, ...]:
     "--format",
     "fmt",
     required=True,
-    type=click.Choice(["csv", "coco", "dlib-xml", "yolo-pose", "openimages"]),
-    help="Output format.",
+    type=click.Choice(["csv", "coco", "dlib-xml", "yolo-pose", "openimages", "original-csv"]),
+    help="Output format (original-csv: the original project's face_bbox_/face_landmarks_ files).",
 )
 @click.option(
     "--split",
@@ -85,13 +85,20 @@ def export_command(kind, fmt, split, sets, no_unrated, unrated_weight, output):
         else:
             write_yolo_folder(counted(rows), kind, output, info)
     else:
+        chunks = text_chunks(counted(rows), kind, fmt, info)  # a bad kind for the format fails here
         out = sys.stdout if to_stdout else open(output, "w", encoding="utf-8", newline="")
         try:
-            for chunk in text_chunks(counted(rows), kind, fmt, info):
+            for chunk in chunks:
                 out.write(chunk)
         finally:
             if not to_stdout:
                 out.close()
+    if info.not_openimages:
+        click.echo(
+            f"warning: {len(info.not_openimages)} image(s) left out, not Open Images images (imported "
+            f"from a folder or the demo; e.g. {info.not_openimages[0]}); --format csv keeps them",
+            err=True,
+        )
     if info.missing:
         click.echo(
             f"warning: {len(info.missing)} image(s) skipped, size unknown and file not found "
@@ -117,7 +124,7 @@ def export_command(kind, fmt, split, sets, no_unrated, unrated_weight, output):
 @fail_on_domain_error
 def import_csv_command(file, kind, set_name, source, as_json):
     """Import an oiap training CSV or the original project's face_landmarks_/face_bbox_ CSVs."""
-    from ..export.importer import import_csv
+    from ..imports.csv import import_csv
 
     report = import_csv(get_db(), file, kind, set_name, source=source)
     if as_json:

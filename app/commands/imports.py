@@ -5,7 +5,7 @@ from flask import current_app
 
 from ..cli import echo_json, fail_on_domain_error, oiap_cli
 from ..db import get_db
-from ..openimages import SPLITS
+from ..images.layout import SPLITS
 
 
 def _note(message: str) -> None:
@@ -62,7 +62,7 @@ def import_openimages_command(meta_dir, splits, classes, limit, as_json):
 @fail_on_domain_error
 def import_dir_command(directory, split, as_json):
     """Register a folder of JPEG/PNG files (id from the content; unreadable files are skipped)."""
-    from ..imports.files import import_dir
+    from ..imports.folder import import_dir
 
     summary = import_dir(get_db(), directory, split, echo=_note)
     if as_json:
@@ -79,7 +79,7 @@ def import_dir_command(directory, split, as_json):
 @fail_on_domain_error
 def demo_command(if_empty):
     """Build the demo instance: ten real photos, their face boxes and 68-point landmarks."""
-    from ..demo import build_demo
+    from ..imports.demo import build_demo
 
     result = build_demo(get_db(), if_empty=if_empty)
     if result is None:
@@ -87,7 +87,7 @@ def demo_command(if_empty):
         return
     sets = ", ".join(f"{name} (+{n})" for name, n in result["sets"].items())
     click.echo(f"demo: {result['images']} images; sets {sets}")
-    from ..bulk import annotate_demo
+    from ..bulk.local import annotate_demo
 
     run = annotate_demo(get_db(), current_app.config)
     if run:

@@ -18,8 +18,8 @@ oiap_cli.add_command(models_cli)
 @fail_on_domain_error
 def models_list(kind, as_json):
     """List models (newest first) with kind, status, source and hash."""
-    from ..annotators.builtin import ensure_builtin_models
-    from ..annotators.registry import list_models
+    from ..models.builtin import ensure_builtin_models
+    from ..models.registry import list_models
 
     db = get_db()
     ensure_builtin_models(db)
@@ -55,15 +55,24 @@ def models_add(path, kind, name, runner, licence, origin, then_activate):
     A dlib shape_predictor (.dat, e.g. Debian's /usr/share/dlib/shape_predictor_68_face_landmarks.dat)
     is read and checked first, runs without dlib, and is recorded with its licence caveat, printed here.
     """
-    from ..annotators.registry import activate_model, get_model, register_model
+    from ..annotators.checks import check_model_file
     from ..models.dlib68 import add_dlib_predictor, is_dlib_predictor
+    from ..models.registry import activate_model, get_model, register_model
 
     db = get_db()
     models_dir = current_app.config["MODELS_DIR"]
     if is_dlib_predictor(path, runner):
+        # Not ONNX: read whole by our reader (a truncated or corrupt file is refused, named) instead.
         model_id = add_dlib_predictor(db, path, kind, models_dir, name=name, origin=origin)
-        click.echo(f"Licence: {get_model(db, model_id)['params']['licence_caveat']}")
+        c = get_model(db, model_id)["params"]["cascade"]
+        signature = (
+            f"dlib shape_predictor: {c['levels']} levels of {c['trees_per_level']} trees of depth {c['depth']}, "
+            f"{c['feature_pixels']} feature pixels a level; runner landmarks68:dlib68"
+        )
+        runner = "landmarks68:dlib68"
     else:
+        # Loaded (and run once by its runner) now, so a file that cannot run is refused here, not in a try.
+        signature = check_model_file(path, kind, runner)
         params = {"runner": runner} if runner else {}
         model_id = register_model(
             db,
@@ -81,6 +90,11 @@ def models_add(path, kind, name, runner, licence, origin, then_activate):
         activate_model(db, model_id)
     m = get_model(db, model_id)
     click.echo(f"model {m['id']}: {m['kind']} {m['name']} sha256 {m['sha256'][:12]} ({m['status']})")
+    click.echo(f"  {signature}")
+    if m["params"].get("licence_caveat"):
+        click.echo(f"Licence: {m['params']['licence_caveat']}")
+    if not runner:
+        click.echo("  no --runner: it loads, but nothing runs it until it is added again with one")
 
 
 @models_cli.command("activate")
@@ -88,7 +102,7 @@ def models_add(path, kind, name, runner, licence, origin, then_activate):
 @fail_on_domain_error
 def models_activate(model_id):
     """Make a model the active one of its kind (its file is verified by hash first)."""
-    from ..annotators.registry import activate_model
+    from ..models.registry import activate_model
 
     m = activate_model(get_db(), model_id)
     click.echo(f"model {m['id']} ({m['name']}) is the active {m['kind']} model")

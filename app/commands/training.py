@@ -5,9 +5,9 @@ from flask import current_app
 
 from ..cli import echo_json, fail_on_domain_error, oiap_cli
 from ..db import get_db
+from ..images.layout import SPLITS
 
 TRAIN_KINDS = ["face_landmarks68", "face_box"]
-SPLITS = ["train", "validation", "test"]
 
 
 def _train_options(fn):
@@ -22,14 +22,40 @@ def _train_options(fn):
             click.option(
                 "--exclude-unrated", is_flag=True, help="Train only on human and good-rated annotations."
             ),
+            click.option(
+                "--unrated-weight",
+                type=click.FloatRange(0, 1),
+                default=0.5,
+                show_default=True,
+                help="Loss weight of unrated machine annotations (human and good-rated ones weigh 1).",
+            ),
+            click.option(
+                "--arch",
+                type=click.Choice(["meshhead68", "crop68"]),
+                default="meshhead68",
+                show_default=True,
+                help="face_landmarks68 only: a head fitted on the default mesh, or the small CNN from scratch.",
+            ),
         ]
     ):
         fn = opt(fn)
     return fn
 
 
-def _train(kind, epochs, from_model, device, seed, batch_size, lr, exclude_unrated, progress=True) -> dict:
-    from ..annotators.builtin import ensure_builtin_models
+def _train(
+    kind,
+    epochs,
+    from_model,
+    device,
+    seed,
+    batch_size,
+    lr,
+    exclude_unrated,
+    unrated_weight,
+    arch,
+    progress=True,
+) -> dict:
+    from ..models.builtin import ensure_builtin_models
     from ..training.trainer import train
 
     db = get_db()
@@ -45,6 +71,8 @@ def _train(kind, epochs, from_model, device, seed, batch_size, lr, exclude_unrat
         batch_size=batch_size,
         lr=lr,
         include_unrated=not exclude_unrated,
+        unrated_weight=unrated_weight,
+        arch=arch,
         progress=progress,
     )
 
@@ -56,19 +84,43 @@ def _train(kind, epochs, from_model, device, seed, batch_size, lr, exclude_unrat
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @fail_on_domain_error
-def train_command(kind, epochs, device, seed, batch_size, lr, exclude_unrated, from_model, as_json):
+def train_command(
+    kind, epochs, device, seed, batch_size, lr, exclude_unrated, unrated_weight, arch, from_model, as_json
+):
     """Train a candidate model from the good labels of the train split and register it."""
-    result = _train(kind, epochs, from_model, device, seed, batch_size, lr, exclude_unrated, not as_json)
+    result = _train(
+        kind,
+        epochs,
+        from_model,
+        device,
+        seed,
+        batch_size,
+        lr,
+        exclude_unrated,
+        unrated_weight,
+        arch,
+        not as_json,
+    )
     if as_json:
         echo_json(result)
         return
     curve = result.get("loss_curve") or []
-    click.echo(
-        f"model {result['model_id']} (candidate): {result['samples']} training samples, "
-        f"loss {curve[0]:.4f} -> {curve[-1]:.4f}; run {result['run_id']}"
-        if curve
-        else f"model {result['model_id']} (candidate); run {result['run_id']}"
-    )
+    fit = result.get("nme_train")
+    if curve:
+        click.echo(
+            f"model {result['model_id']} (candidate): {result['samples']} training samples, "
+            f"loss {curve[0]:.4f} -> {curve[-1]:.4f}; run {result['run_id']}"
+        )
+    elif fit:
+        cv = result.get("cross_validation")
+        held = f", held-out NME {cv['default_nme']:.4f} -> {cv['nme']:.4f}" if cv else ""
+        click.echo(
+            f"model {result['model_id']} (candidate): mesh head on {result['samples']} training faces "
+            f"(K {result['head']['k']}, lambda {result['head']['lambda']}), training NME "
+            f"{fit['default']:.4f} -> {fit['fitted']:.4f}{held}; run {result['run_id']}"
+        )
+    else:
+        click.echo(f"model {result['model_id']} (candidate); run {result['run_id']}")
     click.echo(f"next: flask oiap evaluate {result['model_id']} && flask oiap promote {result['model_id']}")
 
 
@@ -96,8 +148,8 @@ def _echo_metrics(model_id: int, split: str, m: dict) -> None:
 @fail_on_domain_error
 def evaluate_command(model_id, split, as_json):
     """Measure a model on a split's ground truth (human + good machine labels); stored on the model."""
-    from ..annotators.builtin import ensure_builtin_models
-    from ..evaluation import evaluate
+    from ..models.builtin import ensure_builtin_models
+    from ..models.evaluation import evaluate
 
     db = get_db()
     ensure_builtin_models(db)
@@ -128,12 +180,19 @@ def _echo_promotion(r: dict) -> None:
 @fail_on_domain_error
 def promote_command(model_id, force, as_json):
     """Make a model active only if it beats the active one on the test split (both measured now)."""
-    from ..annotators.builtin import ensure_builtin_models
-    from ..evaluation import promote
+    from ..models.builtin import ensure_builtin_models
+    from ..models.evaluation import PromotionRefused, promote
 
     db = get_db()
     ensure_builtin_models(db)
-    r = promote(db, current_app.config, model_id, force=force, progress=not as_json)
+    try:
+        r = promote(db, current_app.config, model_id, force=force, progress=not as_json)
+    except PromotionRefused as e:
+        if not as_json:
+            raise
+        # A script reading --json gets the figures and the reason, and still a non-zero exit.
+        echo_json(e.outcome | {"message": str(e)})
+        click.get_current_context().exit(1)
     if as_json:
         echo_json(r)
         return
@@ -148,10 +207,23 @@ def promote_command(model_id, force, as_json):
 @click.option("--workers", type=int, default=2, show_default=True, help="bulk-annotate worker threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @fail_on_domain_error
-def loop_command(kind, epochs, device, seed, batch_size, lr, exclude_unrated, from_model, workers, as_json):
+def loop_command(
+    kind,
+    epochs,
+    device,
+    seed,
+    batch_size,
+    lr,
+    exclude_unrated,
+    unrated_weight,
+    arch,
+    from_model,
+    workers,
+    as_json,
+):
     """Train, evaluate, promote if better, then bulk-annotate the unlabelled and the rated-bad images."""
-    from ..evaluation import PromotionRefused
     from ..loop import run_loop
+    from ..models.evaluation import PromotionRefused
 
     try:
         out = run_loop(
@@ -166,6 +238,8 @@ def loop_command(kind, epochs, device, seed, batch_size, lr, exclude_unrated, fr
                 "batch_size": batch_size,
                 "lr": lr,
                 "include_unrated": not exclude_unrated,
+                "unrated_weight": unrated_weight,
+                "arch": arch,
             },
             workers=workers,
             progress=not as_json,

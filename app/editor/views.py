@@ -1,14 +1,18 @@
 """The editor pages and their JSON endpoints (save, place a new face)."""
 
 import math
-from urllib.parse import urlparse
 
 from flask import Blueprint, current_app, jsonify, render_template, request, url_for
 from flask_login import current_user
+from PIL import Image
 
-from ..annotations import get_annotation
+from ..annotations.rows import get_annotation
+from ..auth.redirects import safe_next
 from ..db import get_db
-from ..edits import (
+from ..errors import Conflict, InvalidInput, NotFound, OiapError
+from ..images import cache
+from ..kinds import LANDMARK68_GROUPS, get_kind
+from .edits import (
     MAX_BODY_BYTES,
     check_kind,
     get_image,
@@ -19,9 +23,6 @@ from ..edits import (
     place_face,
     save_faces,
 )
-from ..errors import Conflict, InvalidInput, NotFound, OiapError
-from ..images import files
-from ..kinds import LANDMARK68_GROUPS, get_kind
 from .names import point_titles
 
 bp = Blueprint("editor", __name__, url_prefix="/edit")
@@ -35,10 +36,8 @@ _LINES = {
 
 
 def _safe_next(target: str | None) -> str | None:
-    # Only same-site paths, as the login page does.
-    if target and target.startswith("/") and not target.startswith("//") and not urlparse(target).netloc:
-        return target
-    return None
+    # Only same-site paths, as the login page does (a backslash is a slash to browsers).
+    return safe_next(target)
 
 
 def _image_url(image_id: str) -> str:
@@ -51,7 +50,7 @@ def _machine_set() -> int | None:
     value = request.args.get("set")
     if value is None:
         return None
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # "²".isdigit() is True; int("²") fails
         raise InvalidInput(f"set must be a set id, not {value!r}")
     return int(value)
 
@@ -63,10 +62,28 @@ def _quarter_turns(rotation) -> int:
     return round(rotation / 90) % 4
 
 
+def _display_rotation(image: dict) -> int:
+    # Open Images' Rotation when it says something; else a photo's EXIF turn (tags 3, 6, 8), as a
+    # browser would show it: the page turns photo and faces together, edits stay on the file's grid.
+    # A mirrored EXIF tag (2, 4, 5, 7) is shown as stored.
+    from ..images.layout import image_path
+    from ..images.orientation import orientation_for
+
+    turns = _quarter_turns(image.get("rotation"))
+    if turns:
+        return turns * 90
+    try:
+        with Image.open(image_path(current_app.config, image)) as im:
+            o = orientation_for(im, image.get("rotation"))
+    except (OiapError, OSError):
+        return 0
+    return 0 if o.mirror else (o.turns % 4) * 90
+
+
 def _page(image_id: str, kind: str, focus_id: int | None = None):
     db = get_db()
     image = get_image(db, image_id)
-    width, height = files.image_size(db, current_app.config, image)
+    width, height = cache.image_size(db, current_app.config, image)
     loaded = load_faces(db, image_id, kind, focus_id, _machine_set())
     config = {
         "image": {
@@ -74,7 +91,7 @@ def _page(image_id: str, kind: str, focus_id: int | None = None):
             "url": _image_url(image_id),
             "width": width,
             "height": height,
-            "rotation": _quarter_turns(image.get("rotation")) * 90,
+            "rotation": _display_rotation(image),
         },
         "kind": kind,
         "kind_title": get_kind(kind).title,

@@ -1,4 +1,4 @@
-"""Training data: the merge rules (merge.py), the writers (writers.py, files.py), import-csv (importer.py).
+"""Training data: the merge rules (merge.py), the writers (writers.py, files.py); import-csv is app/imports/csv.py.
 
 One implementation of the merge rules serves `flask oiap export`, training and the web export:
 
@@ -28,7 +28,6 @@ from .merge import (
     TrainingRow,
     count_candidates,
     ground_truth,
-    iou,
     iter_training_rows,
     resolve_image,
 )
@@ -43,7 +42,6 @@ __all__ = [
     "count_candidates",
     "csv_header",
     "ground_truth",
-    "iou",
     "iter_training_rows",
     "resolve_image",
     "select_rows",

@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from ..errors import InvalidInput, OiapError
-from ..openimages import image_path
+from ..images.layout import image_path
 from .merge import DEFAULT_UNRATED_WEIGHT, TrainingRow, ground_truth, iter_training_rows
 from .writers import (
     FORMATS,
@@ -19,10 +19,18 @@ from .writers import (
     csv_chunks,
     dlib_xml_chunks,
     openimages_chunks,
+    original_csv_chunks,
 )
 
-TEXT_FORMATS = ("csv", "coco", "dlib-xml", "openimages")
-SUFFIX = {"csv": ".csv", "coco": ".json", "dlib-xml": ".xml", "openimages": ".csv", "yolo-pose": ".zip"}
+TEXT_FORMATS = ("csv", "coco", "dlib-xml", "openimages", "original-csv")
+SUFFIX = {
+    "csv": ".csv",
+    "coco": ".json",
+    "dlib-xml": ".xml",
+    "openimages": ".csv",
+    "original-csv": ".csv",
+    "yolo-pose": ".zip",
+}
 
 
 def select_rows(
@@ -49,13 +57,15 @@ def select_rows(
 class ImageInfo:
     """Row -> (file path text, (width, height) or None), for the pixel formats.
 
-    The path comes from app.openimages.image_path (stored path, or the Open Images layout); the size from the store, else from the file's header. Images with no
+    The path comes from app.images.layout.image_path (stored path, or the Open Images layout); the size from the store, else from the file's header. Images with no
     known size are counted in `missing` and their rows skipped by the pixel writers.
     """
 
     def __init__(self, config: Mapping | None = None) -> None:
         self.config = config or {}
         self.missing: list[str] = []
+        # Images the openimages writer left out: not Open Images ids (a stored path).
+        self.not_openimages: list[str] = []
         self._last: tuple[str, tuple[str, tuple[int, int] | None]] | None = None
 
     def resolve(self, row: TrainingRow) -> Path | None:
@@ -90,7 +100,9 @@ def text_chunks(rows, kind: str, fmt: str, image_info: ImageInfo) -> Iterator[st
     if fmt == "csv":
         return csv_chunks(rows, kind)
     if fmt == "openimages":
-        return openimages_chunks(rows, kind)
+        return openimages_chunks(rows, kind, image_info.not_openimages)
+    if fmt == "original-csv":
+        return original_csv_chunks(rows, kind)
     if fmt == "coco":
         return coco_chunks(rows, kind, image_info)
     if fmt == "dlib-xml":
@@ -101,6 +113,8 @@ def text_chunks(rows, kind: str, fmt: str, image_info: ImageInfo) -> Iterator[st
 def write_yolo_folder(rows, kind: str, folder: str | Path, image_info: ImageInfo) -> dict:
     """YOLO(-pose) dataset folder: labels/<split>/<id>.txt, images/<split>/<id>.jpg links, data.yaml."""
     folder = Path(folder)
+    # Made up front: a selection with no rows still gives a folder with its data.yaml.
+    folder.mkdir(parents=True, exist_ok=True)
     labels = YoloLabels(kind)
     n_images = 0
     for split, image_id, _file, text in labels.label_files(rows, image_info):

@@ -1,26 +1,36 @@
 """The merge rules: which annotations are training data, with what weight. One implementation.
 
-Per kind and per split (DESIGN.md, "Merge rules for training data"):
+A face is one face across sets (DESIGN.md, "Merge rules for training data"): annotations of one kind
+on one image whose boxes overlap with IoU >= 0.5 are the same face (a landmark row's box is its own,
+else its parent's, else its points' extent; a human row also holds the machine row it corrects,
+its origin_id, whatever the overlap). Per kind and per split each face gives at most ONE row, the
+first that exists of:
 
-- a human annotation (its set's source is 'human') is trusted: source "human", weight 1;
-- a machine annotation (set source 'model' or 'import') rated good: "machine_good", weight 1;
-- a machine annotation not yet rated: "machine_unrated", weight `unrated_weight` (0.5), unless
-  `include_unrated=False`;
-- a machine annotation rated bad: never;
-- a human annotation replaces the machine annotation it corrects (its origin_id) and every machine
-  annotation on the same image and kind whose box it overlaps with IoU >= 0.5;
-- deleted annotations: never.
+1. a human annotation (its set's source is 'human'), the newest if several: "human", weight 1;
+2. a machine annotation (set source 'model' or 'import') rated good, the newest: "machine_good", 1;
+3. a machine annotation nobody rated, the newest, from the newest run of the active model of the
+   kind that annotated this image (runs of other models and older runs never train unrated), else
+   from a set that is not a model run (an import): "machine_unrated", weight `unrated_weight` (0.5),
+   unless `include_unrated=False`;
+4. nothing.
+
+A machine row rated bad never trains, and it takes with it the face's unrated machine rows that are
+older (a lower id: an earlier run's) or identical (same box and points), and its good rows that are
+identical and were rated good before it was rated bad. Deleted and superseded rows (deleted != 0)
+never count.
 
 Decisions beyond DESIGN.md:
-- a human annotation another reviewer rated bad is left out (and overrides nothing): peer review
+- a human annotation another reviewer rated bad is left out (and holds no face): peer review
   exists to catch bad human labels;
-- the override looks at every human annotation of the kind on the image, also those outside the
-  `sets` asked for: a machine annotation a human corrected is superseded whichever sets you export;
+- the faces are found among every row of the kind on the image, also those outside the `sets`
+  asked for; `sets` then keeps the faces whose chosen row is in one of them;
 - images of the test split never train: `iter_training_rows` refuses 'test'. The test split's
-  ground truth for evaluation comes from `ground_truth` (human + good machine, same overrides).
+  ground truth for evaluation comes from `ground_truth` (human + good machine, same faces).
 
 Rows stream: one SQL query per split ordered by (image_id, annotation id), walked by SQLite's
-indexes without a sort (CROSS JOIN fixes the join order: images by split, then their annotations), and resolved one image at a time, so memory stays flat in the number of rows.
+indexes without a sort (CROSS JOIN fixes the join order: images by split, then their annotations),
+and resolved one image at a time, so memory stays flat in the number of rows. Within an image the
+chosen rows come out in annotation id order.
 """
 
 import json
@@ -30,10 +40,10 @@ from itertools import groupby
 from sqlite_utils import Database
 
 from ..errors import InvalidInput
+from ..images.layout import SPLITS
 from ..kinds import get_kind
 
 TRAIN_SPLITS = ("train", "validation")
-SPLITS = ("train", "validation", "test")
 SOURCES = ("human", "machine_good", "machine_unrated")
 OVERLAP_IOU = 0.5
 DEFAULT_UNRATED_WEIGHT = 0.5
@@ -68,6 +78,9 @@ class TrainingRow:
         "height",
         "path",
         "human",
+        "rating",
+        "model_id",
+        "rated_at",
     )
 
     def __init__(self, r: Sequence) -> None:
@@ -91,7 +104,10 @@ class TrainingRow:
             self.width,
             self.height,
             self.path,
+            self.model_id,
+            self.rated_at,
         ) = r
+        self.rating = rating
         self.human = set_source == "human"
         self.source = "human" if self.human else ("machine_good" if rating == "good" else "machine_unrated")
         self.weight = 1.0
@@ -115,7 +131,7 @@ class TrainingRow:
 
     def as_dict(self) -> dict:
         """The row as a plain dict (points decoded)."""
-        d = {k: getattr(self, k) for k in self.__slots__ if k not in ("points_json", "flags_json", "human")}
+        d = {k: getattr(self, k) for k in self.__slots__ if k not in _INTERNAL}
         d["points"] = self.points
         d["flags"] = self.flags
         return d
@@ -124,17 +140,7 @@ class TrainingRow:
         return f"TrainingRow({self.annotation_id}, {self.image_id}, {self.source}, {self.weight})"
 
 
-def iou(a: Sequence[float] | None, b: Sequence[float] | None) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes; 0 when either is missing or empty."""
-    if a is None or b is None:
-        return 0.0
-    ix = min(a[2], b[2]) - max(a[0], b[0])
-    iy = min(a[3], b[3]) - max(a[1], b[1])
-    if ix <= 0 or iy <= 0:
-        return 0.0
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
+_INTERNAL = ("points_json", "flags_json", "human", "rating", "model_id", "rated_at")
 
 
 def _box_of(row: TrainingRow) -> tuple[float, float, float, float] | None:
@@ -148,23 +154,115 @@ def _box_of(row: TrainingRow) -> tuple[float, float, float, float] | None:
     return (min(xs), min(ys), max(xs), max(ys))
 
 
-def resolve_image(rows: list[TrainingRow]) -> list[TrainingRow]:
-    """Apply the human-override rule to the rows of one image (one kind); keeps their order."""
-    humans = [r for r in rows if r.human]
-    if not humans:
-        return rows
-    corrected = {h.origin_id for h in humans if h.origin_id is not None}
-    human_boxes = [_box_of(h) for h in humans]
-    kept = []
-    for r in rows:
-        if not r.human:
-            if r.annotation_id in corrected:
-                continue
-            box = _box_of(r)
-            if any(iou(box, hb) >= OVERLAP_IOU for hb in human_boxes):
-                continue
-        kept.append(r)
-    return kept
+def _identical(a: TrainingRow, b: TrainingRow) -> bool:
+    # Two runs of one model on one image give the same floats; rounding absorbs a JSON round trip.
+    box_a, box_b = _box_of(a), _box_of(b)
+    if (box_a is None) != (box_b is None):
+        return False
+    if box_a is not None and any(abs(p - q) > 1e-9 for p, q in zip(box_a, box_b, strict=True)):
+        return False
+    return (a.points_json or None) == (b.points_json or None) or a.points == b.points
+
+
+def faces_of(rows: list[TrainingRow]) -> list[list[TrainingRow]]:
+    """Group the rows of one image (one kind) into faces: a row joins the face holding the row it
+    overlaps most (IoU >= 0.5), or the face of the machine row a human row corrects (origin_id).
+    Human rows rated bad are left out; each face lists its human rows first, then its machine rows,
+    each newest first."""
+    faces: list[list[TrainingRow]] = []
+    members: list[list[tuple]] = []  # per face: (x0, y0, x1, y1, area) of its rows
+    face_of_id: dict[int, int] = {}
+    # Rows come in annotation id order (the SQL's ORDER BY): reversed, newest first.
+    humans = [r for r in reversed(rows) if r.human and r.rating != "bad"]
+    machines = [r for r in reversed(rows) if not r.human]
+    corrected_by = {h.origin_id: h.annotation_id for h in reversed(humans) if h.origin_id is not None}
+    for r in humans + machines:
+        box = _box_of(r)
+        k = face_of_id.get(corrected_by[r.annotation_id]) if r.annotation_id in corrected_by else None
+        if box is not None:
+            x0, y0, x1, y1 = box
+            area = (x1 - x0) * (y1 - y0)
+            if k is None:
+                # iou() inlined: this loop is most of an export's time.
+                best = -1.0
+                for i, boxes in enumerate(members):
+                    for mx0, my0, mx1, my1, marea in boxes:
+                        if mx0 >= x1 or mx1 <= x0 or my0 >= y1 or my1 <= y0:
+                            continue
+                        inter = (min(x1, mx1) - max(x0, mx0)) * (min(y1, my1) - max(y0, my0))
+                        union = area + marea - inter
+                        o = inter / union if union > 0 else 0.0
+                        if o >= OVERLAP_IOU and o > best:
+                            k, best = i, o
+        if k is None:
+            k = len(faces)
+            faces.append([])
+            members.append([])
+        faces[k].append(r)
+        if box is not None:
+            members[k].append((x0, y0, x1, y1, area))
+        face_of_id[r.annotation_id] = k
+    return faces
+
+
+def choose(face: list[TrainingRow], active_set: int | None) -> TrainingRow | None:
+    """The one row a face gives (rules 1-4 of the module docstring), or None."""
+    if face[0].human:
+        return face[0]
+    bads = [r for r in face if r.rating == "bad"]
+    oldest_kept = max((b.annotation_id for b in bads), default=0)
+    good = unrated = imported = None
+    for r in face:  # newest first: the first of each kind is the one to keep
+        if r.rating == "bad":
+            continue
+        if r.rating == "good":
+            if good is None and not any(
+                _identical(r, b) and (r.rated_at or "") < (b.rated_at or "") for b in bads
+            ):
+                good = r
+            continue
+        if r.annotation_id <= oldest_kept or any(_identical(r, b) for b in bads):
+            continue
+        if active_set is not None and r.set_id == active_set:
+            unrated = unrated or r
+        elif r.model_id is None:
+            imported = imported or r
+    return good or unrated or imported
+
+
+def resolve_image(rows: list[TrainingRow], active_model_id: int | None = None) -> list[TrainingRow]:
+    """The rows of one image (one kind) that train: one per face, in annotation id order.
+
+    rows: the image's rows in annotation id order, as the merge's query reads them.
+    active_model_id: the kind's active model; its newest set on this image is the only model run
+    whose unrated rows count.
+    """
+    active_set = max(
+        (r.set_id for r in rows if not r.human and r.model_id is not None and r.model_id == active_model_id),
+        default=None,
+    )
+    if len(rows) == 1:  # most images of a big store: one face, nothing to group
+        r = rows[0]
+        if r.human:
+            return [] if r.rating == "bad" else rows
+        return [r] if choose(rows, active_set) is r else []
+    chosen = []
+    for face in faces_of(rows):
+        if len(face) == 1:  # choose() for one row, inlined: the common case
+            r = face[0]
+            if (
+                r.human
+                or r.rating == "good"
+                or (r.rating is None and (r.set_id == active_set or r.model_id is None))
+            ):
+                chosen.append(r)
+        elif (r := choose(face, active_set)) is not None:
+            chosen.append(r)
+    return sorted(chosen, key=_image_order)
+
+
+def _image_order(r: TrainingRow) -> int:
+    return r.annotation_id
 
 
 def _set_ids(db: Database, kind: str, sets: Iterable[str | int] | None) -> set[int] | None:
@@ -172,7 +270,7 @@ def _set_ids(db: Database, kind: str, sets: Iterable[str | int] | None) -> set[i
         return None
     ids = set()
     for s in sets:
-        if isinstance(s, int) or (isinstance(s, str) and s.isdigit()):
+        if isinstance(s, int) or (isinstance(s, str) and s.isascii() and s.isdigit()):
             found = db.execute("SELECT id, kind FROM annotation_sets WHERE id = ?", [int(s)]).fetchone()
         else:
             found = db.execute("SELECT id, kind FROM annotation_sets WHERE name = ?", [s]).fetchone()
@@ -187,12 +285,12 @@ def _set_ids(db: Database, kind: str, sets: Iterable[str | int] | None) -> set[i
 _SELECT = """
 SELECT a.id, a.image_id, i.split, s.source, a.rating, a.set_id, s.name, a.origin_id, a.label,
        coalesce(a.x0, p.x0), coalesce(a.y0, p.y0), coalesce(a.x1, p.x1), coalesce(a.y1, p.y1),
-       a.points, a.flags, a.score, i.width, i.height, i.path
+       a.points, a.flags, a.score, i.width, i.height, i.path, s.model_id, a.rated_at
 FROM images i
 CROSS JOIN annotations a INDEXED BY annotations_image_kind ON a.image_id = i.id AND a.kind = ?
 JOIN annotation_sets s ON s.id = a.set_id
 LEFT JOIN annotations p ON p.id = a.parent_id
-WHERE i.split = ? AND a.deleted = 0 AND a.rating IS NOT 'bad' {extra}
+WHERE i.split = ? AND a.deleted = 0 {extra}
 ORDER BY i.id, a.id
 """
 
@@ -211,18 +309,26 @@ def _merged(
         if split not in SPLITS:
             raise InvalidInput(f"unknown split {split!r}; use one of: {', '.join(SPLITS)}")
     set_ids = _set_ids(db, kind, sets)
-    extra = "" if include_unrated else "AND (s.source = 'human' OR a.rating = 'good')"
+    # Rows rated bad come too: they take identical and older machine rows of their face with them.
+    extra = "" if include_unrated else "AND (s.source = 'human' OR a.rating IS NOT NULL)"
+    active = active_model_id(db, kind)
     return _stream(
-        db, _SELECT.format(extra=extra), kind, tuple(dict.fromkeys(splits)), set_ids, unrated_weight
+        db, _SELECT.format(extra=extra), kind, tuple(dict.fromkeys(splits)), set_ids, unrated_weight, active
     )
 
 
-def _stream(db, sql, kind, splits, set_ids, unrated_weight) -> Iterator[TrainingRow]:
+def active_model_id(db: Database, kind: str) -> int | None:
+    """The id of the kind's active model, or None."""
+    row = db.execute("SELECT id FROM models WHERE kind = ? AND status = 'active'", [kind]).fetchone()
+    return row[0] if row else None
+
+
+def _stream(db, sql, kind, splits, set_ids, unrated_weight, active) -> Iterator[TrainingRow]:
     for split in splits:
         # One query per split keeps each walk in index order (images_split, annotations_image_kind).
         cursor = db.conn.execute(sql, [kind, split])
         for _image, group in groupby(map(TrainingRow, cursor), key=_image_key):
-            for row in resolve_image(list(group)):
+            for row in resolve_image(list(group), active):
                 if set_ids is not None and row.set_id not in set_ids:
                     continue
                 if row.source == "machine_unrated":

@@ -15,6 +15,7 @@ bp = admin_blueprint(Blueprint("export", __name__, url_prefix="/export"))
 MIME = {
     "csv": "text/csv",
     "openimages": "text/csv",
+    "original-csv": "text/csv",
     "coco": "application/json",
     "dlib-xml": "application/xml",
     "yolo-pose": "application/zip",
@@ -64,14 +65,16 @@ def download():
     try:
         # Validation (test split mixed in, unknown set) raises here, before the response starts.
         rows = select_rows(db, kind, splits, sets, include_unrated, weight)
+        info = ImageInfo(current_app.config)
+        if fmt == "yolo-pose":
+            chunks = yolo_zip_chunks(rows, kind, info)
+        else:
+            # A kind the format cannot write (original-csv of five points) fails here too.
+            text = text_chunks(rows, kind, fmt, info)
+            chunks = (chunk.encode() for chunk in text)
     except BaseException:
         db.close()
         raise
-    info = ImageInfo(current_app.config)
-    if fmt == "yolo-pose":
-        chunks = yolo_zip_chunks(rows, kind, info)
-    else:
-        chunks = (chunk.encode() for chunk in text_chunks(rows, kind, fmt, info))
     name = f"oiap-{kind}-{'+'.join(splits)}-{fmt}{SUFFIX[fmt]}"
     return Response(
         _closing(chunks, db),

@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterable, Iterator
 from itertools import groupby
 from xml.sax.saxutils import quoteattr
 
+from ..errors import InvalidInput
 from ..kinds import FACE_LABEL, LANDMARK68_GROUPS, flip_index, get_kind, point_names
 from .merge import TrainingRow
 
-FORMATS = ("csv", "coco", "dlib-xml", "yolo-pose", "openimages")
+FORMATS = ("csv", "coco", "dlib-xml", "yolo-pose", "openimages", "original-csv")
 OPENIMAGES_COLUMNS = (
     "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,"
     "IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside"
@@ -90,18 +91,90 @@ def csv_chunks(rows: Iterable[TrainingRow], kind: str, batch: int = 2000) -> Ite
         yield "\n".join(lines) + "\n"
 
 
-def openimages_chunks(rows: Iterable[TrainingRow], kind: str) -> Iterator[str]:
-    """Open Images bbox CSV (ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,Is...)."""
+# Google's Source values: an Open Images box keeps its own (xclick, activemil, ...); a box drawn or
+# corrected here is drawn by hand (freeform); a machine box a reviewer rated good is a machine box
+# verified by a human (activemil); an unrated machine box is a machine label (Google's "machine", whose
+# Confidence is the model's score). Verified boxes have Confidence 1, as in Google's bbox files.
+OPENIMAGES_SOURCE = {"human": "freeform", "machine_good": "activemil", "machine_unrated": "machine"}
+
+
+def openimages_source(r: TrainingRow) -> tuple[str, float]:
+    """(Source, Confidence) of a row with Google's meaning."""
+    own = r.flags.get("Source")
+    if own:
+        return str(own), 1.0
+    if r.source == "machine_unrated":
+        return "machine", float(r.score) if r.score is not None else r.weight
+    # A source the map does not know (a later merge rule's) is written as it is, not dropped.
+    return OPENIMAGES_SOURCE.get(r.source, r.source), 1.0
+
+
+def openimages_chunks(
+    rows: Iterable[TrainingRow], kind: str, not_openimages: list[str] | None = None
+) -> Iterator[str]:
+    """Open Images bbox CSV (ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,Is...).
+
+    Only Open Images images: rows of an image with a stored path (a folder import, the demo) are
+    left out, their image ids appended once each to not_openimages.
+    """
     yield ",".join(OPENIMAGES_COLUMNS) + "\n"
+    last_skipped = None
     for r in rows:
         if r.x0 is None:
             continue
+        if r.path is not None:
+            if not_openimages is not None and r.image_id != last_skipped:
+                not_openimages.append(r.image_id)
+            last_skipped = r.image_id
+            continue
         f = r.flags
         flags = ",".join(str(int(f.get(k, 0) or 0)) for k in OPENIMAGES_COLUMNS[8:])
+        source, confidence = openimages_source(r)
         yield (
-            f"{r.image_id},{r.source},{r.label or FACE_LABEL},{r.weight!r},"
+            f"{r.image_id},{source},{r.label or FACE_LABEL},{confidence!r},"
             f"{_num(r.x0)},{_num(r.x1)},{_num(r.y0)},{_num(r.y1)},{flags}\n"
         )
+
+
+ORIGINAL_KINDS = ("face_box", "face_landmarks68")
+
+
+def original_csv_chunks(rows: Iterable[TrainingRow], kind: str) -> Iterator[str]:
+    """The original project's files: face_bbox_*.csv (img_id,left,top,right,bottom) for face_box, and
+    face_landmarks_*.csv (img_id,source,bbox_*,face_bbox_*,1x,1y..68x,68y) for face_landmarks68.
+
+    Normalised coordinates, as its FaceBoundingBoxAnnotationSet / FaceLandmarkAnnotationSet write
+    them. A landmark row's box goes in face_bbox (source 'face_bbox': the landmarks sit on a face
+    detector's box), bbox stays zeros (it meant an Open Images box); absent points are 0,0.
+    """
+    if kind not in ORIGINAL_KINDS:
+        # Checked here, not on the first chunk: before any output file is opened.
+        raise InvalidInput(
+            f"original-csv writes {' and '.join(ORIGINAL_KINDS)} (the original project's files), not {kind}"
+        )
+    return _original_bbox_chunks(rows) if kind == "face_box" else _original_landmarks_chunks(rows)
+
+
+def _original_bbox_chunks(rows: Iterable[TrainingRow]) -> Iterator[str]:
+    yield "img_id,left,top,right,bottom\n"
+    for r in rows:
+        if r.x0 is not None:
+            yield f"{r.image_id},{_num(r.x0)},{_num(r.y0)},{_num(r.x1)},{_num(r.y1)}\n"
+
+
+def _original_landmarks_chunks(rows: Iterable[TrainingRow]) -> Iterator[str]:
+    head = ["img_id", "source"] + [f"{b}_{s}" for b in ("bbox", "face_bbox") for s in SIDES]
+    head += [f"{i}{c}" for i in range(1, 69) for c in "xy"]
+    yield ",".join(head) + "\n"
+    for r in rows:
+        box = r.box or (0.0, 0.0, 0.0, 0.0)
+        yield (
+            f"{r.image_id},face_bbox,0.0,0.0,0.0,0.0,{','.join(_num(v) for v in box)},"
+            f"{_points_xy(r.points_json, 68)}\n"
+        )
+
+
+SIDES = ("left", "top", "right", "bottom")
 
 
 def _visibility(p: list) -> int:

@@ -9,7 +9,7 @@
 - `GET /images/<image_id>/crop?box=x0,y0,x1,y1&size=256&pad=0.25`: a square crop around a
   normalised box, padded by pad x its long side on each side, clipped to the image; the header
   `X-Crop-Box: x0,y0,x1,y1` gives the normalised region shown, so overlays map a point (x, y) to
-  ((x - x0) / (x1 - x0), (y - y0) / (y1 - y0)) on the crop (`files.crop_region` computes the same).
+  ((x - x0) / (x1 - x0), (y - y0) / (y1 - y0)) on the crop (`cache.crop_region` computes the same).
 - `GET /images/<image_id>/meta`: JSON {id, split, width, height, rotation, licence, author,
   author_url, title, url}. `rotation` is Open Images' display rotation in degrees; the page may
   rotate image and overlay together, stored coordinates never change with it.
@@ -17,14 +17,17 @@
 Every image response has an ETag and `Cache-Control: private, max-age=31536000, immutable` (an
 ImageID never changes content), and answers 304 to a matching If-None-Match. Resized copies and
 crops are cached under CACHE_DIR. A malformed id is a 400, an id not in the store a 404; only
-images in the store are served, from the folders that `openimages.image_path` allows.
+images in the store are served, from the folders that `layout.image_path` allows, and only
+files that `allowed.checked_path` passes at this read (inside an image folder, a JPEG or PNG):
+anything else is a 404.
 """
 
 from flask import Blueprint, current_app, jsonify, request, send_file
 
 from ..db import get_db
-from ..openimages import validate_image_id
-from . import files
+from . import cache
+from .allowed import checked_path
+from .layout import validate_image_id
 
 bp = Blueprint("images", __name__, url_prefix="/images")
 
@@ -43,30 +46,35 @@ def _send(path, etag: str, mimetype: str | None = None):
 @bp.route("/<image_id>")
 def original(image_id: str):
     """The original file."""
-    row = files.get_image(get_db(), image_id)
-    return _send(files.image_path(current_app.config, row), f"{image_id}-orig")
+    db = get_db()
+    row = cache.get_image(db, image_id)
+    return _send(checked_path(db, current_app.config, row), f"{image_id}-orig")
 
 
 @bp.route("/<image_id>/<int:size>")
 def resized(image_id: str, size: int):
     """A JPEG with the long side at most size."""
     validate_image_id(image_id)
-    files.check_size(size)
+    cache.check_size(size)
     if request.if_none_match.contains(f"{image_id}-{size}"):
         # Skip the lookup and the render: the id fixes the content.
         return _send_not_modified(f"{image_id}-{size}")
-    row = files.get_image(get_db(), image_id)
-    return _send(files.resized(current_app.config, row, size), f"{image_id}-{size}", "image/jpeg")
+    db = get_db()
+    row = cache.get_image(db, image_id)
+    checked_path(db, current_app.config, row)  # every read: the file may have been replaced since
+    return _send(cache.resized(current_app.config, row, size), f"{image_id}-{size}", "image/jpeg")
 
 
 @bp.route("/<image_id>/crop")
 def crop(image_id: str):
     """A padded square crop around a normalised box, as JPEG."""
-    box = files.parse_box(request.args.get("box"))
+    box = cache.parse_box(request.args.get("box"))
     size = request.args.get("size", 256, type=int)
-    pad = request.args.get("pad", files.DEFAULT_PAD, type=float)
-    row = files.get_image(get_db(), image_id)
-    path, region = files.cropped(current_app.config, row, box, size, pad)
+    pad = request.args.get("pad", cache.DEFAULT_PAD, type=float)
+    db = get_db()
+    row = cache.get_image(db, image_id)
+    checked_path(db, current_app.config, row)
+    path, region = cache.cropped(current_app.config, row, box, size, pad)
     etag = path.stem
     resp = _send(path, etag, "image/jpeg")
     resp.headers["X-Crop-Box"] = ",".join(f"{v:.6f}" for v in region)
@@ -77,8 +85,10 @@ def crop(image_id: str):
 def meta(image_id: str):
     """Size, split, rotation and attribution of an image, as JSON."""
     db = get_db()
-    row = files.get_image(db, image_id)
-    files.image_size(db, current_app.config, row)
+    row = cache.get_image(db, image_id)
+    if not (row.get("width") and row.get("height")):
+        checked_path(db, current_app.config, row)  # the size is read from the file
+    cache.image_size(db, current_app.config, row)
     keys = ("id", "split", "width", "height", "rotation", "licence", "author", "author_url", "title", "url")
     return jsonify({k: row[k] for k in keys})
 

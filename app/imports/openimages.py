@@ -34,11 +34,12 @@ from pathlib import Path
 from sqlite_utils import Database
 from tqdm import tqdm
 
-from ..annotations import insert_counted_by_batch
+from ..annotations.rows import insert_counted_by_batch
 from ..db import immediate, now
 from ..errors import InvalidInput
+from ..images.layout import IMAGE_ID_RE, SPLITS, validate_split
 from ..kinds import FACE_LABEL
-from ..openimages import IMAGE_ID_RE, SPLITS, validate_split
+from ..links import http_url
 from ..runs import add_run_errors, finish_run, set_progress, start_run
 from ..sets.queries import get_or_create_set
 
@@ -258,6 +259,8 @@ def import_images(
             licence, author, author_url, title, url = (
                 row[i] or None if i is not None else None for i in cols
             )
+            # Pages link to these: only http(s) URLs are kept (a javascript: link would run there).
+            author_url, url = http_url(author_url), http_url(url)
             batch.append((image_id, split, rotation, licence, author, author_url, title, url, created))
             read[split] += 1
             if len(batch) >= BATCH:

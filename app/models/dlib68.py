@@ -5,8 +5,8 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from ..annotators.dlib68 import BOX_MAP, FIVE_MAP, LICENCE, LICENCE_CAVEAT, ORIGIN, get_predictor
-from ..annotators.registry import register_model, sha256_file
 from ..errors import InvalidInput
+from .registry import register_model, sha256_file
 
 RUNNER = "landmarks68:dlib68"
 

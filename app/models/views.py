@@ -9,14 +9,15 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import current_user
 from markupsafe import Markup
 
-from ..annotators.registry import active_model, get_model, list_models
+from ..annotations.drawing import figure, image_size
 from ..auth import admin_required
 from ..db import get_db
 from ..errors import InvalidInput
-from ..evaluation import MAIN_METRIC, PromotionRefused, load_annotator, load_rgb, promote
-from ..images.files import get_image
-from ..review.drawing import figure, image_size
+from ..images.cache import get_image
 from .charts import line_chart
+from .evaluation import MAIN_METRIC, PromotionRefused, load_annotator, promote
+from .registry import active_model, get_model, list_models
+from .trying import check_before_try, gate, try_rgb
 
 bp = Blueprint("models", __name__, url_prefix="/models")
 
@@ -127,7 +128,7 @@ def run_model(db, config, model: dict, image_row: dict, stored: list[dict]) -> t
     """The model's annotations of one image (normalised, as stored rows look) and where its boxes came
     from. Landmark models run on the image's stored face boxes (not rated bad), else on the active
     detector's."""
-    rgb = load_rgb(config, image_row)
+    rgb = try_rgb(db, config, image_row)  # reduced, under the pixel cap (trying.py)
     h, w = rgb.shape[:2]
     scale = np.array([w, h, w, h], dtype=np.float64)
     annotator = load_annotator(model)
@@ -183,7 +184,9 @@ def try_model(model_id: int):
         raise InvalidInput("choose an image (image_id)")
     row = get_image(db, image_id)
     stored = _stored_annotations(db, image_id)
-    result, source = run_model(db, current_app.config, model, row, stored)
+    with gate(current_app).slot(current_user.id):  # one per user, a small pool in all (trying.py)
+        check_before_try(model)
+        result, source = run_model(db, current_app.config, model, row, stored)
     size = image_size(row)
     point_r = max(size) / 400
     return render_template(

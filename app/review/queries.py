@@ -11,21 +11,19 @@ are deleted on the way. A reviewer holds one claim at a time (the item on screen
 """
 
 import json
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlite_utils import Database
 
-from ..annotations import decode, rate_in_transaction
+from ..annotations.rows import decode, rate_in_transaction
 from ..db import immediate
-from ..errors import InvalidInput, NotFound
-from . import page_marks
+from ..errors import Conflict, InvalidInput, NotFound
+from ..images.layout import SPLITS
 
 ORDERS = {"score": "lowest score first", "image": "by image"}
 STATUSES = {"unrated": "unrated", "bad": "rated bad", "good": "rated good", "all": "all (unrated first)"}
-SPLITS = ("train", "validation", "test")
 # The rating segments walked for each status, in order.
 SEGMENTS = {"unrated": (None,), "bad": ("bad",), "good": ("good",), "all": (None, "bad", "good")}
 
@@ -56,10 +54,6 @@ class Filters:
         return out
 
 
-# Image ids in the store: Open Images' 16 hex, or whatever import-dir gave (no dots).
-IMAGE_KEY = re.compile(r"[^./]{1,200}")
-
-
 def _float(value: str | None, name: str) -> float | None:
     if value is None or str(value).strip() == "":
         return None
@@ -84,24 +78,6 @@ def parse_filters(args: Mapping) -> Filters:
     if lo is not None and hi is not None and lo > hi:
         raise InvalidInput(f"min_score {lo} is above max_score {hi}")
     return Filters(order, status, split, lo, hi)
-
-
-def get_review_set(db: Database, set_id: int) -> dict:
-    """The set with what the review page shows about it (model name, class name); NotFound when missing."""
-    rows = list(
-        db.query(
-            "SELECT s.*, m.name AS model_name FROM annotation_sets s"
-            " LEFT JOIN models m ON m.id = s.model_id WHERE s.id = ?",
-            [set_id],
-        )
-    )
-    if not rows:
-        raise NotFound(f"no annotation set {set_id}")
-    s = rows[0]
-    params = json.loads(s["params"]) if s.get("params") else {}
-    s["class_name"] = params.get("display_name") or s.get("label")
-    s["unrated"] = s["n_total"] - s["n_good"] - s["n_bad"]
-    return s
 
 
 def _key(db: Database, order: str, annotation_id: int) -> tuple | None:
@@ -217,6 +193,7 @@ def rate_and_claim_next(
 ) -> tuple[tuple[int, int] | None, int | None]:
     """Rate an item (as annotations.rate does) and claim the next one, in one write transaction."""
     with immediate(db):
+        refuse_if_claimed(db, annotation_id, user_id)
         rate_in_transaction(db, annotation_id, user_id, value, set_id=review_set["id"])
         return _claim_next_locked(db, review_set, user_id, filters, cursor, claim_seconds)
 
@@ -233,6 +210,29 @@ def _claim_next_locked(db, review_set, user_id, filters, cursor, claim_seconds):
         [found[0][1], user_id, now_ts + claim_seconds],
     )
     return found[0], (found[1][1] if len(found) > 1 else None)
+
+
+def refuse_if_claimed(db: Database, annotation_id: int, user_id: int) -> None:
+    """Conflict (409) when another reviewer holds an unexpired claim on the item: they are looking at
+    it and may rate it, and two ratings racing would silently overwrite one another."""
+    row = db.execute(
+        "SELECT u.username, c.expires_at FROM claims c LEFT JOIN users u ON u.id = c.user_id"
+        " WHERE c.annotation_id = ? AND c.user_id != ? AND c.expires_at > ?",
+        [annotation_id, user_id, time.time()],
+    ).fetchone()
+    if row is not None:
+        left = max(1, round(row[1] - time.time()))
+        raise Conflict(
+            f"{row[0] or 'another reviewer'} is reviewing annotation {annotation_id} now, so your rating was "
+            f"not saved; rate it when they move on (their claim ends within {left} s) or go on to the next item"
+        )
+
+
+def rate_unclaimed(db: Database, annotation_id: int, user_id: int, value: str, set_id: int) -> dict:
+    """Rate an item of a set (as annotations.rate does) unless another reviewer holds a claim on it."""
+    with immediate(db):
+        refuse_if_claimed(db, annotation_id, user_id)
+        return rate_in_transaction(db, annotation_id, user_id, value, set_id=set_id)
 
 
 def claim_item(db: Database, annotation_id: int, user_id: int, claim_seconds: float) -> int | None:
@@ -316,97 +316,3 @@ def image_ids_to_rate(db: Database, set_id: int, image_id: str, user_id: int, so
         sql += " AND a.created_by IS NOT ?"
         params.append(user_id)
     return [r[0] for r in db.execute(sql + " ORDER BY a.id", params).fetchall()]
-
-
-def set_page(
-    db: Database,
-    set_id: int,
-    page: int,
-    per_page: int = 60,
-    after: tuple[str, int] | None = None,
-    before: tuple[str, int] | None = None,
-    mark_every: int = page_marks.MARK_EVERY,
-) -> list[dict]:
-    """One page of a set's annotations, image by image, for the thumbnail grid: page N, or the page
-    right after / before an (image_id, id) key (what the pager's links use: as fast deep in the set)."""
-    if page < 1:
-        raise InvalidInput("page starts at 1")
-    # One read snapshot for the counts, the marks and the rows (autocommit reads each take their own).
-    outer = db.conn.in_transaction
-    db.conn.execute("SAVEPOINT set_page")
-    built = None
-    try:
-        if after is not None:
-            ids = _page_ids(db, " AND (image_id, id) > (?, ?)", "ASC", [set_id, *after, per_page])
-        elif before is not None:
-            ids = _page_ids(db, " AND (image_id, id) < (?, ?)", "DESC", [set_id, *before, per_page])
-        else:
-            ids, built = _page_ids_by_number(db, set_id, page, per_page, mark_every)
-        anns = [
-            decode(r)
-            for r in db.query(
-                "SELECT a.id, a.image_id, a.x0, a.y0, a.x1, a.y1, a.points, a.flags, a.label, a.score,"
-                " a.rating, i.width, i.height FROM annotations a JOIN images i ON i.id = a.image_id"
-                " WHERE a.id IN (SELECT value FROM json_each(?)) ORDER BY a.image_id, a.id",
-                [json.dumps(ids)],
-            )
-        ]
-    finally:
-        db.conn.execute("RELEASE set_page")
-    if built is not None and not outer:
-        page_marks.store_marks(db, set_id, mark_every, *built)
-    return anns
-
-
-_PAGE_SQL = (
-    "SELECT id FROM annotations WHERE set_id = ? AND deleted = 0{0} ORDER BY image_id {1}, id {1} LIMIT ?"
-)
-
-
-def _page_ids(db: Database, where: str, direction: str, params: list, offset: int = 0) -> list[int]:
-    # Over the covering index annotations_set_page: a skip reads index entries only.
-    sql = _PAGE_SQL.format(where, direction) + " OFFSET ?"
-    return [r[0] for r in db.execute(sql, [*params, offset])]
-
-
-def _plain_page_ids(db: Database, set_id: int, skip: int, per_page: int, total: int) -> list[int]:
-    """Page ids by skipping from the nearer end of the set (small sets, and stale marks)."""
-    if skip > total // 2:
-        take = max(0, min(per_page, total - skip))
-        return _page_ids(db, "", "DESC", [set_id, take], max(0, total - skip - take))[::-1]
-    return _page_ids(db, "", "ASC", [set_id, per_page], skip)
-
-
-def _page_ids_by_number(
-    db: Database, set_id: int, page: int, per_page: int, every: int
-) -> tuple[list[int], tuple[int, list] | None]:
-    """Page N's ids, and (version, marks) when marks were built for it and should be stored."""
-    row = db.execute("SELECT n_total, layout_version FROM annotation_sets WHERE id = ?", [set_id]).fetchone()
-    total, version = row if row else (0, 0)
-    skip = (page - 1) * per_page
-    if total < every * page_marks.MIN_MARKS or skip >= total:
-        return _plain_page_ids(db, set_id, skip, per_page, total), None
-    mark = skip // every
-    built = None
-    key, rebuild = page_marks.stored_mark(db, set_id, every, mark, version)
-    if key is None and not rebuild:
-        return _plain_page_ids(db, set_id, skip, per_page, total), None
-    if key is None:
-        # Missing or stale: one walk of the index in this snapshot, so the marks match `version`.
-        marks = page_marks.build_marks(db, set_id, every)
-        if mark >= len(marks):  # n_total disagrees with the table: never guess, skip plainly
-            return _page_ids(db, "", "ASC", [set_id, per_page], skip), None
-        built = (version, marks)
-        key = marks[mark]
-    ids = _page_ids(db, " AND (image_id, id) >= (?, ?)", "ASC", [set_id, *key, per_page], skip - mark * every)
-    return ids, built
-
-
-def parse_page_key(value: str | None) -> tuple[str, int] | None:
-    """A pager key "<image_id>.<annotation id>" from a URL, or None; InvalidInput when malformed."""
-    if not value:
-        return None
-    image_id, _, ann = value.partition(".")
-    if not (IMAGE_KEY.fullmatch(image_id) and ann.isdigit()):
-        raise InvalidInput(f"bad page key {value!r}")
-    return image_id, int(ann)

@@ -6,13 +6,16 @@ from flask import Blueprint, current_app, redirect, render_template, request, ur
 from flask_login import current_user
 from markupsafe import Markup
 
-from ..annotations import rate, rate_many, undo_last_rating
+from ..annotations import corrections
+from ..annotations.drawing import figure, image_size, norm_box, px_box, rect_svg
+from ..annotations.rows import rate_many, undo_last_rating
 from ..db import get_db
 from ..errors import InvalidInput, NotFound, OiapError
-from ..htmx import wants_fragment
+from ..images import urls as images
 from ..kinds import get_kind
-from . import images, queries
-from .drawing import figure, image_size, norm_box, px_box, rect_svg
+from ..sets.queries import get_set_with_model
+from ..web import wants_fragment
+from . import queries
 
 bp = Blueprint("review", __name__)
 
@@ -24,7 +27,8 @@ def _trail(value: str | None) -> list[int]:
     # The ids shown before the current one, most recent last: what ← goes back to.
     out = []
     for part in (value or "").split(","):
-        if part.strip().isdigit():
+        # isascii: str.isdigit also accepts "²", which int() refuses.
+        if part.strip().isascii() and part.strip().isdigit():
             out.append(int(part))
     return out[-TRAIL_MAX:]
 
@@ -51,8 +55,10 @@ def _urls(set_id: int, params: dict, cursor: str | None, item_id: int | None, tr
     urls = {"rate": base + "/rate", "undo": base + "/undo", "image_good": base + "/image-good", "back": None}
     if item_id is not None:
         urls["skip"] = base + "?" + urlencode({**params, "cursor": cursor, "trail": _join(trail + [item_id])})
-        # The editor's own back key returns here (history), and the queue then moves on.
-        urls["edit"] = f"/edit/annotation/{item_id}"
+        # The editor's back (b) returns to this item, showing what was saved (corrected by NAME), with
+        # the same trail and filters; the queue moves on from there.
+        urls["here"] = here = base + "?" + urlencode({**params, "item": item_id, "trail": _join(trail)})
+        urls["edit"] = f"/edit/annotation/{item_id}?" + urlencode({"next": here})
     if trail:
         urls["back"] = base + "?" + urlencode({**params, "item": trail[-1], "trail": _join(trail[:-1])})
     return urls
@@ -74,15 +80,25 @@ def _context(db, review_set, filters, shown, trail, preload_id=None, message=Non
         "holder": holder,
         "preload": [],
     }
-    counts = db.execute("SELECT n_total, n_good, n_bad FROM annotation_sets WHERE id = ?", [review_set["id"]])
+    cols = ("n_total", "n_good", "n_bad", "n_corrected")
+    counts = db.execute(f"SELECT {', '.join(cols)} FROM annotation_sets WHERE id = ?", [review_set["id"]])
     # Counters as they are after this request's write, not as they were when the set was read.
-    ctx["set"] = dict(review_set, **dict(zip(("n_total", "n_good", "n_bad"), counts.fetchone(), strict=True)))
+    ctx["set"] = dict(review_set, **dict(zip(cols, counts.fetchone(), strict=True)))
+    if review_set["source"] == "human" and (shown is None or not wants_fragment(TARGET)):
+        # Authors never rate their own annotations: an empty queue and the page's counters say how
+        # many are theirs (a count over the set's unrated rows: not on each rating's fragment).
+        ctx["authors"] = corrections.author_counts(db, review_set["id"], current_user.id)
     if shown is None:
         ctx["urls"] = _urls(review_set["id"], ctx["params"], None, None, trail)
         return ctx
     seg, ann_id = shown
     ctx["urls"] = _urls(review_set["id"], ctx["params"], f"{seg}:{ann_id}", ann_id, trail)
     ann = queries.item(db, ann_id, review_set["id"])
+    if review_set["source"] != "human":
+        # A machine annotation a person fixed is shown as fixed: its correction's box and points.
+        fixed = corrections.corrections_of(db, [o["id"] for o in ann["others"]] or [ann_id])
+        ann = corrections.corrected_view(ann, fixed.get(ann_id))
+        ann["others"] = [corrections.corrected_view(o, fixed.get(o["id"])) for o in ann["others"]]
     size = image_size(ann)
     w, h = size
     crop_url, crop = _crop(ann, size)
@@ -97,7 +113,8 @@ def _context(db, review_set, filters, shown, trail, preload_id=None, message=Non
                     px_box(o, size),
                     "ann"
                     + (" current" if o["id"] == ann_id else "")
-                    + (f" {o['rating']}" if o["rating"] else ""),
+                    + (f" {o['rating']}" if o["rating"] else "")
+                    + (" corrected" if o.get("correction") else ""),
                     o["id"],
                 )
                 for o in ann["others"]
@@ -109,6 +126,7 @@ def _context(db, review_set, filters, shown, trail, preload_id=None, message=Non
         full_url=images.full_url(ann["image_id"]),
         crop_url=crop_url,
         n_points=get_kind(review_set["kind"]).n_points,
+        correction=corrections.correction_label(ann["correction"]) if ann.get("correction") else None,
     )
     if preload_id is not None:
         nxt = queries.preview(db, preload_id)
@@ -153,7 +171,7 @@ def _show(db, review_set, filters, ann_id, trail, message=None):
 def show(set_id: int):
     """The review page (or, for htmx, the item fragment): ?item= shows one item, ?cursor= skips past one."""
     db = get_db()
-    review_set = queries.get_review_set(db, set_id)
+    review_set = get_set_with_model(db, set_id)
     filters = queries.parse_filters(request.args)
     trail = _trail(request.args.get("trail"))
     item = request.args.get("item", type=int)
@@ -176,7 +194,7 @@ def _after_post(set_id: int, filters: queries.Filters, cursor: str | None, trail
 def rate_item(set_id: int):
     """Rate the item on screen good or bad, then show the next one."""
     db = get_db()
-    review_set = queries.get_review_set(db, set_id)
+    review_set = get_set_with_model(db, set_id)
     filters = queries.parse_filters(request.form)
     ann_id = request.form.get("annotation_id", type=int)
     if ann_id is None:
@@ -199,7 +217,7 @@ def rate_item(set_id: int):
             )
         else:
             queries.item(db, ann_id, set_id)  # NotFound unless the annotation is in this set
-            rate(db, ann_id, current_user.id, request.form.get("value", ""))
+            queries.rate_unclaimed(db, ann_id, current_user.id, request.form.get("value", ""), set_id)
     except OiapError as e:
         # htmx never swaps a 4xx, so the item is shown again with the reason.
         if not fragment or isinstance(e, NotFound):
@@ -215,7 +233,7 @@ def rate_item(set_id: int):
 def image_good(set_id: int):
     """Rate every annotation of the set on the item's image good ("all faces in this image are good")."""
     db = get_db()
-    review_set = queries.get_review_set(db, set_id)
+    review_set = get_set_with_model(db, set_id)
     filters = queries.parse_filters(request.form)
     ann_id = request.form.get("annotation_id", type=int)
     if ann_id is None:
@@ -235,7 +253,7 @@ def image_good(set_id: int):
 def undo(set_id: int):
     """Undo my last rating in this set and show that item again."""
     db = get_db()
-    review_set = queries.get_review_set(db, set_id)
+    review_set = get_set_with_model(db, set_id)
     filters = queries.parse_filters(request.form)
     trail = _trail(request.form.get("trail"))
     done = undo_last_rating(db, current_user.id, set_id)

@@ -15,7 +15,7 @@ def list_sets(db: Database) -> list[dict]:
         """
         SELECT s.id, s.name, s.kind, s.source, s.label, s.status, s.created_at,
                s.n_total AS total, s.n_good AS good, s.n_bad AS bad,
-               s.n_total - s.n_good - s.n_bad AS unrated,
+               s.n_total - s.n_good - s.n_bad AS unrated, s.n_superseded AS superseded,
                m.name AS model_name, m.id AS model_id
         FROM annotation_sets s LEFT JOIN models m ON m.id = s.model_id
         ORDER BY s.id DESC
@@ -30,6 +30,24 @@ def get_set(db: Database, set_id: int) -> dict:
     if not rows:
         raise NotFound(f"no annotation set {set_id}")
     return rows[0]
+
+
+def get_set_with_model(db: Database, set_id: int) -> dict:
+    """The set with what its review and set pages show about it (model name, class name); NotFound when missing."""
+    rows = list(
+        db.query(
+            "SELECT s.*, m.name AS model_name FROM annotation_sets s"
+            " LEFT JOIN models m ON m.id = s.model_id WHERE s.id = ?",
+            [set_id],
+        )
+    )
+    if not rows:
+        raise NotFound(f"no annotation set {set_id}")
+    s = rows[0]
+    params = json.loads(s["params"]) if s.get("params") else {}
+    s["class_name"] = params.get("display_name") or s.get("label")
+    s["unrated"] = s["n_total"] - s["n_good"] - s["n_bad"]
+    return s
 
 
 def get_set_by_name(db: Database, name: str) -> dict:

@@ -23,13 +23,15 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..annotations.geometry import box_iou
 from ..annotators import mtcnn
-from ..annotators.builtin import verified_files
-from ..annotators.registry import register_model
 from ..errors import InvalidInput, NotFound
-from ..export.merge import iter_training_rows
-from ..metrics import box_iou
-from .data import RowHasher, load_rgb
+from ..export.merge import DEFAULT_UNRATED_WEIGHT, iter_training_rows
+from ..images.decode import BadImage, load_rgb
+from ..images.layout import image_path
+from ..models.builtin import verified_files
+from ..models.registry import register_model
+from .data import RowHasher
 from .mtcnn_nets import NETS
 from .onnx_export import export_checked, onnx_state_dict
 
@@ -80,18 +82,27 @@ def _reg_target(box: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return (gt - box) / np.array([w, h, w, h])
 
 
-def box_samples(db, config, splits=("train",), include_unrated=True, seed=0) -> dict:
+def box_samples(
+    db, config, splits=("train",), include_unrated=True, seed=0, unrated_weight=DEFAULT_UNRATED_WEIGHT
+) -> dict:
     """Boxes to cut per image: crops for both nets, labels (1 face, 0 not, -1 part), regression targets,
-    weights; with the rows' sha256 and counts per sample type."""
+    weights (each face's samples carry its row's merge weight; negatives weigh 1); with the rows' sha256
+    and counts per sample type."""
     rng = np.random.default_rng(seed)
     hasher = RowHasher()
     by_image: dict[str, list] = {}
     meta: dict[str, dict] = {}
-    for r in iter_training_rows(db, "face_box", splits, include_unrated=include_unrated):
+    rows = iter_training_rows(
+        db, "face_box", splits, include_unrated=include_unrated, unrated_weight=unrated_weight
+    )
+    for r in rows:
         hasher.add(r)
-        if r.box is not None:
+        # A row of weight 0 adds nothing to the loss; cutting its samples anyway would still change the
+        # random draws, the batches and its image's random negatives: dropped here, it trains exactly
+        # the model that leaving it out trains.
+        if r.box is not None and r.weight > 0:
             by_image.setdefault(r.image_id, []).append(r)
-            meta[r.image_id] = {"image_id": r.image_id, "split": r.split, "path": r.path}
+            meta[r.image_id] = {"id": r.image_id, "split": r.split, "path": r.path}
     marks = ",".join("?" * len(splits))
     bad: dict[str, list] = {}
     for image_id, x0, y0, x1, y1 in db.execute(
@@ -104,14 +115,14 @@ def box_samples(db, config, splits=("train",), include_unrated=True, seed=0) -> 
     for image_id in bad:
         if image_id not in meta:
             row = db.execute("SELECT split, path FROM images WHERE id = ?", [image_id]).fetchone()
-            meta[image_id] = {"image_id": image_id, "split": row[0], "path": row[1]}
+            meta[image_id] = {"id": image_id, "split": row[0], "path": row[1]}
     crops = {"rnet": [], "onet": []}
     labels, regs, weights = [], [], []
     counts = {"pos": 0, "part": 0, "hard_neg": 0, "random_neg": 0, "images": 0, "skipped_images": 0}
     for image_id in sorted(meta):
         try:
-            img = np.asarray(load_rgb(config, meta[image_id]))
-        except (NotFound, InvalidInput, OSError):
+            img = load_rgb(image_path(config, meta[image_id]))
+        except (NotFound, InvalidInput, BadImage):
             counts["skipped_images"] += 1
             continue
         counts["images"] += 1
@@ -197,6 +208,13 @@ def finetune(net, name, samples, hyper, gen, bar) -> list[float]:
     wt = torch.from_numpy(samples["weights"]).to(device)
     n = len(lab)
     bs = hyper["batch_size"]
+    # Each term is a weighted sum over the batch divided by what its weights sum to on average (the
+    # dataset's mean weight of that term's samples times their count in the batch), so the expected loss
+    # is the dataset's weighted mean: a batch of low-weight rows pulls less than a batch of human ones.
+    # Dividing by the batch's own weight sum would undo the weights between batches (and divide by 0 on
+    # a batch of weight-0 samples).
+    mean_w_cls = float(wt[lab >= 0].mean()) if bool((lab >= 0).any()) else 1.0
+    mean_w_reg = float(wt[lab != 0].mean()) if bool((lab != 0).any()) else 1.0
     net.to(device).train()
     opt = torch.optim.Adam(net.parameters(), lr=hyper["lr"])
     curve = []
@@ -218,11 +236,11 @@ def finetune(net, name, samples, hyper, gen, bar) -> list[float]:
             loss = x.new_zeros(())
             if cls_mask.any():
                 nll = F.nll_loss(torch.log(prob[cls_mask] + 1e-8), y[cls_mask], reduction="none")
-                loss = loss + (nll * w[cls_mask]).sum() / w[cls_mask].sum()
+                loss = loss + (nll * w[cls_mask]).sum() / (mean_w_cls * int(cls_mask.sum()))
             reg_mask = y != 0
             if reg_mask.any():
                 err = ((out[0][reg_mask] - r[reg_mask]) ** 2).sum(1)
-                loss = loss + 0.5 * (err * w[reg_mask]).sum() / w[reg_mask].sum()
+                loss = loss + 0.5 * (err * w[reg_mask]).sum() / (mean_w_reg * int(reg_mask.sum()))
             if teacher is not None:
                 with torch.no_grad():
                     target = teacher(x)[1]
@@ -242,12 +260,14 @@ def finetune(net, name, samples, hyper, gen, bar) -> list[float]:
 
 def train_boxes(db, config, run_id, parent, hyper, progress) -> dict:
     """Fine-tune the parent MTCNN's RNet and ONet and register the three files as a face_box model."""
-    from .trainer import store_file
+    from ..models.registry import store_file
 
     if parent is None or (parent.get("params") or {}).get("runner") != "mtcnn":
         raise InvalidInput("face_box training fine-tunes an MTCNN model: activate one or give --from")
     files = verified_files(parent)
-    samples = box_samples(db, config, ("train",), hyper["include_unrated"], hyper["seed"])
+    samples = box_samples(
+        db, config, ("train",), hyper["include_unrated"], hyper["seed"], hyper["unrated_weight"]
+    )
     c = samples["counts"]
     if c["pos"] == 0:
         raise InvalidInput("no face_box training rows in the train split (human or machine not rated bad)")

@@ -14,8 +14,9 @@ from sqlite_utils import Database
 
 from ..annotators.crop68 import INPUT_SIZE, crop_square, sample_square
 from ..errors import InvalidInput, NotFound
-from ..export.merge import TrainingRow, iter_training_rows
-from ..openimages import image_path
+from ..export.merge import DEFAULT_UNRATED_WEIGHT, TrainingRow, iter_training_rows
+from ..images.decode import BadImage, load_rgb
+from ..images.layout import image_path
 
 # Landmark samples are cached as a context crop CONTEXT times the net's crop, so augmentation (scale,
 # rotation, shift) never samples outside what was cached.
@@ -42,13 +43,6 @@ class RowHasher:
         return self._h.hexdigest()
 
 
-def load_rgb(config: Mapping, row: Mapping) -> Image.Image:
-    """An image row's file as an RGB PIL image (its size is the stored size)."""
-    path = image_path(config, {"id": row["image_id"], "split": row.get("split"), "path": row.get("path")})
-    with Image.open(path) as im:
-        return im.convert("RGB")
-
-
 def _group_by_image(rows: Iterable[TrainingRow]):
     current, group = None, []
     for r in rows:
@@ -62,13 +56,20 @@ def _group_by_image(rows: Iterable[TrainingRow]):
 
 
 def landmark_samples(
-    db: Database, config: Mapping, splits=("train",), include_unrated: bool = True, progress=None
+    db: Database,
+    config: Mapping,
+    splits=("train",),
+    include_unrated: bool = True,
+    progress=None,
+    unrated_weight: float = DEFAULT_UNRATED_WEIGHT,
 ) -> dict:
     """Context crops (N, S, S, 3) uint8, points (N, 68, 2) in [-1, 1] of the context crop, weights (N,),
     plus the rows' sha256 and the rows skipped (no file, no box)."""
     hasher = RowHasher()
     crops, points, weights, skipped = [], [], [], []
-    rows = iter_training_rows(db, "face_landmarks68", splits, include_unrated=include_unrated)
+    rows = iter_training_rows(
+        db, "face_landmarks68", splits, include_unrated=include_unrated, unrated_weight=unrated_weight
+    )
 
     def hashed():
         for r in rows:
@@ -78,8 +79,10 @@ def landmark_samples(
     for group in _group_by_image(hashed()):
         first = group[0]
         try:
-            pil = load_rgb(config, {"image_id": first.image_id, "split": first.split, "path": first.path})
-        except (NotFound, InvalidInput, OSError) as e:
+            pil = Image.fromarray(
+                load_rgb(image_path(config, {"id": first.image_id, "split": first.split, "path": first.path}))
+            )
+        except (NotFound, InvalidInput, BadImage) as e:
             skipped += [{"annotation_id": r.annotation_id, "reason": str(e)} for r in group]
             continue
         w, h = pil.size

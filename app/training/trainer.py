@@ -7,7 +7,6 @@ streamed, rows, samples, splits), hyper (epochs, batch size, lr, seed, device, w
 starts read it) and run_id. The job is a `runs` row (command 'train').
 """
 
-import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,14 +16,18 @@ from sqlite_utils import Database
 from tqdm import tqdm
 
 from ..annotators import crop68
-from ..annotators.registry import active_model, get_model, register_model, sha256_file, verified_path
 from ..errors import InvalidInput
+from ..export.merge import DEFAULT_UNRATED_WEIGHT
+from ..models.registry import active_model, get_model, register_model, store_file, verified_path
 from ..runs import finish_run, start_run
 from . import data
 from .landmarks import Crop68Net, mean_shape01, train_loop
 from .onnx_export import export_checked
 
 KINDS = ("face_landmarks68", "face_box")
+# face_landmarks68 trainers: a ridge-fitted head on the default mesh (app/training/meshhead.py), or the
+# older small CNN from scratch (crop68), which never beat the mesh on the dev faces.
+LANDMARK_ARCHS = ("meshhead68", "crop68")
 DEFAULTS = {
     "face_landmarks68": {"epochs": 30, "batch_size": 32, "lr": 3e-3},
     "face_box": {"epochs": 5, "batch_size": 64, "lr": 1e-4},
@@ -40,18 +43,6 @@ def resolve_device(device: str) -> str:
             "--device cuda: torch sees no CUDA device here (torch.cuda.is_available() is False)"
         )
     return device
-
-
-def store_file(path: Path, models_dir: str | Path) -> dict:
-    """Copy a file into the models folder as <sha256><suffix>; returns {path, sha256}."""
-    digest = sha256_file(path)
-    dest = Path(models_dir) / f"{digest}{path.suffix}"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if not dest.exists():
-        tmp = dest.with_suffix(dest.suffix + ".part")
-        shutil.copyfile(path, tmp)
-        tmp.replace(dest)
-    return {"path": str(dest.resolve()), "sha256": digest}
 
 
 def load_checkpoint(model: dict) -> dict | None:
@@ -75,11 +66,20 @@ def train(
     batch_size: int | None = None,
     lr: float | None = None,
     include_unrated: bool = True,
+    unrated_weight: float = DEFAULT_UNRATED_WEIGHT,
+    arch: str = LANDMARK_ARCHS[0],
     progress: bool = True,
 ) -> dict:
-    """Train a candidate model of a kind and register it; returns {model_id, run_id, ...}."""
+    """Train a candidate model of a kind and register it; returns {model_id, run_id, ...}.
+
+    unrated_weight: the loss weight of unrated machine rows (human and good rows weigh 1); arch: which
+    face_landmarks68 trainer (LANDMARK_ARCHS)."""
     if kind not in KINDS:
         raise InvalidInput(f"train does {', '.join(KINDS)}, not {kind!r}")
+    if arch not in LANDMARK_ARCHS:
+        raise InvalidInput(f"--arch {arch!r}: use one of {', '.join(LANDMARK_ARCHS)}")
+    if not 0 <= unrated_weight <= 1:
+        raise InvalidInput(f"--unrated-weight {unrated_weight}: use a weight between 0 and 1")
     device = resolve_device(device)
     d = DEFAULTS[kind]
     hyper = {
@@ -89,6 +89,7 @@ def train(
         "seed": seed,
         "device": device,
         "include_unrated": include_unrated,
+        "unrated_weight": unrated_weight,
     }
     if hyper["epochs"] < 1 or hyper["batch_size"] < 1 or hyper["lr"] <= 0:
         raise InvalidInput("--epochs and --batch-size must be at least 1, --lr above 0")
@@ -98,7 +99,11 @@ def train(
     run_id = start_run(db, "train", {"kind": kind, **hyper, "from": parent["id"] if parent else None})
     try:
         torch.manual_seed(seed)
-        if kind == "face_landmarks68":
+        if kind == "face_landmarks68" and arch == "meshhead68":
+            from .meshhead import train_meshhead
+
+            result = train_meshhead(db, config, run_id, parent, hyper, progress)
+        elif kind == "face_landmarks68":
             result = _train_landmarks(db, config, run_id, parent, hyper, progress)
         else:
             from .boxes import train_boxes
@@ -118,7 +123,12 @@ def train(
 def _train_landmarks(db, config, run_id, parent, hyper, progress) -> dict:
     bar = tqdm(desc="loading face crops", unit="face", disable=not progress)
     samples = data.landmark_samples(
-        db, config, ("train",), hyper["include_unrated"], progress=lambda n: bar.update(n - bar.n)
+        db,
+        config,
+        ("train",),
+        hyper["include_unrated"],
+        progress=lambda n: bar.update(n - bar.n),
+        unrated_weight=hyper["unrated_weight"],
     )
     bar.close()
     n = len(samples["crops"])

@@ -79,5 +79,13 @@
     if (!ev.detail.successful) idle();
   });
   document.addEventListener("htmx:afterSettle", function () { preload(); idle(); });
+  // Back from the editor with the browser's back button: a page restored from the back-forward cache
+  // shows the item as it was before the save; fetch it again (corrected by NAME, claimed anew).
+  window.addEventListener("pageshow", function (ev) {
+    var el = item();
+    if (ev.persisted && el && el.dataset.here && window.htmx) {
+      window.htmx.ajax("GET", el.dataset.here, { target: "#review-item", swap: "outerHTML" });
+    }
+  });
   document.addEventListener("DOMContentLoaded", preload);
 })();

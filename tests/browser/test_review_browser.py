@@ -1,5 +1,7 @@
 """Review in Chromium: log in, rate five items with the keyboard only, check the store."""
 
+import re
+
 import pytest
 
 from tests.browser.conftest import browser_login, dot_pixels, vertex_count
@@ -77,7 +79,9 @@ def test_review_five_items_with_keyboard_only(live_server, page):
     # e opens the item in the editor.
     current = item.get_attribute("data-annotation-id")
     page.keyboard.press("e")
-    page.wait_for_url(f"{live_server.url}/edit/annotation/{current}")
+    page.wait_for_url(
+        re.compile(rf"{re.escape(live_server.url)}/edit/annotation/{current}\?next=%2Freview%2F")
+    )
 
 
 def test_set_page_draws_each_thumbnail_overlay(live_server, page):

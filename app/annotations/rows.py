@@ -1,0 +1,262 @@
+"""Annotations: insert, rate, undo. Every write that reviewers and the editor make goes through here.
+
+A rating sets the current value on the annotation row (for the indexed queue and the trigger-kept
+counters) and appends to the `ratings` history in the same transaction, with an audit event.
+"""
+
+import json
+from collections.abc import Iterable, Sequence
+
+from sqlite_utils import Database
+
+from ..audit.events import log_event
+from ..db import immediate, now
+from ..errors import Conflict, InvalidInput, NotFound
+
+RATINGS = ("good", "bad")
+
+
+def points_json(points: Sequence[Sequence[float]] | None) -> str | None:
+    """Serialise points as [[x, y, visible], ...] with visible defaulting to 1."""
+    if points is None:
+        return None
+    out = []
+    for p in points:
+        x, y = float(p[0]), float(p[1])
+        visible = int(p[2]) if len(p) > 2 else 1
+        out.append([round(x, 6), round(y, 6), visible])
+    return json.dumps(out, separators=(",", ":"))
+
+
+def annotation_row(
+    set_id: int,
+    image_id: str,
+    kind: str,
+    box: Sequence[float] | None = None,
+    points: Sequence[Sequence[float]] | None = None,
+    *,
+    label: str | None = None,
+    score: float | None = None,
+    parent_id: int | None = None,
+    origin_id: int | None = None,
+    flags: dict | None = None,
+    created_by: int | None = None,
+    rating: str | None = None,
+    created_at: str | None = None,
+) -> dict:
+    """A dict ready for insert_annotations: normalised box and points, JSON fields serialised."""
+    x0, y0, x1, y1 = (float(v) for v in box) if box is not None else (None,) * 4
+    return {
+        "set_id": set_id,
+        "image_id": image_id,
+        "kind": kind,
+        "label": label,
+        "x0": x0,
+        "y0": y0,
+        "x1": x1,
+        "y1": y1,
+        "points": points_json(points),
+        "score": None if score is None else float(score),
+        "parent_id": parent_id,
+        "origin_id": origin_id,
+        "flags": json.dumps(flags) if flags else None,
+        "created_by": created_by,
+        "created_at": created_at or now(),
+        "rating": rating,
+    }
+
+
+_COLUMNS = (
+    "set_id image_id kind label x0 y0 x1 y1 points score parent_id origin_id flags created_by created_at rating"
+).split()
+
+
+def insert_annotations(db: Database, rows: Iterable[dict]) -> int:
+    """Insert many annotation rows (from annotation_row) in the caller's transaction; returns the count."""
+    sql = f"INSERT INTO annotations ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+    cur = db.conn.executemany(sql, ([r.get(c) for c in _COLUMNS] for r in rows))
+    return cur.rowcount
+
+
+def insert_counted_by_batch(db: Database, sql: str, rows_by_set: dict[int, list]) -> int:
+    """Run an unrated-annotation INSERT over many rows, adding to each set's n_total once per set.
+
+    For bulk imports: the per-row counter trigger skips the sets listed in bulk_counting (migration
+    m007), so the rows of each set go in with one UPDATE of its counter, from the rows actually
+    inserted (an INSERT ... SELECT ... WHERE may skip some). Call it inside the caller's write
+    transaction (immediate), so rows and counts commit together: a crash never leaves a counter that
+    disagrees with the table, and no other connection ever sees a set listed. The rows must have
+    rating NULL and deleted 0 (n_good and n_bad do not change). Returns the rows inserted.
+    """
+    conn = db.conn
+    if not conn.in_transaction:
+        raise RuntimeError("insert_counted_by_batch needs an open write transaction")
+    added = 0
+    sets = [(set_id,) for set_id in rows_by_set]
+    conn.executemany("INSERT INTO bulk_counting (set_id) VALUES (?)", sets)
+    try:
+        for set_id, rows in rows_by_set.items():
+            n = conn.executemany(sql, rows).rowcount
+            # New live rows change the set's pages: bump layout_version as the triggers do (m008).
+            conn.execute(
+                "UPDATE annotation_sets SET n_total = n_total + ?, layout_version = layout_version + (? > 0)"
+                " WHERE id = ?",
+                [n, n, set_id],
+            )
+            added += n
+    finally:
+        # Also on error: the caller's transaction rolls back, but a set must never stay listed.
+        conn.executemany("DELETE FROM bulk_counting WHERE set_id = ?", sets)
+    return added
+
+
+def insert_annotation(db: Database, row: dict) -> int:
+    """Insert one annotation row and return its id."""
+    cur = db.execute(
+        f"INSERT INTO annotations ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})",
+        [row.get(c) for c in _COLUMNS],
+    )
+    return cur.lastrowid
+
+
+def get_annotation(db: Database, annotation_id: int) -> dict:
+    """One annotation with points and flags decoded; NotFound when missing."""
+    rows = list(db.query("SELECT * FROM annotations WHERE id = ?", [annotation_id]))
+    if not rows:
+        raise NotFound(f"no annotation {annotation_id}")
+    return decode(rows[0])
+
+
+def decode(row: dict) -> dict:
+    """Decode the JSON columns of an annotation row in place and return it."""
+    row["points"] = json.loads(row["points"]) if row.get("points") else None
+    row["flags"] = json.loads(row["flags"]) if row.get("flags") else {}
+    return row
+
+
+def _check_rateable(db: Database, ann: dict, user_id: int | None) -> None:
+    if ann["deleted"] == 2:  # m010: a newer run of the same face replaced it
+        raise Conflict(
+            f"annotation {ann['id']} was superseded by a newer run of the same face; rate that one"
+        )
+    if ann["deleted"]:
+        raise Conflict(f"annotation {ann['id']} was deleted")
+    if user_id is not None and ann["created_by"] == user_id:
+        source = db.execute("SELECT source FROM annotation_sets WHERE id = ?", [ann["set_id"]]).fetchone()
+        if source and source[0] == "human":
+            raise InvalidInput("you cannot rate your own annotation; another reviewer has to")
+
+
+def rate_in_transaction(
+    db: Database, annotation_id: int, user_id: int | None, value: str, set_id: int | None = None
+) -> dict:
+    """rate() for a caller that already holds the write lock (inside immediate(db)).
+
+    With set_id, an annotation of another set is NotFound (the review page rates within one set).
+    """
+    row = db.execute(
+        "SELECT id, set_id, created_by, deleted, rating FROM annotations WHERE id = ?", [annotation_id]
+    ).fetchone()
+    if row is None or (set_id is not None and row[1] != set_id):
+        raise NotFound(f"no annotation {annotation_id}" + (f" in set {set_id}" if set_id is not None else ""))
+    if value not in RATINGS:
+        raise InvalidInput(f"a rating is 'good' or 'bad', not {value!r}")
+    ann = dict(zip(("id", "set_id", "created_by", "deleted", "rating"), row, strict=True))
+    _check_rateable(db, ann, user_id)
+    at = now()
+    db.execute(
+        "UPDATE annotations SET rating = ?, rated_by = ?, rated_at = ? WHERE id = ?",
+        [value, user_id, at, annotation_id],
+    )
+    rating_id = db.execute(
+        "INSERT INTO ratings (annotation_id, user_id, value, previous, at) VALUES (?, ?, ?, ?, ?)",
+        [annotation_id, user_id, value, ann["rating"], at],
+    ).lastrowid
+    log_event(
+        db,
+        "rate",
+        user_id=user_id,
+        target_type="annotation",
+        target_id=annotation_id,
+        set_id=ann["set_id"],
+        before={"rating": ann["rating"]},
+        after={"rating": value, "rating_id": rating_id},
+    )
+    return {
+        "annotation_id": annotation_id,
+        "rating": value,
+        "previous": ann["rating"],
+        "rating_id": rating_id,
+    }
+
+
+def rate(db: Database, annotation_id: int, user_id: int | None, value: str) -> dict:
+    """Rate an annotation good or bad: current value on the row, history in ratings, audit event."""
+    if value not in RATINGS:
+        raise InvalidInput(f"a rating is 'good' or 'bad', not {value!r}")
+    with immediate(db):
+        return rate_in_transaction(db, annotation_id, user_id, value)
+
+
+def rate_many(db: Database, annotation_ids: Iterable[int], user_id: int | None, value: str) -> list[dict]:
+    """Rate several annotations in one transaction, each exactly as rate() does (all or none)."""
+    if value not in RATINGS:
+        raise InvalidInput(f"a rating is 'good' or 'bad', not {value!r}")
+    with immediate(db):
+        return [rate_in_transaction(db, i, user_id, value) for i in annotation_ids]
+
+
+def undo_last_rating(db: Database, user_id: int, set_id: int | None = None) -> dict | None:
+    """Undo the user's most recent rating (in a set): the annotation goes back to its previous value.
+
+    Returns what was undone, or None when there is nothing to undo. Only a rating that is still the
+    annotation's current one (nobody rated it since) is undone.
+    """
+    with immediate(db):
+        sql = (
+            "SELECT r.id, r.annotation_id, r.value, r.previous, a.set_id, a.rated_by, a.rating"
+            " FROM ratings r JOIN annotations a ON a.id = r.annotation_id"
+            " WHERE r.user_id = ? AND r.value != 'cleared'"
+            " AND NOT EXISTS (SELECT 1 FROM ratings l WHERE l.annotation_id = r.annotation_id AND l.id > r.id)"
+        )
+        params: list = [user_id]
+        if set_id is not None:
+            sql += " AND a.set_id = ?"
+            params.append(set_id)
+        sql += " ORDER BY r.id DESC LIMIT 1"
+        rows = list(db.query(sql, params))
+        if not rows:
+            return None
+        r = rows[0]
+        previous = r["previous"]
+        at = now()
+        db.execute(
+            "UPDATE annotations SET rating = ?, rated_by = ?, rated_at = ? WHERE id = ?",
+            [previous, user_id if previous else None, at if previous else None, r["annotation_id"]],
+        )
+        db.execute(
+            "INSERT INTO ratings (annotation_id, user_id, value, previous, at) VALUES (?, ?, 'cleared', ?, ?)",
+            [r["annotation_id"], user_id, r["value"], at],
+        )
+        log_event(
+            db,
+            "undo_rating",
+            user_id=user_id,
+            target_type="annotation",
+            target_id=r["annotation_id"],
+            set_id=r["set_id"],
+            before={"rating": r["value"]},
+            after={"rating": previous},
+        )
+    return {"annotation_id": r["annotation_id"], "undone": r["value"], "rating": previous}
+
+
+def rating_history(db: Database, annotation_id: int) -> list[dict]:
+    """Every rating of an annotation, oldest first, with the username."""
+    return list(
+        db.query(
+            "SELECT r.id, r.value, r.previous, r.at, u.username FROM ratings r"
+            " LEFT JOIN users u ON u.id = r.user_id WHERE r.annotation_id = ? ORDER BY r.id",
+            [annotation_id],
+        )
+    )

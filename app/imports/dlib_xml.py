@@ -1,0 +1,147 @@
+"""Read dlib's imglab XML (boxes with optional parts) into an annotation set.
+
+The format: `<image file='x.jpg'><box top= left= width= height= [ignore='1']><part name='00' x= y=/>...`,
+integer pixels, 0-based, file names relative to the XML file. Coordinates are normalised by the
+image's real size (read from the file, not the XML's width/height attributes) and clipped to [0, 1].
+"""
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from ..annotations.rows import points_json
+from ..db import immediate, now
+from ..errors import InvalidInput
+from ..kinds import FACE_LABEL, get_kind
+from ..sets.queries import get_or_create_set
+
+_SAME_BOX = (
+    "SELECT id FROM annotations INDEXED BY annotations_set_image WHERE set_id = ? AND image_id = ? AND deleted = 0"
+    " AND abs(x0 - ?) < 1e-9 AND abs(y0 - ?) < 1e-9 AND abs(x1 - ?) < 1e-9 AND abs(y1 - ?) < 1e-9"
+)
+
+
+def _clip(v: float) -> float:
+    return min(1.0, max(0.0, v))
+
+
+def parse_dlib_xml(xml_path: str | Path) -> list[dict]:
+    """[{file, boxes: [{left, top, width, height, ignore, parts: [(x, y), ...]}]}] in file order."""
+    xml_path = Path(xml_path)
+    try:
+        root = ET.parse(xml_path).getroot()
+    except ET.ParseError as e:
+        raise InvalidInput(f"{xml_path}: not valid XML ({e})") from None
+    images = []
+    for im in root.iter("image"):
+        boxes = []
+        for box in im.findall("box"):
+            try:
+                parts = sorted(
+                    (int(p.get("name")), float(p.get("x")), float(p.get("y"))) for p in box.findall("part")
+                )
+                boxes.append(
+                    {
+                        "left": float(box.get("left")),
+                        "top": float(box.get("top")),
+                        "width": float(box.get("width")),
+                        "height": float(box.get("height")),
+                        "ignore": box.get("ignore") == "1",
+                        "parts": [(x, y) for _, x, y in parts],
+                    }
+                )
+            except (TypeError, ValueError):
+                raise InvalidInput(
+                    f"{xml_path}: a box of {im.get('file')} has a missing or bad number"
+                ) from None
+        images.append({"file": im.get("file"), "boxes": boxes})
+    return images
+
+
+def import_dlib_xml(
+    db: Database,
+    xml_path: str | Path,
+    set_name: str,
+    kind: str,
+    source: str,
+    split: str = "train",
+    *,
+    parent_set_id: int | None = None,
+    model_id: int | None = None,
+    params: dict | None = None,
+    stored_path=None,
+) -> dict:
+    """Import an imglab XML file as one annotation set (created when missing); idempotent.
+
+    Images are registered by content (split applies only to images new to the store).
+    kind face_box stores boxes; face_landmarks68 / face_landmarks5 store box and points and need
+    exactly that many parts per box. With parent_set_id, each landmark row points at the box of
+    that set with the same coordinates. `stored_path(path) -> str` chooses the path kept for images.
+    """
+    from .folder import register_image_file
+
+    xml_path = Path(xml_path)
+    n_points = get_kind(kind).n_points
+    images = parse_dlib_xml(xml_path)
+    summary = {"images": 0, "images_added": 0, "added": 0, "existing": 0, "ignored": 0}
+    created = now()
+    with immediate(db):
+        set_id = get_or_create_set(
+            db,
+            set_name,
+            kind,
+            source,
+            label=FACE_LABEL,
+            model_id=model_id,
+            params=params or {"xml": xml_path.name},
+        )
+        summary["set_id"] = set_id
+        for entry in images:
+            path = xml_path.parent / entry["file"]
+            image_id, added = register_image_file(
+                db, path, split, stored_path=stored_path(path) if stored_path else None
+            )
+            summary["images"] += 1
+            summary["images_added"] += added
+            w, h = db.execute("SELECT width, height FROM images WHERE id = ?", [image_id]).fetchone()
+            for b in entry["boxes"]:
+                if b["ignore"]:
+                    summary["ignored"] += 1
+                    continue
+                box = (
+                    _clip(b["left"] / w),
+                    _clip(b["top"] / h),
+                    _clip((b["left"] + b["width"]) / w),
+                    _clip((b["top"] + b["height"]) / h),
+                )
+                if db.execute(_SAME_BOX, [set_id, image_id, *box]).fetchone():
+                    summary["existing"] += 1
+                    continue
+                points = None
+                if n_points:
+                    if len(b["parts"]) != n_points:
+                        raise InvalidInput(
+                            f"{xml_path}: a box of {entry['file']} has {len(b['parts'])} parts, {kind} needs {n_points}"
+                        )
+                    points = [[round(_clip(x / w), 6), round(_clip(y / h), 6), 1] for x, y in b["parts"]]
+                parent_id = None
+                if parent_set_id is not None:
+                    row = db.execute(_SAME_BOX, [parent_set_id, image_id, *box]).fetchone()
+                    parent_id = row[0] if row else None
+                db.execute(
+                    "INSERT INTO annotations (set_id, image_id, kind, label, x0, y0, x1, y1, points, parent_id, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        set_id,
+                        image_id,
+                        kind,
+                        FACE_LABEL,
+                        *box,
+                        points_json(points),
+                        parent_id,
+                        created,
+                    ],
+                )
+                summary["added"] += 1
+    return summary

@@ -1,0 +1,163 @@
+"""The builtin models (committed with the code) as rows in `models`, and turning a row into an annotator.
+
+A model row points at one file. MTCNN is three files: its row's `path` is ONet's file (the net that
+gives the final boxes and the five points) and `params["files"]` names PNet and RNet with their
+sha256; load_annotator() verifies all three before use, so a replaced file is refused like any other.
+`params["runner"]` says which code runs the row: "mtcnn", "landmarks68:<name>" or "meshhead68" (a trained
+head, its base mesh file in `params["files"]["mesh"]`).
+"""
+
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from ..annotators import mtcnn
+from ..errors import InvalidInput
+from ..paths import REPO_ROOT
+from .registry import activate_model, active_model, model_path, register_model, sha256_file, verified_path
+
+MTCNN_LICENCE = "MIT"
+MTCNN_ORIGIN = (
+    "facenet-pytorch 2.6.0 (PyPI) data/pnet.pt, rnet.pt, onet.pt, exported to ONNX by scripts/export_mtcnn.py"
+)
+
+
+def _rel(path: Path) -> str:
+    return str(Path(path).resolve().relative_to(REPO_ROOT))
+
+
+def mtcnn_params() -> dict:
+    """Params of the builtin MTCNN rows: the runner, the other two files with their hashes, the settings."""
+    files = {}
+    for net in ("pnet", "rnet"):
+        p = mtcnn.MODELS_DIR / mtcnn.FILES[net]
+        files[net] = {"path": _rel(p), "sha256": sha256_file(p)}
+    return {
+        "runner": "mtcnn",
+        "files": files,
+        "min_face_size": mtcnn.MIN_FACE_SIZE,
+        "thresholds": list(mtcnn.THRESHOLDS),
+        "factor": mtcnn.FACTOR,
+    }
+
+
+def ensure_builtin_models(db: Database) -> dict[str, int]:
+    """Register the builtin models once (idempotent) and activate each kind's default when none is active.
+
+    Returns {row name: model id}. The rows: mtcnn for face_box and face_landmarks5; every
+    face_landmarks68 annotator of landmarks68.NAMES, with DEFAULT_LANDMARKS68 activated.
+    """
+    from ..annotators.landmarks68 import BUILTIN, DEFAULT_LANDMARKS68, NAMES
+
+    onet = mtcnn.MODELS_DIR / mtcnn.FILES["onet"]
+    ids: dict[str, int] = {}
+    params = mtcnn_params()
+    for kind in ("face_box", "face_landmarks5"):
+        ids[f"mtcnn:{kind}"] = register_model(
+            db,
+            onet,
+            kind,
+            name="mtcnn",
+            source="builtin",
+            params=params,
+            licence=MTCNN_LICENCE,
+            origin=MTCNN_ORIGIN,
+            version="facenet-pytorch-2.6.0",
+        )
+    for name in NAMES:
+        info = BUILTIN[name]
+        ids[name] = register_model(
+            db,
+            info["path"],
+            "face_landmarks68",
+            name=name,
+            source="builtin",
+            params={"runner": f"landmarks68:{name}"},
+            licence=info["licence"],
+            origin=info["origin"],
+        )
+    defaults = {
+        "face_box": ids["mtcnn:face_box"],
+        "face_landmarks5": ids["mtcnn:face_landmarks5"],
+        "face_landmarks68": ids[DEFAULT_LANDMARKS68],
+    }
+    for kind, model_id in defaults.items():
+        current = active_model(db, kind)
+        if current is None:
+            activate_model(db, model_id)
+        elif (newer := _replacement(current, kind, ids)) is not None:
+            activate_model(db, newer)
+    db.conn.commit()
+    return ids
+
+
+def _replacement(active: dict, kind: str, ids: dict[str, int]) -> int | None:
+    """This version's row of an active builtin registered by an older version of the code, else None.
+
+    A builtin file that changes with the code (e.g. re-exported ONNX nets) gets a new row by its new
+    hash; the old active row would then fail its hash check, so the same builtin's new row takes over.
+    """
+    if active["source"] != "builtin" or active["id"] in ids.values():
+        return None
+    return ids.get(f"{active['name']}:{kind}", ids.get(active["name"]))
+
+
+def verified_files(model: dict) -> dict[str, Path]:
+    """Every file of a model row, each checked against its sha256: {"main": path, <name>: path, ...}."""
+    out = {"main": verified_path(model)}
+    for name, f in (model.get("params") or {}).get("files", {}).items():
+        row = {
+            "id": model["id"],
+            "name": f"{model['name']} ({name})",
+            "path": f["path"],
+            "sha256": f["sha256"],
+        }
+        out[name] = verified_path(row)
+    return out
+
+
+def load_annotator(model: dict, threads: int | None = None):
+    """The annotator that runs a model row, after verifying its files; InvalidInput when none can."""
+    runner = (model.get("params") or {}).get("runner")
+    if runner == "mtcnn":
+        files = verified_files(model)
+        p = model["params"]
+        return mtcnn.MTCNN(
+            paths={"pnet": files["pnet"], "rnet": files["rnet"], "onet": files["main"]},
+            min_face_size=p.get("min_face_size", mtcnn.MIN_FACE_SIZE),
+            thresholds=p.get("thresholds", mtcnn.THRESHOLDS),
+            factor=p.get("factor", mtcnn.FACTOR),
+            threads=threads,
+        )
+    if runner == "landmarks68:dlib68":
+        from ..annotators.dlib68 import DlibLandmarks68
+
+        p = model["params"]
+        return DlibLandmarks68(verified_path(model), p.get("box_map"), model["sha256"], p.get("five_map"))
+    if runner == "meshhead68":
+        # A trained head (its file) on the mesh it was fitted on (params.files.mesh), both verified.
+        from ..annotators.landmarks68 import get_landmarks68
+        from ..annotators.meshhead68 import MeshHead68
+
+        params = model["params"]
+        if "mesh" not in params.get("files", {}) or "runner" not in params.get("base", {}):
+            raise InvalidInput(
+                f"model {model['id']} ({model['name']}): a meshhead68 row needs params.base.runner and "
+                "params.files.mesh (the mesh it was fitted on); `flask oiap train` writes both"
+            )
+        files = verified_files(model)
+        base = get_landmarks68(params["base"]["runner"].split(":", 1)[1], model_path=files["mesh"])
+        return MeshHead68(files["main"], base)
+    if runner and runner.startswith("landmarks68:"):
+        from ..annotators.landmarks68 import get_landmarks68
+
+        path = verified_path(model)
+        name = runner.split(":", 1)[1]
+        return get_landmarks68(name, model_path=path if path.suffix == ".onnx" else None)
+    raise InvalidInput(
+        f"model {model['id']} ({model['name']}) has no runner this version knows ({runner!r}); "
+        "register it with `flask oiap models add --runner ...`"
+    )
+
+
+__all__ = ["ensure_builtin_models", "load_annotator", "model_path", "mtcnn_params", "verified_files"]

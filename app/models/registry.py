@@ -1,0 +1,176 @@
+"""The registry of models: rows in `models`, files checked by sha256 before use.
+
+A model's `path` is absolute for files kept in the instance's models folder, or relative to the
+repository for the builtin models committed with the code.
+"""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from ..audit.events import log_event
+from ..db import immediate, now
+from ..errors import InvalidInput, NotFound
+from ..kinds import get_kind
+from ..paths import REPO_ROOT
+
+SOURCES = ("builtin", "trained", "fetched", "added")
+
+
+def sha256_file(path: str | Path) -> str:
+    """The hex sha256 of a file, read in chunks."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def store_file(path: Path, models_dir: str | Path) -> dict:
+    """Copy a file into the models folder as <sha256><suffix>; returns {path, sha256}."""
+    digest = sha256_file(path)
+    dest = Path(models_dir) / f"{digest}{path.suffix}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.exists():
+        tmp = dest.with_suffix(dest.suffix + ".part")
+        shutil.copyfile(path, tmp)
+        tmp.replace(dest)
+    return {"path": str(dest.resolve()), "sha256": digest}
+
+
+def model_path(row: dict) -> Path:
+    """The file of a model row, resolved."""
+    p = Path(row["path"])
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+def register_model(
+    db: Database,
+    path: str | Path,
+    kind: str,
+    *,
+    name: str | None = None,
+    source: str = "added",
+    models_dir: str | Path | None = None,
+    params: dict | None = None,
+    metrics: dict | None = None,
+    licence: str | None = None,
+    origin: str | None = None,
+    parent_id: int | None = None,
+    version: str | None = None,
+) -> int:
+    """Register a model file and return its id; the same file (by hash and kind) is registered once.
+
+    With models_dir the file is copied there as <sha256><suffix>, so the row never points at a
+    file that its owner may later move or change.
+    """
+    get_kind(kind)
+    if source not in SOURCES:
+        raise InvalidInput(f"unknown model source {source!r}; use one of {', '.join(SOURCES)}")
+    src = Path(path)
+    if not src.is_file():
+        raise InvalidInput(f"model file {src} does not exist")
+    digest = sha256_file(src)
+    existing = list(db.query("SELECT id FROM models WHERE sha256 = ? AND kind = ?", [digest, kind]))
+    if existing:
+        return existing[0]["id"]
+    if models_dir is not None:
+        dest_dir = Path(models_dir)
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest = dest_dir / f"{digest}{src.suffix}"
+        if not dest.exists():
+            tmp = dest.with_suffix(dest.suffix + ".part")
+            shutil.copyfile(src, tmp)
+            tmp.replace(dest)
+        stored = str(dest.resolve())
+    else:
+        resolved = src.resolve()
+        try:
+            stored = str(resolved.relative_to(REPO_ROOT))
+        except ValueError:
+            stored = str(resolved)
+    cur = db.execute(
+        "INSERT INTO models (kind, name, version, sha256, path, params, metrics, status, parent_id, source,"
+        " licence, origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'candidate', ?, ?, ?, ?, ?)",
+        [
+            kind,
+            name or src.stem,
+            version,
+            digest,
+            stored,
+            json.dumps(params or {}),
+            json.dumps(metrics or {}),
+            parent_id,
+            source,
+            licence,
+            origin,
+            now(),
+        ],
+    )
+    return cur.lastrowid
+
+
+def _decode(row: dict) -> dict:
+    row["params"] = json.loads(row["params"]) if row.get("params") else {}
+    row["metrics"] = json.loads(row["metrics"]) if row.get("metrics") else {}
+    return row
+
+
+def get_model(db: Database, model_id: int) -> dict:
+    """One model row, JSON decoded; NotFound names it."""
+    rows = list(db.query("SELECT * FROM models WHERE id = ?", [model_id]))
+    if not rows:
+        raise NotFound(f"no model {model_id}; `flask oiap models list` shows them")
+    return _decode(rows[0])
+
+
+def list_models(db: Database, kind: str | None = None) -> list[dict]:
+    """Every model (of a kind), newest first."""
+    sql, params = "SELECT * FROM models", []
+    if kind:
+        sql, params = sql + " WHERE kind = ?", [kind]
+    return [_decode(r) for r in db.query(sql + " ORDER BY id DESC", params)]
+
+
+def active_model(db: Database, kind: str) -> dict | None:
+    """The active model of a kind, or None."""
+    rows = list(db.query("SELECT * FROM models WHERE kind = ? AND status = 'active'", [kind]))
+    return _decode(rows[0]) if rows else None
+
+
+def activate_model(db: Database, model_id: int, user_id: int | None = None) -> dict:
+    """Make a model the active one of its kind; the previous active one is retired."""
+    with immediate(db):
+        model = get_model(db, model_id)
+        previous = active_model(db, model["kind"])
+        if previous and previous["id"] == model_id:
+            return model
+        verified_path(model)
+        if previous:
+            db.execute("UPDATE models SET status = 'retired' WHERE id = ?", [previous["id"]])
+        db.execute("UPDATE models SET status = 'active' WHERE id = ?", [model_id])
+        log_event(
+            db,
+            "activate_model",
+            user_id=user_id,
+            target_type="model",
+            target_id=model_id,
+            before={"active": previous["id"] if previous else None},
+            after={"active": model_id},
+        )
+    return get_model(db, model_id)
+
+
+def verified_path(model: dict) -> Path:
+    """The model's file, refused when missing or when its hash does not match the row."""
+    path = model_path(model)
+    if not path.is_file():
+        raise InvalidInput(f"model {model['id']} ({model['name']}): file {path} is missing")
+    digest = sha256_file(path)
+    if digest != model["sha256"]:
+        raise InvalidInput(
+            f"model {model['id']} ({model['name']}): {path} has sha256 {digest[:12]}…, "
+            f"the registry expects {model['sha256'][:12]}…; the file was changed or replaced. "
+            "Register the new file with `flask oiap models add` instead."
+        )
+    return path
