@@ -7,7 +7,7 @@ PORT ?= 5000
 # THREADS threads: enough that a slow request (an image decode) never holds up a team's ratings.
 THREADS ?= 8
 
-.PHONY: run test test-fast lint format bench setup-run setup-dev browser clean-venv
+.PHONY: run test test-fast lint format bench setup-run setup-dev browser dlib-data clean-venv
 
 $(VENV)/bin/python:
 	python3 -m venv $(VENV)
@@ -42,11 +42,21 @@ browser:
 	  else echo "chromium is missing: install Debian's chromium package (sudo apt-get install chromium)"; exit 1; fi; \
 	fi
 
-test: setup-dev browser
+# Debian's libdlib-data for the dlib predictor tests (dlib's 68-point .dat, never shipped by us);
+# installed when missing and we are root.
+DLIB_DAT := /usr/share/dlib/shape_predictor_68_face_landmarks.dat
+dlib-data:
+	@if [ ! -f $(DLIB_DAT) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libdlib-data >/dev/null; \
+	  else echo "$(DLIB_DAT) is missing: install Debian's libdlib-data package (sudo apt-get install libdlib-data)"; exit 1; fi; \
+	fi
+
+test: setup-dev browser dlib-data
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # Everything but the browser tests, for a quick loop.
-test-fast: setup-dev
+test-fast: setup-dev dlib-data
 	$(PY) -m pytest -m "not browser" $(PYTEST_ARGS)
 
 lint: setup-dev
@@ -58,7 +68,7 @@ format: setup-dev
 	$(VENV)/bin/ruff format app scripts tests
 	$(VENV)/bin/ruff check --fix app scripts tests
 
-bench: setup-dev
+bench: setup-dev dlib-data
 	@for s in scripts/bench_*.py; do echo "== $$s"; $(PY) $$s || exit 1; done
 
 clean-venv:

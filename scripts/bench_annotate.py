@@ -10,12 +10,18 @@ is distinct), registers them in a temporary store, then in the same process:
   (PNet cells, then a PIL crop+resize and one RNet/ONet call per candidate face), one write
   transaction per image; for the 68 chain, one landmark call per face.
 
-Prints where the time goes (CPU seconds per stage; bulk's worker threads add up) and, as the last
-line, images/s of both and the ratio.
+- original: the original project's pipeline on the same files, one core (this process's main thread):
+  dlib's decoder, its HOG frontal face detector at upsample 1 and, for face_landmarks68, its 68-point
+  predictor per face (dlib-bin and Debian's libdlib-data, dev-only: requirements-dev.txt, `make test`).
+
+Prints where the time goes (CPU seconds per stage; bulk's worker threads add up), images/s of bulk and
+naive and their ratio, and on the last lines bulk against the original: images/s (wall) and images per
+CPU-second with both ratios, and the faces each found, matched one to one at IoU >= 0.5.
 
     python scripts/bench_annotate.py                         # 200 images, face_box
     python scripts/bench_annotate.py --kind face_landmarks68 # the full chain: MTCNN + facemesh68
     python scripts/bench_annotate.py -n 40 --naive-n 20      # quicker
+    python scripts/bench_annotate.py --no-original           # without dlib-bin
 """
 
 import argparse
@@ -125,9 +131,12 @@ class NaiveMTCNN:
         return [(tuple(boxes[i, :4]), float(boxes[i, 4]), out[i][1]) for i in pick]
 
 
-def make_images(folder: Path, n: int, side: int = 1024) -> list[Path]:
-    """n distinct side x (3/4 side) JPEGs, each a 2x2 tiling of (upscaled) dev photos."""
+def make_images(folder: Path, n: int, side: int = 1024, tiles: int = 4) -> list[Path]:
+    """n distinct side x (3/4 side) JPEGs, each a 2x2 tiling of (upscaled) dev photos (about 19 faces an
+    image), or with tiles=1 one dev photo upscaled to nearly the whole image (about 5 faces)."""
     photos = [Image.open(p).convert("RGB") for p in sorted((ROOT / "app" / "demo_data").glob("*.jpg"))]
+    if tiles == 1:
+        return _single_photo_images(folder, n, side, photos)
     tw, th = side // 2, side * 3 // 8
     tiles = [p.resize((tw, th), Image.Resampling.BICUBIC) for p in photos]
     flipped = [t.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for t in tiles]
@@ -140,6 +149,24 @@ def make_images(folder: Path, n: int, side: int = 1024) -> list[Path]:
             idx = (k * 7 + j * 3 + k // 9) % len(tiles)
             tile = (flipped if (k >> j) & 1 else tiles)[idx]
             canvas.paste(tile, ((j % 2) * tw + dx, (j // 2) * th + dy))
+        p = folder / f"bench_{k:04d}.jpg"
+        canvas.save(p, quality=90)
+        out.append(p)
+    return out
+
+
+def _single_photo_images(folder: Path, n: int, side: int, photos: list) -> list[Path]:
+    """n distinct JPEGs, each one dev photo (mirrored every other round) on a coloured canvas, at an offset."""
+    w, h = side, side * 3 // 4
+    inner = (w - 16, h - 12)
+    scaled = [p.resize(inner, Image.Resampling.BICUBIC) for p in photos]
+    out = []
+    for k in range(n):
+        photo = scaled[k % len(scaled)]
+        if (k // len(scaled)) % 2:
+            photo = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        canvas = Image.new("RGB", (w, h), (k % 256, 90, 160))
+        canvas.paste(photo, ((k // 2) % 16, (k // 3) % 12))
         p = folder / f"bench_{k:04d}.jpg"
         canvas.save(p, quality=90)
         out.append(p)
@@ -180,6 +207,43 @@ def run_naive(db, paths_by_id: dict, kind: str, set_id: int) -> tuple[float, flo
     return time.perf_counter() - w0, time.process_time() - c0, naive.t
 
 
+def run_original(paths_by_id: dict, kind: str, predictor_path: str) -> tuple[float, float, dict, int]:
+    """The original pipeline, one image after another in this thread; returns (wall s, CPU s, {image id:
+    boxes as (x0, y0, x1, y1) pixels, x1 y1 exclusive}, 68-point shapes made)."""
+    import dlib
+
+    detector = dlib.get_frontal_face_detector()
+    predictor = dlib.shape_predictor(predictor_path) if kind == "face_landmarks68" else None
+    detector(dlib.load_rgb_image(str(next(iter(paths_by_id.values())))), 1)  # warm, outside the timing
+    boxes, shapes = {}, 0
+    w0, c0 = time.perf_counter(), time.process_time()
+    for image_id, path in paths_by_id.items():
+        img = dlib.load_rgb_image(str(path))
+        rects = detector(img, 1)
+        if predictor is not None:
+            for r in rects:
+                predictor(img, r).parts()
+                shapes += 1
+        boxes[image_id] = [(r.left(), r.top(), r.right() + 1, r.bottom() + 1) for r in rects]
+    return time.perf_counter() - w0, time.process_time() - c0, boxes, shapes
+
+
+def bulk_boxes(db, set_id: int, size: tuple[int, int]) -> dict:
+    """{image id: face boxes in pixels} of a bulk-annotate box set (every bench image has one size)."""
+    w, h = size
+    out: dict = {}
+    for r in db.query("SELECT image_id, x0, y0, x1, y1 FROM annotations WHERE set_id = ?", [set_id]):
+        out.setdefault(r["image_id"], []).append((r["x0"] * w, r["y0"] * h, r["x1"] * w, r["y1"] * h))
+    return out
+
+
+def matched_faces(ours: dict, theirs: dict, ids) -> int:
+    """Faces paired one to one between two detectors' boxes at IoU >= 0.5, over the images."""
+    from app.models.eval_detector import match
+
+    return sum(sum(j is not None for j in match(ours.get(i, []), theirs.get(i, []), 0.5)) for i in ids)
+
+
 def main(argv=None) -> int:
     """Build the images and store, run bulk and naive, print the figures."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -187,10 +251,38 @@ def main(argv=None) -> int:
     p.add_argument("--naive-n", type=int, default=None, help="images for the naive loop (default: all)")
     p.add_argument("--side", type=int, default=1024, help="long side in pixels (default 1024)")
     p.add_argument("--kind", choices=["face_box", "face_landmarks68"], default="face_box")
+    p.add_argument(
+        "--tiles",
+        type=int,
+        choices=[1, 4],
+        default=4,
+        help="dev photos per image: 4 (2x2, about 19 faces an image; default) or 1 (about 5)",
+    )
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--max-side", type=int, default=1024, help="bulk's --max-side (default 1024, as the CLI)")
+    p.add_argument(
+        "--predictor",
+        default="/usr/share/dlib/shape_predictor_68_face_landmarks.dat",
+        help="the original pipeline's 68-point .dat (default: Debian's libdlib-data file)",
+    )
+    p.add_argument("--no-original", action="store_true", help="skip the original pipeline (needs dlib-bin)")
+    p.add_argument(
+        "--landmarks-dat",
+        metavar="PATH",
+        help="bulk's 68 points from dlib's predictor in this .dat (our numpy port, app/annotators/dlib68.py) "
+        "instead of the default model; the naive loop keeps the default",
+    )
     args = p.parse_args(argv)
+    if not args.no_original:
+        try:
+            import dlib  # noqa: F401
+        except ImportError:
+            p.error("dlib-bin is not installed: pip install -r requirements-dev.txt, or pass --no-original")
+        if args.kind == "face_landmarks68" and not Path(args.predictor).is_file():
+            p.error(
+                f"--predictor {args.predictor} does not exist: apt-get install libdlib-data, or give its path"
+            )
 
     from app import create_app
     from app.bulk.local import bulk_annotate
@@ -202,7 +294,7 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         (tmp / "img").mkdir()
         t = time.perf_counter()
-        paths = make_images(tmp / "img", args.n, args.side)
+        paths = make_images(tmp / "img", args.n, args.side, args.tiles)
         print(
             f"made {len(paths)} JPEGs of {args.side}x{args.side * 3 // 4} in {time.perf_counter() - t:.1f} s"
         )
@@ -220,6 +312,23 @@ def main(argv=None) -> int:
         with db.conn:
             for path in paths:
                 ids[register_image_file(db, path, "train")[0]] = path
+
+        if args.landmarks_dat:
+            from app.models.builtin import ensure_builtin_models, load_annotator
+            from app.models.dlib68 import add_dlib_predictor
+            from app.models.registry import activate_model, get_model
+
+            ensure_builtin_models(db)
+            t = time.perf_counter()
+            model_id = add_dlib_predictor(
+                db, args.landmarks_dat, "face_landmarks68", app.config["MODELS_DIR"]
+            )
+            activate_model(db, model_id)
+            db.conn.commit()
+            load_annotator(get_model(db, model_id))  # read once, outside the timings, as a worker would
+            print(
+                f"bulk's 68 points: dlib68 from {args.landmarks_dat} (read in {time.perf_counter() - t:.1f} s)"
+            )
 
         # Warm both paths (sessions, first-call allocation) on one image, outside the timings.
         M.MTCNN(threads=1).detect(np.asarray(Image.open(paths[0]).convert("RGB")))
@@ -260,6 +369,37 @@ def main(argv=None) -> int:
         print(
             f"bulk {bulk_ips:.2f} images/s, naive {naive_ips:.2f} images/s, ratio {bulk_ips / naive_ips:.2f}x"
         )
+        if not args.no_original:
+            orig_wall, orig_cpu, orig_boxes, orig_shapes = run_original(ids, args.kind, args.predictor)
+            ours_boxes = bulk_boxes(db, s["sets"]["box"]["id"], Image.open(paths[0]).size)
+            n_orig = sum(len(v) for v in orig_boxes.values())
+            both = matched_faces(ours_boxes, orig_boxes, ids)
+            ours_cps, orig_cps = len(ids) / bulk_cpu, len(ids) / orig_cpu
+            orig_ips = len(ids) / orig_wall
+            what = "HOG detector at upsample 1" + (
+                " + 68-point predictor" if args.kind == "face_landmarks68" else ""
+            )
+            print(
+                f"\noriginal pipeline (dlib-bin {__import__('dlib').__version__}: {what}), one core, same {len(ids)} images"
+            )
+            print(f"{'':<10} {'images/s':>9} {'per CPU-s':>10} {'wall s':>8} {'CPU s':>8} {'faces':>6}")
+            print(
+                f"{'ours':<10} {bulk_ips:>9.2f} {ours_cps:>10.2f} {bulk_wall:>8.1f} {bulk_cpu:>8.1f} {n_faces:>6}"
+            )
+            print(
+                f"{'original':<10} {orig_ips:>9.2f} {orig_cps:>10.2f} {orig_wall:>8.1f} {orig_cpu:>8.1f} {n_orig:>6}"
+            )
+            if args.kind == "face_landmarks68":
+                n_pts = s["sets"]["points"]["annotations"]
+                print(f"68-point shapes: ours {n_pts}, original {orig_shapes}")
+            print(
+                f"faces: ours {n_faces}, original {n_orig}, matched at IoU 0.5: {both} "
+                f"({both / max(n_orig, 1):.1%} of the original's, {both / max(n_faces, 1):.1%} of ours)"
+            )
+            print(
+                f"ours vs original: {bulk_ips / orig_ips:.2f}x images/s (wall, ours on {args.workers} workers, "
+                f"original on 1 core), {ours_cps / orig_cps:.2f}x images per CPU-second"
+            )
         db.close()
     return 0
 

@@ -1,10 +1,16 @@
 """Measure the 68-point annotators on the 43 dev faces (NME by outer eye corners 36-45).
 
 Usage: python scripts/eval_landmarks68.py [--annotator NAME ...] [--calibrate] [--fit-mapping]
+       [--dlib-predictor shape_predictor_68_face_landmarks.dat]
 Conditions: "box" = true box only; "five" = five points derived from the true 68 (eye centres, nose tip
 30, mouth corners 48/54); "mtcnn" = box and five points from the MTCNN detector matched to the true box
 (IoU >= 0.3), "mtcnn_box" = that box alone; both only where app.annotators.mtcnn exists. n counts the
 faces measured: a face MTCNN missed is left out.
+With --dlib-predictor, dlib's regression-tree predictor (app/annotators/dlib68.py, run without dlib) is
+measured too: "box" = the files' boxes; "dlibdet" = dlib's own HOG detector's box at upsample 1 (needs
+dlib-bin), "mtcnn_five" = a box in dlib's convention from MTCNN's five points (dlib68.FIVE_MAP, what
+bulk-annotate uses), "mtcnn_map" = MTCNN's box mapped (dlib68.BOX_MAP, used where a face has no five
+points), "mtcnn_raw" = MTCNN's box as it is.
 """
 
 import argparse
@@ -52,10 +58,50 @@ def calibrate() -> None:
         )
 
 
+class DlibDetector:
+    """dlib's frontal face detector (dlib-bin) at upsample 1, with eval68's detect() interface."""
+
+    def __init__(self):
+        import dlib
+
+        self.detector = dlib.get_frontal_face_detector()
+
+    def detect(self, img: np.ndarray) -> list:
+        """[(box, score, five points)]: dlib gives no five points (unused for "mtcnn_box")."""
+        from app.annotators.dlib68 import rect_to_box
+
+        rects = self.detector(img, 1)
+        return [(rect_to_box((r.left(), r.top(), r.right(), r.bottom())), 1.0, None) for r in rects]
+
+
+def eval_dlib(path: str, mtcnn) -> None:
+    """Rows for dlib's predictor from the files' boxes, dlib's detector's and MTCNN's (mapped or not)."""
+    from app.annotators.dlib68 import BOX_MAP, FIVE_MAP, DlibLandmarks68
+
+    mapped, raw = DlibLandmarks68(path, BOX_MAP, five_map=FIVE_MAP), DlibLandmarks68(path)
+    try:
+        dlib_det = DlibDetector()
+    except ImportError:
+        dlib_det = None
+        print("dlib-bin is not installed: no dlibdet rows (pip install -r requirements-dev.txt)")
+    runs = [("box", raw, "box", None), ("dlibdet", raw, "mtcnn_box", dlib_det)]
+    runs += [("mtcnn_five", mapped, "mtcnn", mtcnn), ("mtcnn_map", mapped, "mtcnn_box", mtcnn)]
+    runs += [("mtcnn_raw", raw, "mtcnn_box", mtcnn)]
+    for label, ann, cond, det in runs:
+        if cond != "box" and det is None:
+            continue
+        nmes = []
+        for xml in eval68.DEV_XMLS:
+            per = eval68.face_nmes(ann, xml, cond, detector=det)
+            nmes += per
+            print(row("dlib68", label, xml, eval68.summary(per)))
+        print(row("dlib68", label, "overall", eval68.summary(nmes)))
+
+
 def row(name: str, cond: str, file: str, r: dict) -> str:
     """One line of the table."""
     return (
-        f"{name:<11} {cond:<6} {file:<34} n={r['n']:<3} NME={r['mean_nme']:.4f} "
+        f"{name:<11} {cond:<10} {file:<34} n={r['n']:<3} NME={r['mean_nme']:.4f} "
         f"fail@0.08={r['fail_0.08']:.3f} fail@0.10={r['fail_0.10']:.3f}"
     )
 
@@ -66,6 +112,11 @@ def main() -> None:
     ap.add_argument("--annotator", action="append", choices=NAMES)
     ap.add_argument("--calibrate", action="store_true", help="print template68's box constants")
     ap.add_argument("--fit-mapping", action="store_true", help="print facemesh68's 468->68 table")
+    ap.add_argument(
+        "--dlib-predictor",
+        metavar="PATH",
+        help="also measure dlib's predictor from this .dat (e.g. /usr/share/dlib/shape_predictor_68_face_landmarks.dat)",
+    )
     args = ap.parse_args()
     if args.calibrate:
         calibrate()
@@ -87,6 +138,8 @@ def main() -> None:
                 nmes += per
                 print(row(name, cond, xml, eval68.summary(per)))
             print(row(name, cond, "overall", eval68.summary(nmes)))
+    if args.dlib_predictor:
+        eval_dlib(args.dlib_predictor, detector)
 
 
 if __name__ == "__main__":

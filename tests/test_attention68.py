@@ -9,12 +9,13 @@ import numpy as np
 import onnx
 import pytest
 
-from app import REPO_ROOT as REPO
-from app.annotators import eval68, mesh478, mesh_ibug68
+from app.annotators import mesh478, mesh_ibug68
 from app.annotators.attention68 import AttentionMesh68
 from app.annotators.landmarks68 import DEFAULT_LANDMARKS68, get_landmarks68
 from app.annotators.mesh_ibug68 import MIRROR68
 from app.annotators.template68 import five_from_68
+from app.models import eval68
+from app.paths import REPO_ROOT as REPO
 from tests.conftest import TEST_DATA
 
 REFERENCE = TEST_DATA / "facemesh_attention_reference.npz"

@@ -42,38 +42,57 @@ def models_list(kind, as_json):
 @click.option(
     "--runner",
     default=None,
-    help="Code that runs it: 'mtcnn' is not possible for one file; 'landmarks68:facemesh68' for a face-mesh ONNX.",
+    help="Code that runs it: 'mtcnn' is not possible for one file; 'landmarks68:facemesh68' for a face-mesh ONNX; "
+    "'landmarks68:dlib68' for dlib's shape_predictor (the default for a .dat file).",
 )
 @click.option("--licence", default=None, help="Licence of the weights.")
 @click.option("--origin", default=None, help="Where the file comes from.")
 @click.option("--activate", "then_activate", is_flag=True, help="Make it the active model of its kind.")
 @fail_on_domain_error
 def models_add(path, kind, name, runner, licence, origin, then_activate):
-    """Register a model file (copied into the instance's models folder by its sha256)."""
+    """Register a model file (copied into the instance's models folder by its sha256).
+
+    A dlib shape_predictor (.dat, e.g. Debian's /usr/share/dlib/shape_predictor_68_face_landmarks.dat)
+    is read and checked first, runs without dlib, and is recorded with its licence caveat, printed here.
+    """
     from ..annotators.checks import check_model_file
+    from ..models.dlib68 import add_dlib_predictor, is_dlib_predictor
     from ..models.registry import activate_model, get_model, register_model
 
-    # Loaded (and run once by its runner) now, so a file that cannot run is refused here, not in a try.
-    signature = check_model_file(path, kind, runner)
     db = get_db()
-    params = {"runner": runner} if runner else {}
-    model_id = register_model(
-        db,
-        path,
-        kind,
-        name=name,
-        source="added",
-        models_dir=current_app.config["MODELS_DIR"],
-        params=params,
-        licence=licence,
-        origin=origin,
-    )
+    models_dir = current_app.config["MODELS_DIR"]
+    if is_dlib_predictor(path, runner):
+        # Not ONNX: read whole by our reader (a truncated or corrupt file is refused, named) instead.
+        model_id = add_dlib_predictor(db, path, kind, models_dir, name=name, origin=origin)
+        c = get_model(db, model_id)["params"]["cascade"]
+        signature = (
+            f"dlib shape_predictor: {c['levels']} levels of {c['trees_per_level']} trees of depth {c['depth']}, "
+            f"{c['feature_pixels']} feature pixels a level; runner landmarks68:dlib68"
+        )
+        runner = "landmarks68:dlib68"
+    else:
+        # Loaded (and run once by its runner) now, so a file that cannot run is refused here, not in a try.
+        signature = check_model_file(path, kind, runner)
+        params = {"runner": runner} if runner else {}
+        model_id = register_model(
+            db,
+            path,
+            kind,
+            name=name,
+            source="added",
+            models_dir=models_dir,
+            params=params,
+            licence=licence,
+            origin=origin,
+        )
     db.conn.commit()
     if then_activate:
         activate_model(db, model_id)
     m = get_model(db, model_id)
     click.echo(f"model {m['id']}: {m['kind']} {m['name']} sha256 {m['sha256'][:12]} ({m['status']})")
     click.echo(f"  {signature}")
+    if m["params"].get("licence_caveat"):
+        click.echo(f"Licence: {m['params']['licence_caveat']}")
     if not runner:
         click.echo("  no --runner: it loads, but nothing runs it until it is added again with one")
 

@@ -129,6 +129,11 @@ def load_annotator(model: dict, threads: int | None = None):
             factor=p.get("factor", mtcnn.FACTOR),
             threads=threads,
         )
+    if runner == "landmarks68:dlib68":
+        from ..annotators.dlib68 import DlibLandmarks68
+
+        p = model["params"]
+        return DlibLandmarks68(verified_path(model), p.get("box_map"), model["sha256"], p.get("five_map"))
     if runner == "meshhead68":
         # A trained head (its file) on the mesh it was fitted on (params.files.mesh), both verified.
         from ..annotators.landmarks68 import get_landmarks68
