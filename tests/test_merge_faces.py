@@ -11,6 +11,7 @@ import pytest
 
 from app.annotations.geometry import iou
 from app.annotations.rows import annotation_row, insert_annotation, rate
+from app.annotators.landmarks68 import DEFAULT_LANDMARKS68
 from app.bulk.local import annotate_demo, bulk_annotate
 from app.errors import Conflict
 from app.export import ground_truth, iter_training_rows
@@ -272,8 +273,8 @@ def test_the_dashboard_shows_per_kind_the_set_to_review_now(app, db, admin_clien
     now, folded = sections["face_landmarks68"].split("<details", 1)
     assert f'href="/review/{newest}"' in now and "Review now" in now
     run_id = json.loads(db["annotation_sets"].get(newest)["params"])["run_id"]
-    assert f"68 face landmarks by facemesh68, run {run_id}" in now
-    assert "Model facemesh68" in now and "10 images" in now and "from the command line" in now
+    assert f"68 face landmarks by {DEFAULT_LANDMARKS68}, run {run_id}" in now
+    assert f"Model {DEFAULT_LANDMARKS68}" in now and "10 images" in now and "from the command line" in now
     # The older run (all superseded) and dlib's points are folded below.
     older = run_sets(db, "face_landmarks68")[0]
     assert f'data-set-id="{older}"' in folded and "demo-landmarks68" in folded

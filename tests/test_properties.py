@@ -200,7 +200,8 @@ def test_csv_round_trip_export_import_export(demo_db, tmp_path_factory, data):
     path = tmp_path_factory.mktemp("csv") / "out.csv"
     path.write_text(text, encoding="utf-8")
     report = import_csv(db, str(path), kind, name + "-back", source="model")
-    assert report["malformed"] == 0 and report["imported"] == len(faces)
+    # Faces drawn on one image that overlap (IoU >= 0.5) are one face: the export has one row for them.
+    assert report["malformed"] == 0 and report["imported"] == len(first) <= len(faces)
     _, second = _export(db, kind, name + "-back")
     assert first == second
 

@@ -41,8 +41,12 @@ class AttentionMesh68:
 
     def predict_many(self, img_rgb: np.ndarray, boxes, points5s=None) -> list[np.ndarray]:
         """(68, 2) pixel coordinates for each face of one image."""
+        return [p for p, _ in self.predict_many_with_mesh(img_rgb, boxes, points5s)]
+
+    def predict_many_with_mesh(self, img_rgb: np.ndarray, boxes, points5s=None) -> list[tuple]:
+        """(68 points, the 478 mesh points) per face, in image pixels: what a trained mesh head reads."""
         w = shipped_matrix()
-        return [silhouette_jaw(w @ p, p) for p in self.predict_mesh(img_rgb, boxes, points5s)]
+        return [(silhouette_jaw(w @ p, p), p) for p in self.predict_mesh(img_rgb, boxes, points5s)]
 
 
 @cache
