@@ -491,7 +491,7 @@ def place_face(db: Database, image: dict, kind: str, box: list[float], config: M
         return {"points": None, "method": None, "five_id": None}
     from ..annotators.template68 import fit_to_box, fit_to_five
 
-    w, h = cache.image_size(db, config, image)
+    w, h = cache.image_size(config, image)
     five = matching_five(db, image["id"], box)
     if five is not None:
         pts = fit_to_five([[p[0] * w, p[1] * h] for p in five["points"]])

@@ -78,7 +78,7 @@ def meta(image_id: str):
     """Size, split, rotation and attribution of an image, as JSON."""
     db = get_db()
     row = cache.get_image(db, image_id)
-    cache.image_size(db, current_app.config, row)
+    cache.image_size(current_app.config, row)
     keys = ("id", "split", "width", "height", "rotation", "licence", "author", "author_url", "title", "url")
     return jsonify({k: row[k] for k in keys})
 
