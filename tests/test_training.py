@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from app.annotations.rows import annotation_row, insert_annotation, rate
@@ -19,10 +18,16 @@ from app.models.evaluation import PromotionRefused, compare, evaluate, promote
 from app.models.registry import active_model, get_model
 from app.sets.queries import create_set
 from app.training.data import CONTEXT, RowHasher
-from app.training.landmarks import augment
-from app.training.trainer import train
 from tests.conftest import DEMO_DATA
 from tests.svg_paths import drawn_points, path_tags
+
+
+def train(*args, **kw):
+    """app.training.trainer.train, imported when a test trains: the file collects without torch."""
+    from app.training.trainer import train as _train
+
+    return _train(*args, **kw)
+
 
 # Few, cheap steps: the round checks the plumbing and the promotion rule, not the accuracy.
 FAST = {"batch_size": 18, "progress": False}
@@ -85,6 +90,10 @@ def test_crop_round_trip_puts_a_dot_where_it_was():
 
 
 def test_augment_keeps_points_on_their_pixels_and_flips_left_and_right():
+    import torch
+
+    from app.training.landmarks import augment
+
     size = round(crop68.INPUT_SIZE * CONTEXT)
     rng = np.random.default_rng(0)
     points = np.zeros((1, 68, 2), np.float32)
