@@ -33,9 +33,9 @@ def set_page(
     built = None
     try:
         if after is not None:
-            ids = _page_ids(db, " AND (image_id, id) > (?, ?)", "ASC", [set_id, *after, per_page])
+            ids = _page_ids(db, AFTER_KEY, "ASC", [set_id, *after, per_page])
         elif before is not None:
-            ids = _page_ids(db, " AND (image_id, id) < (?, ?)", "DESC", [set_id, *before, per_page])
+            ids = _page_ids(db, BEFORE_KEY, "DESC", [set_id, *before, per_page])
         else:
             ids, built = _page_ids_by_number(db, set_id, page, per_page, mark_every)
         anns = [
@@ -59,9 +59,20 @@ _PAGE_SQL = (
 )
 
 
+# Where a page starts: after / before a pager key, or from a mark.
+AFTER_KEY = " AND (image_id, id) > (?, ?)"
+BEFORE_KEY = " AND (image_id, id) < (?, ?)"
+FROM_KEY = " AND (image_id, id) >= (?, ?)"
+
+
+def page_sql(where: str, direction: str) -> str:
+    """The SQL that reads one page's ids (params: set_id, [key], limit, offset); tests EXPLAIN it."""
+    return _PAGE_SQL.format(where, direction) + " OFFSET ?"
+
+
 def _page_ids(db: Database, where: str, direction: str, params: list, offset: int = 0) -> list[int]:
     # Over the covering index annotations_set_page: a skip reads index entries only.
-    sql = _PAGE_SQL.format(where, direction) + " OFFSET ?"
+    sql = page_sql(where, direction)
     return [r[0] for r in db.execute(sql, [*params, offset])]
 
 
@@ -94,7 +105,7 @@ def _page_ids_by_number(
             return _page_ids(db, "", "ASC", [set_id, per_page], skip), None
         built = (version, marks)
         key = marks[mark]
-    ids = _page_ids(db, " AND (image_id, id) >= (?, ?)", "ASC", [set_id, *key, per_page], skip - mark * every)
+    ids = _page_ids(db, FROM_KEY, "ASC", [set_id, *key, per_page], skip - mark * every)
     return ids, built
 
 
