@@ -10,7 +10,7 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
-from ..annotations.rows import points_json
+from ..annotations.rows import annotation_row, insert_annotation
 from ..db import immediate, now
 from ..errors import InvalidInput
 from ..kinds import FACE_LABEL, get_kind
@@ -129,19 +129,16 @@ def import_dlib_xml(
                 if parent_set_id is not None:
                     row = db.execute(_SAME_BOX, [parent_set_id, image_id, *box]).fetchone()
                     parent_id = row[0] if row else None
-                db.execute(
-                    "INSERT INTO annotations (set_id, image_id, kind, label, x0, y0, x1, y1, points, parent_id, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        set_id,
-                        image_id,
-                        kind,
-                        FACE_LABEL,
-                        *box,
-                        points_json(points),
-                        parent_id,
-                        created,
-                    ],
+                row = annotation_row(
+                    set_id,
+                    image_id,
+                    kind,
+                    box,
+                    points,
+                    label=FACE_LABEL,
+                    parent_id=parent_id,
+                    created_at=created,
                 )
+                insert_annotation(db, row)
                 summary["added"] += 1
     return summary
