@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from app.annotations.rows import annotation_row, insert_annotation, rate
-from app.bulk.local import bulk_annotate, select_images
+from app.bulk.local import bulk_annotate
+from app.bulk.selection import select_images
 from app.db import connect, now
 from app.imports.demo import build_demo
 from app.models.eval_detector import dev_faces, match
