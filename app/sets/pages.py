@@ -7,6 +7,7 @@ import re
 from sqlite_utils import Database
 
 from ..annotations.rows import decode
+from ..db import snapshot
 from ..errors import InvalidInput
 from . import page_marks
 
@@ -29,9 +30,8 @@ def set_page(
         raise InvalidInput("page starts at 1")
     # One read snapshot for the counts, the marks and the rows (autocommit reads each take their own).
     outer = db.conn.in_transaction
-    db.conn.execute("SAVEPOINT set_page")
     built = None
-    try:
+    with snapshot(db):
         if after is not None:
             ids = _page_ids(db, AFTER_KEY, "ASC", [set_id, *after, per_page])
         elif before is not None:
@@ -47,8 +47,6 @@ def set_page(
                 [json.dumps(ids)],
             )
         ]
-    finally:
-        db.conn.execute("RELEASE set_page")
     if built is not None and not outer:
         page_marks.store_marks(db, set_id, mark_every, *built)
     return anns
