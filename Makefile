@@ -46,9 +46,9 @@ browser:
 test: setup-dev browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Everything but the browser tests, for a quick loop.
+# Everything but the browser tests and those marked slow (Ray, training rounds, soak, fuzz), for a quick loop.
 test-fast: setup-dev
-	$(PY) -m pytest -m "not browser" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not browser and not slow" $(PYTEST_ARGS)
 
 lint: setup-dev
 	$(VENV)/bin/ruff check app scripts tests

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from app.paths import REPO_ROOT
 
 LINT_IMPORTS = str(Path(sys.executable).parent / "lint-imports")
@@ -58,6 +60,7 @@ def test_torch_outside_training_and_a_cycle_break_contracts(tmp_path):
     assert "sets and models do not import the review queue" in out and "BROKEN" in out
 
 
+@pytest.mark.slow
 def test_test_training_collects_without_torch():
     # torch made unimportable (None in sys.modules): collecting the training tests must not need it;
     # they import torch inside the tests that train, which run it wherever it is installed.

@@ -129,6 +129,7 @@ def test_compare_by_main_metric():
     assert compare("face_landmarks68", {"nme": float("nan")}, {"nme": 0.5})[0] is False
 
 
+@pytest.mark.slow
 def test_a_whole_round(app, round_db, runner):
     db, meta = round_db, round_db.meta
     facemesh = active_model(db, "face_landmarks68")
@@ -191,6 +192,7 @@ def test_a_whole_round(app, round_db, runner):
     assert get_model(db, poor["model_id"])["status"] == "retired"
 
 
+@pytest.mark.slow
 def test_loop_annotates_the_unlabelled_and_the_bad(app, round_db, runner):
     db, meta = round_db, round_db.meta
     m1 = train(db, app.config, "face_landmarks68", epochs=1, **FAST)
@@ -228,6 +230,7 @@ def test_loop_annotates_the_unlabelled_and_the_bad(app, round_db, runner):
     assert s == (new,)
 
 
+@pytest.mark.slow
 def test_face_box_fine_tune_round(app, round_db, runner):
     db = round_db
     machine = create_set(db, "machine-boxes", "face_box", "model", label=FACE_LABEL)
@@ -253,6 +256,7 @@ def test_face_box_fine_tune_round(app, round_db, runner):
     assert get_model(db, out["model_id"])["metrics"]["test"]["ap"] == m["ap"]
 
 
+@pytest.mark.slow
 def test_models_page_promote_and_try(app, round_db, admin_client, reviewer_client):
     db, meta = round_db, round_db.meta
     m1 = train(db, app.config, "face_landmarks68", epochs=2, **FAST)["model_id"]
