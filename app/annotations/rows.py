@@ -86,6 +86,18 @@ def insert_annotations(db: Database, rows: Iterable[dict]) -> int:
     return cur.rowcount
 
 
+# A box row for insert_counted_by_batch (import-openimages): the image must be in the store, and the same box must not be in the set yet (idempotence; a box
+# that someone deleted stays deleted). INDEXED BY: without it the planner may pick an index that
+# starts with set_id alone and scan the whole set for every row (seen: 8k instead of 260k rows/s).
+BOX_IF_NEW_SQL = (
+    "INSERT INTO annotations (set_id, image_id, kind, label, x0, y0, x1, y1, flags, created_at)"
+    " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10"
+    " WHERE EXISTS (SELECT 1 FROM images WHERE id = ?2)"
+    " AND NOT EXISTS (SELECT 1 FROM annotations INDEXED BY annotations_set_image"
+    " WHERE set_id = ?1 AND image_id = ?2 AND x0 = ?5 AND y0 = ?6 AND x1 = ?7 AND y1 = ?8)"
+)
+
+
 def insert_counted_by_batch(db: Database, sql: str, rows_by_set: dict[int, list]) -> int:
     """Run an unrated-annotation INSERT over many rows, adding to each set's n_total once per set.
 
