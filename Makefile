@@ -55,9 +55,9 @@ dlib-data:
 test: setup-dev browser dlib-data
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Everything but the browser tests, for a quick loop.
+# Everything but the browser tests and those marked slow (Ray, training rounds, soak, fuzz), for a quick loop.
 test-fast: setup-dev dlib-data
-	$(PY) -m pytest -m "not browser" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not browser and not slow" $(PYTEST_ARGS)
 
 lint: setup-dev
 	$(VENV)/bin/ruff check app scripts tests

@@ -188,6 +188,21 @@ def immediate(db: Database) -> Iterator[Database]:
             lock.release()
 
 
+@contextmanager
+def snapshot(db: Database) -> Iterator[Database]:
+    """One read snapshot for several reads (in WAL, writers carry on meanwhile); inside an open
+    transaction, that transaction's. Writes go through immediate(), never through this."""
+    if db.conn.in_transaction:
+        yield db
+        return
+    db.conn.execute("BEGIN")
+    try:
+        yield db
+    finally:
+        if db.conn.in_transaction:
+            db.conn.execute("COMMIT")
+
+
 def migrate(db: Database) -> list[str]:
     """Apply pending migrations; returns the names applied."""
     from .migrations import migrations

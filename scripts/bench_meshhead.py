@@ -23,8 +23,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from app.annotators.facemesh68 import FaceMeshLandmarks68
-    from app.annotators.ibug_xml import load_faces
     from app.annotators.meshhead68 import MeshHead68
+    from app.imports.dlib_xml import load_faces
     from app.models.eval68 import DEMO_DATA, load_rgb
     from app.training import meshhead
 

@@ -22,10 +22,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.annotations.geometry import box_iou  # noqa: E402
-from app.annotators.ibug_xml import load_faces  # noqa: E402
 from app.annotators.landmarks68 import NAMES, get_landmarks68  # noqa: E402
 from app.annotators.template68 import mean_shape, similarity  # noqa: E402
 from app.images.decode import load_rgb  # noqa: E402
+from app.imports.dlib_xml import load_faces  # noqa: E402
 from app.models import eval68  # noqa: E402
 
 

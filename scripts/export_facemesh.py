@@ -23,9 +23,9 @@ sys.path.insert(0, str(REPO))
 def inputs() -> list[np.ndarray]:
     """NCHW [0, 1] test inputs: random batches and a face crop from a dev photo."""
     from app.annotators.facemesh68 import crop_faces
-    from app.annotators.ibug_xml import load_faces
     from app.annotators.template68 import five_from_68
     from app.images.decode import load_rgb
+    from app.imports.dlib_xml import load_faces
     from app.models.eval68 import DEMO_DATA
 
     rng = np.random.default_rng(0)

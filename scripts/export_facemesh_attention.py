@@ -186,10 +186,9 @@ def tf_stage(model_json: Path, work: Path) -> None:
 
 def face_crops() -> tuple[np.ndarray, np.ndarray]:
     """NCHW [0, 1] crops of real faces (the dev photos, by MTCNN's boxes) and uint8 NHWC of the first."""
-    from app.models.eval68 import DEMO_DATA, load_rgb
-
     from app.annotators.mesh478 import crop_rois, first_roi
     from app.annotators.mtcnn import MTCNN
+    from app.models.eval68 import DEMO_DATA, load_rgb
 
     det = MTCNN()
     crops = []
@@ -311,9 +310,9 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(REPO))
     import onnx
     import onnxruntime as ort
-    from app.models.registry import sha256_file
 
     from app.annotators.mesh478 import MODEL_PATH
+    from app.models.registry import sha256_file
     from app.training.onnx_export import fast_prelu
 
     out = args.out or MODEL_PATH

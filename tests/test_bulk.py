@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from app.annotations.rows import annotation_row, insert_annotation, rate
-from app.bulk.local import bulk_annotate, list_runs, select_images
+from app.bulk.local import bulk_annotate, list_runs
+from app.bulk.selection import select_images
 from app.db import connect, now
 from app.imports.demo import build_demo
 from app.models.eval_detector import dev_faces, match
@@ -229,6 +230,7 @@ def _annotations_by_image(db, set_id):
     return out
 
 
+@pytest.mark.slow
 def test_resume_after_kill_9_gives_the_same_set(app, db, tmp_path):
     ids = small_photos(db, tmp_path, 14)
     env = dict(
@@ -356,6 +358,7 @@ def test_bulk_runs_lists_progress_and_errors(app, db, tmp_path, runner):
     assert "done" in runner.invoke(args=["oiap", "bulk-runs"]).output
 
 
+@pytest.mark.slow
 def test_cli_bulk_annotate_and_no_torch(app, db, tmp_path):
     small_photos(db, tmp_path, 2)
     code = (
@@ -382,6 +385,7 @@ def test_cli_options_are_checked(runner):
     assert r.exit_code != 0 and "no bulk-annotate run 99" in r.output
 
 
+@pytest.mark.slow
 def test_68_chain_on_the_dev_photos_lands_on_the_dev_points(app, db):
     # MTCNN boxes and five points, then facemesh68: NME (mean error / outer-eye-corner distance) on
     # the faces matched to the 43 dev faces. Bound 0.10 (measured 0.064 on 42 faces; facemesh68 on the

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from app.annotators import dlib68
-from app.annotators.ibug_xml import load_faces
 from app.annotators.mtcnn import MTCNN
 from app.db import now
+from app.imports.dlib_xml import load_faces
 from app.models.eval68 import load_rgb, nme
 from app.models.registry import sha256_file
 from tests.conftest import DEMO_DATA

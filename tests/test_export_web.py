@@ -4,6 +4,8 @@ import csv
 import io
 import zipfile
 
+import pytest
+
 from tests.test_export_csv import KIND, build
 from tests.test_export_merge import A
 
@@ -53,6 +55,7 @@ def test_anonymous_is_sent_to_login(client):
     assert client.get("/export/download?kind=face_box&format=csv").status_code == 302
 
 
+@pytest.mark.slow
 def test_bench_script_runs_small(tmp_path):
     import subprocess
     import sys

@@ -102,6 +102,7 @@ def _check(client, method, url, failures, **kw):
     return r
 
 
+@pytest.mark.slow
 def test_no_route_answers_5xx_to_hostile_input(store, admin_client, hx):
     image_id = connect(store.config["DATABASE"]).execute("SELECT id FROM images LIMIT 1").fetchone()[0]
     failures, n = [], 0

@@ -219,12 +219,12 @@ def test_cli_reports_counts_and_malformed_rows(runner, v6_dir):
 
 def test_duplicate_check_uses_the_set_image_index(db):
     # A plan that walks an index on set_id alone scans the whole set for every row (30x slower).
-    from app.imports.openimages import BOX_SQL
+    from app.annotations.rows import BOX_IF_NEW_SQL
 
     plan = " ".join(
         r[3]
         for r in db.execute(
-            "EXPLAIN QUERY PLAN " + BOX_SQL, [1, "0" * 16, "face_box", FACE, 0, 0, 1, 1, "{}", "x"]
+            "EXPLAIN QUERY PLAN " + BOX_IF_NEW_SQL, [1, "0" * 16, "face_box", FACE, 0, 0, 1, 1, "{}", "x"]
         )
     )
     assert "annotations USING INDEX annotations_set_image (set_id=? AND image_id=?)" in plan

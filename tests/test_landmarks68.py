@@ -137,6 +137,7 @@ def test_predict_many_is_one_batch_matching_predict():
     np.testing.assert_allclose(mixed[1], ann.predict(img, boxes[1]), atol=1e-3)
 
 
+@pytest.mark.slow
 def test_onnx_matches_torch_rebuild():
     torch = pytest.importorskip("torch")
     from app.training.facemesh import FaceMesh, load_onnx_weights

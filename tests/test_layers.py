@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from app.paths import REPO_ROOT
 
 LINT_IMPORTS = str(Path(sys.executable).parent / "lint-imports")
@@ -56,3 +58,18 @@ def test_torch_outside_training_and_a_cycle_break_contracts(tmp_path):
     assert "app is not allowed to import torch" in out and "app.sets.leaky -> torch" in out
     assert "No cycles are allowed in app." in out
     assert "sets and models do not import the review queue" in out and "BROKEN" in out
+
+
+@pytest.mark.slow
+def test_test_training_collects_without_torch():
+    # torch made unimportable (None in sys.modules): collecting the training tests must not need it;
+    # they import torch inside the tests that train, which run it wherever it is installed.
+    code = (
+        "import sys; sys.modules['torch'] = None; import pytest;"
+        " sys.exit(pytest.main(['--collect-only', '-q', '-p', 'no:cacheprovider', 'tests/test_training.py']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "test_a_whole_round" in result.stdout

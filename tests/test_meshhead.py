@@ -13,12 +13,11 @@ import pytest
 
 from app.annotations.rows import annotation_row, insert_annotation
 from app.annotators import meshhead68
-from app.annotators.ibug_xml import load_faces
 from app.annotators.landmarks68 import DEFAULT_LANDMARKS68, get_landmarks68
 from app.annotators.mtcnn import MTCNN
 from app.db import connect
 from app.errors import InvalidInput
-from app.imports.dlib_xml import import_dlib_xml
+from app.imports.dlib_xml import import_dlib_xml, load_faces
 from app.imports.folder import register_image_file
 from app.kinds import FACE_LABEL
 from app.models.builtin import ensure_builtin_models, load_annotator

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from app.annotators.ibug_xml import load_faces
 from app.bulk.local import bulk_annotate
 from app.images.decode import decode
 from app.images.orientation import EXIF_ORIENTATION_TAG, EXIF_UPRIGHT, Orientation, orientation_for
+from app.imports.dlib_xml import load_faces
 from app.models.eval_detector import dev_faces, match
 from tests.conftest import DEMO_DATA
 from tests.test_bulk import add_image, set_rows

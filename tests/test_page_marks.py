@@ -10,7 +10,7 @@ from app.annotations.rows import annotation_row, insert_annotation, insert_count
 from app.db import immediate, now
 from app.imports import openimages
 from app.sets import page_marks
-from app.sets.pages import set_page
+from app.sets.pages import FROM_KEY, page_sql, set_page
 from app.sets.queries import create_set
 from tests.openimages_csv import FACE, PERSON
 from tests.test_import_counters import _meta
@@ -215,8 +215,7 @@ def test_marks_built_in_a_read_transaction_are_not_stored(db, sets):
 def test_mark_walk_and_jump_seek_the_covering_index(db, sets):
     for sql in (
         page_marks._HOP,
-        "SELECT id FROM annotations WHERE set_id = ? AND deleted = 0"
-        " AND (image_id, id) >= (?, ?) ORDER BY image_id, id LIMIT ? OFFSET ?",
+        page_sql(FROM_KEY, "ASC"),
     ):
         n = sql.count("?")
         plan = " ".join(r[3] for r in db.execute("EXPLAIN QUERY PLAN " + sql, [1, "a", 1, 1, 1][:n]))

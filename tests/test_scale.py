@@ -10,7 +10,7 @@ import pytest
 
 from app.db import now
 from app.paths import REPO_ROOT
-from app.sets.pages import set_page
+from app.sets.pages import AFTER_KEY, page_sql, set_page
 from app.sets.queries import create_set, list_sets
 
 
@@ -86,18 +86,16 @@ def test_set_page_and_dashboard_queries_use_indexes(db, big_set):
     plan = " ".join(
         r[3]
         for r in db.execute(
-            "EXPLAIN QUERY PLAN SELECT id FROM annotations WHERE set_id = ? AND deleted = 0"
-            " ORDER BY image_id DESC, id DESC LIMIT 60 OFFSET 1000",
-            [big_set],
+            "EXPLAIN QUERY PLAN " + page_sql("", "DESC"),
+            [big_set, 60, 1000],
         )
     )
     assert "COVERING INDEX annotations_set_page" in plan and "TEMP B-TREE" not in plan
     plan = " ".join(
         r[3]
         for r in db.execute(
-            "EXPLAIN QUERY PLAN SELECT id FROM annotations WHERE set_id = ? AND deleted = 0"
-            " AND (image_id, id) > (?, ?) ORDER BY image_id, id LIMIT 60",
-            [big_set, "8", 5],
+            "EXPLAIN QUERY PLAN " + page_sql(AFTER_KEY, "ASC"),
+            [big_set, "8", 5, 60, 0],
         )
     )
     # A seek to the key (image_id > ?), not a walk from the start of the set.

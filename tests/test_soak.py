@@ -3,9 +3,12 @@ the middle and a restart; nothing acknowledged may be lost (tests/soak_harness.p
 
 import sqlite3
 
+import pytest
+
 from tests.soak_harness import Record, _overlaps, soak, verify
 
 
+@pytest.mark.slow
 def test_soak_with_a_server_crash(tmp_path):
     result = soak(tmp_path / "instance", reviewers=5, seconds=12, kill_at=6, copies=2)
     assert result["problems"] == [], result

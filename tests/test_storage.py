@@ -322,6 +322,7 @@ def objects(s3, bucket) -> dict:
     }
 
 
+@pytest.mark.slow
 def test_push_fetch_round_trip_and_idempotence(tmp_path, moto_url, s3, bucket):
     config = {"S3_BUCKET": bucket, "S3_ENDPOINT_URL": moto_url, "S3_PREFIX": "team"}
     a = make_app(tmp_path, "a", **config)

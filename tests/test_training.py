@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from app.annotations.rows import annotation_row, insert_annotation, rate
@@ -19,10 +18,16 @@ from app.models.evaluation import PromotionRefused, compare, evaluate, promote
 from app.models.registry import active_model, get_model
 from app.sets.queries import create_set
 from app.training.data import CONTEXT, RowHasher
-from app.training.landmarks import augment
-from app.training.trainer import train
 from tests.conftest import DEMO_DATA
 from tests.svg_paths import drawn_points, path_tags
+
+
+def train(*args, **kw):
+    """app.training.trainer.train, imported when a test trains: the file collects without torch."""
+    from app.training.trainer import train as _train
+
+    return _train(*args, **kw)
+
 
 # Few, cheap steps of the small CNN (crop68, never better than the mesh here): the round checks the
 # plumbing and the promotion rule, not the accuracy; test_meshhead.py trains the default head.
@@ -86,6 +91,10 @@ def test_crop_round_trip_puts_a_dot_where_it_was():
 
 
 def test_augment_keeps_points_on_their_pixels_and_flips_left_and_right():
+    import torch
+
+    from app.training.landmarks import augment
+
     size = round(crop68.INPUT_SIZE * CONTEXT)
     rng = np.random.default_rng(0)
     points = np.zeros((1, 68, 2), np.float32)
@@ -121,6 +130,7 @@ def test_compare_by_main_metric():
     assert compare("face_landmarks68", {"nme": float("nan")}, {"nme": 0.5})[0] is False
 
 
+@pytest.mark.slow
 def test_a_whole_round(app, round_db, runner):
     db, meta = round_db, round_db.meta
     facemesh = active_model(db, "face_landmarks68")
@@ -189,6 +199,7 @@ def test_a_whole_round(app, round_db, runner):
     assert get_model(db, poor["model_id"])["status"] == "retired"
 
 
+@pytest.mark.slow
 def test_loop_annotates_the_unlabelled_and_the_bad(app, round_db, runner):
     db, meta = round_db, round_db.meta
     m1 = train(db, app.config, "face_landmarks68", epochs=1, **FAST)
@@ -226,6 +237,7 @@ def test_loop_annotates_the_unlabelled_and_the_bad(app, round_db, runner):
     assert s == (new,)
 
 
+@pytest.mark.slow
 def test_face_box_fine_tune_round(app, round_db, runner):
     db = round_db
     machine = create_set(db, "machine-boxes", "face_box", "model", label=FACE_LABEL)
@@ -251,6 +263,7 @@ def test_face_box_fine_tune_round(app, round_db, runner):
     assert get_model(db, out["model_id"])["metrics"]["test"]["ap"] == m["ap"]
 
 
+@pytest.mark.slow
 def test_models_page_promote_and_try(app, round_db, admin_client, reviewer_client):
     db, meta = round_db, round_db.meta
     m1 = train(db, app.config, "face_landmarks68", epochs=2, **FAST)["model_id"]

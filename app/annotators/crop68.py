@@ -5,11 +5,12 @@ The pre-processing constants live here once; app/training/landmarks.py imports t
 net saw in training is what it sees here.
 """
 
-import threading
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .session import session
 
 ARCH = "oiap-crop68-v1"  # params["arch"] of our models: warm starts only load this architecture
 INPUT_SIZE = 96
@@ -19,21 +20,6 @@ CROP_EXPAND = 1.3
 # RGB uint8 -> float: (x / 255 - MEAN) / STD.
 MEAN = 0.5
 STD = 0.25
-
-_lock = threading.Lock()
-_sessions: dict[str, object] = {}
-
-
-def get_session(model_path: str | Path):
-    """The ONNX session of a model file, built once per process on first use."""
-    key = str(model_path)
-    if key not in _sessions:
-        with _lock:
-            if key not in _sessions:
-                import onnxruntime as ort
-
-                _sessions[key] = ort.InferenceSession(key, providers=["CPUExecutionProvider"])
-    return _sessions[key]
 
 
 def crop_square(box_px, expand: float = CROP_EXPAND) -> tuple[float, float, float]:
@@ -89,6 +75,6 @@ class Crop68:
         pil = Image.fromarray(np.ascontiguousarray(img_rgb, dtype=np.uint8))
         squares = [crop_square(b) for b in boxes]
         crops = np.stack([sample_square(pil, *sq, INPUT_SIZE) for sq in squares])
-        sess = get_session(self.model_path)
+        sess = session(self.model_path)
         out = sess.run(None, {sess.get_inputs()[0].name: to_input(crops)})[0]
         return [from_crop(o.reshape(68, 2), *sq) for o, sq in zip(out, squares, strict=True)]

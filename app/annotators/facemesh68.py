@@ -1,12 +1,12 @@
 """68 iBUG points from MediaPipe's face mesh (ONNX, onnxruntime only): align a 192x192 crop by the five
 points, run the mesh, pick 68 of its 468 vertices, map them back to image pixels."""
 
-import threading
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from .session import session
 from .template68 import apply, fit_to_box, five_from_68, mean_shape, similarity
 
 MODEL_PATH = Path(__file__).parent / "models" / "facemesh.onnx"
@@ -35,26 +35,6 @@ MESH_TO_IBUG68 = [
     77, 38, 13, 268, 292, 316, 15, 86,  # inner lip 60-67
 ]
 # fmt: on
-
-_lock = threading.Lock()
-_sessions: dict[str, object] = {}
-
-
-def get_session(model_path: str | Path = MODEL_PATH):
-    """The ONNX session of a model file, built once per process on first use."""
-    key = str(model_path)
-    if key not in _sessions:
-        with _lock:
-            if key not in _sessions:
-                import onnxruntime as ort
-
-                opts = ort.SessionOptions()
-                # One thread per call: bulk-annotate's workers run in parallel, and spinning intra-op
-                # pools in several workers starved each other on a 2-core server (wall 3x the CPU).
-                opts.intra_op_num_threads = 1
-                opts.inter_op_num_threads = 1
-                _sessions[key] = ort.InferenceSession(key, opts, providers=["CPUExecutionProvider"])
-    return _sessions[key]
 
 
 def canonical_five() -> np.ndarray:
@@ -112,7 +92,7 @@ def predict_mesh_many(img_rgb: np.ndarray, boxes, points5s=None, model_path=MODE
     points5s = points5s if points5s is not None else [None] * len(boxes)
     fives = [five_for(b, p) for b, p in zip(boxes, points5s, strict=True)]
     x, xforms = crop_faces(img_rgb, fives)
-    sess = get_session(model_path)
+    sess = session(model_path)
     name = sess.get_inputs()[0].name
     mesh = np.concatenate(
         [sess.run(["mesh"], {name: x[i : i + RUN_BATCH]})[0] for i in range(0, len(x), RUN_BATCH)]

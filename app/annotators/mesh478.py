@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .facemesh68 import get_session
+from .session import session
 
 MODEL_PATH = Path(__file__).parent / "models" / "facemesh_attention.onnx"
 LITE_MODEL_PATH = Path(__file__).parent / "models" / "facemesh.onnx"
@@ -150,7 +150,7 @@ def run_rois(img_rgb: np.ndarray, rois, model_path: str | Path = MODEL_PATH) -> 
     if not rois:
         return []
     x, xforms = crop_rois(img_rgb, rois)
-    sess = get_session(model_path)
+    sess = session(model_path)
     out = []
     for i, (m, t) in enumerate(xforms):
         outs = dict(zip(OUTPUTS, sess.run(list(OUTPUTS), {"image": x[i : i + 1]}), strict=True))
@@ -165,7 +165,7 @@ def run_rois_lite(img_rgb: np.ndarray, rois, model_path: str | Path = LITE_MODEL
     if not rois:
         return []
     x, xforms = crop_rois(img_rgb, rois)
-    sess = get_session(model_path)
+    sess = session(model_path)
     out = []
     for i, (m, t) in enumerate(xforms):
         mesh = sess.run(["mesh"], {"image": x[i : i + 1]})[0]

@@ -16,33 +16,14 @@ N is read from the file, so one head runs on the mesh it was fitted on (468 vert
 face mesh, 478 for the attention mesh); another mesh is refused by name.
 """
 
-import threading
 from pathlib import Path
 
 import numpy as np
 
+from .session import session
 from .template68 import apply, mean_shape, similarity
 
 ARCH = "oiap-meshhead68-v1"  # params["arch"] of trained heads
-
-_lock = threading.Lock()
-_sessions: dict[str, object] = {}
-
-
-def get_session(model_path: str | Path):
-    """The ONNX session of a head file, built once per process on first use."""
-    key = str(model_path)
-    if key not in _sessions:
-        with _lock:
-            if key not in _sessions:
-                import onnxruntime as ort
-
-                opts = ort.SessionOptions()
-                # A MatMul of a few hundred kB: one thread, as the mesh (bulk runs workers in parallel).
-                opts.intra_op_num_threads = 1
-                opts.inter_op_num_threads = 1
-                _sessions[key] = ort.InferenceSession(key, opts, providers=["CPUExecutionProvider"])
-    return _sessions[key]
 
 
 def to_frame(points68: np.ndarray, mesh: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
@@ -60,7 +41,7 @@ def from_frame(points: np.ndarray, xform: tuple) -> np.ndarray:
 
 def head_mesh_size(model_path: str | Path) -> int:
     """N, the mesh vertices a head file takes."""
-    return int(get_session(model_path).get_inputs()[1].shape[1])
+    return int(session(model_path).get_inputs()[1].shape[1])
 
 
 class MeshHead68:
@@ -86,7 +67,7 @@ class MeshHead68:
             return []
         outs = self.base.predict_many_with_mesh(img_rgb, boxes, points5s)
         framed = [to_frame(p, v) for p, v in outs]
-        sess = get_session(self.model_path)
+        sess = session(self.model_path)
         n = head_mesh_size(self.model_path)
         if framed[0][1].shape[0] != n:
             raise ValueError(

@@ -15,6 +15,8 @@ from time import thread_time
 
 import numpy as np
 
+from .session import session
+
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 FILES = {"pnet": "pnet.onnx", "rnet": "rnet.onnx", "onet": "onet.onnx"}
 
@@ -29,31 +31,6 @@ SCALE = 0.0078125
 # core's 1 MB L2 (measured on the bench images: RNet 32 .054 s/image vs 64 .060, 256 .077; ONet 4 .049
 # vs 16 .055, 32 .067).
 CHUNK = {"rnet": 32, "onet": 4}
-
-_sessions: dict = {}
-_sessions_lock = threading.Lock()
-
-
-def default_threads() -> int:
-    """intra-op threads for onnxruntime: 1. Parallelism comes from bulk-annotate's workers; on a busy
-    2-core server, spinning intra-op threads measured twice the CPU per image."""
-    return 1
-
-
-def session(path: str | Path, threads: int | None = None):
-    """An onnxruntime CPU session for a file, built once per process (and thread count)."""
-    import onnxruntime as ort
-
-    key = (str(path), threads or default_threads())
-    with _sessions_lock:
-        if key not in _sessions:
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = key[1]
-            opts.inter_op_num_threads = 1
-            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            _sessions[key] = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        return _sessions[key]
-
 
 # Packed integral image: R + G * 2**21 + B * 2**42 in one int64 per pixel. Box sums are linear, so the
 # four-corner sum of packed values (mod 2**64) is the packed box sum, exact while every channel's box

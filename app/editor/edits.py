@@ -12,9 +12,16 @@ from collections.abc import Mapping
 from sqlite_utils import Database
 
 from ..annotations.geometry import iou
-from ..annotations.rows import decode, points_json, rate
+from ..annotations.rows import (
+    annotation_row,
+    decode,
+    delete_at_version,
+    insert_annotation,
+    move_at_version,
+    rate,
+)
 from ..audit.events import log_event
-from ..db import immediate, now
+from ..db import immediate
 from ..errors import Conflict, InvalidInput, NotFound
 from ..images import cache
 from ..kinds import FACE_LABEL, get_kind
@@ -313,21 +320,13 @@ def _update_human(db: Database, set_id: int, image_id: str, kind: str, f: dict, 
             f"{f['version']}); nothing was saved, your edits are still in the editor: reload in another tab to compare"
         )
     if f["deleted"]:
-        cur = db.execute(
-            "UPDATE annotations SET deleted = 1, version = version + 1 WHERE id = ? AND version = ? AND deleted = 0",
-            [f["id"], f["version"]],
-        )
+        written = delete_at_version(db, f["id"], f["version"])
         action, after = "edit_delete", {"deleted": True}
     else:
         # A changed face is a new claim: any rating of the old geometry no longer applies.
-        cur = db.execute(
-            "UPDATE annotations SET x0 = ?, y0 = ?, x1 = ?, y1 = ?, points = ?, version = version + 1,"
-            " rating = NULL, rated_by = NULL, rated_at = NULL"
-            " WHERE id = ? AND version = ? AND deleted = 0",
-            [*f["box"], points_json(f["points"]), f["id"], f["version"]],
-        )
+        written = move_at_version(db, f["id"], f["version"], f["box"], f["points"])
         action, after = "edit_save", {"box": f["box"], "points": f["points"]}
-    if cur.rowcount != 1:  # the compare-and-swap lost: someone wrote between our read and write
+    if not written:  # the compare-and-swap lost: someone wrote between our read and write
         raise Conflict(f"face {f['id']} was changed by someone else; nothing was saved")
     version = f["version"] + 1
     log_event(
@@ -354,24 +353,19 @@ def _insert(
 ) -> int:
     box = f.get("box") or [origin["x0"], origin["y0"], origin["x1"], origin["y1"]]
     points = f.get("points") if not f["deleted"] else origin["points"]
-    cur = db.execute(
-        "INSERT INTO annotations (set_id, image_id, kind, label, x0, y0, x1, y1, points, parent_id, origin_id,"
-        " created_by, created_at, deleted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            set_id,
-            image_id,
-            kind,
-            (origin or {}).get("label") or FACE_LABEL,
-            *box,
-            points_json(points),
-            (origin or {}).get("parent_id"),
-            origin["id"] if origin else None,
-            user_id,
-            now(),
-            int(f["deleted"]),
-        ],
+    row = annotation_row(
+        set_id,
+        image_id,
+        kind,
+        box,
+        points,
+        label=(origin or {}).get("label") or FACE_LABEL,
+        parent_id=(origin or {}).get("parent_id"),
+        origin_id=origin["id"] if origin else None,
+        created_by=user_id,
+        deleted=f["deleted"],
     )
-    return cur.lastrowid
+    return insert_annotation(db, row)
 
 
 def _correct_machine(db: Database, set_id: int, image_id: str, kind: str, f: dict, user_id: int) -> dict:
@@ -491,7 +485,7 @@ def place_face(db: Database, image: dict, kind: str, box: list[float], config: M
         return {"points": None, "method": None, "five_id": None}
     from ..annotators.template68 import fit_to_box, fit_to_five
 
-    w, h = cache.image_size(db, config, image)
+    w, h = cache.image_size(config, image)
     five = matching_five(db, image["id"], box)
     if five is not None:
         pts = fit_to_five([[p[0] * w, p[1] * h] for p in five["points"]])

@@ -83,7 +83,7 @@ def _display_rotation(image: dict) -> int:
 def _page(image_id: str, kind: str, focus_id: int | None = None):
     db = get_db()
     image = get_image(db, image_id)
-    width, height = cache.image_size(db, current_app.config, image)
+    width, height = cache.image_size(current_app.config, image)
     loaded = load_faces(db, image_id, kind, focus_id, _machine_set())
     config = {
         "image": {

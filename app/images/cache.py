@@ -55,13 +55,14 @@ def _rgb(im: Image.Image) -> Image.Image:
     return im if im.mode in ("RGB", "L") else im.convert("RGB")
 
 
-def image_size(db: Database, config: Mapping, row: dict) -> tuple[int, int]:
-    """Width and height of an image, read from its file (header only) and stored when unknown."""
+def image_size(config: Mapping, row: dict) -> tuple[int, int]:
+    """Width and height of an image: the row's, else read from its file's header (and set on the row).
+
+    Never written to the store: pages that ask for a size are GETs, and a GET does not write.
+    """
     if row.get("width") and row.get("height"):
         return row["width"], row["height"]
     w, h = reading.header_size(config, row)
-    db.conn.execute("UPDATE images SET width = ?, height = ? WHERE id = ?", [w, h, row["id"]])
-    db.conn.commit()
     row["width"], row["height"] = w, h
     return w, h
 

@@ -88,7 +88,7 @@ def meta(image_id: str):
     row = cache.get_image(db, image_id)
     if not (row.get("width") and row.get("height")):
         checked_path(db, current_app.config, row)  # the size is read from the file
-    cache.image_size(db, current_app.config, row)
+    cache.image_size(current_app.config, row)
     keys = ("id", "split", "width", "height", "rotation", "licence", "author", "author_url", "title", "url")
     return jsonify({k: row[k] for k in keys})
 

@@ -6,11 +6,13 @@ image's real size (read from the file, not the XML's width/height attributes) an
 """
 
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from sqlite_utils import Database
 
-from ..annotations.rows import points_json
+from ..annotations.rows import annotation_row, insert_annotation
 from ..db import immediate, now
 from ..errors import InvalidInput
 from ..kinds import FACE_LABEL, get_kind
@@ -57,6 +59,28 @@ def parse_dlib_xml(xml_path: str | Path) -> list[dict]:
                 ) from None
         images.append({"file": im.get("file"), "boxes": boxes})
     return images
+
+
+@dataclass(frozen=True)
+class XmlFace:
+    """A box with all 68 parts (the dev photos' landmark files), in pixels."""
+
+    file: str
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
+    points: np.ndarray  # (68, 2) pixels, iBUG order
+
+
+def load_faces(xml_path: str | Path) -> list[XmlFace]:
+    """Every box that has 68 parts, in file order, with its image file name (for evaluation)."""
+    faces = []
+    for image in parse_dlib_xml(xml_path):
+        for b in image["boxes"]:
+            if len(b["parts"]) != 68:
+                continue
+            x0, y0 = b["left"], b["top"]
+            box = (x0, y0, x0 + b["width"], y0 + b["height"])
+            faces.append(XmlFace(image["file"], box, np.array(b["parts"], dtype=np.float64)))
+    return faces
 
 
 def import_dlib_xml(
@@ -129,19 +153,16 @@ def import_dlib_xml(
                 if parent_set_id is not None:
                     row = db.execute(_SAME_BOX, [parent_set_id, image_id, *box]).fetchone()
                     parent_id = row[0] if row else None
-                db.execute(
-                    "INSERT INTO annotations (set_id, image_id, kind, label, x0, y0, x1, y1, points, parent_id, created_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        set_id,
-                        image_id,
-                        kind,
-                        FACE_LABEL,
-                        *box,
-                        points_json(points),
-                        parent_id,
-                        created,
-                    ],
+                row = annotation_row(
+                    set_id,
+                    image_id,
+                    kind,
+                    box,
+                    points,
+                    label=FACE_LABEL,
+                    parent_id=parent_id,
+                    created_at=created,
                 )
+                insert_annotation(db, row)
                 summary["added"] += 1
     return summary

@@ -34,7 +34,7 @@ from pathlib import Path
 from sqlite_utils import Database
 from tqdm import tqdm
 
-from ..annotations.rows import insert_counted_by_batch
+from ..annotations.rows import BOX_IF_NEW_SQL, insert_counted_by_batch
 from ..db import immediate, now
 from ..errors import InvalidInput
 from ..images.layout import IMAGE_ID_RE, SPLITS, validate_split
@@ -182,16 +182,6 @@ IMAGE_SQL = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
 )
 BARE_IMAGE_SQL = "INSERT INTO images (id, split, created_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING"
-# The image must be in the store, and the same box must not be in the set yet (idempotence; a box
-# that someone deleted stays deleted). INDEXED BY: without it the planner may pick an index that
-# starts with set_id alone and scan the whole set for every row (seen: 8k instead of 260k rows/s).
-BOX_SQL = (
-    "INSERT INTO annotations (set_id, image_id, kind, label, x0, y0, x1, y1, flags, created_at)"
-    " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10"
-    " WHERE EXISTS (SELECT 1 FROM images WHERE id = ?2)"
-    " AND NOT EXISTS (SELECT 1 FROM annotations INDEXED BY annotations_set_image"
-    " WHERE set_id = ?1 AND image_id = ?2 AND x0 = ?5 AND y0 = ?6 AND x1 = ?7 AND y1 = ?8)"
-)
 
 
 def _by_set(batch: list[tuple]) -> dict[int, list[tuple]]:
@@ -296,7 +286,7 @@ def import_boxes(
         with immediate(db):
             if new_images:
                 db.conn.executemany(BARE_IMAGE_SQL, new_images)
-            counts["added"] += insert_counted_by_batch(db, BOX_SQL, _by_set(batch))
+            counts["added"] += insert_counted_by_batch(db, BOX_IF_NEW_SQL, _by_set(batch))
             errors.flush()
             if run_id is not None:
                 set_progress(db, run_id, line - 1, cursor=f"{path.name}:{line}")

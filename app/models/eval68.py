@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 
 from ..annotations.geometry import box_iou
-from ..annotators.ibug_xml import XmlFace, load_faces
 from ..annotators.template68 import five_from_68
 from ..images.decode import load_rgb
+from ..imports.dlib_xml import XmlFace, load_faces
 from . import metrics
 
 DEMO_DATA = Path(__file__).resolve().parents[1] / "demo_data"

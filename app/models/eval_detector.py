@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ..annotations.geometry import iou
-from ..annotators.ibug_xml import load_faces
 from ..annotators.template68 import five_from_68
+from ..imports.dlib_xml import load_faces
 
 DEMO_DATA = Path(__file__).resolve().parents[1] / "demo_data"
 DEV_XMLS = ("training_with_face_landmarks.xml", "testing_with_face_landmarks.xml")

@@ -26,16 +26,23 @@ def sha256_file(path: str | Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def place_file(src: str | Path, models_dir: str | Path, sha256: str, suffix: str | None = None) -> Path:
+    """Copy a file into the models folder as <sha256><suffix> (the source's suffix unless given),
+    atomically: written as .part and renamed, so a reader never sees half a file. Returns the path."""
+    src = Path(src)
+    dest = Path(models_dir) / f"{sha256}{src.suffix if suffix is None else suffix}"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.exists():
+        part = dest.with_name(dest.name + ".part")
+        shutil.copyfile(src, part)
+        part.replace(dest)
+    return dest.resolve()
+
+
 def store_file(path: Path, models_dir: str | Path) -> dict:
     """Copy a file into the models folder as <sha256><suffix>; returns {path, sha256}."""
     digest = sha256_file(path)
-    dest = Path(models_dir) / f"{digest}{path.suffix}"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    if not dest.exists():
-        tmp = dest.with_suffix(dest.suffix + ".part")
-        shutil.copyfile(path, tmp)
-        tmp.replace(dest)
-    return {"path": str(dest.resolve()), "sha256": digest}
+    return {"path": str(place_file(path, models_dir, digest)), "sha256": digest}
 
 
 def model_path(row: dict) -> Path:
@@ -75,14 +82,7 @@ def register_model(
     if existing:
         return existing[0]["id"]
     if models_dir is not None:
-        dest_dir = Path(models_dir)
-        dest_dir.mkdir(parents=True, exist_ok=True)
-        dest = dest_dir / f"{digest}{src.suffix}"
-        if not dest.exists():
-            tmp = dest.with_suffix(dest.suffix + ".part")
-            shutil.copyfile(src, tmp)
-            tmp.replace(dest)
-        stored = str(dest.resolve())
+        stored = str(place_file(src, models_dir, digest))
     else:
         resolved = src.resolve()
         try:

@@ -17,7 +17,7 @@ from sqlite_utils import Database
 
 from ..annotations.rows import points_json
 from ..audit.events import log_event
-from ..db import immediate, now
+from ..db import immediate, now, snapshot
 from ..errors import InvalidInput
 from ..images.allowed import imported_path
 from ..images.layout import validate_image_id
@@ -176,10 +176,7 @@ def write_set_file(db: Database, set_id: int, refs: dict[str, str | None], dest:
     """
     h = hashlib.sha256()
     head = None
-    own = not db.conn.in_transaction
-    if own:
-        db.conn.execute("BEGIN")
-    try:
+    with snapshot(db):
         set_row = db.execute("SELECT * FROM annotation_sets WHERE id = ?", [set_id])
         set_row = dict(zip([c[0] for c in set_row.description], set_row.fetchone(), strict=True))
         with open(dest, "wb") as raw:
@@ -191,9 +188,6 @@ def write_set_file(db: Database, set_id: int, refs: dict[str, str | None], dest:
                     data = (line + "\n").encode()
                     h.update(data)
                     gz.write(data)
-    finally:
-        if own:
-            db.conn.execute("COMMIT")
     return h.hexdigest(), head
 
 

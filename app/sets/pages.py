@@ -7,6 +7,7 @@ import re
 from sqlite_utils import Database
 
 from ..annotations.rows import decode
+from ..db import snapshot
 from ..errors import InvalidInput
 from . import page_marks
 
@@ -29,13 +30,12 @@ def set_page(
         raise InvalidInput("page starts at 1")
     # One read snapshot for the counts, the marks and the rows (autocommit reads each take their own).
     outer = db.conn.in_transaction
-    db.conn.execute("SAVEPOINT set_page")
     built = None
-    try:
+    with snapshot(db):
         if after is not None:
-            ids = _page_ids(db, " AND (image_id, id) > (?, ?)", "ASC", [set_id, *after, per_page])
+            ids = _page_ids(db, AFTER_KEY, "ASC", [set_id, *after, per_page])
         elif before is not None:
-            ids = _page_ids(db, " AND (image_id, id) < (?, ?)", "DESC", [set_id, *before, per_page])
+            ids = _page_ids(db, BEFORE_KEY, "DESC", [set_id, *before, per_page])
         else:
             ids, built = _page_ids_by_number(db, set_id, page, per_page, mark_every)
         anns = [
@@ -47,8 +47,6 @@ def set_page(
                 [json.dumps(ids)],
             )
         ]
-    finally:
-        db.conn.execute("RELEASE set_page")
     if built is not None and not outer:
         page_marks.store_marks(db, set_id, mark_every, *built)
     return anns
@@ -59,9 +57,20 @@ _PAGE_SQL = (
 )
 
 
+# Where a page starts: after / before a pager key, or from a mark.
+AFTER_KEY = " AND (image_id, id) > (?, ?)"
+BEFORE_KEY = " AND (image_id, id) < (?, ?)"
+FROM_KEY = " AND (image_id, id) >= (?, ?)"
+
+
+def page_sql(where: str, direction: str) -> str:
+    """The SQL that reads one page's ids (params: set_id, [key], limit, offset); tests EXPLAIN it."""
+    return _PAGE_SQL.format(where, direction) + " OFFSET ?"
+
+
 def _page_ids(db: Database, where: str, direction: str, params: list, offset: int = 0) -> list[int]:
     # Over the covering index annotations_set_page: a skip reads index entries only.
-    sql = _PAGE_SQL.format(where, direction) + " OFFSET ?"
+    sql = page_sql(where, direction)
     return [r[0] for r in db.execute(sql, [*params, offset])]
 
 
@@ -94,7 +103,7 @@ def _page_ids_by_number(
             return _page_ids(db, "", "ASC", [set_id, per_page], skip), None
         built = (version, marks)
         key = marks[mark]
-    ids = _page_ids(db, " AND (image_id, id) >= (?, ?)", "ASC", [set_id, *key, per_page], skip - mark * every)
+    ids = _page_ids(db, FROM_KEY, "ASC", [set_id, *key, per_page], skip - mark * every)
     return ids, built
 
 

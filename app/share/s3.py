@@ -11,7 +11,6 @@ each object against its name before anything reaches the store.
 
 import json
 import secrets
-import shutil
 import socket
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
@@ -31,7 +30,7 @@ from sqlite_utils import Database
 
 from ..audit.events import log_event
 from ..errors import OiapError, StorageError
-from ..models.registry import list_models, register_model, sha256_file, verified_path
+from ..models.registry import list_models, place_file, register_model, sha256_file, verified_path
 from ..sets import files as setfile
 
 MANIFEST_FORMAT = "oiap-manifest/1"
@@ -449,17 +448,6 @@ def _download_verified(
         )
 
 
-def _place(src: Path, models_dir: Path, sha: str, suffix: str) -> Path:
-    """Copy a verified file into the models folder as <sha256><suffix>, atomically."""
-    models_dir.mkdir(parents=True, exist_ok=True)
-    dest = models_dir / f"{sha}{suffix}"
-    if not dest.exists():
-        part = dest.with_name(dest.name + ".part")
-        shutil.copyfile(src, part)
-        part.replace(dest)
-    return dest.resolve()
-
-
 def _fetch_models(
     db: Database,
     bucket: Bucket,
@@ -512,7 +500,7 @@ def _fetch_models(
                 continue
             params = json.loads(json.dumps(entry.get("params") or {}))
             for name, f in extra.items():
-                local = _place(got[name], models_dir, f["sha256"], got[name].suffix)
+                local = place_file(got[name], models_dir, f["sha256"])
                 _set_extra_file(params, name, {"path": str(local), "sha256": f["sha256"]})
             parent = None
             if entry.get("parent_sha256"):
