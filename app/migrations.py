@@ -344,7 +344,7 @@ def m009_page_marks_built_at(db: Database) -> None:
 
 
 @migrations()
-def m011_runs_pid_host(db: Database) -> None:
+def m010_runs_pid_host(db: Database) -> None:
     # A run killed with -9 never writes its end: the process (pid on host) that runs it is recorded so
     # that a list can tell a running job from one whose process is gone.
     db.executescript(
@@ -390,14 +390,14 @@ def m011_sets_corrected_counter(db: Database) -> None:
 
 
 @migrations()
-def m011_runs_process_start(db: Database) -> None:
+def m012_runs_process_start(db: Database) -> None:
     # A pid is reused once its process is gone: the process's start time (clock ticks since boot, from
     # /proc) tells the run's own process from a later one with the same pid.
     db.execute("ALTER TABLE runs ADD COLUMN pid_start INTEGER")
 
 
 @migrations()
-def m016_image_folders(db: Database) -> None:
+def m013_image_folders(db: Database) -> None:
     # The folders imports took image files from: only files inside these (and the configured image
     # folders) are ever served, whatever path an image row holds (app/images/allowed.py).
     db.executescript(
@@ -412,7 +412,7 @@ def m016_image_folders(db: Database) -> None:
 
 
 @migrations()
-def m016_sessions(db: Database) -> None:
+def m014_sessions(db: Database) -> None:
     # Logins kept on the server, so that logout, a password change, disabling a user or an admin
     # ends a session for good even when its cookie was copied (app/auth/sessions.py).
     db.executescript(
@@ -432,7 +432,7 @@ def m016_sessions(db: Database) -> None:
 
 
 @migrations()
-def m010_superseded(db: Database) -> None:
+def m015_superseded(db: Database) -> None:
     # A newer bulk run over the same faces supersedes the older runs' unrated rows of those faces
     # (app/sets/supersede.py). A superseded row is kept (deleted = 2, superseded_by = the newer set)
     # and, like a deleted one, leaves the queue, the set pages and the exports: every reader that

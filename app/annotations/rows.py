@@ -180,7 +180,7 @@ def decode(row: dict) -> dict:
 
 
 def _check_rateable(db: Database, ann: dict, user_id: int | None) -> None:
-    if ann["deleted"] == 2:  # m010: a newer run of the same face replaced it
+    if ann["deleted"] == 2:  # m015: a newer run of the same face replaced it
         raise Conflict(
             f"annotation {ann['id']} was superseded by a newer run of the same face; rate that one"
         )

@@ -2,7 +2,7 @@
 
 When a bulk-annotate run writes a batch, each older model run's row of the same kind on the same
 image that nobody rated, that is not deleted, and whose box overlaps one of the new rows (IoU >= 0.5,
-the merge's face rule) is marked superseded: deleted = 2, superseded_by = the new set (m010). It
+the merge's face rule) is marked superseded: deleted = 2, superseded_by = the new set (m015). It
 is kept (the set file, the audit and `sets list` still show it) but leaves the review queue, the
 set pages and the exports, as the merge rules want ("older runs' unrated rows over the same images
 are superseded"). Rated rows stay: a reviewer's word is never taken back by a model. Only model
