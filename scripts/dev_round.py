@@ -1,7 +1,7 @@
 """A training round on the dev photos through the real commands: NME of a face_landmarks68 model trained on
 app/demo_data/training_with_face_landmarks.xml (a mesh head by default, --arch crop68 for the small CNN),
-evaluated on testing_with_face_landmarks.xml, against the template (template68) and the untrained default
-annotator (facemesh68).
+evaluated on testing_with_face_landmarks.xml, against the template (template68), facemesh68 and the
+untrained default annotator (attention68).
 
 A temporary instance: the training file's boxes and 68 points are human annotations of the train split,
 the testing file's of the test split. Then `flask oiap train`, and `flask oiap evaluate` for each model
@@ -59,6 +59,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from app import create_app
+    from app.annotators.landmarks68 import DEFAULT_LANDMARKS68
     from app.db import connect, migrate
     from app.imports.dlib_xml import import_dlib_xml
     from app.models.builtin import ensure_builtin_models
@@ -132,7 +133,8 @@ def main() -> None:
         for name, model_id in (
             (f"{args.arch} (trained)", trained["model_id"]),
             ("template68", ids["template68"]),
-            ("facemesh68 (default)", ids["facemesh68"]),
+            ("facemesh68", ids["facemesh68"]),
+            (f"{DEFAULT_LANDMARKS68} (default)", ids[DEFAULT_LANDMARKS68]),
         ):
             m = run("evaluate", str(model_id))
             results[name] = {
