@@ -336,6 +336,11 @@ def main() -> int:
             n = c.execute("SELECT n_total FROM annotation_sets WHERE id = ?", [set_id]).fetchone()[0]
             c.close()
             log(f"reusing {db_file} ({n:,} annotations)")
+            from app.db import connect, migrate
+
+            kept = connect(str(db_file))
+            migrate(kept)  # a store kept from an older version gets the newer migrations, as init-db does
+            kept.conn.close()
             add_reviewers(db_file, args.reviewers)
         else:
             log(f"building a store of {args.annotations:,} annotations in {instance}")
