@@ -43,6 +43,28 @@ class RowHasher:
         return self._h.hexdigest()
 
 
+def image_groups(
+    db: Database, splits, include_unrated: bool, unrated_weight: float, hasher: RowHasher
+) -> Iterable[list[TrainingRow]]:
+    """The merge's face_landmarks68 training rows, one list per image, each row added to `hasher` as it
+    streams (both landmark trainers read them so)."""
+    rows = iter_training_rows(
+        db, "face_landmarks68", splits, include_unrated=include_unrated, unrated_weight=unrated_weight
+    )
+
+    def hashed():
+        for r in rows:
+            hasher.add(r)
+            yield r
+
+    return _group_by_image(hashed())
+
+
+def row_rgb(config: Mapping, row: TrainingRow) -> np.ndarray:
+    """The pixels of a training row's image, on the file's grid (BadImage, NotFound or InvalidInput)."""
+    return load_rgb(image_path(config, {"id": row.image_id, "split": row.split, "path": row.path}))
+
+
 def _group_by_image(rows: Iterable[TrainingRow]):
     current, group = None, []
     for r in rows:
@@ -67,21 +89,9 @@ def landmark_samples(
     plus the rows' sha256 and the rows skipped (no file, no box)."""
     hasher = RowHasher()
     crops, points, weights, skipped = [], [], [], []
-    rows = iter_training_rows(
-        db, "face_landmarks68", splits, include_unrated=include_unrated, unrated_weight=unrated_weight
-    )
-
-    def hashed():
-        for r in rows:
-            hasher.add(r)
-            yield r
-
-    for group in _group_by_image(hashed()):
-        first = group[0]
+    for group in image_groups(db, splits, include_unrated, unrated_weight, hasher):
         try:
-            pil = Image.fromarray(
-                load_rgb(image_path(config, {"id": first.image_id, "split": first.split, "path": first.path}))
-            )
+            pil = Image.fromarray(row_rgb(config, group[0]))
         except (NotFound, InvalidInput, BadImage) as e:
             skipped += [{"annotation_id": r.annotation_id, "reason": str(e)} for r in group]
             continue

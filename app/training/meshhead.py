@@ -26,12 +26,10 @@ from tqdm import tqdm
 from ..annotators import meshhead68
 from ..annotators.template68 import apply
 from ..errors import InvalidInput, NotFound
-from ..export.merge import iter_training_rows
-from ..images.decode import BadImage, load_rgb
-from ..images.layout import image_path
+from ..images.decode import BadImage
 from ..models.metrics import nme
 from ..models.registry import register_model, sha256_file, verified_path
-from .data import RowHasher, _group_by_image
+from .data import RowHasher, image_groups, row_rgb
 
 # K (nearest mesh vertices per point) and lambda tried by cross-validation. Measured on faces-dev's
 # training file by leave-one-out (scripts/dev_round.py prints the folds' scores): K 4-16 and lambda
@@ -85,17 +83,7 @@ def mesh_samples(
     weights (n,), the rows' sha256 and count, and the rows skipped (no file, not 68 points)."""
     hasher = RowHasher()
     ds, vs, ys, ws, ids, images, skipped = [], [], [], [], [], [], []
-    rows = iter_training_rows(
-        db, "face_landmarks68", splits, include_unrated=include_unrated, unrated_weight=unrated_weight
-    )
-
-    def hashed():
-        for r in rows:
-            hasher.add(r)
-            yield r
-
-    for group in _group_by_image(hashed()):
-        first = group[0]
+    for group in image_groups(db, splits, include_unrated, unrated_weight, hasher):
         faces = [r for r in group if r.points and len(r.points) == 68]
         skipped += [
             {"annotation_id": r.annotation_id, "reason": "not 68 points"} for r in group if r not in faces
@@ -103,9 +91,7 @@ def mesh_samples(
         if not faces:
             continue
         try:
-            rgb = load_rgb(
-                image_path(config, {"id": first.image_id, "split": first.split, "path": first.path})
-            )
+            rgb = row_rgb(config, group[0])
         except (NotFound, InvalidInput, BadImage) as e:
             skipped += [{"annotation_id": r.annotation_id, "reason": str(e)} for r in faces]
             continue
