@@ -78,6 +78,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.jinja_env.filters["http_url"] = http_url
     db.init_app(app)
     web.register_error_handlers(app)
+    web.register_favicon(app)
 
     from .timing import init_timing
 
