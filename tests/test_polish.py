@@ -2,6 +2,8 @@
 
 import re
 
+from flask import render_template
+
 
 def test_add_user_form_defaults_to_reviewer(admin_client):
     page = admin_client.get("/admin/users").get_data(as_text=True)
@@ -23,3 +25,27 @@ def test_favicon_answers_without_login(client):
 def test_pages_link_the_icon(client, admin_client):
     for page in (client.get("/login"), admin_client.get("/")):
         assert b'<link rel="icon" type="image/svg+xml" href="/static/favicon.svg">' in page.data
+
+
+def test_404_page_links_back_to_the_dashboard(client, admin_client, hx):
+    for c in (client, admin_client):
+        r = c.get("/no/such/page")
+        assert r.status_code == 404
+        assert b'<a href="/">Back to the dashboard</a>' in r.data
+    r = admin_client.get("/sets/999999", headers=hx)  # a missing set: the htmx fragment has it too
+    assert r.status_code == 404 and b'<a href="/">Back to the dashboard</a>' in r.data
+
+
+def test_throttled_login_links_to_the_login_page(client):
+    for _ in range(5):
+        client.post("/login", data={"username": "rev", "password": "wrong password"})
+    r = client.post("/login", data={"username": "rev", "password": "wrong password"})
+    assert r.status_code == 429
+    assert re.search(rb'Try again in \d+ s from <a href="/login">the login page</a>', r.data)
+
+
+def test_429_error_page_links_to_the_login_page(app):
+    # What a 429 page (errors/page.html) offers: the login page to someone logged out.
+    with app.test_request_context("/"):
+        page = render_template("errors/page.html", code=429, message="Too many requests.")
+    assert '<a href="/login">Back to the login page</a>' in page
