@@ -4,6 +4,11 @@ import re
 
 from flask import render_template
 
+from app.wording import plural
+from tests.editor_seed import seed
+
+KIND = "face_landmarks68"
+
 
 def test_add_user_form_defaults_to_reviewer(admin_client):
     page = admin_client.get("/admin/users").get_data(as_text=True)
@@ -49,3 +54,33 @@ def test_429_error_page_links_to_the_login_page(app):
     with app.test_request_context("/"):
         page = render_template("errors/page.html", code=429, message="Too many requests.")
     assert '<a href="/login">Back to the login page</a>' in page
+
+
+def test_plural():
+    assert plural(1, "annotation") == "1 annotation"
+    assert plural(0, "annotation") == "0 annotations"
+    assert plural(2, "face") == "2 faces"
+    assert plural(2, "box", "boxes") == "2 boxes"
+
+
+def test_editor_save_says_what_it_did(admin_client, db):
+    # "Saved 1 face" after a delete did not say what happened.
+    machine = seed(db)["faces"][0]
+    image_id = machine["image"]["id"]
+    pts = [[0.1 + i / 1000, 0.2 + i / 2000, 1] for i in range(68)]
+
+    def save(*faces):
+        r = admin_client.post("/edit/save", json={"image_id": image_id, "kind": KIND, "faces": list(faces)})
+        assert r.status_code == 200, r.json
+        return r.json
+
+    new = {"key": "n1", "box": [0.05, 0.1, 0.3, 0.4], "points": pts}
+    assert save(new)["message"] == "Saved 1 face"
+    both = save({**new, "key": "n2"}, {**new, "key": "n3"})
+    assert both["message"] == "Saved 2 faces"
+    first = both["faces"][0]
+    gone = {"key": "n2", "id": first["id"], "version": first["version"], "deleted": True}
+    assert save(gone)["message"] == "Deleted 1 face"
+    assert save({"key": "m", "origin_id": machine["id"], "deleted": True}, {**new, "key": "n4"})[
+        "message"
+    ] == ("Saved 1 face, deleted 1 face")
