@@ -73,11 +73,14 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from . import db, web
     from .links import http_url
+    from .wording import plural
 
     # Links built from imported fields: only http(s) URLs (app/links.py).
     app.jinja_env.filters["http_url"] = http_url
+    app.jinja_env.filters["plural"] = plural  # {{ n | plural("annotation") }}
     db.init_app(app)
     web.register_error_handlers(app)
+    web.register_favicon(app)
 
     from .timing import init_timing
 

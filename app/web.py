@@ -3,7 +3,7 @@ serve both a full page and an htmx fragment."""
 
 import sqlite3
 
-from flask import Flask, render_template, request
+from flask import Flask, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.routing import IntegerConverter
 
@@ -31,6 +31,15 @@ class IdConverter(IntegerConverter):
     def __init__(self, map, *args, **kwargs):
         kwargs.setdefault("max", SQLITE_INT_MAX)
         super().__init__(map, *args, **kwargs)
+
+
+def register_favicon(app: Flask) -> None:
+    """/favicon.ico, which browsers ask for on their own (a picture opened directly, say): the static icon."""
+
+    def favicon():
+        return redirect(url_for("static", filename="favicon.svg"))
+
+    app.add_url_rule("/favicon.ico", endpoint="favicon", view_func=favicon)
 
 
 def register_error_handlers(app: Flask) -> None:

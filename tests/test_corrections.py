@@ -192,7 +192,7 @@ def test_a_human_sets_queue_tells_its_author_what_they_may_rate(app, store):
         ).get_data(as_text=True)
     assert "data-annotation-id" not in page
     assert "Nothing left for you to review here" in page
-    assert "6 unrated annotation(s) here are yours: another reviewer rates them" in page
+    assert "6 unrated annotations here are yours: another reviewer rates them" in page
     assert "claimed by another reviewer" not in page and "6 unrated of 10" in page
     # While rev has one of admin's on screen, admin is told so.
     held = _item_id(rev.get(f"/review/{set_id}").get_data(as_text=True))

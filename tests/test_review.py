@@ -10,6 +10,7 @@ import pytest
 from app.kinds import LANDMARK68_GROUPS
 from app.review import queries
 from app.sets.queries import get_set_with_model
+from app.wording import plural
 from tests.conftest import login
 from tests.review_data import seed, user_ids
 from tests.svg_paths import drawn_points, path_tags, vertices
@@ -219,7 +220,7 @@ def test_all_faces_in_image_good(reviewer_client, data, db):
         f"/review/{set_id}/image-good", data={"annotation_id": ann_id, "cursor": cursor_of(page)}, headers=HX
     )
     html = r.get_data(as_text=True)
-    assert f"Rated {n} annotation(s)" in html
+    assert f"Rated {plural(n, 'annotation')} on image" in html
     ratings = db.execute(
         "SELECT rating FROM annotations WHERE set_id = ? AND image_id = ?", [set_id, image_id]
     ).fetchall()
@@ -545,6 +546,6 @@ def test_all_good_in_image_leaves_items_other_reviewers_hold(app, data, db):
     html = rev.post(
         f"/review/{set_id}/image-good", data={"annotation_id": first, "cursor": cursor_of(page)}, headers=HX
     ).get_data(as_text=True)
-    assert f"Rated {n - 1} annotation(s)" in html
+    assert f"Rated {plural(n - 1, 'annotation')} on image" in html
     assert db.execute("SELECT rating FROM annotations WHERE id = ?", [held]).fetchone()[0] is None
     assert db.execute("SELECT rating FROM annotations WHERE id = ?", [first]).fetchone()[0] == "good"

@@ -100,7 +100,7 @@ def test_login_brings_you_back(client):
 
 
 def test_allow_list_is_small():
-    assert PUBLIC_ENDPOINTS == {"auth.login", "static"}
+    assert PUBLIC_ENDPOINTS == {"auth.login", "static", "favicon"}
 
 
 def test_static_files_and_login_are_public(client):

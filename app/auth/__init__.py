@@ -37,7 +37,7 @@ login_manager = LoginManager()
 csrf = CSRFProtect()
 
 # Endpoints reachable without an account. A new route is protected unless it is added here.
-PUBLIC_ENDPOINTS = {"auth.login", "static"}
+PUBLIC_ENDPOINTS = {"auth.login", "static", "favicon"}  # favicon: /favicon.ico, a redirect to the static icon
 # Blueprints whose every route is admin-only (see admin_blueprint).
 ADMIN_BLUEPRINTS: set[str] = set()
 

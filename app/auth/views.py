@@ -70,7 +70,8 @@ def _login_limits(username: str, address: str) -> list[Limit]:
 
 def _throttled(attempt: Attempt, template: str, **context):
     flash(attempt.refused.message, "error")
-    return render_template(template, **context), 429, {"Retry-After": str(attempt.retry_after)}
+    page = render_template(template, retry_after=attempt.retry_after, **context)
+    return page, 429, {"Retry-After": str(attempt.retry_after)}
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -26,6 +26,7 @@ from ..errors import Conflict, InvalidInput, NotFound
 from ..images import cache
 from ..kinds import FACE_LABEL, get_kind
 from ..sets.queries import get_or_create_set, human_set_name
+from ..wording import plural
 
 EDITABLE_KINDS = ("face_box", "face_landmarks5", "face_landmarks68")
 MACHINE_SOURCES = ("model", "import")
@@ -408,6 +409,17 @@ def _create(db: Database, set_id: int, image_id: str, kind: str, f: dict, user_i
         after={"box": f["box"], "points": f["points"], "version": 1},
     )
     return {"key": f["key"], "id": new_id, "origin_id": None, "version": 1, "deleted": False}
+
+
+def save_message(faces: list[dict]) -> str:
+    """What a save did, in words, from save_faces' "faces": "Saved 2 faces", "Deleted 1 face", or both."""
+    n_deleted = sum(1 for f in faces if f["deleted"])
+    n_saved = len(faces) - n_deleted
+    parts = [f"saved {plural(n_saved, 'face')}"] if n_saved else []
+    if n_deleted:
+        parts.append(f"deleted {plural(n_deleted, 'face')}")
+    text = ", ".join(parts) or "nothing saved"
+    return text[0].upper() + text[1:]
 
 
 def save_faces(db: Database, body: dict, user_id: int) -> dict:

@@ -22,6 +22,7 @@ from .edits import (
     parse_save,
     place_face,
     save_faces,
+    save_message,
 )
 from .names import point_titles
 
@@ -162,7 +163,7 @@ def save():
         result = save_faces(get_db(), body, current_user.id)
     except OiapError as e:
         return _json_error(e)
-    return jsonify(result)
+    return jsonify({**result, "message": save_message(result["faces"])})
 
 
 @bp.route("/place", methods=["POST"])

@@ -15,6 +15,7 @@ from ..images import urls as images
 from ..kinds import get_kind
 from ..sets.queries import get_set_with_model
 from ..web import wants_fragment
+from ..wording import plural
 from . import queries
 
 bp = Blueprint("review", __name__)
@@ -243,7 +244,7 @@ def image_good(set_id: int):
     rate_many(db, ids, current_user.id, "good")
     trail = (_trail(request.form.get("trail")) + [ann_id])[-TRAIL_MAX:]
     cursor = request.form.get("cursor")
-    message = f"Rated {len(ids)} annotation(s) on image {ann['image_id']} good."
+    message = f"Rated {plural(len(ids), 'annotation')} on image {ann['image_id']} good."
     if not wants_fragment(TARGET):
         return _after_post(set_id, filters, cursor, trail)
     return _next(db, review_set, filters, _cursor(cursor), trail, message)

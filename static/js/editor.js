@@ -635,7 +635,7 @@
       baseline.set(r.key, sent.get(r.key));
     }
     const n = res.data.faces.length;
-    status(`Saved ${n} face${n === 1 ? "" : "s"}`, "ok");
+    status(res.data.message || `Saved ${n} face${n === 1 ? "" : "s"}`, "ok");
     render();
   }
 

@@ -64,7 +64,8 @@ def drag(page, start, dx, dy, steps=6):
 
 
 def wait_saved(page):
-    page.wait_for_function("() => document.getElementById('ed-status').textContent.startsWith('Saved')")
+    # "Saved 1 face", "Deleted 1 face", "Saved 1 face, deleted 1 face": what the save did.
+    page.wait_for_function("() => /^(Saved|Deleted) /.test(document.getElementById('ed-status').textContent)")
 
 
 def test_drag_landmark_30_at_a_known_zoom_and_save(page, server):
