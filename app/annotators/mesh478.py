@@ -147,27 +147,23 @@ def mirror478() -> np.ndarray:
 def run_rois(img_rgb: np.ndarray, rois, model_path: str | Path = MODEL_PATH) -> list[np.ndarray]:
     """478 refined landmarks in image pixels for each ROI of one image (one run per face: per-face
     time grows with the batch, see facemesh68.RUN_BATCH)."""
-    if not rois:
-        return []
-    x, xforms = crop_rois(img_rgb, rois)
-    sess = session(model_path)
-    out = []
-    for i, (m, t) in enumerate(xforms):
-        outs = dict(zip(OUTPUTS, sess.run(list(OUTPUTS), {"image": x[i : i + 1]}), strict=True))
-        out.append(assemble(outs, 0) @ m.T + t)
-    return out
+    return _run_each(
+        img_rgb, rois, model_path, list(OUTPUTS), lambda o: assemble(dict(zip(OUTPUTS, o, strict=True)), 0)
+    )
 
 
 def run_rois_lite(img_rgb: np.ndarray, rois, model_path: str | Path = LITE_MODEL_PATH) -> list[np.ndarray]:
     """468 mesh vertices in image pixels for each ROI from MediaPipe's plain face mesh (facemesh68's
     model: same vertex numbering, no refinement, 60% of the attention mesh's time): enough to place
     the attention mesh's region of interest."""
+    return _run_each(img_rgb, rois, model_path, ["mesh"], lambda o: o[0].reshape(468, 3)[:, :2])
+
+
+def _run_each(img_rgb: np.ndarray, rois, model_path, names: list[str], points_of) -> list[np.ndarray]:
+    """Crop every ROI, run the model on each crop alone, and map `points_of(outputs)` (crop pixels)
+    back to image pixels."""
     if not rois:
         return []
     x, xforms = crop_rois(img_rgb, rois)
     sess = session(model_path)
-    out = []
-    for i, (m, t) in enumerate(xforms):
-        mesh = sess.run(["mesh"], {"image": x[i : i + 1]})[0]
-        out.append(mesh.reshape(468, 3)[:, :2] @ m.T + t)
-    return out
+    return [points_of(sess.run(names, {"image": x[i : i + 1]})) @ m.T + t for i, (m, t) in enumerate(xforms)]
