@@ -1,5 +1,7 @@
 """The schema, as sqlite-utils migrations. Never edit a migration once it is applied."""
 
+import json
+
 from sqlite_utils import Database, Migrations
 
 migrations = Migrations("oiap")
@@ -464,3 +466,35 @@ def m015_superseded(db: Database) -> None:
         END;
         """
     )
+
+
+@migrations()
+def m023_landmarks68_default_attention(db: Database) -> None:
+    # The default face_landmarks68 model changed from the builtin facemesh68 to attention68 (issue 16:
+    # NME 0.058 -> 0.048 on faces-dev's testing file). A store whose active 68-point model is still the
+    # builtin facemesh68 that an older version made active as the default (its activation replaced no
+    # other model: `before.active` is null, or there is no event) retires it, once, here; then
+    # models.builtin.ensure_builtin_models() activates this version's default, as on a new store. A
+    # facemesh68 made active over another model (a person's `models activate`), and every trained or
+    # added model, stays active. The retirement is logged in the audit log.
+    rows = db.execute(
+        "SELECT id FROM models WHERE kind = 'face_landmarks68' AND status = 'active'"
+        " AND source = 'builtin' AND name = 'facemesh68'"
+    ).fetchall()
+    for (model_id,) in rows:
+        last = db.execute(
+            "SELECT json_extract(before, '$.active') FROM events WHERE action = 'activate_model'"
+            " AND target_type = 'model' AND target_id = ? ORDER BY id DESC LIMIT 1",
+            [str(model_id)],
+        ).fetchone()
+        if last is not None and last[0] is not None:
+            over = db.execute("SELECT source, name FROM models WHERE id = ?", [last[0]]).fetchone()
+            # A builtin facemesh68 replacing its own older row (a re-exported file) was automatic too.
+            if over is None or tuple(over) != ("builtin", "facemesh68"):
+                continue
+        db.execute("UPDATE models SET status = 'retired' WHERE id = ?", [model_id])
+        db.execute(
+            "INSERT INTO events (at, action, target_type, target_id, before, after) VALUES"
+            " (strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now'), 'retire_old_default', 'model', ?, ?, ?)",
+            [str(model_id), json.dumps({"active": model_id}), json.dumps({"active": None})],
+        )
