@@ -25,6 +25,7 @@ CPU-second with both ratios, and the faces each found, matched one to one at IoU
 """
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -131,63 +132,124 @@ class NaiveMTCNN:
         return [(tuple(boxes[i, :4]), float(boxes[i, 4]), out[i][1]) for i in pick]
 
 
-def make_images(folder: Path, n: int, side: int = 1024, tiles: int = 4) -> list[Path]:
+def _dev_photos() -> list[tuple[Image.Image, list]]:
+    """The dev photos with their hand-drawn face boxes (faces-dev's XMLs, dlib's brow-to-chin squares)."""
+    from app.models.eval_detector import DEMO_DATA, dev_faces
+
+    faces = dev_faces(DEMO_DATA)
+    return [
+        (Image.open(p).convert("RGB"), [f.box for f in faces.get(p.name, [])])
+        for p in sorted(DEMO_DATA.glob("*.jpg"))
+    ]
+
+
+def _placed(boxes, src: tuple[int, int], size: tuple[int, int], at: tuple[int, int], flip: bool, canvas):
+    """Boxes of a photo of size src, resized to size, mirrored when flip, pasted at `at` on a canvas of
+    size `canvas`: clipped to the canvas, dropped when less than half of a box is left."""
+    sx, sy = size[0] / src[0], size[1] / src[1]
+    out = []
+    for x0, y0, x1, y1 in boxes:
+        x0, x1 = x0 * sx, x1 * sx
+        if flip:
+            x0, x1 = size[0] - x1, size[0] - x0
+        b = (x0 + at[0], y0 * sy + at[1], x1 + at[0], y1 * sy + at[1])
+        c = (max(b[0], 0), max(b[1], 0), min(b[2], canvas[0]), min(b[3], canvas[1]))
+        if (
+            c[2] > c[0]
+            and c[3] > c[1]
+            and (c[2] - c[0]) * (c[3] - c[1]) >= 0.5 * (b[2] - b[0]) * (b[3] - b[1])
+        ):
+            out.append(c)
+    return out
+
+
+def make_images(folder: Path, n: int, side: int = 1024, tiles: int = 4) -> tuple[list[Path], list[list]]:
     """n distinct side x (3/4 side) JPEGs, each a 2x2 tiling of (upscaled) dev photos (about 19 faces an
-    image), or with tiles=1 one dev photo upscaled to nearly the whole image (about 5 faces)."""
-    photos = [Image.open(p).convert("RGB") for p in sorted((ROOT / "app" / "demo_data").glob("*.jpg"))]
+    image), or with tiles=1 one dev photo upscaled to nearly the whole image (about 5 faces); and each
+    image's reference face boxes in pixels (the dev photos' hand-drawn boxes carried along)."""
+    photos = _dev_photos()
     if tiles == 1:
         return _single_photo_images(folder, n, side, photos)
     tw, th = side // 2, side * 3 // 8
-    tiles = [p.resize((tw, th), Image.Resampling.BICUBIC) for p in photos]
+    tiles = [p.resize((tw, th), Image.Resampling.BICUBIC) for p, _ in photos]
     flipped = [t.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for t in tiles]
-    out = []
+    out, refs = [], []
     for k in range(n):
         canvas = Image.new("RGB", (2 * tw, 2 * th), (k % 256, 90, 160))
         # A different tile order, mirroring and offset per image: every file (and image id) is distinct.
         dx, dy = k % 11, (k // 11) % 7
+        placed = []
         for j in range(4):
             idx = (k * 7 + j * 3 + k // 9) % len(tiles)
-            tile = (flipped if (k >> j) & 1 else tiles)[idx]
-            canvas.paste(tile, ((j % 2) * tw + dx, (j // 2) * th + dy))
+            flip = bool((k >> j) & 1)
+            tile = (flipped if flip else tiles)[idx]
+            at = ((j % 2) * tw + dx, (j // 2) * th + dy)
+            canvas.paste(tile, at)
+            # A later tile covers what an earlier one put under it.
+            placed = [b for b in placed if not _inside(b, at, (tw, th))]
+            placed += _placed(photos[idx][1], photos[idx][0].size, (tw, th), at, flip, canvas.size)
         p = folder / f"bench_{k:04d}.jpg"
         canvas.save(p, quality=90)
         out.append(p)
-    return out
+        refs.append(placed)
+    return out, refs
 
 
-def _single_photo_images(folder: Path, n: int, side: int, photos: list) -> list[Path]:
-    """n distinct JPEGs, each one dev photo (mirrored every other round) on a coloured canvas, at an offset."""
+def _inside(b, at, size) -> bool:
+    """Whether most of box b lies under a tile pasted at `at`."""
+    ix = max(0.0, min(b[2], at[0] + size[0]) - max(b[0], at[0]))
+    iy = max(0.0, min(b[3], at[1] + size[1]) - max(b[1], at[1]))
+    return ix * iy >= 0.5 * (b[2] - b[0]) * (b[3] - b[1])
+
+
+def _single_photo_images(folder: Path, n: int, side: int, photos: list) -> tuple[list[Path], list[list]]:
+    """n distinct JPEGs, each one dev photo (mirrored every other round) on a coloured canvas, at an
+    offset; and their reference boxes."""
     w, h = side, side * 3 // 4
     inner = (w - 16, h - 12)
-    scaled = [p.resize(inner, Image.Resampling.BICUBIC) for p in photos]
-    out = []
+    scaled = [p.resize(inner, Image.Resampling.BICUBIC) for p, _ in photos]
+    out, refs = [], []
     for k in range(n):
-        photo = scaled[k % len(scaled)]
-        if (k // len(scaled)) % 2:
+        idx = k % len(scaled)
+        photo = scaled[idx]
+        flip = bool((k // len(scaled)) % 2)
+        if flip:
             photo = photo.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
         canvas = Image.new("RGB", (w, h), (k % 256, 90, 160))
-        canvas.paste(photo, ((k // 2) % 16, (k // 3) % 12))
+        at = ((k // 2) % 16, (k // 3) % 12)
+        canvas.paste(photo, at)
         p = folder / f"bench_{k:04d}.jpg"
         canvas.save(p, quality=90)
         out.append(p)
-    return out
+        refs.append(_placed(photos[idx][1], photos[idx][0].size, inner, at, flip, (w, h)))
+    return out, refs
 
 
-def run_naive(db, paths_by_id: dict, kind: str, set_id: int) -> tuple[float, float, dict]:
-    """The naive loop; returns (wall seconds, CPU seconds, CPU seconds per stage)."""
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have ended (the process engine's workers)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def run_naive(db, paths_by_id: dict, kind: str, set_id: int, given: dict | None = None):
+    """The naive loop; returns (wall seconds, CPU seconds, CPU seconds per stage). With given boxes
+    ({image id: boxes in pixels}) no detector runs: 68 points on each given box, one face at a time."""
     from app.annotations.rows import annotation_row, insert_annotation
     from app.annotators.landmarks68 import DEFAULT_LANDMARKS68, get_landmarks68
     from app.db import immediate
 
     naive = NaiveMTCNN()
     lm = get_landmarks68(DEFAULT_LANDMARKS68) if kind == "face_landmarks68" else None
-    w0, c0 = time.perf_counter(), time.process_time()
+    w0, c0 = time.perf_counter(), cpu_seconds()
     for image_id, path in paths_by_id.items():
         t0 = time.process_time()
         with Image.open(path) as im:
             img = im.convert("RGB")
         naive.t["decode"] = naive.t.get("decode", 0.0) + time.process_time() - t0
-        faces = naive.detect(img)
+        if given is None:
+            faces = naive.detect(img)
+        else:
+            faces = [(b, None, None) for b in given.get(image_id, [])]
         rows = []
         t0 = time.process_time()
         arr = np.asarray(img) if lm else None
@@ -195,37 +257,42 @@ def run_naive(db, paths_by_id: dict, kind: str, set_id: int) -> tuple[float, flo
             nb = (box[0] / img.width, box[1] / img.height, box[2] / img.width, box[3] / img.height)
             rows.append(annotation_row(set_id, image_id, "face_box", np.clip(nb, 0, 1), score=score))
             if lm is not None:
-                p68 = lm.predict(arr, box, pts)  # one face at a time
-                rows[-1]["_p68"] = p68 / [img.width, img.height]
+                lm.predict(arr, box, pts)  # one face at a time
         naive.t["landmarks68"] = naive.t.get("landmarks68", 0.0) + time.process_time() - t0
         t0 = time.process_time()
         with immediate(db):
             for r in rows:
-                r.pop("_p68", None)
                 insert_annotation(db, r)
         naive.t["db_write"] = naive.t.get("db_write", 0.0) + time.process_time() - t0
-    return time.perf_counter() - w0, time.process_time() - c0, naive.t
+    return time.perf_counter() - w0, cpu_seconds() - c0, naive.t
 
 
-def run_original(paths_by_id: dict, kind: str, predictor_path: str) -> tuple[float, float, dict, int]:
+def run_original(paths_by_id: dict, kind: str, predictor_path: str, given: dict | None = None):
     """The original pipeline, one image after another in this thread; returns (wall s, CPU s, {image id:
-    boxes as (x0, y0, x1, y1) pixels, x1 y1 exclusive}, 68-point shapes made)."""
+    boxes as (x0, y0, x1, y1) pixels, x1 y1 exclusive}, 68-point shapes made). With given boxes, its
+    68-point predictor runs on them and no detector."""
     import dlib
 
     detector = dlib.get_frontal_face_detector()
     predictor = dlib.shape_predictor(predictor_path) if kind == "face_landmarks68" else None
     detector(dlib.load_rgb_image(str(next(iter(paths_by_id.values())))), 1)  # warm, outside the timing
     boxes, shapes = {}, 0
-    w0, c0 = time.perf_counter(), time.process_time()
+    w0, c0 = time.perf_counter(), cpu_seconds()
     for image_id, path in paths_by_id.items():
         img = dlib.load_rgb_image(str(path))
-        rects = detector(img, 1)
+        if given is None:
+            rects = detector(img, 1)
+        else:
+            rects = [
+                dlib.rectangle(*(round(v) for v in b[:2]), *(round(v) - 1 for v in b[2:]))
+                for b in given[image_id]
+            ]
         if predictor is not None:
             for r in rects:
                 predictor(img, r).parts()
                 shapes += 1
         boxes[image_id] = [(r.left(), r.top(), r.right() + 1, r.bottom() + 1) for r in rects]
-    return time.perf_counter() - w0, time.process_time() - c0, boxes, shapes
+    return time.perf_counter() - w0, cpu_seconds() - c0, boxes, shapes
 
 
 def bulk_boxes(db, set_id: int, size: tuple[int, int]) -> dict:
@@ -237,20 +304,53 @@ def bulk_boxes(db, set_id: int, size: tuple[int, int]) -> dict:
     return out
 
 
-def matched_faces(ours: dict, theirs: dict, ids) -> int:
-    """Faces paired one to one between two detectors' boxes at IoU >= 0.5, over the images."""
+def matched_faces(ours: dict, theirs: dict, ids, threshold: float = 0.5) -> int:
+    """Faces paired one to one between two sets of boxes at IoU >= threshold, over the images."""
     from app.models.eval_detector import match
 
-    return sum(sum(j is not None for j in match(ours.get(i, []), theirs.get(i, []), 0.5)) for i in ids)
+    return sum(sum(j is not None for j in match(theirs.get(i, []), ours.get(i, []), threshold)) for i in ids)
+
+
+def add_given_boxes(db, refs: dict, size: tuple[int, int]) -> None:
+    """The set `openimages-human-face` (face_box, an import): the reference boxes, as Open Images' own
+    human face boxes would be imported."""
+    from app.annotations.rows import annotation_row, insert_annotations
+    from app.db import immediate
+    from app.kinds import FACE_LABEL
+    from app.sets.queries import create_set
+
+    w, h = size
+    with immediate(db):
+        set_id = create_set(db, "openimages-human-face", "face_box", "import", label=FACE_LABEL)
+        insert_annotations(
+            db,
+            [
+                annotation_row(
+                    set_id, i, "face_box", (b[0] / w, b[1] / h, b[2] / w, b[3] / h), label=FACE_LABEL
+                )
+                for i, boxes in refs.items()
+                for b in boxes
+            ],
+        )
 
 
 def main(argv=None) -> int:
-    """Build the images and store, run bulk and naive, print the figures."""
+    """Build the images and store, run bulk (per engine), naive and the original, print the figures."""
+    from app.bulk.local import ENGINES, KINDS
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-n", type=int, default=200, help="images (default 200)")
-    p.add_argument("--naive-n", type=int, default=None, help="images for the naive loop (default: all)")
+    p.add_argument(
+        "--naive-n", type=int, default=None, help="images for the naive loop (default: all; 0: none)"
+    )
     p.add_argument("--side", type=int, default=1024, help="long side in pixels (default 1024)")
-    p.add_argument("--kind", choices=["face_box", "face_landmarks68"], default="face_box")
+    p.add_argument("--kind", choices=[k for k in KINDS if k != "face_landmarks5"], default="face_box")
+    p.add_argument(
+        "--boxes-from",
+        choices=["openimages-human-face"],
+        help="68 points on given boxes (an imported face_box set of that name, made from the reference "
+        "boxes, as Open Images' human face boxes): no detector runs; implies --kind face_landmarks68",
+    )
     p.add_argument(
         "--tiles",
         type=int,
@@ -260,6 +360,12 @@ def main(argv=None) -> int:
     )
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument(
+        "--engine",
+        default="local",
+        help=f"bulk's engines, comma-separated, each a full run on the same images ({', '.join(e for e in ENGINES if e != 'ray')}; "
+        "default local)",
+    )
     p.add_argument("--max-side", type=int, default=1024, help="bulk's --max-side (default 1024, as the CLI)")
     p.add_argument(
         "--predictor",
@@ -274,6 +380,12 @@ def main(argv=None) -> int:
         "instead of the default model; the naive loop keeps the default",
     )
     args = p.parse_args(argv)
+    engines = [e.strip() for e in args.engine.split(",") if e.strip()]
+    bad = [e for e in engines if e not in ENGINES or e == "ray"]
+    if bad or not engines:
+        p.error(f"--engine {args.engine!r}: give local and/or process, comma-separated")
+    if args.boxes_from:
+        args.kind = "face_landmarks68"
     if not args.no_original:
         try:
             import dlib  # noqa: F401
@@ -294,10 +406,9 @@ def main(argv=None) -> int:
         tmp = Path(tmp)
         (tmp / "img").mkdir()
         t = time.perf_counter()
-        paths = make_images(tmp / "img", args.n, args.side, args.tiles)
-        print(
-            f"made {len(paths)} JPEGs of {args.side}x{args.side * 3 // 4} in {time.perf_counter() - t:.1f} s"
-        )
+        paths, ref_list = make_images(tmp / "img", args.n, args.side, args.tiles)
+        size = Image.open(paths[0]).size
+        print(f"made {len(paths)} JPEGs of {size[0]}x{size[1]} in {time.perf_counter() - t:.1f} s")
         app = create_app(
             {
                 "TESTING": True,
@@ -308,10 +419,15 @@ def main(argv=None) -> int:
         )
         db = connect(app.config["DATABASE"])
         migrate(db)
-        ids = {}
+        ids, refs = {}, {}
         with db.conn:
-            for path in paths:
-                ids[register_image_file(db, path, "train")[0]] = path
+            for path, boxes in zip(paths, ref_list, strict=True):
+                image_id = register_image_file(db, path, "train")[0]
+                ids[image_id], refs[image_id] = path, boxes
+        n_ref = sum(len(v) for v in refs.values())
+        given = refs if args.boxes_from else None
+        if args.boxes_from:
+            add_given_boxes(db, refs, size)
 
         if args.landmarks_dat:
             from app.models.builtin import ensure_builtin_models, load_annotator
@@ -330,75 +446,132 @@ def main(argv=None) -> int:
                 f"bulk's 68 points: dlib68 from {args.landmarks_dat} (read in {time.perf_counter() - t:.1f} s)"
             )
 
-        # Warm both paths (sessions, first-call allocation) on one image, outside the timings.
+        # Warm this process's sessions (first-call allocation) on one image, outside the timings; the
+        # process engine's workers start (spawn, imports, sessions) inside its timing.
         M.MTCNN(threads=1).detect(np.asarray(Image.open(paths[0]).convert("RGB")))
         M.MTCNN().detect(np.asarray(Image.open(paths[0]).convert("RGB")))
 
-        w0, c0 = time.perf_counter(), time.process_time()
-        s = bulk_annotate(
-            db, app.config, args.kind, batch=args.batch, workers=args.workers, max_side=args.max_side or None
-        )
-        bulk_wall, bulk_cpu = time.perf_counter() - w0, time.process_time() - c0
-        n_faces = s["sets"]["box"]["annotations"]
+        runs = {}
+        for engine in engines:
+            w0, c0 = time.perf_counter(), cpu_seconds()
+            s = bulk_annotate(
+                db,
+                app.config,
+                args.kind,
+                batch=args.batch,
+                workers=args.workers,
+                max_side=args.max_side or None,
+                boxes_from=args.boxes_from,
+                engine=engine,
+                progress=False,
+            )
+            wall, cpu = time.perf_counter() - w0, cpu_seconds() - c0
+            if args.boxes_from:
+                found = n_faces = s["sets"]["points"]["annotations"]
+                boxes = refs
+            else:
+                n_faces = s["sets"]["box"]["annotations"]
+                boxes = bulk_boxes(db, s["sets"]["box"]["id"], size)
+                found = matched_faces(boxes, refs, ids)
+            runs[engine] = {
+                "wall": wall,
+                "cpu": cpu,
+                "s": s,
+                "faces": n_faces,
+                "found": found,
+                "boxes": boxes,
+            }
 
-        naive_ids = dict(list(ids.items())[: args.naive_n or len(ids)])
-        set_id = create_set(db, "naive", "face_box", "model")
-        db.conn.commit()
-        naive_wall, naive_cpu, naive_t = run_naive(db, naive_ids, args.kind, set_id)
-        naive_faces = db.execute("SELECT count(*) FROM annotations WHERE set_id = ?", [set_id]).fetchone()[0]
+        naive_n = len(ids) if args.naive_n is None else args.naive_n
+        naive_ids = dict(list(ids.items())[:naive_n])
+        if naive_ids:
+            set_id = create_set(db, "naive", "face_box", "model")
+            db.conn.commit()
+            naive_wall, naive_cpu, naive_t = run_naive(db, naive_ids, args.kind, set_id, given)
+            naive_faces = db.execute(
+                "SELECT count(*) FROM annotations WHERE set_id = ?", [set_id]
+            ).fetchone()[0]
+            naive_ips = len(naive_ids) / naive_wall
 
-        bulk_ips = len(ids) / bulk_wall
-        naive_ips = len(naive_ids) / naive_wall
-        prof = s["profile_s"]
+        if naive_ids:
+            print(f"naive: {naive_faces} faces ({naive_faces / len(naive_ids):.2f}/image)")
         stages = ["decode", "pyramid", "pnet", "crops", "rnet", "onet", "nms", "landmarks68", "db_write"]
-        bulk_t = {k: prof.get(f"detect.{k}", prof.get(k, 0.0)) for k in stages}
         print(
-            f"\nkind {args.kind}; bulk: {len(ids)} images, batch {args.batch}, {args.workers} workers; naive: {len(naive_ids)} images"
+            f"\nkind {args.kind}{' on given boxes (' + args.boxes_from + ')' if args.boxes_from else ''}; "
+            f"bulk: {len(ids)} images, batch {args.batch}, {args.workers} workers; naive: {len(naive_ids)} images"
         )
         print(
-            f"faces found: bulk {n_faces} ({n_faces / len(ids):.2f}/image), naive {naive_faces} ({naive_faces / len(naive_ids):.2f}/image)"
+            f"reference faces (faces-dev's hand-drawn boxes carried into the images): {n_ref} ({n_ref / len(ids):.2f}/image)"
         )
-        print(f"{'CPU s per image':<16} {'bulk':>8} {'naive':>8}")
+        cols = list(runs) + (["naive"] if naive_ids else [])
+        print(f"{'CPU s per image':<16}" + "".join(f" {c:>8}" for c in cols))
         for k in stages:
-            print(f"{k:<16} {bulk_t[k] / len(ids):>8.4f} {naive_t.get(k, 0.0) / len(naive_ids):>8.4f}")
-        print(f"{'total CPU':<16} {bulk_cpu / len(ids):>8.4f} {naive_cpu / len(naive_ids):>8.4f}")
-        print(f"{'wall':<16} {bulk_wall / len(ids):>8.4f} {naive_wall / len(naive_ids):>8.4f}")
+            vals = []
+            for r in runs.values():
+                prof = r["s"]["profile_s"]
+                vals.append(prof.get(f"detect.{k}", prof.get(k, 0.0)) / len(ids))
+            if naive_ids:
+                vals.append(naive_t.get(k, 0.0) / len(naive_ids))
+            print(f"{k:<16}" + "".join(f" {v:>8.4f}" for v in vals))
+        tot = [r["cpu"] / len(ids) for r in runs.values()] + (
+            [naive_cpu / len(naive_ids)] if naive_ids else []
+        )
+        wal = [r["wall"] / len(ids) for r in runs.values()] + (
+            [naive_wall / len(naive_ids)] if naive_ids else []
+        )
+        print(f"{'total CPU':<16}" + "".join(f" {v:>8.4f}" for v in tot))
+        print(f"{'wall':<16}" + "".join(f" {v:>8.4f}" for v in wal))
         print(
-            "(CPU seconds in the thread doing each stage; bulk's workers run in parallel, so its wall can be below its CPU)"
+            "(CPU seconds in the thread or process doing each stage, summed over workers; total CPU includes "
+            "every thread and the process engine's workers, start-up included)"
+        )
+        for e, r in runs.items():
+            ips = len(ids) / r["wall"]
+            line = f"bulk ({e}) {ips:.2f} images/s"
+            if naive_ids:
+                line += f", naive {naive_ips:.2f} images/s, ratio {ips / naive_ips:.2f}x"
+            print(line)
+        if args.no_original:
+            db.close()
+            return 0
+        orig_wall, orig_cpu, orig_boxes, orig_shapes = run_original(ids, args.kind, args.predictor, given)
+        n_orig = sum(len(v) for v in orig_boxes.values())
+        orig_found = n_orig if given else matched_faces(orig_boxes, refs, ids)
+        orig_ips, orig_cps = len(ids) / orig_wall, len(ids) / orig_cpu
+        what = (
+            "68-point predictor on the given boxes"
+            if given
+            else "HOG detector at upsample 1"
+            + (" + 68-point predictor" if args.kind == "face_landmarks68" else "")
         )
         print(
-            f"bulk {bulk_ips:.2f} images/s, naive {naive_ips:.2f} images/s, ratio {bulk_ips / naive_ips:.2f}x"
+            f"\noriginal pipeline (dlib-bin {__import__('dlib').__version__}: {what}), one core, same {len(ids)} images"
         )
-        if not args.no_original:
-            orig_wall, orig_cpu, orig_boxes, orig_shapes = run_original(ids, args.kind, args.predictor)
-            ours_boxes = bulk_boxes(db, s["sets"]["box"]["id"], Image.open(paths[0]).size)
-            n_orig = sum(len(v) for v in orig_boxes.values())
-            both = matched_faces(ours_boxes, orig_boxes, ids)
-            ours_cps, orig_cps = len(ids) / bulk_cpu, len(ids) / orig_cpu
-            orig_ips = len(ids) / orig_wall
-            what = "HOG detector at upsample 1" + (
-                " + 68-point predictor" if args.kind == "face_landmarks68" else ""
-            )
+        print(
+            f"{'':<16} {'images/s':>9} {'per CPU-s':>10} {'wall s':>8} {'CPU s':>8} {'faces':>6} {'found':>6}"
+        )
+        for e, r in runs.items():
             print(
-                f"\noriginal pipeline (dlib-bin {__import__('dlib').__version__}: {what}), one core, same {len(ids)} images"
+                f"{'ours (' + e + ')':<16} {len(ids) / r['wall']:>9.2f} {len(ids) / r['cpu']:>10.2f} "
+                f"{r['wall']:>8.1f} {r['cpu']:>8.1f} {r['faces']:>6} {r['found']:>6}"
             )
-            print(f"{'':<10} {'images/s':>9} {'per CPU-s':>10} {'wall s':>8} {'CPU s':>8} {'faces':>6}")
+        print(
+            f"{'original':<16} {orig_ips:>9.2f} {orig_cps:>10.2f} {orig_wall:>8.1f} {orig_cpu:>8.1f} {n_orig:>6} {orig_found:>6}"
+        )
+        if args.kind == "face_landmarks68":
+            shapes = ", ".join(f"{e} {r['s']['sets']['points']['annotations']}" for e, r in runs.items())
+            print(f"68-point shapes: ours ({shapes}), original {orig_shapes}")
+        print(
+            f"found: faces matched one to one at IoU >= 0.5 to the {n_ref} reference faces (faces-dev's hand-drawn "
+            "boxes, carried into each image)"
+            + ("; on given boxes every given box is a face" if given else "")
+        )
+        for e, r in runs.items():
+            ips, cps = len(ids) / r["wall"], len(ids) / r["cpu"]
             print(
-                f"{'ours':<10} {bulk_ips:>9.2f} {ours_cps:>10.2f} {bulk_wall:>8.1f} {bulk_cpu:>8.1f} {n_faces:>6}"
-            )
-            print(
-                f"{'original':<10} {orig_ips:>9.2f} {orig_cps:>10.2f} {orig_wall:>8.1f} {orig_cpu:>8.1f} {n_orig:>6}"
-            )
-            if args.kind == "face_landmarks68":
-                n_pts = s["sets"]["points"]["annotations"]
-                print(f"68-point shapes: ours {n_pts}, original {orig_shapes}")
-            print(
-                f"faces: ours {n_faces}, original {n_orig}, matched at IoU 0.5: {both} "
-                f"({both / max(n_orig, 1):.1%} of the original's, {both / max(n_faces, 1):.1%} of ours)"
-            )
-            print(
-                f"ours vs original: {bulk_ips / orig_ips:.2f}x images/s (wall, ours on {args.workers} workers, "
-                f"original on 1 core), {ours_cps / orig_cps:.2f}x images per CPU-second"
+                f"ours ({e}) vs original: {ips / orig_ips:.2f}x images/s (wall, ours on {args.workers} workers, "
+                f"original on 1 core), {cps / orig_cps:.2f}x images per CPU-second; faces found "
+                f"{r['found']} vs {orig_found} of {n_ref}"
             )
         db.close()
     return 0

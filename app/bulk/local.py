@@ -35,6 +35,7 @@ from .chain import ChainSpec
 from .selection import count_images, read_images_file, select_images
 
 KINDS = ("face_box", "face_landmarks5", "face_landmarks68")
+ENGINES = ("local", "process", "ray")
 COMMAND = "bulk-annotate"
 DEFAULT_MAX_SIDE = 1024
 
@@ -205,8 +206,9 @@ def bulk_annotate(
     with_landmarks5: the face_landmarks68 chain also writes the detector's five points as a
     face_landmarks5 set (free when the boxes come from MTCNN; `flask oiap demo` uses it).
     on_batch(images_done) is called after each committed batch (tests use it to interrupt a run).
-    engine: "local" (threads here) or "ray" (app/bulk/ray_engine.py; engine_options: address, actor_cpus, ...);
-    both write through write_batch, so a run started by one can be resumed by the other.
+    engine: "local" (threads here), "process" (spawned worker processes, app/bulk/process_engine.py) or
+    "ray" (app/bulk/ray_engine.py; engine_options: address, actor_cpus, ...); all write through
+    write_batch, so a run started by one can be resumed by another.
     """
     from tqdm import tqdm
 
@@ -215,8 +217,8 @@ def bulk_annotate(
 
     if batch < 1 or workers < 1:
         raise InvalidInput("--batch and --workers must be at least 1")
-    if engine not in ("local", "ray"):
-        raise InvalidInput(f"--engine is local or ray, not {engine!r}")
+    if engine not in ENGINES:
+        raise InvalidInput(f"--engine is one of {', '.join(ENGINES)}, not {engine!r}")
     if resume is not None:
         run = _resumable_run(db, resume)
         p = json.loads(run["params"])
@@ -278,6 +280,10 @@ def bulk_annotate(
         from .ray_engine import RayEngine
 
         runner = RayEngine(spec, config, workers=workers, progress=progress, **(engine_options or {}))
+    elif engine == "process":
+        from .process_engine import ProcessEngine
+
+        runner = ProcessEngine(spec, config, workers)
     else:
         runner = LocalEngine(spec, config, workers)
     n_ann = n_err = n_img = 0

@@ -32,7 +32,7 @@ from ..images.layout import SPLITS
 @click.option("--resume", type=int, default=None, help="Finish an interrupted run (its options are reused).")
 @click.option("--batch", type=int, default=8, show_default=True, help="Images per inference batch and write.")
 @click.option(
-    "--workers", type=int, default=2, show_default=True, help="Threads decoding and annotating (ray: actors)."
+    "--workers", type=int, default=2, show_default=True, help="Threads decoding and annotating (process: processes; ray: actors)."
 )
 @click.option(
     "--max-side",
@@ -43,10 +43,11 @@ from ..images.layout import SPLITS
 )
 @click.option(
     "--engine",
-    type=click.Choice(["local", "ray"]),
+    type=click.Choice(["local", "process", "ray"]),
     default="local",
     show_default=True,
-    help="local: threads here; ray: Ray Data actors (requirements-cluster.txt; README, Running on a Ray cluster).",
+    help="local: threads here; process: worker processes here; ray: Ray Data actors "
+    "(requirements-cluster.txt; README, Running on a Ray cluster).",
 )
 @click.option(
     "--address", default=None, help="Ray: 'auto' or ray://HEAD:10001 (default: a local Ray instance)."
