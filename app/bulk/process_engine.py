@@ -8,13 +8,17 @@ the mesh's ROIs) run on every core instead of taking turns on the GIL.
 - This process keeps the selection and the store: it sends batches ahead (two per worker) and
   writes each batch's results in selection order through bulk.write_batch, in one `db.immediate()`
   transaction per batch, so a run is resumable (by any engine) exactly as the local engine's.
-- Ctrl-C reaches the whole process group: workers ignore SIGINT and the parent stops them; a
-  killed parent leaves its workers to exit on the broken pipe, and the run is resumed from its cursor.
+- Ctrl-C reaches the whole process group: workers ignore SIGINT and the parent stops them; the
+  workers of a killed parent (kill -9) notice within a second and exit, and the run is resumed from
+  its cursor like any other.
 """
 
 import multiprocessing
+import os
 import pickle
 import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -37,10 +41,20 @@ def _plain_config(config) -> dict:
 
 
 def _start(spec: ChainSpec, config: dict) -> None:
-    """Worker initialiser: ignore Ctrl-C (the parent handles it) and load the run's models."""
+    """Worker initialiser: ignore Ctrl-C (the parent handles it), leave when the parent dies, and
+    load the run's models."""
     global _chain
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_orphan_watch, args=(os.getppid(),), daemon=True).start()
     _chain = spec.chain(config, 1)
+
+
+def _orphan_watch(parent: int) -> None:
+    """Exit once the parent is gone (kill -9): a worker waiting for its next batch would not notice,
+    as each worker holds both ends of the pool's queue pipe itself."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _run(rows: list[dict]) -> tuple[list, dict, dict]:
