@@ -1,0 +1,56 @@
+"""The attention mesh's region of interest straight from MTCNN's five points, in place of a first mesh
+pass: the ROI the two-pass chain (attention68) would reach, predicted by a small linear map.
+
+In the face's own frame (origin the eye centre, x along the eye line, unit the eye-centre to
+mouth-centre distance), the two-pass chain's second ROI has centre (u, v) and side `size`, and those
+follow the nose: a turned face moves its nose sideways (and the mesh's box with it), a face tipped
+up or down moves it along v. The coefficients map [1, nose_u, nose_v] to (u, v, size); they were fitted
+by scripts/fit_five_roi.py on every MTCNN face of faces-dev's training photos and their mirror images
+(least squares, the mirror forcing the symmetric zeros), against the ROIs of our own two-pass chain:
+no label of any file is read. On faces-dev's training file (from MTCNN) NME 0.0575 with two passes,
+0.0578 with this ROI and one pass (worst face 0.083 and 0.093), at a third of the mesh's time; testing
+file, measured once: 0.0482 and 0.0489 (worst 0.067 and 0.063).
+"""
+
+import numpy as np
+
+# Rows: the constant, nose_u, nose_v; columns: u, v, size (scripts/fit_five_roi.py prints them).
+COEF = np.array(
+    [
+        [0.0000, 0.6809, 3.3750],
+        [-1.1284, 0.0000, 0.0000],
+        [0.0000, -0.5142, 0.3191],
+    ]
+)
+
+
+def face_frame(points5) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(eye centre, rotation from face to image axes, eye-to-mouth distance, eye-line angle) of five
+    points in MTCNN's order (eyes image-left then image-right, nose, mouth corners)."""
+    p = np.asarray(points5, dtype=np.float64)
+    ec, mc = (p[0] + p[1]) / 2, (p[3] + p[4]) / 2
+    d = p[1] - p[0]
+    a = float(np.arctan2(d[1], d[0]))
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    return ec, rot, float(np.linalg.norm(mc - ec)), a
+
+
+def features(points5) -> np.ndarray:
+    """[1, nose_u, nose_v]: the nose tip in the face's frame."""
+    ec, rot, s, _ = face_frame(points5)
+    return np.array([1.0, *(rot.T @ (np.asarray(points5, dtype=np.float64)[2] - ec) / s)])
+
+
+def roi_from_five(points5, coef: np.ndarray = COEF) -> tuple[float, float, float, float]:
+    """(cx, cy, size, angle) in image pixels: the mesh's ROI for a face with five points."""
+    ec, rot, s, a = face_frame(points5)
+    u, v, size = features(points5) @ coef
+    c = ec + rot @ (np.array([u, v]) * s)
+    return float(c[0]), float(c[1]), float(size * s), a
+
+
+def roi_in_frame(points5, roi) -> np.ndarray:
+    """(u, v, size) of an ROI in a face's frame: what COEF predicts (for fitting)."""
+    ec, rot, s, _ = face_frame(points5)
+    u, v = rot.T @ (np.asarray(roi[:2], dtype=np.float64) - ec) / s
+    return np.array([u, v, roi[2] / s])
