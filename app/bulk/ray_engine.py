@@ -96,16 +96,24 @@ class AnnotateBatch:
         self.chain = spec.chain(config, threads, RemoteChain)
 
     def __call__(self, batch: dict) -> dict:
+        import ray
+
         rows = [json.loads(r) for r in batch["row"]]
         results = self.chain.run(rows)
-        return {"pos": batch["pos"], "result": [json.dumps(plain_result(r)) for r in results]}
+        # The node that did each row, so a run can say where its work went (profile()["nodes"]).
+        node = ray.get_runtime_context().get_node_id()
+        return {
+            "pos": batch["pos"],
+            "result": [json.dumps(plain_result(r)) for r in results],
+            "node": [node] * len(results),
+        }
 
 
 class RayEngine:
     """Batches annotated by Ray Data actors, yielded to bulk_annotate in selection order.
 
-    address: None starts a local Ray instance (num_cpus cores, all by default); "auto" or
-    "ray://head:10001" joins an existing cluster. workers: actors; actor_cpus: CPUs each reserves
+    address: None starts a local Ray instance (num_cpus cores, all by default); "auto" or HEAD:PORT
+    (the head's GCS) joins an existing cluster from one of its nodes; ray:// is refused. workers: actors; actor_cpus: CPUs each reserves
     (and onnxruntime threads it uses, at least 1); chunk: images per Ray dataset.
     """
 
@@ -125,6 +133,13 @@ class RayEngine:
     ):
         if actor_cpus <= 0 or chunk < 1:
             raise InvalidInput("--actor-cpus must be > 0 and --chunk at least 1")
+        if address is not None and address.startswith("ray://"):
+            # Ray Client (ray[client], grpcio) is not installed or tested here; a driver on a node of
+            # the cluster does the same work and writes to the store beside it.
+            raise InvalidInput(
+                f"--address {address}: ray:// (Ray Client) addresses are not supported; run bulk-annotate "
+                "on a node of the cluster with --address auto (or HEAD_IP:6379, the head's GCS port)"
+            )
         if s3_images is not None and not s3_images.startswith("s3://"):
             raise InvalidInput(f"--s3-images {s3_images!r}: give s3://bucket[/prefix]")
         self.spec = spec
@@ -138,6 +153,7 @@ class RayEngine:
         self.chunk = chunk
         self.s3_images = s3_images.rstrip("/") if s3_images else None
         self.timer = Timer()
+        self.nodes: dict[str, int] = {}
         # What the actors need of the config: S3 access; image files come resolved by the driver.
         self.actor_config = {"S3_ENDPOINT_URL": config.get("S3_ENDPOINT_URL")}
 
@@ -220,6 +236,7 @@ class RayEngine:
                             if r["pos"] != pos:  # preserve_order is what the cursor relies on
                                 raise RuntimeError(f"Ray returned row {r['pos']} where {pos} was due")
                             out.append(json.loads(r["result"]))
+                            self.nodes[r["node"]] = self.nodes.get(r["node"], 0) + 1
                             pos += 1
                         self.timer.add("wait", perf_counter() - t0)
                         yield b, out
@@ -238,4 +255,7 @@ class RayEngine:
 
     def profile(self) -> dict:
         """Seconds on the driver: Ray start, waiting for results, writing."""
-        return {k: round(v, 3) for k, v in self.timer.items()} | {"ray_workers": self.workers}
+        return {k: round(v, 3) for k, v in self.timer.items()} | {
+            "ray_workers": self.workers,
+            "nodes": dict(self.nodes),  # images done per Ray node id
+        }

@@ -32,7 +32,11 @@ from ..images.layout import SPLITS
 @click.option("--resume", type=int, default=None, help="Finish an interrupted run (its options are reused).")
 @click.option("--batch", type=int, default=8, show_default=True, help="Images per inference batch and write.")
 @click.option(
-    "--workers", type=int, default=2, show_default=True, help="Threads decoding and annotating (process: processes; ray: actors)."
+    "--workers",
+    type=int,
+    default=2,
+    show_default=True,
+    help="Threads decoding and annotating (process: processes; ray: actors).",
 )
 @click.option(
     "--max-side",
@@ -50,7 +54,10 @@ from ..images.layout import SPLITS
     "(requirements-cluster.txt; README, Running on a Ray cluster).",
 )
 @click.option(
-    "--address", default=None, help="Ray: 'auto' or ray://HEAD:10001 (default: a local Ray instance)."
+    "--address",
+    default=None,
+    help="Ray: 'auto' or HEAD_IP:6379, run on a node of the cluster (default: a local Ray instance); "
+    "ray:// client addresses are not supported.",
 )
 @click.option("--actor-cpus", type=float, default=1.0, show_default=True, help="Ray: CPUs per actor.")
 @click.option("--chunk", type=int, default=20000, show_default=True, help="Ray: images per Ray dataset.")

@@ -1,0 +1,122 @@
+"""bulk-annotate --engine ray through --address on a cluster of two Ray nodes (a head and a second
+node started with `ray start`, both on 127.0.0.1): work lands on both; ray:// is refused."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from app.bulk.local import bulk_annotate
+from app.errors import InvalidInput
+from app.imports.demo import build_demo
+from app.paths import REPO_ROOT
+
+pytestmark = pytest.mark.slow
+
+RAY = str(Path(os.environ.get("VIRTUAL_ENV", REPO_ROOT / ".venv")) / "bin" / "ray")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pids_with(text: str) -> set[int]:
+    """Processes whose command line names `text` (this cluster's own temporary folder)."""
+    pids = set()
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in cmd:
+            pids.add(int(d.name))
+    return pids
+
+
+def _ray_start(args: list[str], env: dict) -> None:
+    out = subprocess.run([RAY, "start", *args], env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.fixture
+def two_nodes(monkeypatch):
+    """A head and a second node, 2 CPUs each, on 127.0.0.1; every process of theirs ended after.
+
+    Not `ray stop`: it ends every Ray process of the machine. Each process of this cluster names its
+    own temporary folder on its command line, so teardown ends exactly those, by id."""
+    temp = tempfile.mkdtemp(prefix="oiapray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    port = _free_port()
+    # RAY_AUTH_MODE set: a head on a machine with ~/.ray/auth_token turns token auth on by itself,
+    # and then refuses nodes and drivers started without it.
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled", PYTHONPATH=str(REPO_ROOT))
+    # Ray puts a 127.0.0.1 node on the machine's own address; both nodes and the driver agree on it.
+    common = ["--num-cpus", "2", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # this process joins the cluster as its driver
+    try:
+        _ray_start(
+            ["--head", "--port", str(port), "--temp-dir", temp, "--include-dashboard", "false", *common], env
+        )
+        _ray_start(["--address", f"127.0.0.1:{port}", *common], env)
+        yield f"127.0.0.1:{port}"
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            for pid in _pids_with(temp):
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            deadline = time.monotonic() + 20
+            while _pids_with(temp) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        left = _pids_with(temp)
+        shutil.rmtree(temp, ignore_errors=True)
+        assert not left, f"the cluster left processes behind: {sorted(left)}"
+
+
+def _alive_nodes(address: str) -> set[str]:
+    import ray
+
+    ray.init(address=address, log_to_driver=False, configure_logging=False)
+    try:
+        return {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    finally:
+        ray.shutdown()
+
+
+def test_bulk_annotate_through_address_uses_both_nodes(app, db, two_nodes):
+    build_demo(db, boxes_source="model")  # every photo unlabelled: the run takes all ten
+    nodes = _alive_nodes(two_nodes)
+    assert len(nodes) == 2
+    # 1.5 CPUs an actor on nodes of 2: one actor a node, with room left for Ray Data's own tasks.
+    s = bulk_annotate(
+        db,
+        app.config,
+        "face_box",
+        batch=1,
+        workers=2,
+        progress=False,
+        engine="ray",
+        engine_options={"address": two_nodes, "actor_cpus": 1.5},
+    )
+    assert s["status"] == "done" and s["images"] == 10
+    done = s["profile_s"]["nodes"]
+    assert set(done) == nodes and all(n >= 1 for n in done.values()) and sum(done.values()) == 10
+    assert s["sets"]["box"]["annotations"] >= 40
+
+
+def test_ray_client_addresses_are_refused(app, db):
+    build_demo(db, boxes_source="model")
+    with pytest.raises(InvalidInput, match="ray:// .*not supported.*--address auto"):
+        bulk_annotate(
+            db, app.config, "face_box", engine="ray", engine_options={"address": "ray://head:10001"}
+        )
