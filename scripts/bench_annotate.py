@@ -363,8 +363,9 @@ def main(argv=None) -> int:
     p.add_argument(
         "--engine",
         default="local",
-        help=f"bulk's engines, comma-separated, each a full run on the same images ({', '.join(e for e in ENGINES if e != 'ray')}; "
-        "default local)",
+        help=f"bulk runs, comma-separated, each a full run on the same images: ENGINE ({', '.join(e for e in ENGINES if e != 'ray')}) "
+        "or ENGINE@N (MTCNN's smallest face N px, bulk-annotate --min-face-size), e.g. local,process,process@40 "
+        "(default local)",
     )
     p.add_argument("--max-side", type=int, default=1024, help="bulk's --max-side (default 1024, as the CLI)")
     p.add_argument(
@@ -381,9 +382,15 @@ def main(argv=None) -> int:
     )
     args = p.parse_args(argv)
     engines = [e.strip() for e in args.engine.split(",") if e.strip()]
-    bad = [e for e in engines if e not in ENGINES or e == "ray"]
+    bad = [
+        e
+        for e in engines
+        if e.partition("@")[0] not in ENGINES
+        or e.startswith("ray")
+        or not (e.partition("@")[2] or "0").isdigit()
+    ]
     if bad or not engines:
-        p.error(f"--engine {args.engine!r}: give local and/or process, comma-separated")
+        p.error(f"--engine {args.engine!r}: give local, process, local@N or process@N, comma-separated")
     if args.boxes_from:
         args.kind = "face_landmarks68"
     if not args.no_original:
@@ -452,7 +459,8 @@ def main(argv=None) -> int:
         M.MTCNN().detect(np.asarray(Image.open(paths[0]).convert("RGB")))
 
         runs = {}
-        for engine in engines:
+        for variant in engines:
+            engine, _, min_face = variant.partition("@")
             w0, c0 = time.perf_counter(), cpu_seconds()
             s = bulk_annotate(
                 db,
@@ -464,6 +472,7 @@ def main(argv=None) -> int:
                 boxes_from=args.boxes_from,
                 engine=engine,
                 progress=False,
+                min_face_size=int(min_face) if min_face else None,
             )
             wall, cpu = time.perf_counter() - w0, cpu_seconds() - c0
             if args.boxes_from:
@@ -473,7 +482,7 @@ def main(argv=None) -> int:
                 n_faces = s["sets"]["box"]["annotations"]
                 boxes = bulk_boxes(db, s["sets"]["box"]["id"], size)
                 found = matched_faces(boxes, refs, ids)
-            runs[engine] = {
+            runs[variant] = {
                 "wall": wall,
                 "cpu": cpu,
                 "s": s,
