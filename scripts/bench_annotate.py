@@ -4,22 +4,35 @@ Makes N JPEGs of 1024 px on the long side (1024x768) in a temporary folder, each
 dev photos in app/demo_data (upscaled, in a different order and mirroring per image, so every file
 is distinct), registers them in a temporary store, then in the same process:
 
-- bulk: `bulk_annotate()` exactly as `flask oiap bulk-annotate` runs it (thread pool, reduced JPEG
-  decoding when larger than --max-side, batched RNet/ONet, batched write transactions);
+- bulk: `bulk_annotate()` exactly as `flask oiap bulk-annotate` runs it, once per `--engine` item
+  (local: thread pool; process: worker processes, their start-up inside the timing; ENGINE@N: with
+  --min-face-size N), each a full run over the same images;
 - naive: full decode, one image at a time, one onnxruntime thread, a Python loop per candidate
   (PNet cells, then a PIL crop+resize and one RNet/ONet call per candidate face), one write
   transaction per image; for the 68 chain, one landmark call per face.
-
 - original: the original project's pipeline on the same files, one core (this process's main thread):
   dlib's decoder, its HOG frontal face detector at upsample 1 and, for face_landmarks68, its 68-point
   predictor per face (dlib-bin and Debian's libdlib-data, dev-only: requirements-dev.txt, `make test`).
 
-Prints where the time goes (CPU seconds per stage; bulk's worker threads add up), images/s of bulk and
-naive and their ratio, and on the last lines bulk against the original: images/s (wall) and images per
-CPU-second with both ratios, and the faces each found, matched one to one at IoU >= 0.5.
+With --boxes-from openimages-human-face no detector runs: the reference boxes (below) are imported as
+a face_box set of that name, as Open Images' own human face boxes would be, bulk-annotate puts 68
+points on them (`--boxes-from`), the naive loop one face at a time, and the original pipeline its
+predictor on the same boxes.
+
+Reference faces: faces-dev's hand-drawn boxes (app/demo_data's XMLs, dlib's brow-to-chin squares)
+carried through each image's resizing, mirroring and placement. A detector's faces are "found" when
+they pair one to one with a reference face at IoU >= 0.5 (MTCNN's taller boxes still overlap dlib's
+squares by more than 0.5 on these faces).
+
+Prints where the time goes (CPU seconds per stage, summed over worker threads or processes), images/s
+of each bulk run and naive and their ratio, and on the last lines each bulk run against the original:
+images/s (wall) and images per CPU-second (this process and its ended children: the workers) with
+both ratios, and the faces each found.
 
     python scripts/bench_annotate.py                         # 200 images, face_box
-    python scripts/bench_annotate.py --kind face_landmarks68 # the full chain: MTCNN + facemesh68
+    python scripts/bench_annotate.py --kind face_landmarks68 -n 100 --tiles 1 --naive-n 20 \
+        --engine local,process,process@40
+    python scripts/bench_annotate.py --boxes-from openimages-human-face -n 100 --tiles 1 --engine process
     python scripts/bench_annotate.py -n 40 --naive-n 20      # quicker
     python scripts/bench_annotate.py --no-original           # without dlib-bin
 """
