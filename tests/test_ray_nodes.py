@@ -120,3 +120,4 @@ def test_ray_client_addresses_are_refused(app, db):
         bulk_annotate(
             db, app.config, "face_box", engine="ray", engine_options={"address": "ray://head:10001"}
         )
+    assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 0  # refused before the run starts

@@ -225,6 +225,10 @@ def bulk_annotate(
         raise InvalidInput(f"--min-face-size {min_face_size}: MTCNN looks at faces of 12 pixels and up")
     if engine not in ENGINES:
         raise InvalidInput(f"--engine is one of {', '.join(ENGINES)}, not {engine!r}")
+    if engine == "ray":
+        from .ray_engine import check_address
+
+        check_address((engine_options or {}).get("address"))  # before a run is recorded
     if resume is not None:
         run = _resumable_run(db, resume)
         p = json.loads(run["params"])

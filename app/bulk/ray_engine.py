@@ -109,6 +109,16 @@ class AnnotateBatch:
         }
 
 
+def check_address(address: str | None) -> None:
+    """Refuse a ray:// address: Ray Client (ray[client], grpcio) is not installed or tested here, and
+    a driver on a node of the cluster does the same work, writing to the store beside it."""
+    if address is not None and address.startswith("ray://"):
+        raise InvalidInput(
+            f"--address {address}: ray:// (Ray Client) addresses are not supported; run bulk-annotate "
+            "on a node of the cluster with --address auto (or HEAD_IP:6379, the head's GCS port)"
+        )
+
+
 class RayEngine:
     """Batches annotated by Ray Data actors, yielded to bulk_annotate in selection order.
 
@@ -133,13 +143,7 @@ class RayEngine:
     ):
         if actor_cpus <= 0 or chunk < 1:
             raise InvalidInput("--actor-cpus must be > 0 and --chunk at least 1")
-        if address is not None and address.startswith("ray://"):
-            # Ray Client (ray[client], grpcio) is not installed or tested here; a driver on a node of
-            # the cluster does the same work and writes to the store beside it.
-            raise InvalidInput(
-                f"--address {address}: ray:// (Ray Client) addresses are not supported; run bulk-annotate "
-                "on a node of the cluster with --address auto (or HEAD_IP:6379, the head's GCS port)"
-            )
+        check_address(address)
         if s3_images is not None and not s3_images.startswith("s3://"):
             raise InvalidInput(f"--s3-images {s3_images!r}: give s3://bucket[/prefix]")
         self.spec = spec
