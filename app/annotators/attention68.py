@@ -8,13 +8,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .five_roi import roi_from_five
+from .five_roi import onet_points5, roi_from_five
 from .mesh478 import EYE_LINE, MODEL_PATH, first_roi, roi_from_landmarks, run_rois, run_rois_lite
 from .mesh_ibug68 import canonical_2d, shipped_matrix
 
 # With MTCNN's five points the second pass's ROI comes from them, without a first mesh pass: on
 # faces-dev's training file NME 0.0578 against 0.0575 (within the 0.001 we allow for a speed lever),
-# at a third of the mesh's time (five_roi.py).
+# at a third of the mesh's time (five_roi.py). A face given by its box alone gets its five points from
+# MTCNN's ONet on that box (five_roi.onet_points5): training file, from its boxes, 0.0598 against
+# 0.0613 with the first pass.
 FIVE_ROI = True
 
 
@@ -39,6 +41,11 @@ class AttentionMesh68:
         (same vertex numbering, 2.5 against 4.2 ms a face): from MTCNN, NME 0.0575 training and 0.0482
         testing against 0.0580 and 0.0486 with the attention mesh in both passes."""
         points5s = list(points5s) if points5s is not None else [None] * len(boxes)
+        if self.five_roi and self.passes > 1 and any(p is None for p in points5s):
+            # Given boxes without points (--boxes-from): MTCNN's ONet places five on each box.
+            missing = [i for i, p in enumerate(points5s) if p is None]
+            for i, p in zip(missing, onet_points5(img_rgb, [boxes[i] for i in missing]), strict=True):
+                points5s[i] = p
         rois = [first_roi(b, p) for b, p in zip(boxes, points5s, strict=True)]
         if self.passes > 1:
             # A face with five points gets the second pass's ROI from them (five_roi.py), the others
