@@ -464,3 +464,31 @@ def m015_superseded(db: Database) -> None:
         END;
         """
     )
+
+
+@migrations()
+def m018_image_labels_and_classes(db: Database) -> None:
+    # Open Images' human-verified image-level labels (the *-annotations-human-imagelabels files):
+    # confidence 1 = a person saw the class in the image, 0 = a person checked that it is absent.
+    # The detection metric needs both: a detection of a class verified absent is a false positive,
+    # one of a class nobody verified on that image is ignored. One row per image and class; the
+    # label index serves "images where class X was verified".
+    # class_names keeps the class descriptions file (MID -> display name) that an import read, so
+    # exports and pages can name classes without the file.
+    db.executescript(
+        """
+        CREATE TABLE image_labels (
+            image_id TEXT NOT NULL REFERENCES images (id),
+            label TEXT NOT NULL,
+            confidence INTEGER NOT NULL CHECK (confidence IN (0, 1)),
+            source TEXT,
+            PRIMARY KEY (image_id, label)
+        ) WITHOUT ROWID;
+        CREATE INDEX image_labels_label ON image_labels (label, confidence);
+
+        CREATE TABLE class_names (
+            label TEXT PRIMARY KEY,
+            display_name TEXT NOT NULL
+        ) WITHOUT ROWID;
+        """
+    )

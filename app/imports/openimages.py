@@ -8,7 +8,9 @@ Files are found by the names Google publishes (v4 to v7) in --meta-dir (not its 
   all-splits `image_ids_and_rotation.csv` (filtered by its Subset column);
 - class names: `oidv7-class-descriptions-boxable.csv` or `class-descriptions-boxable.csv` (with or
   without the `LabelName,DisplayName` header), or the full `oidv{6,7}-class-descriptions.csv`;
-- boxes: `oidv6-<split>-annotations-bbox.csv` or `<split>-annotations-bbox.csv`.
+- boxes: `oidv6-<split>-annotations-bbox.csv` or `<split>-annotations-bbox.csv`;
+- human-verified image-level labels, per split (imports/openimages_labels.py):
+  `<split>-annotations-human-imagelabels-boxable.csv` and the v6/v7 names.
 
 Decisions:
 - Images come from the metadata files: every image of a wanted split, with or without a box of a
@@ -22,6 +24,8 @@ Decisions:
   counted, reported with file and line, stored in run_errors, and skipped. Rows of classes that were
   not asked for are only checked for their column count (the bbox pass stays fast).
 - Open Images' XClick points and Confidence are not stored; Source and the Is* flags go into flags.
+- Image-level labels of the wanted classes go into image_labels (positive and verified negative),
+  the class descriptions into class_names; both after the boxes, by the same rules.
 """
 
 import csv
@@ -37,11 +41,13 @@ from tqdm import tqdm
 from ..annotations.rows import BOX_IF_NEW_SQL, insert_counted_by_batch
 from ..db import immediate, now
 from ..errors import InvalidInput
+from ..images.labels import store_class_names
 from ..images.layout import IMAGE_ID_RE, SPLITS, validate_split
 from ..kinds import FACE_LABEL
 from ..links import http_url
 from ..runs import add_run_errors, finish_run, set_progress, start_run
 from ..sets.queries import get_or_create_set
+from .openimages_labels import find_label_files, import_labels
 
 ALL_IMAGES_FILE = "image_ids_and_rotation.csv"
 CLASS_FILES = (
@@ -408,7 +414,8 @@ def import_openimages(
     if limit is not None and limit < 1:
         raise InvalidInput("--limit must be at least 1")
     files = plan(meta_dir, splits)
-    if not files["images"] and not files["boxes"]:
+    label_paths = find_label_files(meta_dir, splits)
+    if not files["images"] and not files["boxes"] and not label_paths:
         raise InvalidInput(
             f"no Open Images metadata files in {meta_dir} for split(s) {', '.join(splits)}; expected e.g. "
             "train-images-boxable-with-rotation.csv or image_ids_and_rotation.csv, and "
@@ -428,10 +435,18 @@ def import_openimages(
     db.execute("PRAGMA temp_store = MEMORY")
     errors = _Errors(db, run_id)
     images_before = _count_images(db)
-    summary: dict = {"run_id": run_id, "images_added": 0, "images_read": {}, "sets": {}, "boxes": {}}
+    summary: dict = {
+        "run_id": run_id,
+        "images_added": 0,
+        "images_read": {},
+        "sets": {},
+        "boxes": {},
+        "image_labels": {},
+    }
     try:
         sets: dict[str, tuple[int, str]] = {}
         with immediate(db):
+            store_class_names(db, names)
             for mid in mids:
                 display = names.get(mid) or ("Human face" if mid == FACE_LABEL else mid)
                 kind = "face_box" if mid == FACE_LABEL else "object_box"
@@ -464,9 +479,13 @@ def import_openimages(
                 run_id=run_id,
             )
             summary["boxes"][path.name] = r
+        for path, _split in label_paths:
+            echo(f"image-level labels: {path}")
+            summary["image_labels"][path.name] = import_labels(db, path, mids, errors, run_id)
         summary["images_total"] = _count_images(db)
         summary["images_added"] = summary["images_total"] - images_before
         summary["boxes_added"] = sum(r["added"] for r in summary["boxes"].values())
+        summary["labels_written"] = sum(r["written"] for r in summary["image_labels"].values())
         summary["errors"] = errors.count
         summary["error_samples"] = errors.samples
         error_text = f"{errors.count} malformed row(s)" if errors.count else None

@@ -1,0 +1,79 @@
+"""Image-level labels and class names: every read and write of `image_labels` and `class_names`.
+
+An image-level label says that a person verified a class on an image: confidence 1, the class is
+there; 0, a person checked and it is not. Open Images publishes them as
+`*-annotations-human-imagelabels*.csv` (imports/openimages_labels.py brings them in); its detection
+metric (models/metrics_openimages.py) needs them: a detection of a class verified absent is a false
+positive, one of a class nobody verified on that image is ignored.
+
+`class_names` is the class descriptions file an import read (MID -> display name), so exports and
+pages name classes without the file; `class_names()` falls back on the import sets' display names.
+"""
+
+from collections.abc import Iterable, Mapping
+
+from sqlite_utils import Database
+
+# One row per image and class. A label of an image not in the store is dropped (the WHERE), as
+# boxes are; a re-import of the same row changes nothing (the DO UPDATE's WHERE), so SQLite's change
+# count is the number of labels added or changed.
+UPSERT_LABEL_SQL = (
+    "INSERT INTO image_labels (image_id, label, confidence, source)"
+    " SELECT ?1, ?2, ?3, ?4 WHERE EXISTS (SELECT 1 FROM images WHERE id = ?1)"
+    " ON CONFLICT (image_id, label) DO UPDATE SET confidence = excluded.confidence, source = excluded.source"
+    " WHERE confidence IS NOT excluded.confidence OR source IS NOT excluded.source"
+)
+
+
+def upsert_labels(db: Database, rows: Iterable[tuple[str, str, int, str | None]]) -> int:
+    """Write (image_id, label, confidence, source) rows in the caller's transaction; returns how many
+    were added or changed (rows of images not in the store and unchanged rows do not count)."""
+    before = db.conn.total_changes
+    db.conn.executemany(UPSERT_LABEL_SQL, rows)
+    return db.conn.total_changes - before
+
+
+def labels_by_image(db: Database, split: str) -> dict[str, dict[str, int]]:
+    """The verified labels of a split's images: image id -> {label: confidence}."""
+    out: dict[str, dict[str, int]] = {}
+    for image_id, label, confidence in db.execute(
+        "SELECT l.image_id, l.label, l.confidence FROM image_labels l JOIN images i ON i.id = l.image_id"
+        " WHERE i.split = ? ORDER BY l.image_id",
+        [split],
+    ):
+        out.setdefault(image_id, {})[label] = confidence
+    return out
+
+
+def image_labels(db: Database, image_id: str) -> dict[str, int]:
+    """One image's verified labels: {label: confidence}."""
+    return dict(db.execute("SELECT label, confidence FROM image_labels WHERE image_id = ?", [image_id]))
+
+
+def store_class_names(db: Database, names: Mapping[str, str]) -> int:
+    """Keep MID -> display name pairs (newer names replace older ones) in the caller's transaction."""
+    before = db.conn.total_changes
+    db.conn.executemany(
+        "INSERT INTO class_names (label, display_name) VALUES (?, ?) ON CONFLICT (label)"
+        " DO UPDATE SET display_name = excluded.display_name WHERE display_name IS NOT excluded.display_name",
+        list(names.items()),
+    )
+    return db.conn.total_changes - before
+
+
+def class_names(db: Database, labels: Iterable[str] | None = None) -> dict[str, str]:
+    """MID -> display name: the stored class descriptions, else an import set's display name.
+
+    With `labels`, only those (a label nobody named maps to itself, so every asked label has a name).
+    """
+    names = {
+        r["label"]: r["name"]
+        for r in db.query(
+            "SELECT label, json_extract(params, '$.display_name') AS name FROM annotation_sets"
+            " WHERE label IS NOT NULL AND json_extract(params, '$.display_name') IS NOT NULL"
+        )
+    }
+    names |= dict(db.execute("SELECT label, display_name FROM class_names"))
+    if labels is None:
+        return names
+    return {label: names.get(label, label) for label in labels}
