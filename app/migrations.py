@@ -467,14 +467,12 @@ def m015_superseded(db: Database) -> None:
 
 
 @migrations()
-def m018_image_labels_and_classes(db: Database) -> None:
+def m018_image_labels(db: Database) -> None:
     # Open Images' human-verified image-level labels (the *-annotations-human-imagelabels files):
     # confidence 1 = a person saw the class in the image, 0 = a person checked that it is absent.
     # The detection metric needs both: a detection of a class verified absent is a false positive,
     # one of a class nobody verified on that image is ignored. One row per image and class; the
     # label index serves "images where class X was verified".
-    # class_names keeps the class descriptions file (MID -> display name) that an import read, so
-    # exports and pages can name classes without the file.
     db.executescript(
         """
         CREATE TABLE image_labels (
@@ -485,10 +483,5 @@ def m018_image_labels_and_classes(db: Database) -> None:
             PRIMARY KEY (image_id, label)
         ) WITHOUT ROWID;
         CREATE INDEX image_labels_label ON image_labels (label, confidence);
-
-        CREATE TABLE class_names (
-            label TEXT PRIMARY KEY,
-            display_name TEXT NOT NULL
-        ) WITHOUT ROWID;
         """
     )

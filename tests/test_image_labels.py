@@ -1,10 +1,9 @@
-"""Open Images' human-verified image-level labels: import (streaming, idempotent, bad rows with
-file:line) and the class names an import keeps."""
+"""Open Images' human-verified image-level labels: import (streaming, idempotent, bad rows with file:line)."""
 
 import pytest
 
 from app.errors import InvalidInput
-from app.images.labels import class_names, image_labels, labels_by_image
+from app.images.labels import image_labels, labels_by_image
 from app.imports.openimages import import_openimages
 from tests.openimages_csv import (
     BBOX_HEADER_V4,
@@ -79,12 +78,6 @@ def test_labels_import_with_bad_rows_reported_by_file_and_line(db, meta):
         r[0] for r in db.execute("SELECT line FROM run_errors WHERE run_id = ? ORDER BY line", [s["run_id"]])
     ]
     assert lines == [6, 7, 8]
-    # The class descriptions are kept for exports and pages.
-    assert class_names(db, [PERSON, TORTOISE, "/m/unknown"]) == {
-        PERSON: "Person",
-        TORTOISE: "Tortoise",
-        "/m/unknown": "/m/unknown",
-    }
 
 
 def test_reimport_changes_nothing_and_a_changed_label_replaces_the_old(db, meta):

@@ -1,16 +1,13 @@
-"""Image-level labels and class names: every read and write of `image_labels` and `class_names`.
+"""Image-level labels: every read and write of `image_labels`.
 
 An image-level label says that a person verified a class on an image: confidence 1, the class is
 there; 0, a person checked and it is not. Open Images publishes them as
 `*-annotations-human-imagelabels*.csv` (imports/openimages_labels.py brings them in); its detection
 metric (models/metrics_openimages.py) needs them: a detection of a class verified absent is a false
 positive, one of a class nobody verified on that image is ignored.
-
-`class_names` is the class descriptions file an import read (MID -> display name), so exports and
-pages name classes without the file; `class_names()` falls back on the import sets' display names.
 """
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from sqlite_utils import Database
 
@@ -48,32 +45,3 @@ def labels_by_image(db: Database, split: str) -> dict[str, dict[str, int]]:
 def image_labels(db: Database, image_id: str) -> dict[str, int]:
     """One image's verified labels: {label: confidence}."""
     return dict(db.execute("SELECT label, confidence FROM image_labels WHERE image_id = ?", [image_id]))
-
-
-def store_class_names(db: Database, names: Mapping[str, str]) -> int:
-    """Keep MID -> display name pairs (newer names replace older ones) in the caller's transaction."""
-    before = db.conn.total_changes
-    db.conn.executemany(
-        "INSERT INTO class_names (label, display_name) VALUES (?, ?) ON CONFLICT (label)"
-        " DO UPDATE SET display_name = excluded.display_name WHERE display_name IS NOT excluded.display_name",
-        list(names.items()),
-    )
-    return db.conn.total_changes - before
-
-
-def class_names(db: Database, labels: Iterable[str] | None = None) -> dict[str, str]:
-    """MID -> display name: the stored class descriptions, else an import set's display name.
-
-    With `labels`, only those (a label nobody named maps to itself, so every asked label has a name).
-    """
-    names = {
-        r["label"]: r["name"]
-        for r in db.query(
-            "SELECT label, json_extract(params, '$.display_name') AS name FROM annotation_sets"
-            " WHERE label IS NOT NULL AND json_extract(params, '$.display_name') IS NOT NULL"
-        )
-    }
-    names |= dict(db.execute("SELECT label, display_name FROM class_names"))
-    if labels is None:
-        return names
-    return {label: names.get(label, label) for label in labels}

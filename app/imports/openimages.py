@@ -25,7 +25,7 @@ Decisions:
   not asked for are only checked for their column count (the bbox pass stays fast).
 - Open Images' XClick points and Confidence are not stored; Source and the Is* flags go into flags.
 - Image-level labels of the wanted classes go into image_labels (positive and verified negative),
-  the class descriptions into class_names; both after the boxes, by the same rules.
+  after the boxes, by the same rules.
 """
 
 import csv
@@ -41,7 +41,6 @@ from tqdm import tqdm
 from ..annotations.rows import BOX_IF_NEW_SQL, insert_counted_by_batch
 from ..db import immediate, now
 from ..errors import InvalidInput
-from ..images.labels import store_class_names
 from ..images.layout import IMAGE_ID_RE, SPLITS, validate_split
 from ..kinds import FACE_LABEL
 from ..links import http_url
@@ -446,7 +445,6 @@ def import_openimages(
     try:
         sets: dict[str, tuple[int, str]] = {}
         with immediate(db):
-            store_class_names(db, names)
             for mid in mids:
                 display = names.get(mid) or ("Human face" if mid == FACE_LABEL else mid)
                 kind = "face_box" if mid == FACE_LABEL else "object_box"
