@@ -24,6 +24,7 @@ from ..images.layout import validate_image_id
 from ..images.records import insert_images
 from ..kinds import get_kind
 from ..links import http_url
+from .queries import create_set
 
 FORMAT = "oiap-set/1"
 # Keys of a set's params that describe where the local copy came from, not the set itself;
@@ -273,21 +274,18 @@ def import_set_file(
             params["s3_owner"] = owner
         # While an older copy holds the name, the new one waits under a name no set can have.
         name = head["name"] if replace_set_id is None else f"{head['name']}\x00{sha256}"
-        set_id = db.execute(
-            "INSERT INTO annotation_sets (name, kind, source, label, model_id, created_by, status, params, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                name,
-                head["kind"],
-                head["source"],
-                head.get("label"),
-                model_id,
-                user_id(head.get("created_by")),
-                head.get("status") or "open",
-                json.dumps(params),
-                head["created_at"],
-            ],
-        ).lastrowid
+        set_id = create_set(
+            db,
+            name,
+            head["kind"],
+            head["source"],
+            label=head.get("label"),
+            model_id=model_id,
+            created_by=user_id(head.get("created_by")),
+            params=params,
+            status=head.get("status") or "open",
+            created_at=head["created_at"],
+        )
         stamp = now()
         images: list[list] = []
         rows: list[list] = []
