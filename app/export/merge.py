@@ -302,6 +302,7 @@ def _merged(
     sets: Iterable[str | int] | None,
     include_unrated: bool,
     unrated_weight: float,
+    imports: bool = False,
 ) -> Iterator[TrainingRow]:
     # Validate now, not at the first next(): a web export must fail before its response starts.
     get_kind(kind)
@@ -310,7 +311,8 @@ def _merged(
             raise InvalidInput(f"unknown split {split!r}; use one of: {', '.join(SPLITS)}")
     set_ids = _set_ids(db, kind, sets)
     # Rows rated bad come too: they take identical and older machine rows of their face with them.
-    extra = "" if include_unrated else "AND (s.source = 'human' OR a.rating IS NOT NULL)"
+    trusted = "('human', 'import')" if imports else "('human')"
+    extra = "" if include_unrated else f"AND (s.source IN {trusted} OR a.rating IS NOT NULL)"
     active = active_model_id(db, kind)
     return _stream(
         db, _SELECT.format(extra=extra), kind, tuple(dict.fromkeys(splits)), set_ids, unrated_weight, active
@@ -367,10 +369,18 @@ def iter_training_rows(
 
 
 def ground_truth(
-    db: Database, kind: str, split: str = "test", sets: Iterable[str | int] | None = None
+    db: Database,
+    kind: str,
+    split: str = "test",
+    sets: Iterable[str | int] | None = None,
+    imports: bool = False,
 ) -> Iterator[TrainingRow]:
-    """Evaluation ground truth of a split: human + good machine annotations, same overrides, weight 1."""
-    return _merged(db, kind, (split,), sets, include_unrated=False, unrated_weight=1.0)
+    """Evaluation ground truth of a split: human + good machine annotations, same overrides, weight 1.
+
+    imports: also the unrated rows of import sets (Open Images' own boxes, each drawn or verified by
+    its annotators: its evaluation ground truth; the object-box metric takes them so).
+    """
+    return _merged(db, kind, (split,), sets, include_unrated=False, unrated_weight=1.0, imports=imports)
 
 
 def count_candidates(db: Database, kind: str, splits: Sequence[str]) -> int:
