@@ -133,6 +133,12 @@ def _echo_metrics(model_id: int, split: str, m: dict) -> None:
         )
         for region, v in (m.get("regions") or {}).items():
             click.echo(f"  {region:<6} {v:.4f}")
+    elif "map" in m:
+        from ..export.files import class_names
+        from ..models.eval_objects import echo_lines
+
+        for line in echo_lines(model_id, split, m, class_names(get_db())):
+            click.echo(line)
     else:
         click.echo(
             f"model {model_id} on {split}: AP@0.5 {m['ap']:.4f}, recall {m['recall']:.4f} "
