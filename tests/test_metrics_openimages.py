@@ -131,3 +131,16 @@ def test_average_precision_matches_voc_definition():
     assert average_precision([(0.9, 1), (0.8, 0), (0.7, 0), (0.6, 1)], 2) == pytest.approx(0.75)
     assert average_precision([], 3) == 0.0
     assert average_precision([(0.5, 0)], 0) is None
+
+
+def test_the_cross_check_script_has_help_and_names_a_missing_wheel():
+    import subprocess
+    import sys
+
+    from app.paths import REPO_ROOT
+
+    script = str(REPO_ROOT / "scripts" / "check_openimages_metric.py")
+    out = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "--wheel" in out.stdout
+    out = subprocess.run([sys.executable, script, "--wheel", "nope.whl"], capture_output=True, text=True)
+    assert out.returncode == 2 and "--wheel nope.whl is not a file" in out.stderr
