@@ -12,7 +12,7 @@ from app.images.labels import upsert_labels
 from app.imports.dlib_xml import load_faces
 from app.kinds import FACE_LABEL
 from app.models.builtin import load_annotator, mtcnn_params
-from app.models.evaluation import evaluate, promote
+from app.models.evaluation import compare, evaluate, promote
 from app.models.registry import get_model, register_model
 from app.sets.queries import create_set
 from tests.conftest import DEMO_DATA
@@ -105,7 +105,7 @@ def test_a_verified_absent_class_turns_detections_into_false_positives(app, db, 
     assert after["classes"][FACE_LABEL]["ap"] < before["classes"][FACE_LABEL]["ap"]
 
 
-def test_cli_page_and_promotion(app, db, objects, runner, admin_client):
+def test_cli_and_page(app, db, objects, runner, admin_client):
     out = runner.invoke(args=["oiap", "evaluate", str(objects["model_id"])])
     assert out.exit_code == 0, out.output
     assert "mAP@0.5" in out.output and "Human face (/m/0dzct)" in out.output and "(/m/01g317)" in out.output
@@ -113,13 +113,17 @@ def test_cli_page_and_promotion(app, db, objects, runner, admin_client):
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "mAP@0.5" in html and "Human face" in html and "/m/01g317" in html
-    # The first object model of the store becomes active through the same gate as faces.
+
+
+def test_promotion_gate_by_map(app, db, objects):
+    # The store's first object model becomes active through the same gate as faces (a store without
+    # the builtin rows: nothing has registered them here).
     r = promote(db, app.config, objects["model_id"])
-    assert (
-        r["promoted"]
-        and r["metric"] == "map"
-        and r["candidate"] == pytest.approx(get_model(db, objects["model_id"])["metrics"]["test"]["map"])
-    )
+    assert r["promoted"] and r["metric"] == "map" and r["active_id"] is None
+    assert r["candidate"] == pytest.approx(get_model(db, objects["model_id"])["metrics"]["test"]["map"])
+    assert compare("object_box", {"map": 0.6}, {"map": 0.5}) == (True, pytest.approx(0.1))
+    assert compare("object_box", {"map": 0.5}, {"map": 0.5})[0] is False
+    assert compare("object_box", {"map": None}, {"map": 0.1})[0] is False
 
 
 def test_no_object_ground_truth_is_refused(app, db):
