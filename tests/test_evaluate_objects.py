@@ -113,6 +113,15 @@ def test_cli_and_page(app, db, objects, runner, admin_client):
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert "mAP@0.5" in html and "Human face" in html and "/m/01g317" in html
+    # Scoring some classes only: printed, the stored (all-class) figures stay.
+    stored = get_model(db, objects["model_id"])["metrics"]["test"]
+    out = runner.invoke(args=["oiap", "evaluate", str(objects["model_id"]), "--classes", FACE_LABEL])
+    assert out.exit_code == 0, out.output
+    assert "over 1 classes with ground truth" in out.output and "not stored on the model" in out.output
+    assert "/m/01g317" not in out.output
+    assert get_model(db, objects["model_id"])["metrics"]["test"] == stored
+    out = runner.invoke(args=["oiap", "evaluate", str(objects["model_id"]), "--classes", "person"])
+    assert out.exit_code != 0 and "bad class 'person'" in out.output
 
 
 def test_promotion_gate_by_map(app, db, objects):

@@ -99,13 +99,23 @@ def _readable_images(db: Database, config: Mapping, gt: dict[str, list], bar, sk
     bar.close()
 
 
-def measure(db: Database, config: Mapping, model: dict, gt: dict[str, list], progress: bool = False) -> dict:
-    """Run a model over ground truth (from gather_ground_truth) and compute its metrics; stores nothing."""
+def measure(
+    db: Database,
+    config: Mapping,
+    model: dict,
+    gt: dict[str, list],
+    progress: bool = False,
+    classes: list[str] | None = None,
+) -> dict:
+    """Run a model over ground truth (from gather_ground_truth) and compute its metrics; stores nothing.
+    classes: object_box only, the class MIDs to score (None: every class with ground truth)."""
     annotator = load_annotator(model)
     if model["kind"] == "object_box":
         from .eval_objects import measure_objects
 
-        return measure_objects(config, annotator, gt, progress=progress, desc=f"evaluate model {model['id']}")
+        return measure_objects(
+            config, annotator, gt, classes=classes, progress=progress, desc=f"evaluate model {model['id']}"
+        )
     skipped = [0]
     bar = tqdm(total=len(gt), desc=f"evaluate model {model['id']}", unit="img", disable=not progress)
     images = _readable_images(db, config, gt, bar, skipped)
@@ -160,17 +170,28 @@ def store_metrics(db: Database, model_id: int, split: str, result: dict) -> None
 
 
 def evaluate(
-    db: Database, config: Mapping, model_id: int, split: str = "test", progress: bool = False
+    db: Database,
+    config: Mapping,
+    model_id: int,
+    split: str = "test",
+    progress: bool = False,
+    classes: list[str] | None = None,
 ) -> dict:
-    """Evaluate a model on a split, store the result on its row (the job is a `runs` row), and return it."""
+    """Evaluate a model on a split, store the result on its row (the job is a `runs` row), and return it.
+
+    classes (object_box): score only these class MIDs; such a partial result is returned, not stored,
+    so the row's metrics (what the pages and the promotion gate compare) always cover every class.
+    """
     model = get_model(db, model_id)
+    if classes is not None and model["kind"] != "object_box":
+        raise InvalidInput(f"--classes is for object_box models; model {model_id} is {model['kind']}")
     gt = gather_ground_truth(db, model["kind"], split)
-    run_id = start_run(
-        db, "evaluate", {"model_id": model_id, "split": split}, total=len(gt), model_id=model_id
-    )
+    params = {"model_id": model_id, "split": split} | ({"classes": classes} if classes else {})
+    run_id = start_run(db, "evaluate", params, total=len(gt), model_id=model_id)
     try:
-        result = measure(db, config, model, gt, progress)
-        store_metrics(db, model_id, split, result)
+        result = measure(db, config, model, gt, progress, classes)
+        if classes is None:
+            store_metrics(db, model_id, split, result)
     except BaseException as e:
         finish_run(db, run_id, "failed", f"{type(e).__name__}: {e}")
         raise
