@@ -50,7 +50,8 @@ def import_openimages_command(meta_dir, splits, classes, limit, as_json):
         )
     for name, r in summary["image_labels"].items():
         click.echo(
-            f"{name}: {r['rows']} rows read, {r['labels']} verified labels of the classes, "
+            f"{name}: {r['rows']} rows read in {r['seconds']} s ({r['rows_per_s']} rows/s), "
+            f"{r['labels']} verified labels of the classes, "
             f"{r['written']} added or changed"
         )
     for name, set_id in summary["sets"].items():

@@ -17,6 +17,7 @@ Decisions, as for boxes (imports/openimages.py):
 """
 
 import csv
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -66,6 +67,7 @@ def import_labels(db: Database, path: Path, mids: Iterable[str], errors, run_id:
     counts = {"rows": 0, "labels": 0, "written": 0}
     batch: list[tuple] = []
     line = 1
+    t0 = time.perf_counter()
 
     def flush() -> None:
         with immediate(db):
@@ -135,4 +137,7 @@ def import_labels(db: Database, path: Path, mids: Iterable[str], errors, run_id:
                 flush()
         counts["rows"] = line - 1
         flush()
+    seconds = time.perf_counter() - t0
+    counts["seconds"] = round(seconds, 3)
+    counts["rows_per_s"] = round(counts["rows"] / seconds) if seconds > 0 else None
     return counts
