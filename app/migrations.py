@@ -485,3 +485,20 @@ def m018_image_labels(db: Database) -> None:
         CREATE INDEX image_labels_label ON image_labels (label, confidence);
         """
     )
+
+
+@migrations()
+def m018_class_hierarchy(db: Database) -> None:
+    # Open Images' class hierarchy (bbox_labels_600_hierarchy.json: "Subcategory" edges, e.g. Man is
+    # a Person), which its challenge evaluation applies to the ground truth: a box of Man is also one
+    # of Person, a positive label goes up to every ancestor and a negative one down to every
+    # descendant. One row per edge; the tree is small (about 600 classes) and read whole.
+    db.executescript(
+        """
+        CREATE TABLE class_hierarchy (
+            label TEXT NOT NULL,
+            parent TEXT NOT NULL,
+            PRIMARY KEY (label, parent)
+        ) WITHOUT ROWID;
+        """
+    )

@@ -146,3 +146,18 @@ def test_no_object_ground_truth_is_refused(app, db):
     )
     with pytest.raises(Exception, match="no object_box ground truth on the test split"):
         evaluate(db, app.config, model_id, "test")
+
+
+def test_the_stored_class_hierarchy_expands_the_ground_truth(app, db, objects):
+    from app.images.labels import store_hierarchy
+
+    before = evaluate(db, app.config, objects["model_id"], "test")
+    head = "/m/04hgtk"  # a parent class for the test: every Human face box is also a Human head box
+    with immediate(db):
+        store_hierarchy(db, [(FACE_LABEL, head), (head, "/m/0bl9f"), (PERSON, "/m/0bl9f")])
+    after = evaluate(db, app.config, objects["model_id"], "test")
+    assert after["classes"][head]["ground_truth"] == objects["faces"]
+    assert after["classes"][head]["ap"] == 0.0  # the model says Human face, never Human head
+    assert after["classes"][FACE_LABEL] == before["classes"][FACE_LABEL]
+    assert "/m/0bl9f" not in after["classes"]  # the root is no class
+    assert after["map"] == pytest.approx((before["classes"][FACE_LABEL]["ap"] + 0 + 0) / 3)

@@ -120,3 +120,42 @@ def test_the_command_reports_labels(app, meta):
     assert "test-annotations-human-imagelabels-boxable.csv: 9 rows read in " in out.output
     assert "5 verified labels of the classes, 4 added or changed" in out.output
     assert "test-annotations-human-imagelabels-boxable.csv:6: Confidence '0.7'" in out.output
+
+
+HIERARCHY = {
+    "LabelName": "/m/0bl9f",
+    "Subcategory": [
+        {"LabelName": PERSON, "Subcategory": [{"LabelName": "/m/04yx4"}, {"LabelName": "/m/03bt1vf"}]},
+        {
+            "LabelName": "/m/0jbk",
+            "Subcategory": [{"LabelName": "/m/0bt9lr"}, {"LabelName": TORTOISE}],
+            "Part": [{"LabelName": "/m/parts"}],
+        },
+    ],
+}
+
+
+def test_the_class_hierarchy_is_stored_whole_and_expands_up_and_down(db, meta):
+    import json
+
+    from app.images.labels import class_hierarchy
+
+    (meta / "bbox_labels_600_hierarchy.json").write_text(json.dumps(HIERARCHY))
+    s = import_openimages(db, meta, classes=PERSON)
+    assert s["hierarchy"] == {"file": "bbox_labels_600_hierarchy.json", "edges": 6, "changed": 6}
+    ancestors, descendants = class_hierarchy(db)
+    # Entity, the root, is no class; Part edges are not is-a.
+    assert ancestors == {
+        "/m/04yx4": {PERSON},
+        "/m/03bt1vf": {PERSON},
+        "/m/0bt9lr": {"/m/0jbk"},
+        TORTOISE: {"/m/0jbk"},
+    }
+    assert descendants["/m/0jbk"] == {"/m/0bt9lr", TORTOISE} and "/m/0bl9f" not in descendants
+    assert import_openimages(db, meta, classes=PERSON)["hierarchy"]["changed"] == 0
+    (meta / "bbox_labels_600_hierarchy.json").write_text('{"Subcategory": []}')
+    with pytest.raises(InvalidInput, match="bbox_labels_600_hierarchy.json: a node without a LabelName"):
+        import_openimages(db, meta, classes=PERSON)
+    (meta / "bbox_labels_600_hierarchy.json").write_text("{not json")
+    with pytest.raises(InvalidInput, match="bbox_labels_600_hierarchy.json: not a JSON class hierarchy"):
+        import_openimages(db, meta, classes=PERSON)

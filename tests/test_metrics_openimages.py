@@ -8,7 +8,7 @@ scripts/check_openimages_metric.py) and gave the same numbers.
 
 import pytest
 
-from app.models.metrics_openimages import ImageTruth, average_precision, open_images_metric
+from app.models.metrics_openimages import ImageTruth, average_precision, expand_hierarchy, open_images_metric
 
 A, B = "/m/a", "/m/b"
 G1 = (0.0, 0.0, 0.5, 0.5)
@@ -144,3 +144,30 @@ def test_the_cross_check_script_has_help_and_names_a_missing_wheel():
     assert out.returncode == 0 and "--wheel" in out.stdout
     out = subprocess.run([sys.executable, script, "--wheel", "nope.whl"], capture_output=True, text=True)
     assert out.returncode == 2 and "--wheel nope.whl is not a file" in out.stderr
+
+
+def test_hierarchy_expands_boxes_up_positive_labels_up_and_negative_labels_down():
+    person, man, animal, dog = "/m/person", "/m/man", "/m/animal", "/m/dog"
+    ancestors = {man: {person}, dog: {animal}}
+    descendants = {person: {man}, animal: {dog}}
+    truth = {
+        "i1": ImageTruth(boxes=[(man, (0.1, 0.1, 0.4, 0.9), False)], labels={man: 1, animal: 0}),
+        "i2": ImageTruth(labels={dog: 1}),
+    }
+    expanded = expand_hierarchy(truth, ancestors, descendants)
+    assert expanded["i1"].boxes == [(man, (0.1, 0.1, 0.4, 0.9), False), (person, (0.1, 0.1, 0.4, 0.9), False)]
+    assert expanded["i1"].labels == {man: 1, animal: 0, person: 1, dog: 0}
+    assert expanded["i2"].labels == {dog: 1, animal: 1}
+    assert truth["i1"].boxes == [(man, (0.1, 0.1, 0.4, 0.9), False)]  # the input is left as it was
+    dets = [
+        ("i1", person, (0.1, 0.1, 0.4, 0.9), 0.9),  # the Man box is a Person box too: TP
+        ("i1", dog, (0.5, 0.5, 0.9, 0.9), 0.8),  # no Animal here, so no Dog: FP
+        ("i2", person, (0.0, 0.0, 1.0, 1.0), 0.7),  # Person not verified on i2: ignored
+    ]
+    m = open_images_metric(dets, expanded)
+    assert m["classes"][person]["ap"] == 1.0 and m["classes"][man]["ap"] == 0.0
+    assert m["classes"][dog]["ap"] is None and m["classes"][dog]["false_positives"] == 1
+    assert m["ignored_unverified"] == 1
+    # Without the hierarchy neither Person nor Dog is verified on i1: all three detections are ignored.
+    m = open_images_metric(dets, truth)
+    assert person not in m["classes"] and m["ignored_unverified"] == 3

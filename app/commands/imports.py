@@ -54,6 +54,9 @@ def import_openimages_command(meta_dir, splits, classes, limit, as_json):
             f"{r['labels']} verified labels of the classes, "
             f"{r['written']} added or changed"
         )
+    if summary.get("hierarchy"):
+        h = summary["hierarchy"]
+        click.echo(f"{h['file']}: {h['edges']} class hierarchy edges, {h['changed']} changed")
     for name, set_id in summary["sets"].items():
         click.echo(f"set {name} (id {set_id})")
     if summary["errors"]:

@@ -1,4 +1,4 @@
-"""Image-level labels: every read and write of `image_labels`.
+"""Image-level labels and the class hierarchy: every read and write of `image_labels` and `class_hierarchy`.
 
 An image-level label says that a person verified a class on an image: confidence 1, the class is
 there; 0, a person checked and it is not. Open Images publishes them as
@@ -45,3 +45,41 @@ def labels_by_image(db: Database, split: str) -> dict[str, dict[str, int]]:
 def image_labels(db: Database, image_id: str) -> dict[str, int]:
     """One image's verified labels: {label: confidence}."""
     return dict(db.execute("SELECT label, confidence FROM image_labels WHERE image_id = ?", [image_id]))
+
+
+def store_hierarchy(db: Database, edges: Iterable[tuple[str, str]]) -> int:
+    """Replace the class hierarchy with these (label, parent) edges, in the caller's transaction; returns
+    how many rows changed (0 when the same hierarchy is stored again)."""
+    new = set(edges)
+    old = set(db.execute("SELECT label, parent FROM class_hierarchy"))
+    db.conn.executemany("DELETE FROM class_hierarchy WHERE label = ? AND parent = ?", sorted(old - new))
+    db.conn.executemany("INSERT INTO class_hierarchy (label, parent) VALUES (?, ?)", sorted(new - old))
+    return len(old ^ new)
+
+
+def class_hierarchy(db: Database) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+    """(ancestors, descendants) of each class by the stored hierarchy, its root(s) left out (Open Images'
+    "Entity" is a virtual node, never a class of its own); both empty when none is stored."""
+    parents: dict[str, set[str]] = {}
+    for label, parent in db.execute("SELECT label, parent FROM class_hierarchy"):
+        parents.setdefault(label, set()).add(parent)
+    roots = {p for ps in parents.values() for p in ps} - set(parents)
+    ancestors: dict[str, set[str]] = {}
+
+    def up(label: str, seen: frozenset = frozenset()) -> set[str]:
+        if label not in ancestors:
+            out: set[str] = set()
+            for p in parents.get(label, ()):
+                if p in roots or p in seen:
+                    continue
+                out |= {p} | up(p, seen | {label})
+            ancestors[label] = out
+        return ancestors[label]
+
+    for label in parents:
+        up(label)
+    descendants: dict[str, set[str]] = {}
+    for label, ups in ancestors.items():
+        for a in ups:
+            descendants.setdefault(a, set()).add(label)
+    return {k: v for k, v in ancestors.items() if v}, descendants

@@ -10,7 +10,8 @@ Files are found by the names Google publishes (v4 to v7) in --meta-dir (not its 
   without the `LabelName,DisplayName` header), or the full `oidv{6,7}-class-descriptions.csv`;
 - boxes: `oidv6-<split>-annotations-bbox.csv` or `<split>-annotations-bbox.csv`;
 - human-verified image-level labels, per split (imports/openimages_labels.py):
-  `<split>-annotations-human-imagelabels-boxable.csv` and the v6/v7 names.
+  `<split>-annotations-human-imagelabels-boxable.csv` and the v6/v7 names;
+- the class hierarchy: `bbox_labels_600_hierarchy.json` (stored whole, for the detection metric).
 
 Decisions:
 - Images come from the metadata files: every image of a wanted split, with or without a box of a
@@ -41,13 +42,14 @@ from tqdm import tqdm
 from ..annotations.rows import BOX_IF_NEW_SQL, insert_counted_by_batch
 from ..db import immediate, now
 from ..errors import InvalidInput
+from ..images.labels import store_hierarchy
 from ..images.layout import IMAGE_ID_RE, SPLITS, validate_split
 from ..images.records import insert_images
 from ..kinds import FACE_LABEL
 from ..links import http_url
 from ..runs import add_run_errors, finish_run, set_progress, start_run
 from ..sets.queries import get_or_create_set
-from .openimages_labels import find_label_files, import_labels
+from .openimages_labels import find_hierarchy_file, find_label_files, import_labels, read_hierarchy
 
 ALL_IMAGES_FILE = "image_ids_and_rotation.csv"
 CLASS_FILES = (
@@ -411,6 +413,9 @@ def import_openimages(
         raise InvalidInput("--limit must be at least 1")
     files = plan(meta_dir, splits)
     label_paths = find_label_files(meta_dir, splits)
+    hierarchy_path = find_hierarchy_file(meta_dir)
+    # Read before anything is written: a malformed file fails the import at once.
+    edges = read_hierarchy(hierarchy_path) if hierarchy_path is not None else None
     if not files["images"] and not files["boxes"] and not label_paths:
         raise InvalidInput(
             f"no Open Images metadata files in {meta_dir} for split(s) {', '.join(splits)}; expected e.g. "
@@ -477,6 +482,11 @@ def import_openimages(
         for path, _split in label_paths:
             echo(f"image-level labels: {path}")
             summary["image_labels"][path.name] = import_labels(db, path, mids, errors, run_id)
+        if hierarchy_path is not None and edges is not None:
+            echo(f"class hierarchy: {hierarchy_path}")
+            with immediate(db):
+                changed = store_hierarchy(db, edges)
+            summary["hierarchy"] = {"file": hierarchy_path.name, "edges": len(set(edges)), "changed": changed}
         summary["images_total"] = _count_images(db)
         summary["images_added"] = summary["images_total"] - images_before
         summary["boxes_added"] = sum(r["added"] for r in summary["boxes"].values())

@@ -141,3 +141,39 @@ def import_labels(db: Database, path: Path, mids: Iterable[str], errors, run_id:
     counts["seconds"] = round(seconds, 3)
     counts["rows_per_s"] = round(counts["rows"] / seconds) if seconds > 0 else None
     return counts
+
+
+HIERARCHY_FILES = ("bbox_labels_600_hierarchy.json", "bbox_labels_500_hierarchy.json")
+
+
+def find_hierarchy_file(meta_dir: Path) -> Path | None:
+    """Open Images' class hierarchy file in meta_dir, if there is one."""
+    for name in HIERARCHY_FILES:
+        if (meta_dir / name).is_file():
+            return meta_dir / name
+    return None
+
+
+def read_hierarchy(path: Path) -> list[tuple[str, str]]:
+    """The (label, parent) "Subcategory" edges of a hierarchy JSON file ("Part" edges are not is-a and
+    are left out, as Open Images' own expansion leaves them); InvalidInput names a malformed file."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InvalidInput(f"{path}: not a JSON class hierarchy ({e})") from None
+    edges: list[tuple[str, str]] = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if not isinstance(node, dict) or not isinstance(node.get("LabelName"), str):
+            raise InvalidInput(
+                f"{path}: a node without a LabelName ({str(node)[:80]}); is this Open Images' hierarchy?"
+            )
+        for child in node.get("Subcategory", []):
+            if isinstance(child, dict) and isinstance(child.get("LabelName"), str):
+                edges.append((child["LabelName"], node["LabelName"]))
+            stack.append(child)
+    return edges

@@ -3,7 +3,7 @@
 Ground truth (gather_object_truth): the merged object boxes of the split (export.merge.ground_truth:
 human rows, machine rows rated good, and Open Images' own imported boxes, which its annotators drew
 or verified), each with its IsGroupOf flag, plus the human-verified image-level labels
-(images/labels). The detector runs on every image that has either; detections on other images would
+(images/labels), with Open Images' class hierarchy applied when an import stored it. The detector runs on every image that has either; detections on other images would
 all be ignored by the metric, so they are not made.
 
 measure_objects: the model's detections (upright pixels, mapped back to the file's grid as
@@ -20,10 +20,10 @@ from tqdm import tqdm
 from ..errors import InvalidInput, NotFound
 from ..export.merge import ground_truth
 from ..images.decode import BadImage, decode
-from ..images.labels import labels_by_image
+from ..images.labels import class_hierarchy, labels_by_image
 from ..images.layout import image_path
 from ..kinds import FACE_LABEL
-from .metrics_openimages import ImageTruth, open_images_metric
+from .metrics_openimages import ImageTruth, expand_hierarchy, open_images_metric
 
 KIND = "object_box"
 
@@ -39,6 +39,11 @@ def gather_object_truth(db: Database, split: str) -> dict[str, dict]:
         entry["truth"].boxes.append((r.label, r.box, bool(r.flags.get("IsGroupOf"))))
     for image_id, labels in labels_by_image(db, split).items():
         out.setdefault(image_id, {"truth": ImageTruth()})["truth"].labels = labels
+    ancestors, descendants = class_hierarchy(db)
+    if ancestors:
+        expanded = expand_hierarchy({k: v["truth"] for k, v in out.items()}, ancestors, descendants)
+        for image_id, truth in expanded.items():
+            out[image_id]["truth"] = truth
     if not out:
         raise InvalidInput(
             f"no object_box ground truth on the {split} split: import Open Images' boxes and "

@@ -24,8 +24,15 @@ and faster-coco-eval score COCO, with no group-of boxes nor image-level labels):
    A class without ground truth has no AP; mAP is the mean over classes that have one.
 
 Ties in score are taken in input order (the reference sorts with an unstable sort; only the order
-of tied detections can differ). Open Images' class hierarchy (a box of Dog is also one of Animal)
-is not expanded here: ground truth and detections are taken at the classes they carry.
+of tied detections can differ).
+
+Open Images' class hierarchy is applied to the ground truth before scoring, as its challenge
+evaluation does (oid_hierarchical_labels_expansion.py): `expand_hierarchy` gives each box a copy for
+every ancestor class (a box of Man is also one of Person), a positive image-level label every
+ancestor, a negative one every descendant (no Animal: no Dog either). Detections are not expanded: a
+model that means Person says Person. One difference: a class reached twice through two parents gets
+one copy of the box, not two (the reference's duplicate could never be matched and would only lower
+recall).
 """
 
 from collections.abc import Iterable, Mapping
@@ -49,6 +56,28 @@ class ImageTruth:
     def verified(self) -> set[str]:
         """Classes whose detections count on this image: an image-level label or a box."""
         return set(self.labels) | {label for label, _box, _g in self.boxes}
+
+
+def expand_hierarchy(
+    truth: Mapping[str, ImageTruth], ancestors: Mapping[str, set[str]], descendants: Mapping[str, set[str]]
+) -> dict[str, ImageTruth]:
+    """The ground truth with Open Images' class hierarchy applied (module docstring); boxes and labels
+    keep their order, the copies follow."""
+    out = {}
+    for image_id, t in truth.items():
+        boxes = list(t.boxes)
+        have = {(label, box, g) for label, box, g in boxes}
+        for label, box, g in t.boxes:
+            for a in sorted(ancestors.get(label, ())):
+                if (a, box, g) not in have:
+                    have.add((a, box, g))
+                    boxes.append((a, box, g))
+        labels = dict(t.labels)
+        for label, confidence in t.labels.items():
+            for other in sorted((ancestors if confidence else descendants).get(label, ())):
+                labels.setdefault(other, confidence)
+        out[image_id] = ImageTruth(boxes=boxes, labels=labels)
+    return out
 
 
 def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
