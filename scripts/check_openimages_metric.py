@@ -7,15 +7,22 @@ wheel with pip's own client, without installing it:
     .venv/bin/pip download --no-deps object-detection==0.0.3 -d /tmp/od
     .venv/bin/python scripts/check_openimages_metric.py --wheel /tmp/od/object_detection-0.0.3-py3-none-any.whl
 
-The evaluator's numpy code runs as it is; the two imports it makes only for other paths (and Python 2's unicode()) (tensorflow for
-estimator metric ops, label_map_util for label-map files) are replaced by stand-ins, and NumPy 2's
-removed aliases (np.float, np.bool, np.NAN) are put back. Each case of tests/test_metrics_openimages.py
-is run through both; the script prints per-class AP and mAP side by side and exits 1 on any difference.
+The evaluator's numpy code runs as it is; the two imports it makes only for other paths (tensorflow
+for estimator metric ops, label_map_util for label-map files) are replaced by stand-ins, Python 2's
+unicode() by one that fails as the reference expects, and NumPy 2's removed aliases (np.float,
+np.bool, np.NAN) are put back. Each case of tests/test_metrics_openimages.py, and random ones, is
+run through both; the script prints per-class AP and mAP side by side and exits 1 on any difference.
+
+The hierarchy cases expand the ground truth twice: by the reference's
+dataset_tools/oid_hierarchical_labels_expansion.py (its Python 2 `.iteritems()` read as `.items()`),
+row by row as the challenge's CSVs are expanded, then scored by the reference evaluator; and by ours
+(import's read_hierarchy -> images.labels.class_hierarchy -> expand_hierarchy), scored by ours.
 """
 
 import argparse
 import atexit
 import builtins
+import json
 import math
 import shutil
 import sys
@@ -28,7 +35,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.models.metrics_openimages import ImageTruth, open_images_metric  # noqa: E402
+from app.db import connect, migrate  # noqa: E402
+from app.images.labels import class_hierarchy, store_hierarchy  # noqa: E402
+from app.imports.openimages_labels import read_hierarchy  # noqa: E402
+from app.models.metrics_openimages import ImageTruth, expand_hierarchy, open_images_metric  # noqa: E402
 
 A, B, C = "/m/a", "/m/b", "/m/c"
 G1 = (0.0, 0.0, 0.5, 0.5)
@@ -136,6 +146,96 @@ def _random_case(seed: int):
     return truth, dets, None
 
 
+# A three-level tree under a virtual root, each class with one parent.
+HIERARCHY = {
+    "LabelName": "/m/root",
+    "Subcategory": [
+        {
+            "LabelName": A,
+            "Subcategory": [{"LabelName": B}, {"LabelName": C, "Subcategory": [{"LabelName": "/m/f"}]}],
+        },
+        {"LabelName": "/m/d", "Subcategory": [{"LabelName": "/m/e"}]},
+    ],
+}
+TREE_CLASSES = [A, B, C, "/m/f", "/m/d", "/m/e"]
+
+
+def _random_tree_case(seed: int):
+    """Boxes, labels and detections over the tree's classes (parents and leaves alike)."""
+    rng = np.random.default_rng(1000 + seed)
+    truth, dets = {}, []
+    scores = iter(rng.permutation(10_000) / 10_000 + 1e-4)
+    for n in range(30):
+        image = f"t{n}"
+        t = ImageTruth()
+        for label in TREE_CLASSES:
+            r = rng.uniform()
+            if r < 0.5:
+                continue
+            if r < 0.65:
+                t.labels[label] = 0
+                continue
+            t.labels[label] = 1
+            for _ in range(rng.integers(0, 3)):
+                x0, y0 = rng.uniform(0, 0.7, 2)
+                w, h = rng.uniform(0.05, 0.3, 2)
+                t.boxes.append(
+                    (label, (float(x0), float(y0), float(x0 + w), float(y0 + h)), bool(rng.uniform() < 0.2))
+                )
+        truth[image] = t
+        for _ in range(rng.integers(0, 8)):
+            label = TREE_CLASSES[rng.integers(0, len(TREE_CLASSES))]
+            if t.boxes and rng.uniform() < 0.6:
+                _l, (x0, y0, x1, y1), _g = t.boxes[rng.integers(0, len(t.boxes))]
+                d = rng.normal(0, 0.02, 4)
+                b = (x0 + d[0], y0 + d[1], x1 + d[2], y1 + d[3])
+            else:
+                x0, y0 = rng.uniform(0, 0.7, 2)
+                b = (x0, y0, x0 + 0.2, y0 + 0.2)
+            dets.append((image, label, tuple(float(v) for v in b), float(next(scores))))
+    return truth, dets
+
+
+def reference_expand(expansion_cls, truth: dict) -> dict:
+    """The ground truth expanded by the reference's CSV-row expansion, read back."""
+    expander = expansion_cls(HIERARCHY)
+    out = {}
+    for image, t in truth.items():
+        boxes, labels = [], {}
+        for label, (x0, y0, x1, y1), g in t.boxes:
+            row = f"{image},xclick,{label},1,{x0!r},{x1!r},{y0!r},{y1!r},0,0,{int(g)},0,0"
+            for line in expander.expand_boxes_from_csv(row):
+                f = line.split(",")
+                boxes.append((f[2], (float(f[4]), float(f[6]), float(f[5]), float(f[7])), f[10] == "1"))
+        for label, confidence in t.labels.items():
+            for line in expander.expand_labels_from_csv(f"{image},verification,{label},{confidence}"):
+                f = line.split(",")
+                labels[f[2]] = int(f[3])
+        out[image] = ImageTruth(boxes=boxes, labels=labels)
+    return out
+
+
+def our_hierarchy(folder: Path):
+    """(ancestors, descendants) through the app's own path: the file, the store, the query."""
+    path = folder / "bbox_labels_600_hierarchy.json"
+    path.write_text(json.dumps(HIERARCHY))
+    db = connect(str(folder / "hierarchy.sqlite3"))
+    migrate(db)
+    store_hierarchy(db, read_hierarchy(path))
+    db.conn.commit()
+    out = class_hierarchy(db)
+    db.close()
+    return out
+
+
+def load_reference_expansion(folder: Path):
+    """The reference's OIDHierarchicalLabelsExpansion, its Python 2 dict iteration read as Python 3's."""
+    path = folder / "object_detection" / "dataset_tools" / "oid_hierarchical_labels_expansion.py"
+    namespace = {"__name__": "oid_hierarchical_labels_expansion"}
+    exec(compile(path.read_text().replace(".iteritems()", ".items()"), str(path), "exec"), namespace)
+    return namespace["OIDHierarchicalLabelsExpansion"]
+
+
 def load_reference(wheel: Path):
     """The reference evaluator class from the wheel, with stand-ins for its unused imports."""
     folder = Path(tempfile.mkdtemp(prefix="od-ref-"))
@@ -161,7 +261,7 @@ def load_reference(wheel: Path):
     from object_detection.core import standard_fields as sf
     from object_detection.utils.object_detection_evaluation import OpenImagesDetectionChallengeEvaluator
 
-    return OpenImagesDetectionChallengeEvaluator, sf
+    return OpenImagesDetectionChallengeEvaluator, sf, folder
 
 
 def run_reference(evaluator_cls, sf, truth, dets, labels):
@@ -210,7 +310,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if not args.wheel.is_file():
         parser.error(f"--wheel {args.wheel} is not a file; pip download --no-deps object-detection==0.0.3")
-    evaluator_cls, sf = load_reference(args.wheel)
+    evaluator_cls, sf, folder = load_reference(args.wheel)
+    expansion_cls = load_reference_expansion(folder)
+    ancestors, descendants = our_hierarchy(folder)
     cases = dict(CASES) | {f"random{seed}": _random_case(seed) for seed in range(args.random)}
     bad = 0
     for name, (truth, dets, _classes) in cases.items():
@@ -233,7 +335,28 @@ def main(argv=None) -> int:
         )
         if not same:
             print(f"     reference per class: {ref_ap}")
-    print(f"{len(cases) - bad} of {len(cases)} cases agree")
+    n_cases = len(cases)
+    for seed in range(args.random):
+        truth, dets = _random_tree_case(seed)
+        labels = sorted(set(TREE_CLASSES))
+        ref_ap, ref_map = run_reference(
+            evaluator_cls, sf, reference_expand(expansion_cls, truth), dets, labels
+        )
+        ours = open_images_metric(dets, expand_hierarchy(truth, ancestors, descendants))
+        our_ap = {lab: ours["classes"].get(lab, {}).get("ap") for lab in labels}
+        same = all(
+            (math.isnan(ref_ap[lab]) and our_ap[lab] is None)
+            or (our_ap[lab] is not None and abs(our_ap[lab] - ref_ap[lab]) < 1e-9)
+            for lab in labels
+        ) and ((ours["map"] is None and math.isnan(ref_map)) or abs((ours["map"] or 0) - ref_map) < 1e-9)
+        bad += not same
+        n_cases += 1
+        print(
+            f"{'ok  ' if same else 'DIFF'} hierarchy{seed:<15} mAP ours {ours['map']!r:<22} reference {ref_map!r}"
+        )
+        if not same:
+            print(f"     ours {our_ap}\n     reference {ref_ap}")
+    print(f"{n_cases - bad} of {n_cases} cases agree")
     return 1 if bad else 0
 
 
