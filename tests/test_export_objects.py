@@ -159,3 +159,15 @@ def test_web_export_streams_coco_detection(admin_client, store):
     assert len(data["annotations"]) == 4
     r = admin_client.get("/export/download?kind=object_box&format=yolo&split=train")
     assert r.status_code == 200 and r.mimetype == "application/zip"
+
+
+def test_the_face_class_is_named_face_for_faces_and_human_face_among_objects():
+    from app.export.writers import YoloLabels, class_list_chunks
+    from app.kinds import FACE_LABEL
+
+    assert YoloLabels("face_box").class_name(FACE_LABEL) == "face"
+    assert YoloLabels("object_box").class_name(FACE_LABEL) == "Human face"
+    assert YoloLabels("object_box", {PERSON: "Person"}).class_name(PERSON) == "Person"
+    assert "".join(class_list_chunks([FACE_LABEL, "/m/x"], {"/m/x": 'A "quoted", name'})) == (
+        'LabelName,DisplayName\n/m/0dzct,Human face\n/m/x,"A ""quoted"", name"\n'
+    )

@@ -285,7 +285,7 @@ def coco_chunks(
     images.close()
     if per_class:
         cats = [
-            {"id": i, "name": (names or {}).get(label) or label, "supercategory": "object", "mid": label}
+            {"id": i, "name": class_name(label, names), "supercategory": "object", "mid": label}
             for label, i in categories.items()
         ]
         yield '], "categories": ' + json.dumps(cats) + "}\n"
@@ -293,11 +293,16 @@ def coco_chunks(
     yield "]}\n"
 
 
+def class_name(label: str, names: Mapping[str, str] | None = None) -> str:
+    """An object class's display name: from `names`, else Open Images' name of the face class, else the MID."""
+    return (names or {}).get(label) or ("Human face" if label == FACE_LABEL else label)
+
+
 def class_list_chunks(labels: Iterable[str], names: Mapping[str, str] | None = None) -> Iterator[str]:
     """Open Images' class descriptions CSV (LabelName,DisplayName) for the classes given."""
     yield "LabelName,DisplayName\n"
     for label in labels:
-        yield f"{label},{_csv_text((names or {}).get(label) or label)}\n"
+        yield f"{label},{_csv_text(class_name(label, names))}\n"
 
 
 def dlib_xml_chunks(rows: Iterable[TrainingRow], kind: str, image_info: ImageInfo) -> Iterator[str]:
@@ -346,8 +351,10 @@ class YoloLabels:
         self.names = names or {}
 
     def class_name(self, label: str) -> str:
-        """A class's name in data.yaml and classes.txt: 'face', else its display name, else its MID."""
-        return "face" if label == FACE_LABEL else (self.names.get(label) or label)
+        """A class's name in data.yaml and classes.txt: 'face' for the face kinds, else its display name."""
+        if self.kind not in CLASS_KINDS and label == FACE_LABEL:
+            return "face"
+        return class_name(label, self.names)
 
     def classes_txt(self) -> str:
         """classes.txt: one class name per line, line i naming class index i."""
@@ -398,9 +405,8 @@ class YoloLabels:
             out.append(f"flip_idx: [{', '.join(str(i) for i in flip_index(self.kind))}]")
         out.append("names:")
         for label, cls in self.classes.items():
-            out.append(
-                f"  {cls}: {json.dumps(self.class_name(label))}" if label != FACE_LABEL else f"  {cls}: face"
-            )
+            name = self.class_name(label)
+            out.append(f"  {cls}: {name if name == 'face' else json.dumps(name)}")
         if not self.classes:
             out.append("  0: face")
         return "\n".join(out) + "\n"
