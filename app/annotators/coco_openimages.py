@@ -9,7 +9,19 @@ Every COCO class has a counterpart, so DROPPED is empty; a COCO class listed the
 of bulk runs (its boxes never written) because no Open Images label could name it.
 """
 
-from .nanodet import COCO_CLASSES
+# COCO's 80 class names in NanoDet's (and COCO's category id) order; index = the net's class channel.
+COCO_CLASSES = (
+    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
+    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
+    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
+    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
+    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
+    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
+    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
+    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
+    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
+    "teddy bear", "hair drier", "toothbrush",
+)  # fmt: skip
 
 # COCO name: (Open Images MID, Open Images display name)
 COCO_TO_OPENIMAGES: dict[str, tuple[str, str]] = {

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .coco_openimages import CHANNEL_MIDS, MID_CHANNELS, MID_NAMES
 from .mtcnn import batched_nms
 from .session import session
 
@@ -40,20 +41,6 @@ EVAL_THRESHOLD = 0.05
 NMS_IOU = 0.6
 NMS_PRE = 1000
 MAX_DETECTIONS = 100
-
-# COCO's 80 class names in NanoDet's (and COCO's category id) order; index = the net's class channel.
-COCO_CLASSES = (
-    "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
-    "traffic light", "fire hydrant", "stop sign", "parking meter", "bench", "bird", "cat", "dog",
-    "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "backpack", "umbrella",
-    "handbag", "tie", "suitcase", "frisbee", "skis", "snowboard", "sports ball", "kite",
-    "baseball bat", "baseball glove", "skateboard", "surfboard", "tennis racket", "bottle",
-    "wine glass", "cup", "fork", "knife", "spoon", "bowl", "banana", "apple", "sandwich", "orange",
-    "broccoli", "carrot", "hot dog", "pizza", "donut", "cake", "chair", "couch", "potted plant",
-    "bed", "dining table", "toilet", "tv", "laptop", "mouse", "remote", "keyboard", "cell phone",
-    "microwave", "oven", "toaster", "sink", "refrigerator", "book", "clock", "vase", "scissors",
-    "teddy bear", "hair drier", "toothbrush",
-)  # fmt: skip
 
 
 def letterbox(rgb: np.ndarray, size: int = INPUT_SIZE) -> tuple[np.ndarray, float, float, float]:
@@ -126,20 +113,38 @@ def decode(
     return b[keep], s[keep], lab[keep]
 
 
+def channels_of(mids: Sequence[str] | None) -> list[int]:
+    """The net's class channels for these Open Images MIDs (all mapped channels for None); ValueError
+    names a MID the model cannot give."""
+    if mids is None:
+        return sorted(MID_CHANNELS.values())
+    unknown = [m for m in mids if m not in MID_CHANNELS]
+    if unknown:
+        raise ValueError(
+            f"NanoDet (COCO's 80 classes) gives no {', '.join(unknown)}; its Open Images classes: "
+            + ", ".join(f"{m} ({MID_NAMES[m]})" for m in sorted(MID_CHANNELS))
+        )
+    return sorted(MID_CHANNELS[m] for m in mids)
+
+
 class NanoDet:
-    """detect(img) -> [(box_px (x0, y0, x1, y1), score, coco class index)] in the image's pixels."""
+    """detect(img) -> [(box_px (x0, y0, x1, y1), score, Open Images MID)] in the image's pixels.
+
+    classes: the MIDs to keep (None: every class of the COCO table); ValueError names one that the
+    model cannot give. The same interface as objectron.ObjectronDetector, so bulk runs take either."""
 
     def __init__(
         self,
         path: str | Path | None = None,
         *,
         score_threshold: float = SCORE_THRESHOLD,
-        classes: Sequence[int] | None = None,
+        classes: Sequence[str] | None = None,
         threads: int | None = None,
     ):
         self.path = Path(path) if path else MODEL_PATH
         self.score_threshold = score_threshold
         self.classes = None if classes is None else sorted(set(classes))
+        self.channels = channels_of(self.classes)
         self.threads = threads
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -148,19 +153,20 @@ class NanoDet:
         names = [n for pair in OUTPUTS.values() for n in pair]
         return dict(zip(names, sess.run(names, {"image": x}), strict=True))
 
-    def detect(self, img: np.ndarray) -> list[tuple[tuple[float, ...], float, int]]:
+    def detect(self, img: np.ndarray) -> list[tuple[tuple[float, ...], float, str]]:
         """Objects in one HxWx3 uint8 RGB image, best first."""
         bgr, r, ox, oy = letterbox(img)
-        b, s, lab = decode(self.run(to_input(bgr)), self.score_threshold, self.classes)
+        channels = None if len(self.channels) == NUM_CLASSES else self.channels
+        b, s, lab = decode(self.run(to_input(bgr)), self.score_threshold, channels)
         h, w = img.shape[:2]
         b = (b - np.array([ox, oy, ox, oy])) / r
         b = np.clip(b, 0, [w, h, w, h])
         return [
-            (tuple(float(v) for v in box), float(score), int(k))
+            (tuple(float(v) for v in box), float(score), CHANNEL_MIDS[k])
             for box, score, k in zip(b, s, lab, strict=True)
             if box[2] > box[0] and box[3] > box[1]
         ]
 
-    def detect_batch(self, imgs: Sequence[np.ndarray]) -> list[list[tuple[tuple[float, ...], float, int]]]:
+    def detect_batch(self, imgs: Sequence[np.ndarray]) -> list[list[tuple[tuple[float, ...], float, str]]]:
         """detect() for each image (the exported net takes one image a run)."""
         return [self.detect(im) for im in imgs]
