@@ -200,3 +200,24 @@ def test_ray_engine_gives_the_local_engines_boxes(app, db, tmp_path, local_ray):
     a = _by_image(db, local["sets"]["box"]["id"])
     b = _by_image(db, remote["sets"]["box"]["id"])
     assert a == b and len(a) == 4
+
+
+def test_a_photo_stored_sideways_gets_its_people_on_the_files_grid(app, db, tmp_path):
+    import numpy as np
+
+    from app.images.orientation import Orientation
+    from tests.test_nanodet import hand_boxes
+    from tests.test_orientation import _turned_file
+
+    name = "2008_002506.jpg"
+    path, (w, h) = _turned_file(tmp_path, name, 90, with_exif=True)  # file turned 90 CCW, EXIF undoes it
+    image_id = add_image(db, path, size=(h, w))
+    s = bulk_annotate(db, app.config, "object_box", classes=[PERSON], progress=False)
+    assert s["errors"] == 0
+    rows = set_rows(db, s["sets"]["box"]["id"])
+    found = [(r["x0"] * h, r["y0"] * w, r["x1"] * h, r["y1"] * w) for r in rows if r["image_id"] == image_id]
+    o = Orientation(False, 1)  # upright -> file, as the file was made
+    for box in hand_boxes(name, PERSON):
+        p = o.to_upright(np.asarray(box, dtype=np.float64).reshape(2, 2), w, h)
+        on_file = (*p.min(axis=0), *p.max(axis=0))
+        assert max(iou(on_file, f) for f in found) >= 0.5, (box, on_file, found)
