@@ -130,6 +130,31 @@ def insert_counted_by_batch(db: Database, sql: str, rows_by_set: dict[int, list]
     return added
 
 
+# A row copied whole from a set file (sets/files.py): with its version, deletion and current rating.
+COPIED_COLUMNS = (
+    "set_id image_id kind label x0 y0 x1 y1 points score flags created_by created_at version deleted rating"
+    " rated_by rated_at"
+).split()
+_INSERT_COPIED = (
+    f"INSERT INTO annotations ({', '.join(COPIED_COLUMNS)}) VALUES ({', '.join('?' * len(COPIED_COLUMNS))})"
+)
+
+
+def insert_copied(db: Database, rows: Iterable[Sequence]) -> int:
+    """Insert rows copied from a set file, values in COPIED_COLUMNS order, in the caller's transaction.
+
+    The rating history goes into `ratings` separately (the file carries it); the counters follow
+    from the triggers as for any insert.
+    """
+    return db.conn.executemany(_INSERT_COPIED, rows).rowcount
+
+
+def set_links(db: Database, updates: Iterable[Sequence]) -> None:
+    """Set (parent_id, origin_id) of rows by id, from [parent_id, origin_id, id] lists, in the caller's
+    transaction: a copied set's links are resolved after all its rows exist."""
+    db.conn.executemany("UPDATE annotations SET parent_id = ?, origin_id = ? WHERE id = ?", updates)
+
+
 def insert_annotation(db: Database, row: dict) -> int:
     """Insert one annotation row and return its id."""
     cur = db.execute(_INSERT, _values(row))

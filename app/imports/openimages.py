@@ -38,6 +38,7 @@ from ..annotations.rows import BOX_IF_NEW_SQL, insert_counted_by_batch
 from ..db import immediate, now
 from ..errors import InvalidInput
 from ..images.layout import IMAGE_ID_RE, SPLITS, validate_split
+from ..images.records import insert_images
 from ..kinds import FACE_LABEL
 from ..links import http_url
 from ..runs import add_run_errors, finish_run, set_progress, start_run
@@ -177,11 +178,7 @@ def _count_images(db: Database) -> int:
     return db.execute("SELECT count(*) FROM images").fetchone()[0]
 
 
-IMAGE_SQL = (
-    "INSERT INTO images (id, split, rotation, licence, author, author_url, title, url, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
-)
-BARE_IMAGE_SQL = "INSERT INTO images (id, split, created_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING"
+IMAGE_COLUMNS = ("split", "rotation", "licence", "author", "author_url", "title", "url")
 
 
 def _by_set(batch: list[tuple]) -> dict[int, list[tuple]]:
@@ -212,7 +209,7 @@ def import_images(
 
     def flush() -> None:
         with immediate(db):
-            db.conn.executemany(IMAGE_SQL, batch)
+            insert_images(db, IMAGE_COLUMNS, batch)
             errors.flush()
         batch.clear()
 
@@ -285,7 +282,7 @@ def import_boxes(
     def flush() -> None:
         with immediate(db):
             if new_images:
-                db.conn.executemany(BARE_IMAGE_SQL, new_images)
+                insert_images(db, ("split",), new_images)
             counts["added"] += insert_counted_by_batch(db, BOX_IF_NEW_SQL, _by_set(batch))
             errors.flush()
             if run_id is not None:
