@@ -221,3 +221,15 @@ def test_a_photo_stored_sideways_gets_its_people_on_the_files_grid(app, db, tmp_
         p = o.to_upright(np.asarray(box, dtype=np.float64).reshape(2, 2), w, h)
         on_file = (*p.min(axis=0), *p.max(axis=0))
         assert max(iou(on_file, f) for f in found) >= 0.5, (box, on_file, found)
+
+
+def test_the_chain_keeps_only_the_classes_asked_whatever_the_detector_gives(app, db, tmp_path):
+    from app.annotators.nanodet import NanoDet
+    from app.bulk.chain import Chain
+
+    photo_store(db, tmp_path, ["2008_001322.jpg"])
+    (row,) = db.query("SELECT id, split, path, width, height, rotation FROM images")
+    every = Chain("object_box", NanoDet(), None, app.config, 1024, None).run([row])[0]["faces"]
+    ties = Chain("object_box", NanoDet(), None, app.config, 1024, None, [TIE]).run([row])[0]["faces"]
+    assert {f["label"] for f in every} == {PERSON, TIE}  # the detector was asked for everything
+    assert ties and {f["label"] for f in ties} == {TIE}
