@@ -233,3 +233,22 @@ def test_the_chain_keeps_only_the_classes_asked_whatever_the_detector_gives(app,
     ties = Chain("object_box", NanoDet(), None, app.config, 1024, None, [TIE]).run([row])[0]["faces"]
     assert {f["label"] for f in every} == {PERSON, TIE}  # the detector was asked for everything
     assert ties and {f["label"] for f in ties} == {TIE}
+
+
+def test_with_classes_only_human_boxes_of_those_classes_keep_an_image_out(app, db, tmp_path):
+    ids = photo_store(db, tmp_path, ["2008_002506.jpg", "2008_001322.jpg"])
+    a, b = ids["2008_002506.jpg"], ids["2008_001322.jpg"]
+    human = create_set(db, "mine", "object_box", "human")
+    insert_annotations(
+        db,
+        [
+            annotation_row(human, a, "object_box", (0.1, 0.1, 0.3, 0.3), label="/m/0k4j"),  # a car
+            annotation_row(human, b, "object_box", (0.0, 0.4, 0.4, 1.0), label=PERSON),
+        ],
+    )
+    db.conn.commit()
+    people = bulk_annotate(db, app.config, "object_box", classes=[PERSON], progress=False)
+    assert people["total"] == 1
+    assert {r["image_id"] for r in set_rows(db, people["sets"]["box"]["id"])} == {a}
+    # Without --classes any human object box keeps its image out, as for faces.
+    assert bulk_annotate(db, app.config, "object_box", progress=False)["total"] == 0
