@@ -464,3 +464,11 @@ def m015_superseded(db: Database) -> None:
         END;
         """
     )
+
+
+@migrations()
+def m022_ratings_action(db: Database) -> None:
+    # One action, one undo: the ratings one action wrote together ("all faces in this image are
+    # good") share action_id, the id of the action's first rating, so undo takes all of them back.
+    # A single rating leaves it NULL. Older rows stay NULL: each was its own undo before.
+    db.executescript("ALTER TABLE ratings ADD COLUMN action_id INTEGER;")

@@ -301,6 +301,19 @@ def _annotation(db: Database, ann_id: int) -> dict:
     return decode(rows[0])
 
 
+def _editor_name(db: Database, ann_id: int, user_id: int | None = None) -> str:
+    """Who last wrote the annotation (its newest audit event, else user_id), for a conflict message."""
+    row = db.execute(
+        "SELECT u.username FROM events e JOIN users u ON u.id = e.user_id"
+        " WHERE e.target_type = 'annotation' AND e.target_id = ? ORDER BY e.id DESC LIMIT 1",
+        [ann_id],
+    ).fetchone()
+    if row is None and user_id is not None:
+        row = db.execute("SELECT username FROM users WHERE id = ?", [user_id]).fetchone()
+    # A write with no event and no author (an import) has no name to give.
+    return row[0] if row else "someone else"
+
+
 def _geometry(row: dict) -> dict:
     return {"box": [row["x0"], row["y0"], row["x1"], row["y1"]], "points": row["points"]}
 
@@ -313,11 +326,11 @@ def _update_human(db: Database, set_id: int, image_id: str, kind: str, f: dict, 
         raise InvalidInput(f"annotation {f['id']} corrects {row['origin_id']}, not {f['origin_id']}")
     if row["deleted"]:
         raise Conflict(
-            f"face {f['id']} was deleted by someone else; reload the page to see the faces as they are"
+            f"face {f['id']} was deleted by {_editor_name(db, f['id'])}; reload the page to see the faces as they are"
         )
     if row["version"] != f["version"]:
         raise Conflict(
-            f"face {f['id']} was changed by someone else (version {row['version']}, you edited version "
+            f"face {f['id']} was changed by {_editor_name(db, f['id'])} (version {row['version']}, you edited version "
             f"{f['version']}); nothing was saved, your edits are still in the editor: reload in another tab to compare"
         )
     if f["deleted"]:
@@ -328,7 +341,7 @@ def _update_human(db: Database, set_id: int, image_id: str, kind: str, f: dict, 
         written = move_at_version(db, f["id"], f["version"], f["box"], f["points"])
         action, after = "edit_save", {"box": f["box"], "points": f["points"]}
     if not written:  # the compare-and-swap lost: someone wrote between our read and write
-        raise Conflict(f"face {f['id']} was changed by someone else; nothing was saved")
+        raise Conflict(f"face {f['id']} was changed by {_editor_name(db, f['id'])}; nothing was saved")
     version = f["version"] + 1
     log_event(
         db,
@@ -380,7 +393,8 @@ def _correct_machine(db: Database, set_id: int, image_id: str, kind: str, f: dic
     ).fetchone()
     if other:
         raise Conflict(
-            f"face {m['id']} was already corrected by someone else (annotation {other[0]}); nothing was saved, "
+            f"face {m['id']} was already corrected by {_editor_name(db, other[0], other[1])} (annotation {other[0]});"
+            " nothing was saved, "
             "your edits are still in the editor: reload in another tab to compare"
         )
     new_id = _insert(db, set_id, image_id, kind, f, user_id, m)
