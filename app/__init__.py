@@ -72,12 +72,14 @@ def create_app(test_config: dict | None = None) -> Flask:
         app.config["SECRET_KEY"] = _secret_key(instance)
 
     from . import db, web
+    from .classes import display_name
     from .links import http_url
     from .wording import plural
 
     # Links built from imported fields: only http(s) URLs (app/links.py).
     app.jinja_env.filters["http_url"] = http_url
     app.jinja_env.filters["plural"] = plural  # {{ n | plural("annotation") }}
+    app.jinja_env.filters["class_name"] = display_name  # {{ "/m/0k4j" | class_name }} -> Car
     db.init_app(app)
     web.register_error_handlers(app)
     web.register_favicon(app)

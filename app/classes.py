@@ -54,7 +54,7 @@ def names_in_store(db: Database) -> dict[str, str]:
 def class_counts(db: Database, set_id: int) -> list[dict]:
     """Per class of a set's live rows: label, name, total, unrated, good, bad; most rows first."""
     rows = db.execute(
-        "SELECT label, count(*), sum(rating IS NULL), sum(rating = 'good'), sum(rating = 'bad')"
+        "SELECT label, count(*), sum(rating IS NULL), coalesce(sum(rating = 'good'), 0), coalesce(sum(rating = 'bad'), 0)"
         " FROM annotations WHERE set_id = ? AND deleted = 0 GROUP BY label",
         [set_id],
     ).fetchall()

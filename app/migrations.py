@@ -472,3 +472,19 @@ def m022_ratings_action(db: Database) -> None:
     # good") share action_id, the id of the action's first rating, so undo takes all of them back.
     # A single rating leaves it NULL. Older rows stay NULL: each was its own undo before.
     db.executescript("ALTER TABLE ratings ADD COLUMN action_id INTEGER;")
+
+
+@migrations()
+def m019_object_class_indexes(db: Database) -> None:
+    # Review and set pages filtered by class (an object box's label): without these, the queue for a
+    # rare class walks the whole set's queue index to find the next box of that class. Partial
+    # (kind = 'object_box'), so faces and landmarks, the bulk of a store, pay nothing on insert;
+    # the queries name the kind as a literal so that SQLite may use them.
+    db.executescript(
+        """
+        CREATE INDEX IF NOT EXISTS annotations_queue_class
+            ON annotations (set_id, label, deleted, rating, score, id) WHERE kind = 'object_box';
+        CREATE INDEX IF NOT EXISTS annotations_page_class
+            ON annotations (set_id, label, deleted, image_id, id) WHERE kind = 'object_box';
+        """
+    )
