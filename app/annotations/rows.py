@@ -152,14 +152,16 @@ def move_at_version(
     version: int,
     box: Sequence[float],
     points: Sequence[Sequence[float]] | None,
+    label: str | None = None,
 ) -> bool:
-    """Give an annotation a new box and points if it is still live at `version` (compare-and-swap);
-    its rating is cleared, since a changed face is a new claim. In the caller's transaction."""
+    """Give an annotation a new box and points (and, given one, class label) if it is still live at
+    `version` (compare-and-swap); its rating is cleared, since a changed face is a new claim. In the
+    caller's transaction."""
     cur = db.execute(
-        "UPDATE annotations SET x0 = ?, y0 = ?, x1 = ?, y1 = ?, points = ?, version = version + 1,"
-        " rating = NULL, rated_by = NULL, rated_at = NULL"
+        "UPDATE annotations SET x0 = ?, y0 = ?, x1 = ?, y1 = ?, points = ?, label = coalesce(?, label),"
+        " version = version + 1, rating = NULL, rated_by = NULL, rated_at = NULL"
         " WHERE id = ? AND version = ? AND deleted = 0",
-        [*box, points_json(points), annotation_id, version],
+        [*box, points_json(points), label, annotation_id, version],
     )
     return cur.rowcount == 1
 
