@@ -7,7 +7,7 @@ from markupsafe import Markup, escape
 
 from ..annotations import corrections
 from ..annotations.drawing import figure, image_size, norm_box
-from ..classes import check_label, class_counts
+from ..classes import check_label, class_counts, display_name
 from ..db import get_db
 from ..errors import InvalidInput
 from ..images import urls
@@ -41,7 +41,9 @@ def _thumb(ann: dict, kind: str, review_base: str) -> dict:
         "mark": rating,
         "corrected": fixed,
         "href": f"{review_base}?item={ann['id']}",
-        "title": f"annotation {ann['id']} · {rating}{score}" + (f" · {fixed}" if fixed else ""),
+        "title": (f"{display_name(ann['label'])} · " if kind == "object_box" else "")
+        + f"annotation {ann['id']} · {rating}{score}"
+        + (f" · {fixed}" if fixed else ""),
         "svg": Markup(svg),
     }
 
