@@ -80,6 +80,10 @@ def test_filter_by_class_rate_all_of_a_class_and_undo_it_with_one_u(laptop, live
     page.goto(f"{live_server.url}/review/{set_id}?item={heads[1]}&label={HEAD}")
     assert page.locator("[data-key=c]").is_visible()
     page.keyboard.press("c")
+    # More than the box on screen: it asks first; c again rates them all.
+    page.wait_for_function("() => /press c again/.test(document.getElementById('review-item').textContent)")
+    assert ratings(live_server, heads) == ["good" if i == int(first) else None for i in heads]
+    page.keyboard.press("c")
     page.wait_for_function(
         "() => /Rated \\d+ Human head boxes/.test(document.getElementById('review-item').textContent)"
     )
