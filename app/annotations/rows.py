@@ -152,6 +152,7 @@ def move_at_version(
     version: int,
     box: Sequence[float],
     points: Sequence[Sequence[float]] | None,
+    *,
     label: str | None = None,
 ) -> bool:
     """Give an annotation a new box and points (and, given one, class label) if it is still live at

@@ -364,7 +364,7 @@ def _update_human(db: Database, set_id: int, image_id: str, kind: str, f: dict, 
         action, after = "edit_delete", {"deleted": True}
     else:
         # A changed face is a new claim: any rating of the old geometry no longer applies.
-        written = move_at_version(db, f["id"], f["version"], f["box"], f["points"], f.get("label"))
+        written = move_at_version(db, f["id"], f["version"], f["box"], f["points"], label=f.get("label"))
         action, after = "edit_save", _after(f)
     if not written:  # the compare-and-swap lost: someone wrote between our read and write
         raise Conflict(f"face {f['id']} was changed by {_editor_name(db, f['id'])}; nothing was saved")
