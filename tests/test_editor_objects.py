@@ -163,3 +163,31 @@ def test_a_human_box_hides_the_machine_box_of_its_class_only(admin_client, objec
     )
     keys = {f["key"] for f in cfg["faces"]}
     assert f"m{person['id']}" not in keys and f"m{head['id']}" in keys
+
+
+def test_the_editor_shows_every_class_of_the_image_once(admin_client, db, objects):
+    # Open Images imports make one set per class: editing a car shows the image's imported persons
+    # too; a model run's persons there leave the imported persons out (one class, one source).
+    from app.annotations.rows import annotation_row, insert_annotation
+    from app.db import immediate
+    from app.sets.queries import create_set
+
+    image_id = objects["boxes"][0]["image_id"]
+    with immediate(db):
+        cars = create_set(db, "openimages-car", KIND, "import", label=CAR)
+        people = create_set(db, "openimages-person", KIND, "import", label=PERSON)
+        car = insert_annotation(db, annotation_row(cars, image_id, KIND, [0.1, 0.6, 0.3, 0.9], label=CAR))
+        person = insert_annotation(
+            db, annotation_row(people, image_id, KIND, [0.5, 0.1, 0.7, 0.9], label=PERSON)
+        )
+    cfg = page_config(admin_client.get(f"/edit/annotation/{car}").get_data(as_text=True))
+    keys = {f["key"] for f in cfg["faces"]}
+    assert {f"m{car}", f"m{person}"} <= keys
+    assert not any(f"m{b['id']}" in keys for b in objects["boxes"])  # the model run is another source
+    cfg = page_config(
+        admin_client.get(f"/edit/annotation/{objects['boxes'][0]['id']}").get_data(as_text=True)
+    )
+    keys = {f["key"] for f in cfg["faces"]}
+    assert f"m{car}" in keys and f"m{person}" not in keys
+    on_image = {f"m{b['id']}" for b in objects["boxes"] if b["image_id"] == image_id}
+    assert on_image <= keys

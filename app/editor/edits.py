@@ -132,10 +132,13 @@ def load_faces(
             if box and f["box"] and iou(box, f["box"]) >= OVERRIDE_IOU:
                 overlapping[r["id"]] = f["id"]
                 break
+    shown_sets = {machine_set}
+    if by_class:
+        shown_sets |= _other_class_sets(db, machine, machine_set)
     faces += [
         _face(db, r)
         for r in machine
-        if r["set_id"] == machine_set and r["id"] not in corrected and r["id"] not in overlapping
+        if r["set_id"] in shown_sets and r["id"] not in corrected and r["id"] not in overlapping
     ]
     focus_key = None
     if focus is not None:
@@ -151,6 +154,23 @@ def load_faces(
             focus_key = None  # deleted meanwhile
     machine_set_name = next((r["set_name"] for r in machine if r["set_id"] == machine_set), None)
     return {"faces": faces, "focus_key": focus_key, "machine_set": machine_set_name}
+
+
+def _other_class_sets(db: Database, machine: list[dict], machine_set: int | None) -> set[int]:
+    """Object boxes: besides the machine set shown, the import sets (Open Images' are one per class)
+    whose boxes on this image are of classes that set does not hold there, so the editor shows every
+    class of the image and never the same class twice."""
+    held = {r["label"] for r in machine if r["set_id"] == machine_set}
+    out: set[int] = set()
+    for r in machine:
+        if r["source"] == "import" and r["set_id"] != machine_set and r["label"] not in held:
+            out.add(r["set_id"])
+    # A class that two import sets both hold on this image: the newer set's boxes only.
+    newest: dict[str, int] = {}
+    for r in machine:
+        if r["set_id"] in out:
+            newest[r["label"]] = max(newest.get(r["label"], 0), r["set_id"])
+    return {s for s in out if s in newest.values()}
 
 
 # ---- validation of request bodies -----------------------------------------------------------------
