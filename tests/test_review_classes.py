@@ -53,6 +53,8 @@ def test_queue_filtered_by_class_offers_only_that_class(reviewer_client, objects
     assert len(set(seen)) == n_heads
     # Every head is rated: the filtered queue is empty although Person boxes are left.
     assert shown_id(html) is None
+    # The empty queue names the class filter (and offers to clear it).
+    assert "The queue shows only: <strong>class Human head</strong>" in html
     assert (
         db.execute(
             "SELECT count(*) FROM annotations WHERE set_id = ? AND label = ? AND rating IS NULL",
