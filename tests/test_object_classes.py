@@ -140,3 +140,20 @@ def test_ground_truth_of_objects_keeps_classes_apart(db):
     gt = list(ground_truth(db, "object_box", "test"))
     assert sorted(r.annotation_id for r in gt) == [b["id"] for b in seeded["boxes"][:4]]
     assert {r.label for r in gt} == {HEAD, PERSON}
+
+
+def test_an_import_without_a_class_file_names_its_set_from_the_shipped_list(db, tmp_path):
+    from app.imports.openimages import import_openimages
+    from tests.openimages_csv import BBOX_HEADER_V6, IMAGE_HEADER, bbox_row, image_row, write_csv
+
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    write_csv(
+        meta / "validation-images-with-rotation.csv",
+        IMAGE_HEADER,
+        [image_row("0123456789abcdef", "validation")],
+    )
+    write_csv(meta / "validation-annotations-bbox.csv", BBOX_HEADER_V6, [bbox_row("0123456789abcdef", CAR)])
+    summary = import_openimages(db, meta, splits=["validation"], classes=CAR)
+    assert list(summary["sets"]) == ["openimages-car"]
+    assert class_counts(db, summary["sets"]["openimages-car"])[0]["name"] == "Car"
