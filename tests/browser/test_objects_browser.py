@@ -103,6 +103,15 @@ def test_filter_by_class_rate_all_of_a_class_and_undo_it_with_one_u(laptop, live
     assert ratings(live_server, [int(first)]) == ["good"]
     # The filter stays in the page's links.
     assert "label=%2Fm%2F04hgtk" in page.locator("#review-item").get_attribute("data-here")
+    # e opens the box in the editor with its class; b comes back to the class-filtered queue.
+    current = page.locator("#review-item").get_attribute("data-annotation-id")
+    page.keyboard.press("e")
+    page.wait_for_url(re.compile(rf".*/edit/annotation/{current}\?.*"))
+    page.wait_for_function("() => window.oiapEditor !== undefined")
+    assert page.locator("#ed-class").input_value() == "Human head"
+    page.keyboard.press("b")
+    page.wait_for_url(re.compile(rf".*/review/{set_id}\?.*label=%2Fm%2F04hgtk.*"))
+    assert page.locator(".review-info .class-name").text_content() == "Human head"
 
 
 def open_editor(page, url):
