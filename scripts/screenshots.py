@@ -71,7 +71,7 @@ def shoot(out: Path, full_page: bool) -> list[Path]:
             "models": "/models/",
             "model": "/models/1",
             "audit": "/audit",
-            "users": "/admin/users/",
+            "users": "/admin/users",
             "export": "/export/",
             "not-found": "/no-such-page",
         }
