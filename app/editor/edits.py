@@ -385,7 +385,9 @@ def _update_human(db: Database, set_id: int, image_id: str, kind: str, f: dict, 
     else:
         # A changed face is a new claim: any rating of the old geometry no longer applies.
         written = move_at_version(db, f["id"], f["version"], f["box"], f["points"], label=f.get("label"))
-        action, after = "edit_save", _after(f)
+        # An object box keeps its class when the save names none: the log says which it has.
+        kept = {**f, "label": f.get("label") or row["label"]} if kind in CLASS_KINDS else f
+        action, after = "edit_save", _after(kept)
     if not written:  # the compare-and-swap lost: someone wrote between our read and write
         raise Conflict(f"face {f['id']} was changed by {_editor_name(db, f['id'])}; nothing was saved")
     version = f["version"] + 1
