@@ -454,7 +454,12 @@ def _correct_machine(db: Database, set_id: int, image_id: str, kind: str, f: dic
         target_id=new_id,
         set_id=set_id,
         before={**_geometry(m), "origin_id": m["id"]},
-        after={"deleted": True} if f["deleted"] else {**_after(f), "version": 1},
+        after={"deleted": True}
+        if f["deleted"]
+        else {
+            **_after({**f, "label": f.get("label") or m["label"]} if kind in CLASS_KINDS else f),
+            "version": 1,
+        },
     )
     return {"key": f["key"], "id": new_id, "origin_id": m["id"], "version": 1, "deleted": f["deleted"]}
 
