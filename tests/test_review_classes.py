@@ -185,3 +185,12 @@ def test_class_queries_use_the_class_indexes(objects, db):
     for q in queue_sql:
         plan = " ".join(str(r[3]) for r in db.execute("EXPLAIN QUERY PLAN " + q).fetchall())
         assert "annotations_queue_class" in plan, plan
+
+
+def test_a_class_filter_on_a_face_set_page_is_refused_by_name(reviewer_client, db):
+    from app.sets.queries import create_set
+
+    with immediate(db):
+        faces = create_set(db, "faces", "face_box", "human")
+    r = reviewer_client.get(f"/sets/{faces}?label={PERSON}")
+    assert r.status_code == 400 and "holds face_box" in r.get_data(as_text=True)

@@ -70,6 +70,8 @@ def show(set_id: int):
     if label is not None:
         # One class of object boxes: its own pages, and review links that keep to it.
         check_label(label, "label")
+        if s["kind"] != "object_box":
+            raise InvalidInput(f"label filters a set of object boxes; set {set_id} holds {s['kind']}")
         anns = class_page(db, set_id, label, page, PER_PAGE, after=after, before=before)
         total = next((c["total"] for c in classes if c["label"] == label), 0)
     else:
