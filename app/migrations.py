@@ -502,3 +502,27 @@ def m018_class_hierarchy(db: Database) -> None:
         ) WITHOUT ROWID;
         """
     )
+
+
+@migrations()
+def m022_ratings_action(db: Database) -> None:
+    # One action, one undo: the ratings one action wrote together ("all faces in this image are
+    # good") share action_id, the id of the action's first rating, so undo takes all of them back.
+    # A single rating leaves it NULL. Older rows stay NULL: each was its own undo before.
+    db.executescript("ALTER TABLE ratings ADD COLUMN action_id INTEGER;")
+
+
+@migrations()
+def m019_object_class_indexes(db: Database) -> None:
+    # Review and set pages filtered by class (an object box's label): without these, the queue for a
+    # rare class walks the whole set's queue index to find the next box of that class. Partial
+    # (kind = 'object_box'), so faces and landmarks, the bulk of a store, pay nothing on insert;
+    # the queries name the kind as a literal so that SQLite may use them.
+    db.executescript(
+        """
+        CREATE INDEX IF NOT EXISTS annotations_queue_class
+            ON annotations (set_id, label, deleted, rating, score, id) WHERE kind = 'object_box';
+        CREATE INDEX IF NOT EXISTS annotations_page_class
+            ON annotations (set_id, label, deleted, image_id, id) WHERE kind = 'object_box';
+        """
+    )

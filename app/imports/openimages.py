@@ -40,6 +40,7 @@ from sqlite_utils import Database
 from tqdm import tqdm
 
 from ..annotations.rows import BOX_IF_NEW_SQL, insert_counted_by_batch
+from ..classes import boxable
 from ..db import immediate, now
 from ..errors import InvalidInput
 from ..images.labels import store_hierarchy
@@ -448,7 +449,8 @@ def import_openimages(
         sets: dict[str, tuple[int, str]] = {}
         with immediate(db):
             for mid in mids:
-                display = names.get(mid) or ("Human face" if mid == FACE_LABEL else mid)
+                # Without a class file in --meta-dir, the shipped boxable list names the class.
+                display = names.get(mid) or boxable().get(mid) or mid
                 kind = "face_box" if mid == FACE_LABEL else "object_box"
                 name = set_name(display)
                 set_id = get_or_create_set(
