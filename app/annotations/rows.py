@@ -7,11 +7,13 @@ counters) and appends to the `ratings` history in the same transaction, with an 
 import json
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 from sqlite_utils import Database
 
 from ..audit.events import log_event
 from ..db import immediate, now
 from ..errors import Conflict, InvalidInput, NotFound
+from . import masks
 
 RATINGS = ("good", "bad")
 
@@ -44,8 +46,16 @@ def annotation_row(
     rating: str | None = None,
     created_at: str | None = None,
     deleted: bool = False,
+    mask: str | np.ndarray | None = None,
 ) -> dict:
-    """A dict ready for insert_annotations: normalised box and points, JSON fields serialised."""
+    """A dict ready for insert_annotations: normalised box and points, JSON fields serialised.
+
+    `mask` (object_mask rows): a boolean H x W array over the whole image or its stored RLE string
+    (app/annotations/masks.py), checked here; without a box, the box is the mask's.
+    """
+    mask_s = _mask_json(mask)
+    if box is None and mask_s is not None:
+        box = masks.bbox(mask_s)
     x0, y0, x1, y1 = (float(v) for v in box) if box is not None else (None,) * 4
     return {
         "set_id": set_id,
@@ -64,13 +74,22 @@ def annotation_row(
         "created_by": created_by,
         "created_at": created_at or now(),
         "rating": rating,
+        "mask": mask_s,
         "deleted": int(deleted),
     }
 
 
+def _mask_json(mask: str | np.ndarray | None) -> str | None:
+    if mask is None:
+        return None
+    if isinstance(mask, str):
+        return masks.check(mask)
+    return masks.encode(mask)
+
+
 _COLUMNS = (
     "set_id image_id kind label x0 y0 x1 y1 points score parent_id origin_id flags created_by created_at rating"
-    " deleted"
+    " mask deleted"
 ).split()
 _INSERT = f"INSERT INTO annotations ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
@@ -152,14 +171,19 @@ def move_at_version(
     version: int,
     box: Sequence[float],
     points: Sequence[Sequence[float]] | None,
+    mask: str | np.ndarray | None = None,
 ) -> bool:
     """Give an annotation a new box and points if it is still live at `version` (compare-and-swap);
-    its rating is cleared, since a changed face is a new claim. In the caller's transaction."""
+    its rating is cleared, since a changed face is a new claim. In the caller's transaction.
+
+    With `mask` (an array or stored RLE string) the row's mask is replaced too; without, it is kept.
+    """
+    mask_s = _mask_json(mask)
     cur = db.execute(
-        "UPDATE annotations SET x0 = ?, y0 = ?, x1 = ?, y1 = ?, points = ?, version = version + 1,"
-        " rating = NULL, rated_by = NULL, rated_at = NULL"
+        "UPDATE annotations SET x0 = ?, y0 = ?, x1 = ?, y1 = ?, points = ?, mask = coalesce(?, mask),"
+        " version = version + 1, rating = NULL, rated_by = NULL, rated_at = NULL"
         " WHERE id = ? AND version = ? AND deleted = 0",
-        [*box, points_json(points), annotation_id, version],
+        [*box, points_json(points), mask_s, annotation_id, version],
     )
     return cur.rowcount == 1
 
