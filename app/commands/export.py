@@ -20,8 +20,9 @@ def _split_list(value: str) -> tuple[str, ...]:
     "--format",
     "fmt",
     required=True,
-    type=click.Choice(["csv", "coco", "dlib-xml", "yolo-pose", "openimages", "original-csv"]),
-    help="Output format (original-csv: the original project's face_bbox_/face_landmarks_ files).",
+    type=click.Choice(["csv", "coco", "dlib-xml", "yolo-pose", "openimages", "original-csv", "yolo-seg"]),
+    help="Output format (original-csv: the original project's face_bbox_/face_landmarks_ files; "
+    "object_mask: coco (RLE segmentation), openimages (a folder: CSV + mask zips), yolo-seg (polygons)).",
 )
 @click.option(
     "--split",
@@ -38,7 +39,8 @@ def _split_list(value: str) -> tuple[str, ...]:
     "-o",
     "--output",
     required=True,
-    help="File to write, '-' for stdout; for yolo-pose a folder (or a .zip file).",
+    help="File to write, '-' for stdout; for yolo-pose and yolo-seg a folder (or a .zip file); "
+    "for object_mask as openimages a folder.",
 )
 @fail_on_domain_error
 def export_command(kind, fmt, split, sets, no_unrated, unrated_weight, output):
@@ -48,6 +50,18 @@ def export_command(kind, fmt, split, sets, no_unrated, unrated_weight, output):
     from ..export import ImageInfo, count_candidates, select_rows, text_chunks, write_yolo_folder
     from ..export.files import yolo_zip_chunks
 
+    if (fmt == "yolo-seg") != (kind == "object_mask") and fmt in ("yolo-seg", "yolo-pose"):
+        raise click.ClickException(
+            f"--format {fmt} does not write {kind}; use yolo-seg for object_mask and yolo-pose for the others"
+        )
+    if kind == "object_mask" and fmt not in ("coco", "openimages", "yolo-seg", "csv"):
+        raise click.ClickException(
+            f"--format {fmt} has no masks; object_mask exports as coco, openimages or yolo-seg"
+        )
+    if kind == "object_mask" and fmt == "openimages" and output == "-":
+        raise click.ClickException(
+            "object_mask as openimages is a folder (a CSV and mask zips): give -o FOLDER"
+        )
     db = get_db()
     splits = _split_list(split)
     rows = select_rows(
@@ -73,7 +87,11 @@ def export_command(kind, fmt, split, sets, no_unrated, unrated_weight, output):
             n += 1
             yield r
 
-    if fmt == "yolo-pose":
+    if kind == "object_mask" and fmt == "openimages":
+        from ..export.files import write_openimages_masks
+
+        write_openimages_masks(counted(rows), output, info)
+    elif fmt in ("yolo-pose", "yolo-seg"):
         if to_stdout or output.endswith(".zip"):
             out = sys.stdout.buffer if to_stdout else open(output, "wb")
             try:

@@ -14,12 +14,14 @@ from ..images.layout import image_path
 from .merge import DEFAULT_UNRATED_WEIGHT, TrainingRow, ground_truth, iter_training_rows
 from .writers import (
     FORMATS,
-    YoloLabels,
     coco_chunks,
+    coco_mask_chunks,
     csv_chunks,
     dlib_xml_chunks,
     openimages_chunks,
+    openimages_mask_files,
     original_csv_chunks,
+    yolo_labels,
 )
 
 TEXT_FORMATS = ("csv", "coco", "dlib-xml", "openimages", "original-csv")
@@ -30,6 +32,7 @@ SUFFIX = {
     "openimages": ".csv",
     "original-csv": ".csv",
     "yolo-pose": ".zip",
+    "yolo-seg": ".zip",
 }
 
 
@@ -103,6 +106,8 @@ def text_chunks(rows, kind: str, fmt: str, image_info: ImageInfo) -> Iterator[st
         return openimages_chunks(rows, kind, image_info.not_openimages)
     if fmt == "original-csv":
         return original_csv_chunks(rows, kind)
+    if fmt == "coco" and kind == "object_mask":
+        return coco_mask_chunks(rows, image_info)
     if fmt == "coco":
         return coco_chunks(rows, kind, image_info)
     if fmt == "dlib-xml":
@@ -115,7 +120,7 @@ def write_yolo_folder(rows, kind: str, folder: str | Path, image_info: ImageInfo
     folder = Path(folder)
     # Made up front: a selection with no rows still gives a folder with its data.yaml.
     folder.mkdir(parents=True, exist_ok=True)
-    labels = YoloLabels(kind)
+    labels = yolo_labels(kind)
     n_images = 0
     for split, image_id, _file, text in labels.label_files(rows, image_info):
         (folder / "labels" / split).mkdir(parents=True, exist_ok=True)
@@ -165,7 +170,7 @@ def yolo_zip_chunks(rows, kind: str, image_info: ImageInfo) -> Iterator[bytes]:
     Image files are not copied: images.csv maps each image id to its file on the server.
     """
     sink = _Sink()
-    labels = YoloLabels(kind)
+    labels = yolo_labels(kind)
     # The index grows with the images: spool it to disk rather than hold it.
     index = tempfile.SpooledTemporaryFile(max_size=4 << 20, mode="w+")
     index.write("image_id,split,file\n")
@@ -182,3 +187,27 @@ def yolo_zip_chunks(rows, kind: str, image_info: ImageInfo) -> Iterator[bytes]:
         index.close()
         zf.writestr("data.yaml", labels.data_yaml("."))
     yield sink.drain()
+
+
+def write_openimages_masks(rows, folder: str | Path, image_info: ImageInfo) -> dict:
+    """Open Images' segmentation layout in a folder: `<split>-annotations-object-segmentation.csv` and
+    the mask PNGs in `<split>-masks-<first character of MaskPath>.zip` (what import-openimages-masks reads)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    zips: dict[str, zipfile.ZipFile] = {}
+    n = 0
+    try:
+        for split, name, data in openimages_mask_files(rows, image_info):
+            if not split:
+                (folder / name).write_bytes(data)
+                continue
+            zname = f"{split}-masks-{name[0]}.zip"
+            if zname not in zips:
+                # PNGs are compressed already: stored, not deflated again.
+                zips[zname] = zipfile.ZipFile(folder / zname, "w", zipfile.ZIP_STORED)
+            zips[zname].writestr(name, data)
+            n += 1
+    finally:
+        for zf in zips.values():
+            zf.close()
+    return {"masks": n, "zips": sorted(zips)}

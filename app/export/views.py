@@ -19,6 +19,7 @@ MIME = {
     "coco": "application/json",
     "dlib-xml": "application/xml",
     "yolo-pose": "application/zip",
+    "yolo-seg": "application/zip",
 }
 SPLIT_CHOICES = ("train", "validation", "train,validation", "test")
 
@@ -66,7 +67,7 @@ def download():
         # Validation (test split mixed in, unknown set) raises here, before the response starts.
         rows = select_rows(db, kind, splits, sets, include_unrated, weight)
         info = ImageInfo(current_app.config)
-        if fmt == "yolo-pose":
+        if fmt in ("yolo-pose", "yolo-seg"):
             chunks = yolo_zip_chunks(rows, kind, info)
         else:
             # A kind the format cannot write (original-csv of five points) fails here too.
