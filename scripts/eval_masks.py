@@ -47,15 +47,23 @@ def load(file: str | None):
 def evaluate(annotator, photos) -> dict:
     """Mean, min and per-object IoU, and seconds per object."""
     from app.annotations import masks
+    from app.models.eval_masks import coco_mask_ap
 
     ious = []
+    truth_rles, pred_rles, sizes = [], [], {}
     t0 = time.perf_counter()
-    for _name, rgb, objs in photos:
+    for no, (_name, rgb, objs) in enumerate(photos, 1):
+        sizes[no] = (rgb.shape[1], rgb.shape[0])
         preds = annotator.predict_many(rgb, [b for b, _ in objs])
         for pred, (_, truth) in zip(preds, objs, strict=True):
-            ious.append(masks.iou(masks.encode(pred), truth))
+            got = masks.encode(pred)
+            ious.append(masks.iou(got, truth))
+            truth_rles.append((no, "person", json.loads(truth)))
+            if pred.any():
+                pred_rles.append((no, "person", json.loads(got), 1.0))
     seconds = time.perf_counter() - t0
     return {
+        **coco_mask_ap(truth_rles, pred_rles, sizes),
         "objects": len(ious),
         "mean_iou": round(float(np.mean(ious)), 4) if ious else None,
         "min_iou": round(float(np.min(ious)), 4) if ious else None,
@@ -122,6 +130,7 @@ def main(argv=None) -> int:
     for key, r in result.items():
         print(
             f"{key:18s} objects {r['objects']:2d}  mean IoU {r['mean_iou']:.4f}  min {r['min_iou']:.4f}  "
+            f"mask AP@0.5 {r['mask_ap50']:.3f}  "
             f"{r['s_per_object'] * 1000:.0f} ms/object"
         )
     return 0

@@ -151,3 +151,26 @@ def from_polygons(polygons: Sequence[Sequence[float]], height: int, width: int) 
     return json.dumps(
         {"size": [int(height), int(width)], "counts": merged["counts"].decode("ascii")}, separators=(",", ":")
     )
+
+
+def to_file_grid(mask: np.ndarray, mirror: bool, turns: int, width: int, height: int) -> np.ndarray:
+    """A mask on upright (maybe reduced) decoded pixels -> the stored file's grid of width x height.
+
+    `mirror` and `turns` are the Orientation that made the file's pixels upright (mirror first, then
+    quarter turns counterclockwise: app/images/orientation.py); this is its inverse, then a nearest-
+    neighbour resize to the stored size.
+    """
+    if turns % 4:
+        mask = np.rot90(mask, -(turns % 4))
+    if mirror:
+        mask = mask[:, ::-1]
+    if mask.shape != (height, width):
+        from PIL import Image
+
+        mask = (
+            np.asarray(
+                Image.fromarray(mask.astype(np.uint8) * 255).resize((width, height), Image.Resampling.NEAREST)
+            )
+            > 0
+        )
+    return np.ascontiguousarray(mask, dtype=bool)

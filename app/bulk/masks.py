@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from time import perf_counter
 
 import numpy as np
-from PIL import Image
 from sqlite_utils import Database
 
 from ..annotations import masks
@@ -38,22 +37,7 @@ COMMAND = "bulk-annotate"
 
 def mask_to_file(d: Decoded, m: np.ndarray) -> np.ndarray:
     """A mask on the decoded (upright, maybe reduced) pixels -> the stored file's grid (width x height)."""
-    o = d.orientation
-    if not o.identity:
-        # The inverse of Orientation.apply: turn back, then undo the mirror.
-        m = np.rot90(m, -(o.turns % 4))
-        if o.mirror:
-            m = m[:, ::-1]
-    if m.shape != (d.height, d.width):
-        m = (
-            np.asarray(
-                Image.fromarray(m.astype(np.uint8) * 255).resize(
-                    (d.width, d.height), Image.Resampling.NEAREST
-                )
-            )
-            > 0
-        )
-    return np.ascontiguousarray(m)
+    return masks.to_file_grid(m, d.orientation.mirror, d.orientation.turns, d.width, d.height)
 
 
 def _chosen_model(db: Database, model: str | None) -> dict:

@@ -8,6 +8,8 @@ machine ones, human overrides applied). No torch: models run on onnxruntime, as 
 - face_landmarks68: the annotator runs on the ground-truth boxes (the box a landmark row carries, or
   its parent box), not on detections, so a detector's misses never mix into the landmark error.
   NME by the outer eye corners (36, 45), failure rate at 0.08 and 0.10, CED AUC to 0.10, region errors.
+- object_mask: the model runs on the ground-truth masks' boxes; mean mask IoU and mask AP@0.5
+  (COCOeval, iouType='segm'), in app/models/eval_masks.py.
 
 Results are stored on the model row: metrics[split] = {...}, with the CED curve points ("ced") for
 plotting.
@@ -30,7 +32,11 @@ from .metrics import average_precision, ced_curve, landmark_metrics, nme
 from .registry import activate_model, active_model, get_model
 
 # What "better" means per kind: (metric, higher is better).
-MAIN_METRIC = {"face_landmarks68": ("nme", False), "face_box": ("ap", True)}
+MAIN_METRIC = {
+    "face_landmarks68": ("nme", False),
+    "face_box": ("ap", True),
+    "object_mask": ("mask_iou", True),
+}
 CED_MAX = 0.2
 CED_STEPS = 41
 
@@ -94,6 +100,14 @@ def _readable_images(db: Database, config: Mapping, gt: dict[str, list], bar, sk
 
 def measure(db: Database, config: Mapping, model: dict, gt: dict[str, list], progress: bool = False) -> dict:
     """Run a model over ground truth (from gather_ground_truth) and compute its metrics; stores nothing."""
+    if model["kind"] == "object_mask":
+        # Masks from the ground-truth boxes: mean mask IoU and COCO's mask AP (app/models/eval_masks.py).
+        from .eval_masks import measure_masks
+
+        bar = tqdm(total=len(gt), desc=f"evaluate model {model['id']}", unit="img", disable=not progress)
+        return measure_masks(
+            db, config, model, gt, bar, lambda g, b, skipped: _readable_images(db, config, g, b, skipped)
+        )
     annotator = load_annotator(model)
     skipped = [0]
     bar = tqdm(total=len(gt), desc=f"evaluate model {model['id']}", unit="img", disable=not progress)
