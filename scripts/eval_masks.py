@@ -5,7 +5,7 @@ annotator sees the demo photo and the box, and its mask is compared with the dra
 faces-dev file: `training` photos may choose between annotators and settings, `testing` photos only
 measure.
 
-    python scripts/eval_masks.py                      # grabcut and selfie, both files
+    python scripts/eval_masks.py                      # the box, grabcut, slic and selfie, both files
     python scripts/eval_masks.py --annotators grabcut --file testing --json
     python scripts/eval_masks.py --sam-encoder enc.onnx --sam-decoder dec.onnx   # a user's SAM pair too
 """
@@ -78,6 +78,8 @@ def build(name: str, args):
 
     if name == "grabcut":
         return box_masks.GrabCutMasks()
+    if name == "slic":
+        return box_masks.SlicCutMasks()
     if name == "selfie":
         return box_masks.SelfieMasks()
     if name == "box":
@@ -108,7 +110,9 @@ def main(argv=None) -> int:
     """Print the table (or JSON)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--annotators", default="box,grabcut,selfie", help="Comma-separated: box, grabcut, selfie, sam."
+        "--annotators",
+        default="box,grabcut,slic,selfie",
+        help="Comma-separated: box, grabcut, slic, selfie, sam.",
     )
     p.add_argument("--file", choices=["training", "testing"], default=None, help="Only this faces-dev file.")
     p.add_argument("--sam-encoder", type=Path, default=None)

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 
 from app.annotations import masks
 from app.annotations.rows import annotation_row, insert_annotations
-from app.annotators.box_masks import GrabCutMasks, SelfieMasks
+from app.annotators.box_masks import GrabCutMasks, SelfieMasks, SlicCutMasks
 from app.annotators.sam_masks import PromptedMasks
 from app.bulk.masks import bulk_annotate_masks, mask_to_file
 from app.db import immediate
@@ -65,10 +65,21 @@ def test_grabcut_beats_the_box_on_real_photos():
     assert np.array_equal(a, b)
 
 
+def test_slic_cut_beats_grabcut_and_the_box_on_real_photos():
+    ious = _ious(SlicCutMasks())
+    # Measured 0.762 and 0.755 on the two files (GrabCut 0.708 and 0.718; the box 0.651 and 0.638).
+    assert np.mean(ious) > 0.72 and min(ious) > 0.5, ious
+    p = photos()[0]
+    rgb = load_rgb(p.path)
+    box = np.array(p.boxes()[1]) * [p.width, p.height, p.width, p.height]
+    a, b = SlicCutMasks().predict_many(rgb, [box, box])
+    assert np.array_equal(a, b)
+
+
 def test_masks_stay_inside_their_box_even_for_a_box_filling_the_photo():
     p = photos()[0]
     rgb = load_rgb(p.path)
-    for annotator in (GrabCutMasks(), SelfieMasks()):
+    for annotator in (GrabCutMasks(), SlicCutMasks(), SelfieMasks()):
         # The whole photo as the box, and the woman's box cut short of her hair and her waist.
         whole, part = annotator.predict_many(rgb, [(0, 0, p.width, p.height), (240, 270, 390, 450)])
         assert whole.any()

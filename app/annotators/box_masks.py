@@ -5,6 +5,8 @@ as bulk-annotate decodes it), boxes are (x0, y0, x1, y1) in its pixels, and each
 H x W array over the whole image, inside the box (an instance mask belongs to its box: what sticks
 out of a box belongs to the objects around it).
 
+- `SlicCutMasks` (any class, the builtin's choice): a graph cut over SLIC superpixels initialised by
+  the box; measured better than GrabCut on the training photos (mean IoU 0.762 vs 0.708);
 - `GrabCutMasks` (any class): OpenCV's GrabCut initialised by the box, on a crop around the box
   reduced to at most `side` pixels (GrabCut's cost grows with pixels; a mask's outline needs few).
 - `SelfieMasks` (people): MediaPipe's selfie segmentation (ONNX, scripts/export_selfie_segmentation.py)
@@ -12,7 +14,7 @@ out of a box belongs to the objects around it).
 - `PromptedMasks` (any class, never shipped): a user's SAM-family encoder/decoder pair (ONNX),
   prompted by the box's two corners (see app/annotators/sam_masks.py).
 
-Numpy, OpenCV and onnxruntime only: no store, no Flask, no torch.
+Numpy, OpenCV, scikit-image/scipy and onnxruntime only: no store, no Flask, no torch.
 """
 
 from collections.abc import Sequence
@@ -147,3 +149,98 @@ class SelfieMasks:
         crops = [_crop_around(b, self.margin, w, h) for b in boxes]
         probs = self.probabilities(rgb, crops)
         return [_paste(p >= 0.5, c, b, (h, w)) for p, c, b in zip(probs, crops, boxes, strict=True)]
+
+
+class SlicCutMasks:
+    """A graph cut over SLIC superpixels (scikit-image), initialised by each box (any class).
+
+    On a crop around the box: superpixels mostly outside the box are background for good; the others
+    start as object. Each round scores every superpixel by its mean Lab colour's distance to the k
+    nearest object and background superpixels (weighted by its size), adds a smoothness cost between
+    neighbours of similar colour (exp(-beta d^2), beta from the mean, as GrabCut does), and takes the
+    minimum cut (scipy's maximum_flow); it stops when the object stops changing.
+    """
+
+    name = "slic-cut"
+
+    # Chosen on the training photos of tests/data/person_masks.json only (scripts/eval_masks.py):
+    # 300 / 500 superpixels with smoothness 0.1 / 0.3 gave mean IoU 0.760 / 0.743 / 0.731 / 0.762,
+    # smoothness 1 and up collapsed some masks to nothing; GrabCut gave 0.708 there.
+    def __init__(
+        self, n_segments: int = 500, smooth: float = 0.3, margin: float = 0.3, iterations: int = 3, k: int = 5
+    ):
+        self.n_segments, self.smooth, self.margin, self.iterations, self.k = (
+            n_segments,
+            smooth,
+            margin,
+            iterations,
+            k,
+        )
+
+    def predict_one(self, rgb: np.ndarray, box_px: Sequence[float]) -> np.ndarray:
+        """The mask of one box."""
+        from scipy.sparse import csr_matrix
+        from scipy.sparse.csgraph import breadth_first_order, maximum_flow
+        from skimage.color import rgb2lab
+        from skimage.segmentation import slic
+
+        h, w = rgb.shape[:2]
+        box = _clip_box(box_px, w, h)
+        crop = _crop_around(box, self.margin, w, h)
+        cx0, cy0, cx1, cy1 = crop
+        patch = rgb[cy0:cy1, cx0:cx1]
+        seg = slic(patch, n_segments=self.n_segments, compactness=10, start_label=0)
+        n = int(seg.max()) + 1
+        flat = seg.reshape(-1)
+        lab = rgb2lab(patch).reshape(-1, 3)
+        count = np.bincount(flat, minlength=n).astype(np.float64)
+        mean = (
+            np.stack([np.bincount(flat, lab[:, c], minlength=n) for c in range(3)], 1)
+            / np.maximum(count, 1)[:, None]
+        )
+        inbox = np.zeros(patch.shape[:2], bool)
+        inbox[box[1] - cy0 : box[3] - cy0, box[0] - cx0 : box[2] - cx0] = True
+        outside = np.bincount(flat, inbox.reshape(-1), minlength=n) / np.maximum(count, 1) < 0.5
+        obj = ~outside
+        # Neighbouring superpixels (4-connected pixels of two labels), each pair once.
+        a = np.r_[seg[:, :-1].reshape(-1), seg[:-1, :].reshape(-1)]
+        b = np.r_[seg[:, 1:].reshape(-1), seg[1:, :].reshape(-1)]
+        pairs = np.unique(np.sort(np.stack([a, b], 1), 1), axis=0)
+        pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+        d2 = np.sum((mean[pairs[:, 0]] - mean[pairs[:, 1]]) ** 2, axis=1)
+        smooth = (self.smooth * 1000 * np.exp(-d2 / (2 * d2.mean() + 1e-9))).astype(np.int64)
+        size = count / count.mean()
+        src, snk = n, n + 1
+        for _ in range(self.iterations):
+            if not obj.any() or obj.all():
+                break
+            d_obj, d_bg = self._knn(mean, mean[obj]), self._knn(mean, mean[~obj])
+            total = d_obj + d_bg + 1e-9
+            # Source side = object: cutting source->i labels i background (costs its closeness to
+            # the object), cutting i->sink labels it object.
+            to_src = np.where(outside, 0, (d_bg / total * 1000 * size)).astype(np.int64)
+            to_snk = np.where(outside, 10**9, (d_obj / total * 1000 * size)).astype(np.int64)
+            nodes = np.arange(n)
+            rows = np.r_[np.full(n, src), nodes, pairs[:, 0], pairs[:, 1]]
+            cols = np.r_[nodes, np.full(n, snk), pairs[:, 1], pairs[:, 0]]
+            caps = np.r_[to_src, to_snk, smooth, smooth].astype(np.int32)
+            graph = csr_matrix((caps, (rows, cols)), shape=(n + 2, n + 2))
+            residual = graph - maximum_flow(graph, src, snk).flow
+            residual.data = (residual.data > 0).astype(np.int8)
+            residual.eliminate_zeros()
+            reached = np.zeros(n + 2, bool)
+            reached[breadth_first_order(residual, src, directed=True, return_predecessors=False)] = True
+            new = reached[:n] & ~outside
+            if np.array_equal(new, obj):
+                break
+            obj = new
+        return _paste(obj[seg], crop, box, (h, w))
+
+    def _knn(self, points: np.ndarray, of: np.ndarray) -> np.ndarray:
+        d = np.linalg.norm(points[:, None, :] - of[None], axis=2)
+        k = min(self.k, of.shape[0])
+        return np.sort(d, axis=1)[:, :k].mean(axis=1)
+
+    def predict_many(self, rgb: np.ndarray, boxes_px: Sequence[Sequence[float]]) -> list[np.ndarray]:
+        """One mask per box."""
+        return [self.predict_one(rgb, b) for b in boxes_px]
