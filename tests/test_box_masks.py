@@ -299,3 +299,43 @@ def test_bulk_masks_people_resumably_on_the_file_grid(app, db, runner):
     assert live == 5
     r = runner.invoke(args=["oiap", "bulk-annotate", "--kind", "object_mask", "--boxes-from", "nope"])
     assert r.exit_code != 0 and "nope" in r.output
+
+
+def test_bulk_masks_only_the_chosen_classes_and_refuses_ray(app, db, runner, tmp_path):
+    enc, dec = _sam_pair(tmp_path)
+    r = runner.invoke(
+        args=["oiap", "models", "add", str(enc), "--kind", "object_mask", "--runner", "mask:sam"]
+        + ["--decoder", str(dec), "--name", "tiny-sam"]
+    )
+    assert r.exit_code == 0, r.output
+    set_id = _person_boxes(db)
+    tie = "/m/01rkbr"
+    image_id = db.execute("SELECT image_id FROM annotations WHERE set_id = ? LIMIT 1", [set_id]).fetchone()[0]
+    with immediate(db):
+        insert_annotations(
+            db, [annotation_row(set_id, image_id, "object_box", (0.4, 0.3, 0.5, 0.6), label=tie)]
+        )
+    r = runner.invoke(
+        args=["oiap", "bulk-annotate", "--kind", "object_mask", "--boxes-from", "people", "--engine", "ray"]
+    )
+    assert r.exit_code != 0 and "--engine local" in r.output
+    r = runner.invoke(
+        args=[
+            "oiap",
+            "bulk-annotate",
+            "--kind",
+            "object_mask",
+            "--boxes-from",
+            "people",
+            "--model",
+            "tiny-sam",
+        ]
+        + ["--classes", tie, "--json"]
+    )
+    assert r.exit_code == 0, r.output
+    rows = db.execute("SELECT label, parent_id FROM annotations WHERE kind = 'object_mask'").fetchall()
+    assert len(rows) == 1 and rows[0][0] == tie
+    r = runner.invoke(
+        args=["oiap", "bulk-annotate", "--kind", "object_mask", "--boxes-from", "people", "--model", "nope"]
+    )
+    assert r.exit_code != 0 and "tiny-sam" in r.output

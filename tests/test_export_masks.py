@@ -151,3 +151,16 @@ def test_formats_without_masks_are_refused(runner, mask_store, tmp_path):
         args=["oiap", "export", "--kind", "face_box", "--format", "yolo-seg", "-o", str(tmp_path / "y")]
     )
     assert r.exit_code != 0 and "yolo-seg" in r.output
+
+
+def test_web_export_streams_coco_masks_and_a_yolo_seg_zip(admin_client, mask_store):
+    resp = admin_client.get("/export/download?kind=object_mask&format=coco")
+    assert resp.status_code == 200 and resp.mimetype == "application/json"
+    doc = json.loads(resp.data)
+    assert len(doc["annotations"]) == 14 and all("counts" in a["segmentation"] for a in doc["annotations"])
+    resp = admin_client.get("/export/download?kind=object_mask&format=yolo-seg")
+    assert resp.status_code == 200 and resp.mimetype == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(resp.data)) as zf:
+        labels = [n for n in zf.namelist() if n.startswith("labels/train/")]
+        assert len(labels) == 4
+        assert all(len(line.split()) > 7 for n in labels for line in zf.read(n).decode().splitlines())

@@ -158,3 +158,13 @@ def test_cli_imports_and_names_bad_rows(runner, oi_dir):
     assert "validation-annotations-object-segmentation.csv:" in result.output
     result = runner.invoke(args=["oiap", "import-openimages-masks", "--meta-dir", str(d / "nope")])
     assert result.exit_code != 0 and "is not a folder" in result.output
+
+
+def test_size_from_the_file_header_when_the_store_has_none(db, oi_dir):
+    d, expected, _ = oi_dir
+    db.execute("UPDATE images SET width = NULL, height = NULL")
+    db.conn.commit()
+    s = import_openimages_masks(db, {}, d)
+    assert s["masks_added"] == len(expected)
+    for image_id, mask, flags in db.execute("SELECT image_id, mask, flags FROM annotations").fetchall():
+        assert masks.iou(mask, expected[(image_id, json.loads(flags)["BoxID"])]) > 0.95
