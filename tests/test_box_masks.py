@@ -87,6 +87,24 @@ def test_masks_stay_inside_their_box_even_for_a_box_filling_the_photo():
         assert not part[450:].any() and not part[:, 390:].any()
 
 
+def test_tiny_edge_and_flat_boxes_give_masks_without_warnings():
+    rgb = load_rgb(photos()[0].path)
+    flat = np.full((50, 60, 3), 128, np.uint8)
+    for annotator in (GrabCutMasks(), SlicCutMasks(), SelfieMasks()):
+        for box in [
+            (10, 10, 11, 11),
+            (0, 0, 2, 3),
+            (399, 499, 400, 500),
+            (5.5, 5.2, 5.7, 5.9),
+            (390, 0, 400, 500),
+        ]:
+            (m,) = annotator.predict_many(rgb, [box])
+            x0, y0, x1, y1 = int(box[0]), int(box[1]), int(np.ceil(box[2])), int(np.ceil(box[3]))
+            assert m.sum() <= (x1 - x0) * (y1 - y0)
+        (m,) = annotator.predict_many(flat, [(10, 10, 40, 40)])
+        assert m.shape == (50, 60)
+
+
 def test_mask_to_file_undoes_the_turn_and_the_reduction():
     rng = np.random.default_rng(1)
     file_mask = rng.random((40, 60)) > 0.5

@@ -208,7 +208,9 @@ class SlicCutMasks:
         pairs = np.unique(np.sort(np.stack([a, b], 1), 1), axis=0)
         pairs = pairs[pairs[:, 0] != pairs[:, 1]]
         d2 = np.sum((mean[pairs[:, 0]] - mean[pairs[:, 1]]) ** 2, axis=1)
-        smooth = (self.smooth * 1000 * np.exp(-d2 / (2 * d2.mean() + 1e-9))).astype(np.int64)
+        # One superpixel has no neighbours (a tiny or flat crop): no pairs, no mean to scale by.
+        scale = 2 * d2.mean() + 1e-9 if len(d2) else 1.0
+        smooth = (self.smooth * 1000 * np.exp(-d2 / scale)).astype(np.int64)
         size = count / count.mean()
         src, snk = n, n + 1
         for _ in range(self.iterations):
