@@ -35,6 +35,7 @@ both ratios, and the faces each found.
     python scripts/bench_annotate.py --boxes-from openimages-human-face -n 100 --tiles 1 --engine process
     python scripts/bench_annotate.py -n 40 --naive-n 20      # quicker
     python scripts/bench_annotate.py --no-original           # without dlib-bin
+    python scripts/bench_annotate.py --kind object_box       # NanoDet (scripts/bench_objects.py)
 """
 
 import argparse
@@ -359,6 +360,9 @@ def main(argv=None) -> int:
     p.add_argument("--side", type=int, default=1024, help="long side in pixels (default 1024)")
     p.add_argument("--kind", choices=[k for k in KINDS if k != "face_landmarks5"], default="face_box")
     p.add_argument(
+        "--classes", default=None, help="object_box: only these MIDs, comma-separated (default: all)"
+    )
+    p.add_argument(
         "--boxes-from",
         choices=["openimages-human-face"],
         help="68 points on given boxes (an imported face_box set of that name, made from the reference "
@@ -394,6 +398,11 @@ def main(argv=None) -> int:
         "instead of the default model; the naive loop keeps the default",
     )
     args = p.parse_args(argv)
+    if args.kind == "object_box":
+        # No original pipeline to compare with: the original project had no object detector.
+        from bench_objects import run
+
+        return run(args, lambda *a: make_images(*a)[0])
     engines = [e.strip() for e in args.engine.split(",") if e.strip()]
     bad = [
         e
