@@ -199,12 +199,10 @@ def to_input(rgb300: np.ndarray) -> np.ndarray:
     return (x / np.float32(127.5) - np.float32(1.0)).transpose(0, 3, 1, 2).copy()
 
 
-def model_labels(path: str | Path) -> list[str]:
+def model_labels(path: str | Path, threads: int | None = None) -> list[str]:
     """The output classes of a model file as MIDs (index 0 is the background, ""), from its metadata."""
-    import onnx
-
-    m = onnx.load(str(path), load_external_data=False)
-    props = {p.key: p.value for p in m.metadata_props}
+    # Read through onnxruntime (the app's runtime has no `onnx` package); the session is cached anyway.
+    props = session(path, threads).get_modelmeta().custom_metadata_map
     if LABELS_KEY not in props:
         raise ValueError(f"{path}: no {LABELS_KEY!r} metadata; export it with scripts/export_objectron.py")
     return json.loads(props[LABELS_KEY])
@@ -223,7 +221,7 @@ class ObjectronDetector:
     ):
         self.path = Path(path)
         self.score_threshold = score_threshold
-        self.labels = model_labels(self.path)
+        self.labels = model_labels(self.path, threads)
         self.classes = set(classes) if classes else None
         self.threads = threads
 
