@@ -22,6 +22,7 @@ def test_builtin_rows_are_registered_once_and_activated(db):
         ("attention68", "face_landmarks68"),
         ("facemesh68", "face_landmarks68"),
         ("template68", "face_landmarks68"),
+        ("objectron", "object_box"),
     }
     assert all(r["source"] == "builtin" and r["licence"] for r in rows)
     mt = get_model(db, a["mtcnn:face_box"])
@@ -31,7 +32,8 @@ def test_builtin_rows_are_registered_once_and_activated(db):
 def test_list_add_activate(runner, tmp_path):
     r = runner.invoke(args=["oiap", "models", "list", "--json"])
     assert r.exit_code == 0, r.output
-    assert {m["name"] for m in json.loads(r.output)} == {"mtcnn", "attention68", "facemesh68", "template68"}
+    names = {m["name"] for m in json.loads(r.output)}
+    assert names == {"mtcnn", "attention68", "facemesh68", "template68", "objectron"}
     f = tmp_path / "mine.onnx"
     _tiny_onnx(f)  # loads in onnxruntime (models add checks), but no runner knows it
     r = runner.invoke(args=["oiap", "models", "add", str(f), "--kind", "face_box", "--name", "mine"])

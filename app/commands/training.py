@@ -7,7 +7,7 @@ from ..cli import echo_json, fail_on_domain_error, oiap_cli
 from ..db import get_db
 from ..images.layout import SPLITS
 
-TRAIN_KINDS = ["face_landmarks68", "face_box"]
+TRAIN_KINDS = ["face_landmarks68", "face_box", "object_box"]
 
 
 def _train_options(fn):

@@ -20,6 +20,11 @@ MTCNN_LICENCE = "MIT"
 MTCNN_ORIGIN = (
     "facenet-pytorch 2.6.0 (PyPI) data/pnet.pt, rnet.pt, onet.pt, exported to ONNX by scripts/export_mtcnn.py"
 )
+OBJECTRON_LICENCE = "Apache-2.0"
+OBJECTRON_ORIGIN = (
+    "npm @mediapipe/objectron@0.4.1675468480 objectron_solution_packed_assets.data bytes 184..9987912 "
+    "(object_detection_ssd_mobilenetv2_oidv4_fp16.tflite), converted by scripts/export_objectron.py"
+)
 
 
 def _rel(path: Path) -> str:
@@ -76,6 +81,19 @@ def ensure_builtin_models(db: Database) -> dict[str, int]:
             licence=info["licence"],
             origin=info["origin"],
         )
+    # Objectron's SSD: a second object_box detector, registered but not the kind's default.
+    from ..annotators import objectron
+
+    ids["objectron"] = register_model(
+        db,
+        objectron.MODEL_PATH,
+        "object_box",
+        name="objectron",
+        source="builtin",
+        params={"runner": "objectron"},
+        licence=OBJECTRON_LICENCE,
+        origin=OBJECTRON_ORIGIN,
+    )
     defaults = {
         "face_box": ids["mtcnn:face_box"],
         "face_landmarks5": ids["mtcnn:face_landmarks5"],
@@ -129,6 +147,10 @@ def load_annotator(model: dict, threads: int | None = None):
             factor=p.get("factor", mtcnn.FACTOR),
             threads=threads,
         )
+    if runner == "objectron":
+        from ..annotators.objectron import ObjectronDetector
+
+        return ObjectronDetector(verified_path(model), threads=threads)
     if runner == "landmarks68:dlib68":
         from ..annotators.dlib68 import DlibLandmarks68
 
