@@ -1,7 +1,7 @@
 """`flask oiap train --kind object_box`: the SSD's heads fine-tuned on hand-drawn boxes of real photos.
 
-The boxes below were drawn by hand (pixels of the files in app/demo_data, dlib's example photos) for
-this test: every person, and two ties, a class the builtin detector does not have.
+The boxes were drawn by hand for this (tests/data/demo_objects.json): on the four training photos of the
+demo, every person, and three ties, a class the builtin detector does not have.
 """
 
 import json
@@ -16,55 +16,13 @@ from app.imports.folder import register_image_file
 from app.models.builtin import ensure_builtin_models, load_annotator
 from app.models.registry import get_model
 from app.sets.queries import create_set
-from tests.conftest import DEMO_DATA
+from tests.conftest import DEMO_DATA, TEST_DATA
 
 PERSON = "/m/01g317"
 TIE = "/m/01rkbr"
-# file: (width, height, [(MID, x0, y0, x1, y1) in pixels])
-BOXES = {
-    "2007_007763.jpg": (
-        500,
-        375,
-        [
-            (PERSON, 52, 178, 165, 375),
-            (PERSON, 138, 103, 200, 250),
-            (PERSON, 172, 80, 272, 260),
-            (PERSON, 122, 196, 245, 375),
-            (PERSON, 255, 68, 378, 290),
-            (PERSON, 205, 215, 392, 375),
-            (PERSON, 368, 70, 498, 375),
-        ],
-    ),
-    "2008_002079.jpg": (
-        500,
-        375,
-        [
-            (PERSON, 0, 163, 110, 375),
-            (PERSON, 45, 115, 170, 350),
-            (PERSON, 85, 122, 200, 275),
-            (PERSON, 305, 112, 412, 245),
-            (PERSON, 378, 148, 462, 345),
-            (PERSON, 420, 145, 500, 375),
-            (PERSON, 260, 35, 300, 205),
-            (PERSON, 313, 38, 372, 205),
-            (TIE, 80, 188, 112, 290),
-            (TIE, 136, 178, 156, 262),
-        ],
-    ),
-    "2008_001009.jpg": (360, 480, [(PERSON, 122, 58, 310, 350), (PERSON, 58, 180, 305, 480)]),
-    "2008_001322.jpg": (
-        500,
-        375,
-        [(PERSON, 0, 135, 212, 375), (PERSON, 195, 180, 340, 375), (PERSON, 320, 125, 500, 375)],
-    ),
-}
-
-
-def train(*args, **kw):
-    """app.training.trainer.train, imported when a test trains: the file collects without torch."""
-    from app.training.trainer import train as _train
-
-    return _train(*args, **kw)
+# The hand-drawn boxes of the demo photos; the train split's four photos train here.
+HAND = json.loads((TEST_DATA / "demo_objects.json").read_text())
+TRAIN = {name: v for name, v in HAND["images"].items() if v["split"] == "train"}
 
 
 @pytest.fixture
@@ -73,9 +31,10 @@ def boxes_db(app):
     db = connect(app.config["DATABASE"])
     ensure_builtin_models(db)
     set_id = create_set(db, "hand-objects", "object_box", "human")
-    for name, (w, h, boxes) in BOXES.items():
+    for name, v in TRAIN.items():
+        w, h = v["size"]
         image_id, _ = register_image_file(db, DEMO_DATA / name, "train")
-        for mid, x0, y0, x1, y1 in boxes:
+        for mid, x0, y0, x1, y1 in v["boxes"]:
             row = annotation_row(set_id, image_id, "object_box", (x0 / w, y0 / h, x1 / w, y1 / h), label=mid)
             insert_annotation(db, row)
     db.conn.commit()
@@ -106,7 +65,7 @@ def test_object_box_training_round(app, boxes_db, runner):
     out = json.loads(result.output)
     curve = out["loss_curve"]
     assert len(curve) == 15 and curve[-1] < 0.7 * curve[0], curve
-    assert out["images"] == 4 and out["boxes"] == 22 and out["samples"] == 8  # each photo and its mirror
+    assert out["images"] == 4 and out["boxes"] == 23 and out["samples"] == 8  # each photo and its mirror
     assert out["added_classes"] == [TIE]
     model = get_model(db, out["model_id"])
     assert model["status"] == "candidate" and model["source"] == "trained"
