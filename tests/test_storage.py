@@ -344,6 +344,7 @@ def test_push_fetch_round_trip_and_idempotence(tmp_path, moto_url, s3, bucket):
         "template68",
         "facemesh68",
         "attention68",
+        "nanodet",
         "objectron",
     } | {
         "mtcnn-ft",

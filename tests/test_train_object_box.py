@@ -1,9 +1,11 @@
 """`flask oiap train --kind object_box`: the SSD's heads fine-tuned on hand-drawn boxes of real photos.
 
-The boxes were drawn by hand for this (tests/data/demo_objects.json): on the four training photos of the
-demo, every person, and three ties, a class the builtin detector does not have.
+The boxes were drawn by hand (tests/data/objects_dev.csv): on the four photos of the demo's train split
+(dlib's training file), every person (and a crowd as a group-of box), and the ties, a class the builtin
+detector does not have.
 """
 
+import csv
 import json
 
 import numpy as np
@@ -20,9 +22,18 @@ from tests.conftest import DEMO_DATA, TEST_DATA
 
 PERSON = "/m/01g317"
 TIE = "/m/01rkbr"
-# The hand-drawn boxes of the demo photos; the train split's four photos train here.
-HAND = json.loads((TEST_DATA / "demo_objects.json").read_text())
-TRAIN = {name: v for name, v in HAND["images"].items() if v["split"] == "train"}
+TRAIN_PHOTOS = ("2007_007763.jpg", "2008_001009.jpg", "2008_001322.jpg", "2008_002079.jpg")
+
+
+def hand_boxes(files) -> dict[str, list]:
+    """{file: [(MID, (x0, y0, x1, y1) pixels, group_of)]} of tests/data/objects_dev.csv."""
+    out: dict[str, list] = {f: [] for f in files}
+    with open(TEST_DATA / "objects_dev.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            if row["file"] in out:
+                box = tuple(float(row[k]) for k in ("x0", "y0", "x1", "y1"))
+                out[row["file"]].append((row["label"], box, row["group_of"] == "1"))
+    return out
 
 
 @pytest.fixture
@@ -31,12 +42,13 @@ def boxes_db(app):
     db = connect(app.config["DATABASE"])
     ensure_builtin_models(db)
     set_id = create_set(db, "hand-objects", "object_box", "human")
-    for name, v in TRAIN.items():
-        w, h = v["size"]
+    for name, boxes in hand_boxes(TRAIN_PHOTOS).items():
         image_id, _ = register_image_file(db, DEMO_DATA / name, "train")
-        for mid, x0, y0, x1, y1 in v["boxes"]:
-            row = annotation_row(set_id, image_id, "object_box", (x0 / w, y0 / h, x1 / w, y1 / h), label=mid)
-            insert_annotation(db, row)
+        w, h = db.execute("SELECT width, height FROM images WHERE id = ?", [image_id]).fetchone()
+        for mid, (x0, y0, x1, y1), group in boxes:
+            box = (x0 / w, y0 / h, x1 / w, y1 / h)
+            flags = {"IsGroupOf": int(group)}
+            insert_annotation(db, annotation_row(set_id, image_id, "object_box", box, label=mid, flags=flags))
     db.conn.commit()
     yield db
     db.close()
@@ -55,6 +67,9 @@ def test_match_gives_every_box_an_anchor():
     np.testing.assert_allclose(dec, np.repeat(boxes[:1], len(dec), 0), atol=1e-5)
 
 
+N_BOXES = sum(len(b) for b in hand_boxes(TRAIN_PHOTOS).values())
+
+
 @pytest.mark.slow
 def test_object_box_training_round(app, boxes_db, runner):
     db = boxes_db
@@ -65,7 +80,7 @@ def test_object_box_training_round(app, boxes_db, runner):
     out = json.loads(result.output)
     curve = out["loss_curve"]
     assert len(curve) == 15 and curve[-1] < 0.7 * curve[0], curve
-    assert out["images"] == 4 and out["boxes"] == 23 and out["samples"] == 8  # each photo and its mirror
+    assert out["images"] == 4 and out["boxes"] == N_BOXES and out["samples"] == 8  # each photo and its mirror
     assert out["added_classes"] == [TIE]
     model = get_model(db, out["model_id"])
     assert model["status"] == "candidate" and model["source"] == "trained"

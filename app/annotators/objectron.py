@@ -209,7 +209,9 @@ def model_labels(path: str | Path, threads: int | None = None) -> list[str]:
 
 
 class ObjectronDetector:
-    """detect(rgb) -> [(box_px (x0, y0, x1, y1), score, MID)], every class's boxes after NMS."""
+    """detect(rgb) -> [(box_px (x0, y0, x1, y1), score, MID)], every class's boxes after NMS.
+
+    classes: the MIDs to keep (None: all the file's classes); ValueError names one it cannot give."""
 
     def __init__(
         self,
@@ -222,7 +224,12 @@ class ObjectronDetector:
         self.path = Path(path)
         self.score_threshold = score_threshold
         self.labels = model_labels(self.path, threads)
-        self.classes = set(classes) if classes else None
+        self.classes = None if classes is None else set(classes)
+        if self.classes is not None and (unknown := sorted(self.classes - set(self.labels[1:]))):
+            raise ValueError(
+                f"{', '.join(unknown)} not among the classes of {self.path.name}: "
+                + ", ".join(m for m in self.labels[1:])
+            )
         self.threads = threads
 
     @property

@@ -50,7 +50,8 @@ class Chain:
             self.timer.add("decode", thread_time() - t0)
 
     def run(self, rows: list[dict]) -> list[dict]:
-        """Decode and annotate a batch; one result per row: {"image_id", "error"} or {"image_id", "faces"}."""
+        """Decode and annotate a batch; one result per row: {"image_id", "error"} or {"image_id", "faces"}
+        (for object_box, "faces" holds the objects, each with its class MID as "label")."""
         decoded = [self._decode(r) for r in rows]
         ok = [i for i, d in enumerate(decoded) if not isinstance(d, BadImage)]
         out = [
@@ -59,7 +60,23 @@ class Chain:
             else {"image_id": r["id"], "faces": []}
             for r, d in zip(rows, decoded, strict=True)
         ]
-        if self.boxes_from is None:
+        if self.kind == "object_box":
+            # Object detectors give (box_px, score, Open Images MID): one row per box, labelled.
+            t0 = thread_time()
+            dets = self.detector.detect_batch([decoded[i].rgb for i in ok]) if ok else []
+            self.timer.add("detect", thread_time() - t0)
+            for i, objects in zip(ok, dets, strict=True):
+                d = decoded[i]
+                out[i]["faces"] = [
+                    {
+                        "box_px": np.asarray(box, dtype=np.float64),
+                        "box": d.normalise_box(box),
+                        "score": score,
+                        "label": mid,
+                    }
+                    for box, score, mid in objects
+                ]
+        elif self.boxes_from is None:
             t0 = thread_time()
             dets = self.detector.detect_batch([decoded[i].rgb for i in ok]) if ok else []
             self.timer.add("detect", thread_time() - t0)
@@ -111,6 +128,7 @@ class ChainSpec:
     landmarks68_model: dict | None
     max_side: int | None
     boxes_from: int | None
+    classes: list[str] | None = None  # object_box: the Open Images MIDs to keep (None: all)
 
     def chain(self, config, threads: int | None, cls: type | None = None) -> "Chain":
         """Load the annotators (files verified against their sha256) into a Chain."""
@@ -118,7 +136,7 @@ class ChainSpec:
 
         return (cls or Chain)(
             self.kind,
-            load_annotator(self.box_model, threads) if self.box_model else None,
+            (load_annotator(self.box_model, threads, classes=self.classes) if self.box_model else None),
             load_annotator(self.landmarks68_model, threads) if self.landmarks68_model else None,
             config,
             self.max_side,
