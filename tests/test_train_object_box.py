@@ -96,3 +96,33 @@ def test_object_box_training_round(app, boxes_db, runner):
 
     found = det.detect(load_rgb(DEMO_DATA / "2007_007763.jpg"))
     assert sum(mid == PERSON for _, _, mid in found) >= 3, found
+
+
+def test_training_without_object_boxes_says_what_to_do(app, runner):
+    r = runner.invoke(args=["oiap", "train", "--kind", "object_box", "--epochs", "1"])
+    assert r.exit_code != 0
+    assert "no object_box training rows in the train split" in r.output and "label some first" in r.output
+
+
+def test_widened_heads_keep_the_old_classes(tmp_path):
+    """A file written with one more class gives the parent's outputs for the old classes, bit for bit
+    up to float32, and the new class's 1 % prior; onnxruntime reads its class list from the metadata."""
+    import onnx
+    import onnxruntime as ort
+
+    from app.training.ssd import heads_from_onnx, write_onnx
+
+    parent = onnx.load(str(objectron.MODEL_PATH))
+    labels = objectron.model_labels(objectron.MODEL_PATH)
+    net, _ = heads_from_onnx(parent, labels, [*labels, TIE])
+    out = tmp_path / "wide.onnx"
+    write_onnx(parent, net, [*labels, TIE], out)
+    assert objectron.model_labels(out)[-1] == TIE
+    ref = np.load(TEST_DATA / "objectron_reference.npz")
+    x = objectron.to_input(ref["image"])
+    boxes, logits = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": x})
+    np.testing.assert_allclose(boxes[0], ref["box_encodings"], atol=1e-3)
+    np.testing.assert_allclose(logits[0, :, :24], ref["class_predictions"], atol=1e-3)
+    np.testing.assert_allclose(1 / (1 + np.exp(-logits[0, :, 24])), 0.01, rtol=1e-5)
+    # The old heads' fp16 weights and their casts are gone; the backbone's stay fp16.
+    assert out.stat().st_size < objectron.MODEL_PATH.stat().st_size + 2_000_000
