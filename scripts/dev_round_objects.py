@@ -100,7 +100,7 @@ def main(argv=None) -> int:
 
     from app import create_app
     from app.annotations.rows import annotation_row, insert_annotation
-    from app.db import connect, migrate
+    from app.db import connect, immediate, migrate
     from app.imports.folder import register_image_file
     from app.models.builtin import ensure_builtin_models
     from app.models.registry import get_model
@@ -124,23 +124,23 @@ def main(argv=None) -> int:
         db = connect(app.config["DATABASE"])
         migrate(db)
         ids = ensure_builtin_models(db)
-        set_id = create_set(db, "hand-objects", "object_box", "human")
-        for split, files in (("train", train_files), ("test", test_files)):
-            for name in files:
-                image_id, _ = register_image_file(db, PHOTOS / name, split)
-                with Image.open(PHOTOS / name) as im:
-                    w, h = im.size
-                for mid, (x0, y0, x1, y1), group in truth.get(name, []):
-                    row = annotation_row(
-                        set_id,
-                        image_id,
-                        "object_box",
-                        (x0 / w, y0 / h, x1 / w, y1 / h),
-                        label=mid,
-                        flags={"IsGroupOf": int(group)},
-                    )
-                    insert_annotation(db, row)
-        db.conn.commit()
+        with immediate(db):
+            set_id = create_set(db, "hand-objects", "object_box", "human")
+            for split, files in (("train", train_files), ("test", test_files)):
+                for name in files:
+                    image_id, _ = register_image_file(db, PHOTOS / name, split)
+                    with Image.open(PHOTOS / name) as im:
+                        w, h = im.size
+                    for mid, (x0, y0, x1, y1), group in truth.get(name, []):
+                        row = annotation_row(
+                            set_id,
+                            image_id,
+                            "object_box",
+                            (x0 / w, y0 / h, x1 / w, y1 / h),
+                            label=mid,
+                            flags={"IsGroupOf": int(group)},
+                        )
+                        insert_annotation(db, row)
         before, cpu_before = detections(get_model(db, ids["objectron"]), test_files)
         wall, cpu = time.perf_counter(), time.process_time()
         result = train(

@@ -53,12 +53,12 @@ def split_files(split: str) -> set[str] | None:
     return set(re.findall(r"file='([^']+)'", text))
 
 
-def detect_all(files, threshold: float) -> list[tuple[str, str, tuple, float]]:
+def detect_all(files, threshold: float, keep_ratio: bool = True) -> list[tuple[str, str, tuple, float]]:
     """(file, MID, box px, score) of NanoDet on each photo, every class."""
     from app.annotators.nanodet import NanoDet
     from app.images.decode import decode
 
-    det = NanoDet(score_threshold=threshold)
+    det = NanoDet(score_threshold=threshold, keep_ratio=keep_ratio)
     out = []
     for name in files:
         for box, score, mid in det.detect(decode(PHOTOS / name).rgb):
@@ -141,6 +141,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--split", choices=["all", "training", "testing"], default="all", help="which photos")
     p.add_argument("--threshold", type=float, default=None, help="score threshold (default: EVAL_THRESHOLD)")
+    p.add_argument(
+        "--stretch",
+        action="store_true",
+        help="resize to 416x416 without keeping the aspect (not the default)",
+    )
     p.add_argument("--metric", choices=["auto", "openimages", "coco"], default="auto", help="which AP")
     args = p.parse_args(argv)
     from app.annotators.nanodet import EVAL_THRESHOLD
@@ -148,7 +153,8 @@ def main(argv=None) -> int:
     truth = read_truth()
     keep = split_files(args.split)
     truth = {f: rows for f, rows in truth.items() if keep is None or f in keep}
-    dets = detect_all(sorted(truth), EVAL_THRESHOLD if args.threshold is None else args.threshold)
+    threshold = EVAL_THRESHOLD if args.threshold is None else args.threshold
+    dets = detect_all(sorted(truth), threshold, keep_ratio=not args.stretch)
     metric = args.metric
     if metric == "auto":
         try:
@@ -164,7 +170,8 @@ def main(argv=None) -> int:
         if metric == "openimages"
         else "pycocotools COCO AP at IoU 0.5 (group-of rows as iscrowd)"
     )
-    print(f"NanoDet-m on {len(truth)} dev photos ({args.split}), {len(dets)} detections; {what}")
+    how = "stretched" if args.stretch else "letterboxed"
+    print(f"NanoDet-m ({how}) on {len(truth)} dev photos ({args.split}), {len(dets)} detections; {what}")
     for mid in classes:
         ap, n, tp, fp = aps[mid]
         extra = f", {tp:g} TP, {fp} FP" if tp is not None else ""

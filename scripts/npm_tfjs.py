@@ -38,3 +38,13 @@ def run_tf_stage(tf_python: str, script: str, args: list[str]) -> None:
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode:
         raise SystemExit(f"TensorFlow stage failed ({' '.join(cmd)}):\n{r.stderr[-4000:]}")
+
+
+if __name__ == "__main__":
+    import argparse
+
+    # A helper module, not a command: --help says what it is and who runs it.
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()
+    raise SystemExit("nothing to run here: see scripts/export_nanodet.py")

@@ -6,6 +6,7 @@ from app.annotations.rows import (
     annotation_row,
     insert_annotations,
     rate,
+    rate_many,
     rating_history,
     undo_last_rating,
 )
@@ -55,6 +56,23 @@ def test_undo_restores_previous_value(db, machine_set):
     assert undo_last_rating(db, 1)["annotation_id"] == a
     assert undo_last_rating(db, 1) is None
     assert _counts(db, machine_set)[0] == (10, 0, 0)
+
+
+def test_one_action_is_one_undo(db, machine_set):
+    a, b, c, d = [r[0] for r in db.execute("SELECT id FROM annotations ORDER BY id LIMIT 4")]
+    rate(db, a, 1, "bad")
+    rate_many(db, [b, c, d], 1, "good")
+    # Another reviewer rated c since: that rating is theirs to undo, not part of this undo.
+    rate(db, c, 2, "bad")
+    done = undo_last_rating(db, 1)
+    assert done["annotation_ids"] == [b, d] and done["annotation_id"] == b and done["undone"] == "good"
+    ratings = dict(db.execute("SELECT id, rating FROM annotations WHERE id IN (?, ?, ?, ?)", [a, b, c, d]))
+    assert ratings == {a: "bad", b: None, c: "bad", d: None}
+    # The next undo is the single rating before the action.
+    assert undo_last_rating(db, 1)["annotation_ids"] == [a]
+    assert undo_last_rating(db, 1) is None
+    kept, real = _counts(db, machine_set)
+    assert kept == real == (10, 0, 1)
 
 
 def test_random_ratings_and_undos_keep_counters_equal_to_table(db, machine_set):

@@ -200,3 +200,55 @@ def test_ray_engine_gives_the_local_engines_boxes(app, db, tmp_path, local_ray):
     a = _by_image(db, local["sets"]["box"]["id"])
     b = _by_image(db, remote["sets"]["box"]["id"])
     assert a == b and len(a) == 4
+
+
+def test_a_photo_stored_sideways_gets_its_people_on_the_files_grid(app, db, tmp_path):
+    import numpy as np
+
+    from app.images.orientation import Orientation
+    from tests.test_nanodet import hand_boxes
+    from tests.test_orientation import _turned_file
+
+    name = "2008_002506.jpg"
+    path, (w, h) = _turned_file(tmp_path, name, 90, with_exif=True)  # file turned 90 CCW, EXIF undoes it
+    image_id = add_image(db, path, size=(h, w))
+    s = bulk_annotate(db, app.config, "object_box", classes=[PERSON], progress=False)
+    assert s["errors"] == 0
+    rows = set_rows(db, s["sets"]["box"]["id"])
+    found = [(r["x0"] * h, r["y0"] * w, r["x1"] * h, r["y1"] * w) for r in rows if r["image_id"] == image_id]
+    o = Orientation(False, 1)  # upright -> file, as the file was made
+    for box in hand_boxes(name, PERSON):
+        p = o.to_upright(np.asarray(box, dtype=np.float64).reshape(2, 2), w, h)
+        on_file = (*p.min(axis=0), *p.max(axis=0))
+        assert max(iou(on_file, f) for f in found) >= 0.5, (box, on_file, found)
+
+
+def test_the_chain_keeps_only_the_classes_asked_whatever_the_detector_gives(app, db, tmp_path):
+    from app.annotators.nanodet import NanoDet
+    from app.bulk.chain import Chain
+
+    photo_store(db, tmp_path, ["2008_001322.jpg"])
+    (row,) = db.query("SELECT id, split, path, width, height, rotation FROM images")
+    every = Chain("object_box", NanoDet(), None, app.config, 1024, None).run([row])[0]["faces"]
+    ties = Chain("object_box", NanoDet(), None, app.config, 1024, None, [TIE]).run([row])[0]["faces"]
+    assert {f["label"] for f in every} == {PERSON, TIE}  # the detector was asked for everything
+    assert ties and {f["label"] for f in ties} == {TIE}
+
+
+def test_with_classes_only_human_boxes_of_those_classes_keep_an_image_out(app, db, tmp_path):
+    ids = photo_store(db, tmp_path, ["2008_002506.jpg", "2008_001322.jpg"])
+    a, b = ids["2008_002506.jpg"], ids["2008_001322.jpg"]
+    human = create_set(db, "mine", "object_box", "human")
+    insert_annotations(
+        db,
+        [
+            annotation_row(human, a, "object_box", (0.1, 0.1, 0.3, 0.3), label="/m/0k4j"),  # a car
+            annotation_row(human, b, "object_box", (0.0, 0.4, 0.4, 1.0), label=PERSON),
+        ],
+    )
+    db.conn.commit()
+    people = bulk_annotate(db, app.config, "object_box", classes=[PERSON], progress=False)
+    assert people["total"] == 1
+    assert {r["image_id"] for r in set_rows(db, people["sets"]["box"]["id"])} == {a}
+    # Without --classes any human object box keeps its image out, as for faces.
+    assert bulk_annotate(db, app.config, "object_box", progress=False)["total"] == 0

@@ -186,7 +186,7 @@ def test_versions_and_a_stale_save_answers_409_and_keeps_the_newer_edit(
     mine = {"key": "y", "id": h_id, "version": 1, "box": box_of(h), "points": moved(h["points"], 30, 0.05, 0)}
     r2 = post(admin_client, {"image_id": h["image_id"], "kind": KIND, "faces": [mine]})
     assert r2.status_code == 409
-    assert "changed by someone else" in r2.json["error"] and "version 2" in r2.json["error"]
+    assert "changed by rev (version 2" in r2.json["error"] and "version 2" in r2.json["error"]
     now = get_annotation(db, h_id)
     assert now["version"] == 2
     assert now["points"][8][1] == pytest.approx(h["points"][8][1] + 0.02, abs=1e-6)
@@ -205,7 +205,7 @@ def test_correcting_a_prediction_someone_already_corrected_is_a_conflict(
     m_id = data["faces"][0]["id"]
     assert post(reviewer_client, correction(db, m_id, 0.01)).status_code == 200
     resp = post(admin_client, correction(db, m_id, 0.02))
-    assert resp.status_code == 409 and "already corrected" in resp.json["error"]
+    assert resp.status_code == 409 and "already corrected by rev " in resp.json["error"]
     assert db.execute("SELECT count(*) FROM annotations WHERE origin_id = ?", [m_id]).fetchone()[0] == 1
 
 

@@ -93,7 +93,7 @@ def test_audit_page_filters_and_is_admin_only(admin_client, reviewer_client, db)
     rate(db, b, 2, "bad")
     page = admin_client.get("/audit?user=2")
     assert page.status_code == 200
-    assert f"annotation {b}".encode() in page.data and f"annotation {a}</td>".encode() not in page.data
+    assert f"annotation {b}".encode() in page.data and f">annotation {a}</a>".encode() not in page.data
     assert admin_client.get(f"/audit?set={sid}&action=rate").status_code == 200
     assert admin_client.get("/audit?user=abc").status_code == 400
     assert reviewer_client.get("/audit").status_code == 403

@@ -143,3 +143,15 @@ def test_coco_table_names_open_images_classes():
     mids = [m for m in T.CHANNEL_MIDS if m is not None]
     assert len(mids) == len(set(mids)) == len(T.COCO_TO_OPENIMAGES)  # one class, one channel
     assert T.CHANNEL_MIDS[0] == PERSON and T.CHANNEL_MIDS[27] == TIE and T.MID_CHANNELS[TIE] == 27
+
+
+def test_stretch_maps_back_like_the_letterbox():
+    # A square photo: stretching and letterboxing give the net the same input, so the same boxes.
+    rgb = decode_file(DEMO_DATA / "astronaut.png").rgb
+    assert NanoDet(keep_ratio=False).detect(rgb) == NanoDet().detect(rgb)
+    # A wide one: both find the hand-drawn people, each mapped back with its own scales.
+    rgb = decode_file(DEMO_DATA / "2008_002506.jpg").rgb
+    for keep in (True, False):
+        people = [b for b, _s, mid in NanoDet(keep_ratio=keep).detect(rgb) if mid == PERSON]
+        for box in hand_boxes("2008_002506.jpg", PERSON):
+            assert max(iou(box, p) for p in people) >= 0.5, (keep, box)

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from app.db import immediate
 from app.kinds import LANDMARK68_GROUPS
 from app.review import queries
 from app.sets.queries import get_set_with_model
@@ -169,11 +170,25 @@ def test_skip_and_back(reviewer_client, data):
     frag = reviewer_client.get(skip_url, headers=HX).get_data(as_text=True)
     second = shown_id(frag)
     assert second != first
-    back_url = re.search(r'hx-get="([^"]+)"\s+hx-target="#review-item" hx-swap="outerHTML">Back', frag)
+    back_url = re.search(r'data-key="back"\s+hx-get="([^"]+)"', frag)
     frag2 = reviewer_client.get(back_url.group(1).replace("&amp;", "&"), headers=HX).get_data(as_text=True)
     assert shown_id(frag2) == first
     # Skipping never rates.
     assert "0 good" in frag2 and "0 bad" in frag2
+
+
+def test_skip_and_back_are_links_that_work_without_javascript(reviewer_client, data):
+    # Without JavaScript the browser follows href: a plain GET that answers the whole page.
+    set_id = data["face_box"]
+    page = reviewer_client.get(f"/review/{set_id}").get_data(as_text=True)
+    first = shown_id(page)
+    assert re.search(r'<button[^>]*data-key="back" disabled', page)  # nothing to go back to yet
+    skip = re.search(r'<a class="button" data-key="skip" hx-get="[^"]+"\s+href="([^"]+)"', page)
+    second_page = reviewer_client.get(skip.group(1).replace("&amp;", "&")).get_data(as_text=True)
+    assert "<html" in second_page and shown_id(second_page) not in (None, first)
+    back = re.search(r'<a class="button" data-key="back" hx-get="[^"]+"\s+href="([^"]+)"', second_page)
+    again = reviewer_client.get(back.group(1).replace("&amp;", "&")).get_data(as_text=True)
+    assert "<html" in again and shown_id(again) == first
 
 
 def test_undo_restores_previous_rating_and_shows_item(reviewer_client, data, db):
@@ -216,9 +231,18 @@ def test_all_faces_in_image_good(reviewer_client, data, db):
         "SELECT min(id) FROM annotations WHERE set_id = ? AND image_id = ?", [set_id, image_id]
     ).fetchone()[0]
     page = reviewer_client.get(f"/review/{set_id}?item={ann_id}").get_data(as_text=True)
-    r = reviewer_client.post(
-        f"/review/{set_id}/image-good", data={"annotation_id": ann_id, "cursor": cursor_of(page)}, headers=HX
-    )
+    form = {"annotation_id": ann_id, "cursor": cursor_of(page)}
+    # More than the face on screen: the first a asks, rates nothing, and offers to confirm n.
+    html = reviewer_client.post(f"/review/{set_id}/image-good", data=form, headers=HX).get_data(as_text=True)
+    assert f"{n} annotations on image {image_id} would be rated good" in html and shown_id(html) == ann_id
+    assert f'name="confirm" value="{n}"' in html and f"Yes, all {n} good" in html
+    assert db.execute("SELECT count(*) FROM ratings").fetchone()[0] == 0
+    # A confirmation for another count (a face was added meanwhile) asks again.
+    html = reviewer_client.post(
+        f"/review/{set_id}/image-good", data={**form, "confirm": str(n + 1)}, headers=HX
+    ).get_data(as_text=True)
+    assert "would be rated good" in html and db.execute("SELECT count(*) FROM ratings").fetchone()[0] == 0
+    r = reviewer_client.post(f"/review/{set_id}/image-good", data={**form, "confirm": str(n)}, headers=HX)
     html = r.get_data(as_text=True)
     assert f"Rated {plural(n, 'annotation')} on image" in html
     ratings = db.execute(
@@ -227,6 +251,37 @@ def test_all_faces_in_image_good(reviewer_client, data, db):
     assert ratings == [("good",)] * n
     assert db.execute("SELECT count(*) FROM ratings").fetchone()[0] == n
     counters_match(db, set_id)
+    # One action, one undo: u takes back all n and shows the face that was on screen.
+    html = reviewer_client.post(
+        f"/review/{set_id}/undo", data={"annotation_id": shown_id(html)}, headers=HX
+    ).get_data(as_text=True)
+    assert (
+        "Undid your rating" in html and f"good&#39; of {n} annotations." in html and shown_id(html) == ann_id
+    )
+    ratings = db.execute(
+        "SELECT rating FROM annotations WHERE set_id = ? AND image_id = ?", [set_id, image_id]
+    ).fetchall()
+    assert ratings == [(None,)] * n
+    counters_match(db, set_id)
+
+
+def test_all_good_on_an_image_with_one_face_rates_at_once(reviewer_client, data, db):
+    set_id = data["face_box"]
+    # The demo photos have several faces each: leave one face on one of them.
+    ann_id, image_id = db.execute(
+        "SELECT id, image_id FROM annotations WHERE set_id = ? LIMIT 1", [set_id]
+    ).fetchone()
+    with immediate(db):
+        db.execute(
+            "UPDATE annotations SET deleted = 1 WHERE set_id = ? AND image_id = ? AND id != ?",
+            [set_id, image_id, ann_id],
+        )
+    page = reviewer_client.get(f"/review/{set_id}?item={ann_id}").get_data(as_text=True)
+    html = reviewer_client.post(
+        f"/review/{set_id}/image-good", data={"annotation_id": ann_id, "cursor": cursor_of(page)}, headers=HX
+    ).get_data(as_text=True)
+    assert "Rated 1 annotation on image" in html
+    assert db.execute("SELECT rating FROM annotations WHERE id = ?", [ann_id]).fetchone()[0] == "good"
 
 
 def test_queue_order_by_image_and_filters(app, data, db):
@@ -544,7 +599,9 @@ def test_all_good_in_image_leaves_items_other_reviewers_hold(app, data, db):
     admin.get(f"/review/{set_id}?item={held}")
     page = rev.get(f"/review/{set_id}?item={first}").get_data(as_text=True)
     html = rev.post(
-        f"/review/{set_id}/image-good", data={"annotation_id": first, "cursor": cursor_of(page)}, headers=HX
+        f"/review/{set_id}/image-good",
+        data={"annotation_id": first, "cursor": cursor_of(page), "confirm": str(n - 1)},
+        headers=HX,
     ).get_data(as_text=True)
     assert f"Rated {plural(n - 1, 'annotation')} on image" in html
     assert db.execute("SELECT rating FROM annotations WHERE id = ?", [held]).fetchone()[0] is None

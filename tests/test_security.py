@@ -84,7 +84,7 @@ def test_every_route_needs_a_login(app, client, hx):
         assert r.status_code == 302, f"{method} {url} ({endpoint}) answered {r.status_code} anonymously"
         assert r.headers["Location"].startswith("/login"), (method, url)
         r = client.open(url, method=method, headers=hx)
-        assert r.status_code == 401 and r.headers["HX-Redirect"] == "/login", (method, url)
+        assert r.status_code == 401 and r.headers["HX-Redirect"] == "/login?expired=1", (method, url)
         checked += 1
     assert checked >= 5
 
@@ -170,7 +170,13 @@ def test_anonymous_post_goes_to_login_before_csrf(csrf_app, hx):
     # An htmx POST from a page whose session ended: navigate to login, do nothing.
     c = csrf_app.test_client()
     r = c.post("/logout", headers=hx)
-    assert r.status_code == 401 and r.headers["HX-Redirect"] == "/login"
+    assert r.status_code == 401 and r.headers["HX-Redirect"] == "/login?expired=1"
+    # From a page: back to it after the login; never to another site.
+    r = c.post("/review/1/rate", headers={**hx, "HX-Current-URL": "http://localhost/review/1?split=test"})
+    assert r.status_code == 401 and r.headers["HX-Redirect"] == "/login?next=/review/1?split%3Dtest&expired=1"
+    r = c.post("/review/1/rate", headers={**hx, "HX-Current-URL": "http://localhost//evil.example/x"})
+    assert r.headers["HX-Redirect"] == "/login?expired=1"
+    assert b"your last action was not saved" in c.get("/login?expired=1").data
     r = c.post("/admin/users", data={"username": "mallory", "password": PASSWORD})
     assert r.status_code == 302 and r.headers["Location"].startswith("/login")
 

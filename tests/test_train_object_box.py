@@ -13,7 +13,7 @@ import pytest
 
 from app.annotations.rows import annotation_row, insert_annotation
 from app.annotators import objectron
-from app.db import connect
+from app.db import connect, immediate
 from app.imports.folder import register_image_file
 from app.models.builtin import ensure_builtin_models, load_annotator
 from app.models.registry import get_model
@@ -41,15 +41,17 @@ def boxes_db(app):
     """The four photos (train split) with their hand-drawn boxes as one human object_box set."""
     db = connect(app.config["DATABASE"])
     ensure_builtin_models(db)
-    set_id = create_set(db, "hand-objects", "object_box", "human")
-    for name, boxes in hand_boxes(TRAIN_PHOTOS).items():
-        image_id, _ = register_image_file(db, DEMO_DATA / name, "train")
-        w, h = db.execute("SELECT width, height FROM images WHERE id = ?", [image_id]).fetchone()
-        for mid, (x0, y0, x1, y1), group in boxes:
-            box = (x0 / w, y0 / h, x1 / w, y1 / h)
-            flags = {"IsGroupOf": int(group)}
-            insert_annotation(db, annotation_row(set_id, image_id, "object_box", box, label=mid, flags=flags))
-    db.conn.commit()
+    with immediate(db):
+        set_id = create_set(db, "hand-objects", "object_box", "human")
+        for name, boxes in hand_boxes(TRAIN_PHOTOS).items():
+            image_id, _ = register_image_file(db, DEMO_DATA / name, "train")
+            w, h = db.execute("SELECT width, height FROM images WHERE id = ?", [image_id]).fetchone()
+            for mid, (x0, y0, x1, y1), group in boxes:
+                box = (x0 / w, y0 / h, x1 / w, y1 / h)
+                flags = {"IsGroupOf": int(group)}
+                insert_annotation(
+                    db, annotation_row(set_id, image_id, "object_box", box, label=mid, flags=flags)
+                )
     yield db
     db.close()
 

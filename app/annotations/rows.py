@@ -130,6 +130,31 @@ def insert_counted_by_batch(db: Database, sql: str, rows_by_set: dict[int, list]
     return added
 
 
+# A row copied whole from a set file (sets/files.py): with its version, deletion and current rating.
+COPIED_COLUMNS = (
+    "set_id image_id kind label x0 y0 x1 y1 points score flags created_by created_at version deleted rating"
+    " rated_by rated_at"
+).split()
+_INSERT_COPIED = (
+    f"INSERT INTO annotations ({', '.join(COPIED_COLUMNS)}) VALUES ({', '.join('?' * len(COPIED_COLUMNS))})"
+)
+
+
+def insert_copied(db: Database, rows: Iterable[Sequence]) -> int:
+    """Insert rows copied from a set file, values in COPIED_COLUMNS order, in the caller's transaction.
+
+    The rating history goes into `ratings` separately (the file carries it); the counters follow
+    from the triggers as for any insert.
+    """
+    return db.conn.executemany(_INSERT_COPIED, rows).rowcount
+
+
+def set_links(db: Database, updates: Iterable[Sequence]) -> None:
+    """Set (parent_id, origin_id) of rows by id, from [parent_id, origin_id, id] lists, in the caller's
+    transaction: a copied set's links are resolved after all its rows exist."""
+    db.conn.executemany("UPDATE annotations SET parent_id = ?, origin_id = ? WHERE id = ?", updates)
+
+
 def insert_annotation(db: Database, row: dict) -> int:
     """Insert one annotation row and return its id."""
     cur = db.execute(_INSERT, _values(row))
@@ -152,14 +177,17 @@ def move_at_version(
     version: int,
     box: Sequence[float],
     points: Sequence[Sequence[float]] | None,
+    *,
+    label: str | None = None,
 ) -> bool:
-    """Give an annotation a new box and points if it is still live at `version` (compare-and-swap);
-    its rating is cleared, since a changed face is a new claim. In the caller's transaction."""
+    """Give an annotation a new box and points (and, given one, class label) if it is still live at
+    `version` (compare-and-swap); its rating is cleared, since a changed face is a new claim. In the
+    caller's transaction."""
     cur = db.execute(
-        "UPDATE annotations SET x0 = ?, y0 = ?, x1 = ?, y1 = ?, points = ?, version = version + 1,"
-        " rating = NULL, rated_by = NULL, rated_at = NULL"
+        "UPDATE annotations SET x0 = ?, y0 = ?, x1 = ?, y1 = ?, points = ?, label = coalesce(?, label),"
+        " version = version + 1, rating = NULL, rated_by = NULL, rated_at = NULL"
         " WHERE id = ? AND version = ? AND deleted = 0",
-        [*box, points_json(points), annotation_id, version],
+        [*box, points_json(points), label, annotation_id, version],
     )
     return cur.rowcount == 1
 
@@ -248,18 +276,27 @@ def rate_many(db: Database, annotation_ids: Iterable[int], user_id: int | None, 
     if value not in RATINGS:
         raise InvalidInput(f"a rating is 'good' or 'bad', not {value!r}")
     with immediate(db):
-        return [rate_in_transaction(db, i, user_id, value) for i in annotation_ids]
+        done = [rate_in_transaction(db, i, user_id, value) for i in annotation_ids]
+        if len(done) > 1:
+            # One action, one undo: undo_last_rating takes the whole group back.
+            first = done[0]["rating_id"]
+            db.execute(
+                f"UPDATE ratings SET action_id = ? WHERE id IN ({','.join('?' * len(done))})",
+                [first, *(d["rating_id"] for d in done)],
+            )
+        return done
 
 
 def undo_last_rating(db: Database, user_id: int, set_id: int | None = None) -> dict | None:
     """Undo the user's most recent rating (in a set): the annotation goes back to its previous value.
 
     Returns what was undone, or None when there is nothing to undo. Only a rating that is still the
-    annotation's current one (nobody rated it since) is undone.
+    annotation's current one (nobody rated it since) is undone. Ratings written by one rate_many()
+    (one action) are undone together: "annotation_ids" lists them all, "annotation_id" is the first.
     """
     with immediate(db):
         sql = (
-            "SELECT r.id, r.annotation_id, r.value, r.previous, a.set_id, a.rated_by, a.rating"
+            "SELECT r.id, r.annotation_id, r.value, r.previous, a.set_id, a.rated_by, a.rating, r.action_id"
             " FROM ratings r JOIN annotations a ON a.id = r.annotation_id"
             " WHERE r.user_id = ? AND r.value != 'cleared'"
             " AND NOT EXISTS (SELECT 1 FROM ratings l WHERE l.annotation_id = r.annotation_id AND l.id > r.id)"
@@ -273,27 +310,50 @@ def undo_last_rating(db: Database, user_id: int, set_id: int | None = None) -> d
         if not rows:
             return None
         r = rows[0]
-        previous = r["previous"]
-        at = now()
-        db.execute(
-            "UPDATE annotations SET rating = ?, rated_by = ?, rated_at = ? WHERE id = ?",
-            [previous, user_id if previous else None, at if previous else None, r["annotation_id"]],
-        )
-        db.execute(
-            "INSERT INTO ratings (annotation_id, user_id, value, previous, at) VALUES (?, ?, 'cleared', ?, ?)",
-            [r["annotation_id"], user_id, r["value"], at],
-        )
-        log_event(
-            db,
-            "undo_rating",
-            user_id=user_id,
-            target_type="annotation",
-            target_id=r["annotation_id"],
-            set_id=r["set_id"],
-            before={"rating": r["value"]},
-            after={"rating": previous},
-        )
-    return {"annotation_id": r["annotation_id"], "undone": r["value"], "rating": previous}
+        group = [r]
+        if r["action_id"] is not None:
+            # The rest of the action: the user's ratings with its action_id that are still current.
+            group = list(
+                db.query(
+                    "SELECT r.id, r.annotation_id, r.value, r.previous, a.set_id FROM ratings r"
+                    " JOIN annotations a ON a.id = r.annotation_id WHERE r.action_id = ? AND r.user_id = ?"
+                    " AND NOT EXISTS (SELECT 1 FROM ratings l WHERE l.annotation_id = r.annotation_id AND l.id > r.id)"
+                    " ORDER BY r.id",
+                    [r["action_id"], user_id],
+                )
+            )
+        for g in group:
+            _undo_one(db, g, user_id)
+    return {
+        "annotation_id": group[0]["annotation_id"],
+        "annotation_ids": [g["annotation_id"] for g in group],
+        "undone": r["value"],
+        "rating": r["previous"],
+    }
+
+
+def _undo_one(db: Database, r: dict, user_id: int) -> None:
+    # Inside the caller's immediate(): the annotation goes back to its previous rating.
+    previous = r["previous"]
+    at = now()
+    db.execute(
+        "UPDATE annotations SET rating = ?, rated_by = ?, rated_at = ? WHERE id = ?",
+        [previous, user_id if previous else None, at if previous else None, r["annotation_id"]],
+    )
+    db.execute(
+        "INSERT INTO ratings (annotation_id, user_id, value, previous, at) VALUES (?, ?, 'cleared', ?, ?)",
+        [r["annotation_id"], user_id, r["value"], at],
+    )
+    log_event(
+        db,
+        "undo_rating",
+        user_id=user_id,
+        target_type="annotation",
+        target_id=r["annotation_id"],
+        set_id=r["set_id"],
+        before={"rating": r["value"]},
+        after={"rating": previous},
+    )
 
 
 def rating_history(db: Database, annotation_id: int) -> list[dict]:

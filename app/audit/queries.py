@@ -2,7 +2,8 @@
 
 from sqlite_utils import Database
 
-PAGE_SIZE = 100
+# 50 compact rows fit a laptop screen a few times over; older ones are a link away.
+PAGE_SIZE = 50
 
 
 def list_events(
@@ -30,7 +31,8 @@ def list_events(
             where.append(clause)
             params.append(value)
     sql = (
-        "SELECT e.*, u.username FROM events e LEFT JOIN users u ON u.id = e.user_id"
+        "SELECT e.*, u.username, s.name AS set_name FROM events e LEFT JOIN users u ON u.id = e.user_id"
+        " LEFT JOIN annotation_sets s ON s.id = e.set_id"
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY e.id DESC LIMIT ?"
     )

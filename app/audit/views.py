@@ -33,7 +33,8 @@ def index():
         "since": request.args.get("since") or None,
         "until": request.args.get("until") or None,
     }
-    events = list_events(db, **filters, before_id=_int_arg("before"))
+    before_id = _int_arg("before")
+    events = list_events(db, **filters, before_id=before_id)
     return render_template(
         "audit/index.html",
         events=events,
@@ -47,5 +48,9 @@ def index():
             before=events[-1]["id"],
         )
         if len(events) == PAGE_SIZE
+        else None,
+        # From an older page, back to the newest events with the same filters.
+        newest_url=url_for("audit.index", **{k: v for k, v in request.args.items() if k != "before"})
+        if before_id is not None
         else None,
     )

@@ -23,6 +23,7 @@ What other blueprints use:
 """
 
 import functools
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, abort, redirect, render_template, request, session, url_for
 from flask_login import LoginManager, current_user, logout_user
@@ -30,6 +31,7 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from ..audit.events import log_event
 from ..db import get_db
+from .redirects import safe_next
 from .throttle import Throttle, parse_rate
 from .users import User, load_session_user
 
@@ -142,8 +144,13 @@ def init_auth(app: Flask) -> None:
                 # enabling the user again does not revive an old session.
                 logout_user()
             if request.headers.get("HX-Request"):
-                # htmx would swap the login page into a fragment; make it navigate instead.
-                return "", 401, {"HX-Redirect": url_for("auth.login")}
+                # htmx would swap the login page into a fragment; make it navigate instead, back to
+                # the page the request came from, and say that what was asked was not done.
+                here = urlsplit(request.headers.get("HX-Current-URL", ""))
+                target = (
+                    safe_next(here.path + (f"?{here.query}" if here.query else "")) if here.path else None
+                )
+                return "", 401, {"HX-Redirect": url_for("auth.login", next=target, expired=1)}
             # Back to the page after login; a POST's URL cannot be opened with GET, so not for those.
             target = request.full_path.rstrip("?") if request.method == "GET" else None
             return redirect(url_for("auth.login", next=target))

@@ -238,8 +238,9 @@ def recent_account_events(db: Database, limit: int = 30) -> list[dict]:
     """The latest login and user-management events, newest first, with the actor's name."""
     return list(
         db.query(
-            "SELECT e.id, e.at, e.action, e.target_id, e.before, e.after, u.username AS actor"
+            "SELECT e.id, e.at, e.action, e.target_id, e.before, e.after, u.username AS actor, t.username AS target_name"
             " FROM events e LEFT JOIN users u ON u.id = e.user_id"
+            " LEFT JOIN users t ON e.target_type = 'user' AND t.id = e.target_id"
             " WHERE e.action LIKE 'user.%' OR e.action LIKE 'login%' OR e.action = 'logout'"
             " ORDER BY e.id DESC LIMIT ?",
             [limit],

@@ -26,8 +26,9 @@ class Timer(dict):
 class Chain:
     """The models of one run and what they do to a batch of images (runs in worker threads)."""
 
-    def __init__(self, kind, detector, landmarks68, config, max_side, boxes_from):
+    def __init__(self, kind, detector, landmarks68, config, max_side, boxes_from, classes=None):
         self.kind = kind
+        self.classes = set(classes) if classes else None
         self.detector = detector
         self.landmarks68 = landmarks68
         self.config = config
@@ -75,6 +76,8 @@ class Chain:
                         "label": mid,
                     }
                     for box, score, mid in objects
+                    # Also here, for a detector that was not told the classes: --classes always holds.
+                    if self.classes is None or mid in self.classes
                 ]
         elif self.boxes_from is None:
             t0 = thread_time()
@@ -141,4 +144,5 @@ class ChainSpec:
             config,
             self.max_side,
             self.boxes_from,
+            self.classes,
         )

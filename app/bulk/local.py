@@ -308,7 +308,13 @@ def bulk_annotate(
                 raise InvalidInput(f"--boxes-from {boxes_from!r} holds {s['kind']}, not face_box")
             boxes_set, box_model = s["id"], None
         image_ids = read_images_file(images_file) if images_file else None
-        sel = {"split": split, "prefix": prefix, "image_ids": image_ids, "with_boxes_in": boxes_set}
+        sel = {
+            "split": split,
+            "prefix": prefix,
+            "image_ids": image_ids,
+            "with_boxes_in": boxes_set,
+            "labels": classes,
+        }
         total = count_images(db, kind, **sel)
         total = min(total, limit) if limit is not None else total
         params = {
@@ -339,7 +345,13 @@ def bulk_annotate(
             )
         done, cursor = 0, None
 
-    sel = {"split": split, "prefix": prefix, "image_ids": image_ids, "with_boxes_in": boxes_set}
+    sel = {
+        "split": split,
+        "prefix": prefix,
+        "image_ids": image_ids,
+        "with_boxes_in": boxes_set,
+        "labels": classes,
+    }
     total = db.execute("SELECT total FROM runs WHERE id = ?", [run_id]).fetchone()[0]
     remaining = None if limit is None else max(0, limit - done)
     spec = ChainSpec(

@@ -13,7 +13,9 @@ from ..annotations.drawing import figure, image_size
 from ..auth import admin_required
 from ..db import get_db
 from ..errors import InvalidInput
+from ..export.files import class_names
 from ..images.cache import get_image
+from ..kinds import FACE_LABEL
 from .charts import line_chart
 from .evaluation import MAIN_METRIC, PromotionRefused, load_annotator, promote
 from .registry import active_model, get_model, list_models
@@ -87,6 +89,7 @@ def show(model_id: int):
         charts=_charts(db, model),
         images=images,
         main=MAIN_METRIC.get(model["kind"]),
+        class_names=class_names(db) | {FACE_LABEL: "Human face"} if model["kind"] == "object_box" else {},
     )
 
 

@@ -462,7 +462,6 @@ def train_ssd(db, config, run_id, parent, hyper, progress) -> dict:
             licence="Apache-2.0 (MediaPipe Objectron weights), heads fine-tuned on this instance's labels",
             origin=f"flask oiap train --kind object_box (run {run_id})",
         )
-    db.conn.commit()
     return {
         "model_id": model_id,
         "samples": n,

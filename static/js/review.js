@@ -3,7 +3,7 @@
 (function () {
   "use strict";
 
-  var KEYS = { g: "g", b: "b", " ": "skip", ArrowRight: "skip", ArrowLeft: "back", u: "u", a: "a", e: "e", "?": "?" };
+  var KEYS = { g: "g", b: "b", " ": "skip", ArrowRight: "skip", ArrowLeft: "back", u: "u", a: "a", c: "c", e: "e", "?": "?" };
   // Busy from a request until htmx has settled the new item (its buttons are wired only then).
   var busy = false;
   var pending = null;
@@ -37,8 +37,76 @@
     if (preloaded.length > 8) preloaded = preloaded.slice(-8);
   }
 
+  // h held: the overlay hidden, to see the eyes and lips under the points; back on release.
+  function bare(on) {
+    var el = item();
+    if (el) el.classList.toggle("bare", on);
+  }
+
+  // z: the zoomed crop steps face -> eyes -> mouth (viewBoxes from the server, same image). The dots
+  // keep their size on screen, so zooming in uncovers what they would hide.
+  function zoomStep() {
+    var svg = document.querySelector(".zoom svg");
+    if (!svg || !svg.dataset.zoomEyes) return;
+    var names = ["face", "eyes", "mouth"];
+    var now = svg.dataset.zoomNow || "face";
+    var next = names[(names.indexOf(now) + 1) % names.length];
+    var face = svg.dataset.zoomFace.split(" ").map(Number);
+    var box = svg.dataset["zoom" + next.charAt(0).toUpperCase() + next.slice(1)];
+    svg.setAttribute("viewBox", box);
+    svg.dataset.zoomNow = next;
+    var scale = Number(box.split(" ")[2]) / face[2];
+    svg.querySelectorAll("path.pts, path.pts-edge").forEach(function (p) {
+      if (!p.dataset.width) p.dataset.width = p.getAttribute("stroke-width");
+      p.setAttribute("stroke-width", String(Number(p.dataset.width) * scale));
+    });
+    var label = document.querySelector(".zoom .zoom-name");
+    if (label) label.textContent = next;
+  }
+
+  // Failures are loud: a request that did not reach the server, or came back refused, says that
+  // nothing was saved; one that failed for the network is sent again when the network is back.
+  var failed = null;
+  function alertBox() { return document.getElementById("review-alert"); }
+  function warn(text) {
+    var a = alertBox();
+    if (!a) return;
+    a.textContent = text;
+    a.hidden = !text;
+  }
+  function retry() {
+    if (!failed || !navigator.onLine) return;
+    var elt = failed;
+    failed = null;
+    // The same button again (the item was not swapped: nothing came back).
+    if (!document.contains(elt)) { warn(""); return; }
+    warn("Network back: sending it again…");
+    elt.click();
+  }
+  window.addEventListener("online", retry);
+  setInterval(retry, 3000);
+  document.addEventListener("htmx:sendError", function (ev) {
+    failed = ev.detail.elt;
+    warn("Not saved: the server cannot be reached (offline?). It is sent again when the network is back.");
+  });
+  document.addEventListener("htmx:responseError", function (ev) {
+    var xhr = ev.detail.xhr;
+    if (xhr.status === 401) {
+      warn("Not saved: your session has ended. Log in again to continue here.");
+    } else {
+      warn("Not saved: the server answered " + xhr.status + " " + (xhr.statusText || "") + ". Try again, or reload the page.");
+    }
+  });
+
+  document.addEventListener("keyup", function (ev) {
+    if (ev.key === "h") bare(false);
+  });
+  window.addEventListener("blur", function () { bare(false); });
+
   document.addEventListener("keydown", function (ev) {
     if (ev.ctrlKey || ev.metaKey || ev.altKey || typing(ev.target)) return;
+    if (ev.key === "h") { ev.preventDefault(); bare(true); return; }
+    if (ev.key === "z") { ev.preventDefault(); zoomStep(); return; }
     var action = KEYS[ev.key];
     if (!action) {
       if (ev.key === "Escape") toggleHelp(false);
@@ -78,7 +146,7 @@
     // A failed request swaps nothing, so no settle event follows.
     if (!ev.detail.successful) idle();
   });
-  document.addEventListener("htmx:afterSettle", function () { preload(); idle(); });
+  document.addEventListener("htmx:afterSettle", function () { warn(""); preload(); idle(); });
   // Back from the editor with the browser's back button: a page restored from the back-forward cache
   // shows the item as it was before the save; fetch it again (corrected by NAME, claimed anew).
   window.addEventListener("pageshow", function (ev) {

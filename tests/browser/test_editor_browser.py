@@ -217,7 +217,7 @@ def test_a_stale_page_gets_a_conflict_and_keeps_its_edit(browser, live_server, s
         stage_top = page.locator("#stage").bounding_box()["y"]
         page.keyboard.press("s")
         page.wait_for_function("() => document.getElementById('ed-status').classList.contains('conflict')")
-        assert "already corrected" in page.locator("#ed-status").text_content()
+        assert "already corrected by admin" in page.locator("#ed-status").text_content()
         assert "already corrected" in page.locator("#ed-message").text_content()
         assert page.locator("#stage").bounding_box()["y"] == stage_top  # a long message moves nothing
         assert point(page, key, 30) == mine and page.evaluate("oiapEditor.changed()") == [key]
