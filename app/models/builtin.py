@@ -186,7 +186,7 @@ def load_annotator(model: dict, threads: int | None = None, classes: list[str] |
         try:
             return ObjectronDetector(
                 verified_path(model),
-                score_threshold=model["params"].get("score_threshold", SCORE_THRESHOLD),
+                score_threshold=(model.get("params") or {}).get("score_threshold", SCORE_THRESHOLD),
                 classes=classes,
                 threads=threads,
             )

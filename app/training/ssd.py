@@ -14,7 +14,8 @@ cross-entropy over the classes (column 0 the background) with hard negatives (3 
 loss), smooth-L1 on the box encoding (MediaPipe's scales 10, 10, 5, 5). Open Images labels are not
 exhaustive: on an image, only the classes it has a box of (and the background) take a class loss, so an
 unlabelled object of another class is not taught as background. Each box's merge weight (human and good
-1, unrated less) scales its anchors' loss.
+1, unrated less) scales its anchors' loss. A group-of box (IsGroupOf) trains as an ordinary box of its
+class: the anchors over a crowd learn "Person" rather than background.
 """
 
 import json
