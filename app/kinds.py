@@ -19,6 +19,9 @@ KINDS: dict[str, Kind] = {
         Kind("face_landmarks5", 5, "5 face landmarks"),
         Kind("face_landmarks68", 68, "68 face landmarks"),
         Kind("object_box", 0, "Object box"),
+        # One instance mask per row (annotations.mask, COCO RLE over the whole image; app/annotations/masks.py),
+        # with its box x0..y1 and its class MID in label, as for object_box.
+        Kind("object_mask", 0, "Object mask"),
     )
 }
 

@@ -526,3 +526,12 @@ def m019_object_class_indexes(db: Database) -> None:
             ON annotations (set_id, label, deleted, image_id, id) WHERE kind = 'object_box';
         """
     )
+
+
+@migrations()
+def m020_annotation_masks(db: Database) -> None:
+    # object_mask rows keep their instance mask in the row, as COCO compressed RLE JSON
+    # {"size": [h, w], "counts": "..."} over the whole image on the stored file's pixel grid (like the
+    # boxes): a few hundred bytes per mask, versioned, rated and merged with the row
+    # (app/annotations/masks.py). NULL for every other kind.
+    db.execute("ALTER TABLE annotations ADD COLUMN mask TEXT")

@@ -7,11 +7,13 @@ counters) and appends to the `ratings` history in the same transaction, with an 
 import json
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 from sqlite_utils import Database
 
 from ..audit.events import log_event
 from ..db import immediate, now
 from ..errors import Conflict, InvalidInput, NotFound
+from . import masks
 
 RATINGS = ("good", "bad")
 
@@ -44,8 +46,16 @@ def annotation_row(
     rating: str | None = None,
     created_at: str | None = None,
     deleted: bool = False,
+    mask: str | np.ndarray | None = None,
 ) -> dict:
-    """A dict ready for insert_annotations: normalised box and points, JSON fields serialised."""
+    """A dict ready for insert_annotations: normalised box and points, JSON fields serialised.
+
+    `mask` (object_mask rows): a boolean H x W array over the whole image or its stored RLE string
+    (app/annotations/masks.py), checked here; without a box, the box is the mask's.
+    """
+    mask_s = _mask_json(mask)
+    if box is None and mask_s is not None:
+        box = masks.bbox(mask_s)
     x0, y0, x1, y1 = (float(v) for v in box) if box is not None else (None,) * 4
     return {
         "set_id": set_id,
@@ -64,13 +74,22 @@ def annotation_row(
         "created_by": created_by,
         "created_at": created_at or now(),
         "rating": rating,
+        "mask": mask_s,
         "deleted": int(deleted),
     }
 
 
+def _mask_json(mask: str | np.ndarray | None) -> str | None:
+    if mask is None:
+        return None
+    if isinstance(mask, str):
+        return masks.check(mask)
+    return masks.encode(mask)
+
+
 _COLUMNS = (
     "set_id image_id kind label x0 y0 x1 y1 points score parent_id origin_id flags created_by created_at rating"
-    " deleted"
+    " mask deleted"
 ).split()
 _INSERT = f"INSERT INTO annotations ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
@@ -95,6 +114,17 @@ BOX_IF_NEW_SQL = (
     " WHERE EXISTS (SELECT 1 FROM images WHERE id = ?2)"
     " AND NOT EXISTS (SELECT 1 FROM annotations INDEXED BY annotations_set_image"
     " WHERE set_id = ?1 AND image_id = ?2 AND x0 = ?5 AND y0 = ?6 AND x1 = ?7 AND y1 = ?8)"
+)
+
+
+# A mask row for import-openimages-masks, as BOX_IF_NEW_SQL: the image must be in the store, and the
+# same object (Open Images' BoxID, kept in flags) must not be in the set yet (idempotence).
+MASK_IF_NEW_SQL = (
+    "INSERT INTO annotations (set_id, image_id, kind, label, x0, y0, x1, y1, flags, created_at, mask)"
+    " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11"
+    " WHERE EXISTS (SELECT 1 FROM images WHERE id = ?2)"
+    " AND NOT EXISTS (SELECT 1 FROM annotations INDEXED BY annotations_set_image"
+    " WHERE set_id = ?1 AND image_id = ?2 AND json_extract(flags, '$.BoxID') = json_extract(?9, '$.BoxID'))"
 )
 
 
@@ -179,15 +209,20 @@ def move_at_version(
     points: Sequence[Sequence[float]] | None,
     *,
     label: str | None = None,
+    mask: str | np.ndarray | None = None,
 ) -> bool:
     """Give an annotation a new box and points (and, given one, class label) if it is still live at
     `version` (compare-and-swap); its rating is cleared, since a changed face is a new claim. In the
-    caller's transaction."""
+    caller's transaction.
+
+    With `mask` (an array or stored RLE string) the row's mask is replaced too; without, it is kept.
+    """
+    mask_s = _mask_json(mask)
     cur = db.execute(
         "UPDATE annotations SET x0 = ?, y0 = ?, x1 = ?, y1 = ?, points = ?, label = coalesce(?, label),"
-        " version = version + 1, rating = NULL, rated_by = NULL, rated_at = NULL"
+        " mask = coalesce(?, mask), version = version + 1, rating = NULL, rated_by = NULL, rated_at = NULL"
         " WHERE id = ? AND version = ? AND deleted = 0",
-        [*box, points_json(points), label, annotation_id, version],
+        [*box, points_json(points), label, mask_s, annotation_id, version],
     )
     return cur.rowcount == 1
 

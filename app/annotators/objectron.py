@@ -1,4 +1,4 @@
-"""MediaPipe Objectron's 2D object detector (SSD-MobileNetV2, 24 Open Images v4 classes) on onnxruntime.
+"""MediaPipe Objectron's 2D object detector (SSD-MobileNetV2, 23 Open Images v4 classes + background) on onnxruntime.
 
 The model is `object_detection_ssd_mobilenetv2_oidv4_fp16.tflite` from the npm package
 @mediapipe/objectron@0.4.1675468480, converted by scripts/export_objectron.py. Everything around the

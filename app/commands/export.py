@@ -20,11 +20,14 @@ def _split_list(value: str) -> tuple[str, ...]:
     "--format",
     "fmt",
     required=True,
-    type=click.Choice(["csv", "coco", "dlib-xml", "yolo-pose", "yolo", "openimages", "original-csv"]),
+    type=click.Choice(
+        ["csv", "coco", "dlib-xml", "yolo-pose", "yolo", "openimages", "original-csv", "yolo-seg"]
+    ),
     help=(
         "Output format (original-csv: the original project's face_bbox_/face_landmarks_ files; yolo and "
         "yolo-pose: YOLO labels, with keypoints for kinds with points). For object_box, coco has one "
-        "category per class, yolo a classes.txt, and openimages writes <output>-classes.csv beside it."
+        "category per class, yolo a classes.txt, and openimages writes <output>-classes.csv beside it. "
+        "object_mask: coco (RLE segmentation), openimages (a folder: CSV + mask zips), yolo-seg (polygons)."
     ),
 )
 @click.option(
@@ -42,7 +45,8 @@ def _split_list(value: str) -> tuple[str, ...]:
     "-o",
     "--output",
     required=True,
-    help="File to write, '-' for stdout; for yolo and yolo-pose a folder (or a .zip file).",
+    help="File to write, '-' for stdout; for yolo, yolo-pose and yolo-seg a folder (or a .zip file); "
+    "for object_mask as openimages a folder.",
 )
 @fail_on_domain_error
 def export_command(kind, fmt, split, sets, no_unrated, unrated_weight, output):
@@ -53,6 +57,18 @@ def export_command(kind, fmt, split, sets, no_unrated, unrated_weight, output):
     from ..export.files import class_names, yolo_zip_chunks
     from ..export.writers import CLASS_KINDS, YOLO_FORMATS, class_list_chunks
 
+    if (fmt == "yolo-seg") != (kind == "object_mask") and fmt in ("yolo-seg", "yolo-pose"):
+        raise click.ClickException(
+            f"--format {fmt} does not write {kind}; use yolo-seg for object_mask and yolo-pose for the others"
+        )
+    if kind == "object_mask" and fmt not in ("coco", "openimages", "yolo-seg", "csv"):
+        raise click.ClickException(
+            f"--format {fmt} has no masks; object_mask exports as coco, openimages or yolo-seg"
+        )
+    if kind == "object_mask" and fmt == "openimages" and output == "-":
+        raise click.ClickException(
+            "object_mask as openimages is a folder (a CSV and mask zips): give -o FOLDER"
+        )
     db = get_db()
     splits = _split_list(split)
     rows = select_rows(
@@ -82,7 +98,11 @@ def export_command(kind, fmt, split, sets, no_unrated, unrated_weight, output):
                 labels[r.label] = None
             yield r
 
-    if fmt in YOLO_FORMATS:
+    if kind == "object_mask" and fmt == "openimages":
+        from ..export.files import write_openimages_masks
+
+        write_openimages_masks(counted(rows), output, info)
+    elif fmt in YOLO_FORMATS:
         if to_stdout or output.endswith(".zip"):
             out = sys.stdout.buffer if to_stdout else open(output, "wb")
             try:

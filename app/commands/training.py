@@ -125,6 +125,12 @@ def train_command(
 
 
 def _echo_metrics(model_id: int, split: str, m: dict) -> None:
+    if "mask_iou" in m:
+        click.echo(
+            f"model {model_id} on {split}: mask IoU {m['mask_iou']:.4f}, mask AP@0.5 {m['mask_ap50']:.4f}, "
+            f"AP@[.5:.95] {m['mask_ap']:.4f} over {m['masks']} masks ({m['images']} images, ground-truth boxes)"
+        )
+        return
     if "nme" in m:
         click.echo(
             f"model {model_id} on {split}: NME {m['nme']:.4f} over {m['faces']} faces (ground-truth boxes), "
@@ -162,9 +168,11 @@ def evaluate_command(model_id, split, classes, as_json):
     from ..imports.openimages import parse_classes
     from ..models.builtin import ensure_builtin_models
     from ..models.evaluation import evaluate
+    from ..models.mask_models import ensure_mask_models
 
     db = get_db()
     ensure_builtin_models(db)
+    ensure_mask_models(db)
     wanted = parse_classes(classes) if classes else None
     m = evaluate(db, current_app.config, model_id, split, progress=not as_json, classes=wanted)
     if as_json:

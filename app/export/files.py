@@ -15,12 +15,14 @@ from .merge import DEFAULT_UNRATED_WEIGHT, TrainingRow, ground_truth, iter_train
 from .writers import (
     CLASS_KINDS,
     FORMATS,
-    YoloLabels,
     coco_chunks,
+    coco_mask_chunks,
     csv_chunks,
     dlib_xml_chunks,
     openimages_chunks,
+    openimages_mask_files,
     original_csv_chunks,
+    yolo_labels,
 )
 
 TEXT_FORMATS = ("csv", "coco", "dlib-xml", "openimages", "original-csv")
@@ -32,6 +34,7 @@ SUFFIX = {
     "original-csv": ".csv",
     "yolo-pose": ".zip",
     "yolo": ".zip",
+    "yolo-seg": ".zip",
 }
 
 
@@ -108,6 +111,8 @@ def text_chunks(
         return openimages_chunks(rows, kind, image_info.not_openimages)
     if fmt == "original-csv":
         return original_csv_chunks(rows, kind)
+    if fmt == "coco" and kind == "object_mask":
+        return coco_mask_chunks(rows, image_info)
     if fmt == "coco":
         return coco_chunks(rows, kind, image_info, names)
     if fmt == "dlib-xml":
@@ -123,7 +128,7 @@ def write_yolo_folder(
     folder = Path(folder)
     # Made up front: a selection with no rows still gives a folder with its data.yaml.
     folder.mkdir(parents=True, exist_ok=True)
-    labels = YoloLabels(kind, names)
+    labels = yolo_labels(kind, names)
     n_images = 0
     for split, image_id, _file, text in labels.label_files(rows, image_info):
         (folder / "labels" / split).mkdir(parents=True, exist_ok=True)
@@ -176,7 +181,7 @@ def yolo_zip_chunks(
     Image files are not copied: images.csv maps each image id to its file on the server.
     """
     sink = _Sink()
-    labels = YoloLabels(kind, names)
+    labels = yolo_labels(kind, names)
     # The index grows with the images: spool it to disk rather than hold it.
     index = tempfile.SpooledTemporaryFile(max_size=4 << 20, mode="w+")
     index.write("image_id,split,file\n")
@@ -207,3 +212,27 @@ def class_names(db: Database, labels: Iterable[str] | None = None) -> dict[str, 
         )
     }
     return names if labels is None else {k: v for k, v in names.items() if k in set(labels)}
+
+
+def write_openimages_masks(rows, folder: str | Path, image_info: ImageInfo) -> dict:
+    """Open Images' segmentation layout in a folder: `<split>-annotations-object-segmentation.csv` and
+    the mask PNGs in `<split>-masks-<first character of MaskPath>.zip` (what import-openimages-masks reads)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    zips: dict[str, zipfile.ZipFile] = {}
+    n = 0
+    try:
+        for split, name, data in openimages_mask_files(rows, image_info):
+            if not split:
+                (folder / name).write_bytes(data)
+                continue
+            zname = f"{split}-masks-{name[0]}.zip"
+            if zname not in zips:
+                # PNGs are compressed already: stored, not deflated again.
+                zips[zname] = zipfile.ZipFile(folder / zname, "w", zipfile.ZIP_STORED)
+            zips[zname].writestr(name, data)
+            n += 1
+    finally:
+        for zf in zips.values():
+            zf.close()
+    return {"masks": n, "zips": sorted(zips)}

@@ -86,6 +86,7 @@ class TrainingRow:
         "rating",
         "model_id",
         "rated_at",
+        "mask",
     )
 
     def __init__(self, r: Sequence) -> None:
@@ -111,6 +112,7 @@ class TrainingRow:
             self.path,
             self.model_id,
             self.rated_at,
+            self.mask,  # object_mask: the stored COCO RLE JSON (app/annotations/masks.py); else None
         ) = r
         self.rating = rating
         self.human = set_source == "human"
@@ -145,7 +147,7 @@ class TrainingRow:
         return f"TrainingRow({self.annotation_id}, {self.image_id}, {self.source}, {self.weight})"
 
 
-_INTERNAL = ("points_json", "flags_json", "human", "rating", "model_id", "rated_at")
+_INTERNAL = ("points_json", "flags_json", "human", "rating", "model_id", "rated_at", "mask")
 
 
 def _box_of(row: TrainingRow) -> tuple[float, float, float, float] | None:
@@ -166,6 +168,8 @@ def _identical(a: TrainingRow, b: TrainingRow) -> bool:
         return False
     if box_a is not None and any(abs(p - q) > 1e-9 for p, q in zip(box_a, box_b, strict=True)):
         return False
+    if a.mask != b.mask:  # object_mask rows: the same box with another mask is another claim
+        return False
     return (a.points_json or None) == (b.points_json or None) or a.points == b.points
 
 
@@ -176,6 +180,9 @@ def faces_of(rows: list[TrainingRow]) -> list[list[TrainingRow]]:
     each newest first."""
     faces: list[list[TrainingRow]] = []
     members: list[list[tuple]] = []  # per face: (x0, y0, x1, y1, area) of its rows
+    # Objects of different classes are different objects however they overlap; a row without a
+    # label (some face rows) matches any.
+    labels: list[str | None] = []
     face_of_id: dict[int, int] = {}
     # Rows come in annotation id order (the SQL's ORDER BY): reversed, newest first.
     humans = [r for r in reversed(rows) if r.human and r.rating != "bad"]
@@ -191,6 +198,8 @@ def faces_of(rows: list[TrainingRow]) -> list[list[TrainingRow]]:
                 # iou() inlined: this loop is most of an export's time.
                 best = -1.0
                 for i, boxes in enumerate(members):
+                    if r.label is not None and labels[i] is not None and labels[i] != r.label:
+                        continue
                     for mx0, my0, mx1, my1, marea in boxes:
                         if mx0 >= x1 or mx1 <= x0 or my0 >= y1 or my1 <= y0:
                             continue
@@ -203,6 +212,9 @@ def faces_of(rows: list[TrainingRow]) -> list[list[TrainingRow]]:
             k = len(faces)
             faces.append([])
             members.append([])
+            labels.append(r.label)
+        elif labels[k] is None:
+            labels[k] = r.label
         faces[k].append(r)
         if box is not None:
             members[k].append((x0, y0, x1, y1, area))
@@ -305,7 +317,7 @@ def _set_ids(db: Database, kind: str, sets: Iterable[str | int] | None) -> set[i
 _SELECT = """
 SELECT a.id, a.image_id, i.split, s.source, a.rating, a.set_id, s.name, a.origin_id, a.label,
        coalesce(a.x0, p.x0), coalesce(a.y0, p.y0), coalesce(a.x1, p.x1), coalesce(a.y1, p.y1),
-       a.points, a.flags, a.score, i.width, i.height, i.path, s.model_id, a.rated_at
+       a.points, a.flags, a.score, i.width, i.height, i.path, s.model_id, a.rated_at, a.mask
 FROM images i
 CROSS JOIN annotations a INDEXED BY annotations_image_kind ON a.image_id = i.id AND a.kind = ?
 JOIN annotation_sets s ON s.id = a.set_id

@@ -20,6 +20,7 @@ MIME = {
     "dlib-xml": "application/xml",
     "yolo-pose": "application/zip",
     "yolo": "application/zip",
+    "yolo-seg": "application/zip",
 }
 SPLIT_CHOICES = ("train", "validation", "train,validation", "test")
 

@@ -1,4 +1,5 @@
-"""Writers: merged rows (merge.TrainingRow) to CSV, COCO keypoints or detection, dlib XML, YOLO(-pose), Open Images.
+"""Writers: merged rows (merge.TrainingRow) to CSV, COCO keypoints or detection, dlib XML, YOLO(-pose), Open Images;
+object masks to COCO segmentation, Open Images mask PNGs + CSV, YOLO segmentation polygons.
 
 Each text writer is a generator of str chunks, so the CLI writes them to a file or stdout and the web
 export streams them as a response; none holds more than one image's rows (COCO spools its image
@@ -23,12 +24,12 @@ from ..errors import InvalidInput
 from ..kinds import FACE_LABEL, LANDMARK68_GROUPS, flip_index, get_kind, point_names
 from .merge import TrainingRow
 
-FORMATS = ("csv", "coco", "dlib-xml", "yolo-pose", "yolo", "openimages", "original-csv")
-# The YOLO writers write YOLO-pose labels for kinds with points and plain YOLO detection labels
-# for box kinds: "yolo" and "yolo-pose" name the same writer.
-YOLO_FORMATS = ("yolo", "yolo-pose")
+FORMATS = ("csv", "coco", "dlib-xml", "yolo-pose", "yolo", "openimages", "original-csv", "yolo-seg")
+# The YOLO writers write YOLO-pose labels for kinds with points, plain YOLO detection labels for box
+# kinds and polygons for masks: "yolo", "yolo-pose" and "yolo-seg" name the same folder/zip writer.
+YOLO_FORMATS = ("yolo", "yolo-pose", "yolo-seg")
 # Kinds whose boxes each have a class of their own (an Open Images MID), not the one face class.
-CLASS_KINDS = ("object_box",)
+CLASS_KINDS = ("object_box", "object_mask")
 OPENIMAGES_COLUMNS = (
     "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,"
     "IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside"
@@ -410,3 +411,186 @@ class YoloLabels:
         if not self.classes:
             out.append("  0: face")
         return "\n".join(out) + "\n"
+
+
+# --- object_mask: COCO segmentation, Open Images mask PNGs + CSV, YOLO segmentation polygons ---------
+
+
+def _mask_on(r: TrainingRow, w: int, h: int):
+    """The row's mask as a boolean h x w array (resized by nearest neighbour if stored at another size)."""
+    import numpy as np
+    from PIL import Image
+
+    from ..annotations import masks
+
+    m = masks.decode(r.mask)
+    if m.shape != (h, w):
+        m = np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize((w, h), Image.Resampling.NEAREST)) > 0
+    return m
+
+
+def _rle_on(r: TrainingRow, w: int, h: int) -> dict:
+    """The row's mask as a COCO RLE dict {"size": [h, w], "counts": str} on an image of w x h."""
+    from ..annotations import masks
+
+    if tuple(masks.size(r.mask)) == (h, w):
+        return json.loads(r.mask)
+    return json.loads(masks.encode(_mask_on(r, w, h)))
+
+
+def coco_mask_chunks(rows: Iterable[TrainingRow], image_info: ImageInfo) -> Iterator[str]:
+    """COCO instance segmentation JSON (RLE segmentation, as pycocotools reads it), one category per class.
+
+    Categories are numbered as their classes are met (name = the MID) and written last, with the
+    image table (spooled), so the rows still stream.
+    """
+    from ..annotations import masks
+
+    yield '{"info": ' + json.dumps({"description": "oiap export, object_mask", "version": "1.0"})
+    yield ', "licenses": [], "annotations": ['
+    images = tempfile.SpooledTemporaryFile(max_size=4 << 20, mode="w+")
+    categories: dict[str, int] = {}
+    first_ann = True
+    image_no = 0
+    for _image_id, group in groupby(rows, key=lambda r: (r.split, r.image_id)):
+        group = list(group)
+        file_name, size = image_info(group[0])
+        if size is None:
+            continue
+        w, h = size
+        image_no += 1
+        images.write(
+            ("," if image_no > 1 else "")
+            + json.dumps(
+                {
+                    "id": image_no,
+                    "file_name": file_name,
+                    "width": w,
+                    "height": h,
+                    "oiap_image_id": group[0].image_id,
+                    "split": group[0].split,
+                }
+            )
+        )
+        for r in group:
+            if r.mask is None or r.box is None:
+                continue
+            rle = _rle_on(r, w, h)
+            x0, y0, x1, y1 = r.box
+            ann = {
+                "id": r.annotation_id,
+                "image_id": image_no,
+                "category_id": categories.setdefault(r.label or "object", len(categories) + 1),
+                "segmentation": rle,
+                "area": masks.area(json.dumps(rle)),
+                "bbox": [
+                    round(x0 * w, 2),
+                    round(y0 * h, 2),
+                    round((x1 - x0) * w, 2),
+                    round((y1 - y0) * h, 2),
+                ],
+                "iscrowd": 0,
+                "source": r.source,
+                "weight": r.weight,
+            }
+            yield ("" if first_ann else ",") + json.dumps(ann)
+            first_ann = False
+    yield '], "images": ['
+    images.seek(0)
+    while chunk := images.read(1 << 16):
+        yield chunk
+    images.close()
+    cats = [{"id": i, "name": label, "supercategory": "object"} for label, i in categories.items()]
+    yield '], "categories": ' + json.dumps(cats) + "}\n"
+
+
+OPENIMAGES_MASK_COLUMNS = (
+    "MaskPath,ImageID,LabelName,BoxID,BoxXMin,BoxXMax,BoxYMin,BoxYMax,PredictedIoU,Clicks".split(",")
+)
+
+
+def openimages_mask_files(
+    rows: Iterable[TrainingRow], image_info: ImageInfo
+) -> Iterator[tuple[str, str, bytes]]:
+    """(split, MaskPath, PNG bytes) per mask, then ("", CSV name, CSV bytes) per split: Google's layout.
+
+    MaskPath is `<ImageID>_<MID without slashes>_<BoxID>.png` (BoxID: the imported one, else the
+    annotation id in 8 hex digits); the PNG is the mask on the image's grid, 0/255 (Google's are
+    smaller; the importer resizes either). The caller puts each PNG into `<split>-masks-<c>.zip`.
+    """
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    csvs: dict[str, list[str]] = {}
+    for r in rows:
+        if r.mask is None or r.box is None:
+            continue
+        _name, size = image_info(r)
+        if size is None:
+            continue
+        w, h = size
+        box_id = str(r.flags.get("BoxID") or f"{r.annotation_id:08x}")
+        label = r.label or "object"
+        mask_path = f"{r.image_id}_{label.replace('/', '')}_{box_id}.png"
+        buf = io.BytesIO()
+        Image.fromarray(_mask_on(r, w, h).astype(np.uint8) * 255).save(buf, format="PNG", optimize=True)
+        yield r.split, mask_path, buf.getvalue()
+        predicted = r.flags.get("PredictedIoU", r.score if r.score is not None else "")
+        x0, y0, x1, y1 = r.box
+        csvs.setdefault(r.split, [",".join(OPENIMAGES_MASK_COLUMNS)]).append(
+            f"{mask_path},{r.image_id},{label},{box_id},{_num(x0)},{_num(x1)},{_num(y0)},{_num(y1)},{predicted},"
+        )
+    for split, lines in csvs.items():
+        yield "", f"{split}-annotations-object-segmentation.csv", ("\n".join(lines) + "\n").encode()
+
+
+def mask_polygon(mask, max_points: int = 200) -> list[tuple[float, float]]:
+    """The outline of a mask's largest part (OpenCV's outer contour), pixel corners, at most about
+    max_points vertices (simplified by Douglas-Peucker, 0.5 px and up); [] for an empty mask."""
+    import cv2
+    import numpy as np
+
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return []
+    c = max(contours, key=cv2.contourArea)
+    eps = 0.5
+    while len(c) > max_points:
+        c = cv2.approxPolyDP(c, eps, True)
+        eps *= 2
+    return [(float(x), float(y)) for x, y in c.reshape(-1, 2)]
+
+
+class YoloSegLabels(YoloLabels):
+    """YOLO segmentation labels: `class x1 y1 x2 y2 ...` (the largest part's outline, normalised)."""
+
+    def label_files(
+        self, rows: Iterable[TrainingRow], image_info: ImageInfo
+    ) -> Iterator[tuple[str, str, str, str]]:
+        """(split, image_id, image file, label text) per image, classes numbered as met."""
+        for (split, image_id), group in groupby(rows, key=lambda r: (r.split, r.image_id)):
+            lines = []
+            file_name = None
+            for r in group:
+                if file_name is None:
+                    file_name, size = image_info(r)
+                if r.mask is None or size is None:
+                    continue
+                w, h = size
+                poly = mask_polygon(_mask_on(r, w, h))
+                if len(poly) < 3:
+                    continue
+                cls = self.classes.setdefault(r.label or "object", len(self.classes))
+                coords = " ".join(
+                    f"{min(max(x / w, 0.0), 1.0):.6f} {min(max(y / h, 0.0), 1.0):.6f}" for x, y in poly
+                )
+                lines.append(f"{cls} {coords}")
+            self.splits[split] = self.splits.get(split, 0) + 1
+            yield split, image_id, file_name, "\n".join(lines) + "\n"
+
+
+def yolo_labels(kind: str, names: Mapping[str, str] | None = None) -> YoloLabels:
+    """The YOLO label writer of a kind: segmentation polygons for object_mask, else boxes (and points)."""
+    return YoloSegLabels(kind, names) if kind == "object_mask" else YoloLabels(kind, names)

@@ -11,6 +11,8 @@ machine ones, human overrides applied). No torch: models run on onnxruntime, as 
 - object_box: Open Images' detection metric (models/eval_objects.py): AP@0.5 per class with group-of
   boxes and verified image-level labels, on the images with ground-truth boxes or verified labels;
   mAP over the classes with ground truth decides promotion.
+- object_mask: the model runs on the ground-truth masks' boxes; mean mask IoU and mask AP@0.5
+  (COCOeval, iouType='segm'), in app/models/eval_masks.py.
 
 Results are stored on the model row: metrics[split] = {...}, with the CED curve points ("ced") for
 plotting.
@@ -33,7 +35,12 @@ from .metrics import average_precision, ced_curve, landmark_metrics, nme
 from .registry import activate_model, active_model, get_model
 
 # What "better" means per kind: (metric, higher is better).
-MAIN_METRIC = {"face_landmarks68": ("nme", False), "face_box": ("ap", True), "object_box": ("map", True)}
+MAIN_METRIC = {
+    "face_landmarks68": ("nme", False),
+    "face_box": ("ap", True),
+    "object_box": ("map", True),
+    "object_mask": ("mask_iou", True),
+}
 CED_MAX = 0.2
 CED_STEPS = 41
 
@@ -109,6 +116,14 @@ def measure(
 ) -> dict:
     """Run a model over ground truth (from gather_ground_truth) and compute its metrics; stores nothing.
     classes: object_box only, the class MIDs to score (None: every class with ground truth)."""
+    if model["kind"] == "object_mask":
+        # Masks from the ground-truth boxes: mean mask IoU and COCO's mask AP (app/models/eval_masks.py).
+        from .eval_masks import measure_masks
+
+        bar = tqdm(total=len(gt), desc=f"evaluate model {model['id']}", unit="img", disable=not progress)
+        return measure_masks(
+            db, config, model, gt, bar, lambda g, b, skipped: _readable_images(db, config, g, b, skipped)
+        )
     annotator = load_annotator(model)
     if model["kind"] == "object_box":
         from .eval_objects import measure_objects
