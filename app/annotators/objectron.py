@@ -90,7 +90,8 @@ BOX_SCALE = (10.0, 10.0, 5.0, 5.0)
 NMS_IOU = 0.4
 # Lower than MediaPipe's 0.6, which serves a tracker that needs one sure box: for review, a box a person
 # rejects costs a key press, a missed object costs drawing it (not tuned on any labelled photo). AP is
-# measured over a ranking, so evaluation keeps low-score boxes too (EVAL_THRESHOLD).
+# measured over a ranking, so an evaluation should keep low-score boxes too (EVAL_THRESHOLD, as
+# scripts/dev_round_objects.py does).
 SCORE_THRESHOLD = 0.3
 EVAL_THRESHOLD = 0.05
 MAX_DETECTIONS = 100
