@@ -60,6 +60,9 @@ def _label(det: tuple) -> str:
     return det[2] if len(det) > 2 and isinstance(det[2], str) else FACE_LABEL
 
 
+EVAL_THRESHOLD = 0.05  # the lowest detection score an evaluation keeps
+
+
 def measure_objects(
     config: Mapping,
     annotator,
@@ -71,6 +74,12 @@ def measure_objects(
 ) -> dict:
     """Run a detector (detect(rgb) -> [(box_px, score, MID), ...]) over gather_object_truth's images and
     score it; stores nothing. Images whose file cannot be read are counted in "skipped"."""
+    # AP is computed over the whole ranking of detections: the threshold a detector uses for review
+    # (0.3-0.35) would cut off its low-score end and understate AP, so evaluation keeps boxes down to
+    # EVAL_THRESHOLD, as the detectors' own EVAL_THRESHOLD says. load_annotator makes a fresh
+    # instance per call, so this changes no bulk run.
+    if getattr(annotator, "score_threshold", None) is not None:
+        annotator.score_threshold = min(annotator.score_threshold, EVAL_THRESHOLD)
     detections = []
     truth = {}
     skipped = 0
