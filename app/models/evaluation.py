@@ -92,11 +92,17 @@ def _readable_images(db: Database, config: Mapping, gt: dict[str, list], bar, sk
     bar.close()
 
 
-def measure(db: Database, config: Mapping, model: dict, gt: dict[str, list], progress: bool = False) -> dict:
-    """Run a model over ground truth (from gather_ground_truth) and compute its metrics; stores nothing."""
+def measure(
+    db: Database, config: Mapping, model: dict, gt: dict[str, list], progress: bool = False, bar=None
+) -> dict:
+    """Run a model over ground truth (from gather_ground_truth) and compute its metrics; stores nothing.
+
+    bar: anything with tqdm's update(n) and close() (the web's background job records progress with it).
+    """
     annotator = load_annotator(model)
     skipped = [0]
-    bar = tqdm(total=len(gt), desc=f"evaluate model {model['id']}", unit="img", disable=not progress)
+    if bar is None:
+        bar = tqdm(total=len(gt), desc=f"evaluate model {model['id']}", unit="img", disable=not progress)
     images = _readable_images(db, config, gt, bar, skipped)
     if model["kind"] == "face_landmarks68":
         preds, truths = [], []
