@@ -341,3 +341,33 @@ def test_the_audit_log_is_a_top_bar_link_and_one_line_per_event(browser, live_se
     assert max(rows.nth(i).bounding_box()["height"] for i in range(rows.count())) < 40
     assert "model-landmarks68" in rows.nth(1).inner_text() and "version 60 → 61" in rows.nth(1).inner_text()
     page.context.close()
+
+
+def test_models_page_evaluates_in_the_background_and_tries_from_a_thumbnail(browser, live_server, data):
+    from app.models.registry import active_model
+
+    db = live_server.db()
+    model = active_model(db, "face_landmarks68")
+    db.execute(
+        "UPDATE annotations SET rating = 'good' WHERE set_id = ?"
+        " AND image_id IN (SELECT id FROM images WHERE split = 'test')",
+        [data["landmarks68"]],
+    )
+    db.conn.commit()
+    db.close()
+    page = new_page(browser, LAPTOP)
+    browser_login(page, live_server, "admin")
+    page.goto(f"{live_server.url}/models/{model['id']}")
+    assert "Not evaluated yet" in page.locator("main").inner_text()
+    assert page.locator("abbr", has_text="NME").count() >= 1
+    page.click("text=Evaluate on the test split")
+    # The POST answers at once; the page polls the run and reloads itself when it ends.
+    page.wait_for_selector('svg.chart[aria-label="CED, test split"]', timeout=240_000)
+    assert "Last evaluated by run" in page.locator("#evaluation").inner_text()
+    assert page.locator("table.metrics td", has_text="UTC").count() >= 1
+    # Try it: a thumbnail, not a typed id.
+    page.locator(".try-choices a").first.click()
+    page.wait_for_url(re.compile(r".*/try\?image_id=[0-9a-f]{16}"))
+    assert page.locator(".result-layer path.pts").count() >= 1
+    assert page.locator(".stored-layer rect").count() == page.locator(".stored-layer path.pts").count()
+    page.context.close()
