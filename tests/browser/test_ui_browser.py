@@ -371,3 +371,17 @@ def test_models_page_evaluates_in_the_background_and_tries_from_a_thumbnail(brow
     assert page.locator(".result-layer path.pts").count() >= 1
     assert page.locator(".stored-layer rect").count() == page.locator(".stored-layer path.pts").count()
     page.context.close()
+
+
+def test_the_zoomed_crop_grows_with_a_wide_screen(browser, live_server, data):
+    # The issue measured 530 px at 1920 wide: the crop now takes half the width, up to the height left.
+    sizes = {}
+    for width, height in ((1366, 768), (1920, 1080)):
+        page = new_page(browser, {"width": width, "height": height})
+        browser_login(page, live_server, "rev")
+        page.goto(f"{live_server.url}/review/{data['landmarks68']}")
+        box = page.locator(".zoom svg image").bounding_box()
+        sizes[width] = min(box["width"], box["height"])
+        assert fits(page)[0] <= height
+        page.context.close()
+    assert sizes[1920] >= 750 and sizes[1366] >= 440, sizes
