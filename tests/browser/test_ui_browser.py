@@ -231,6 +231,21 @@ def test_skip_back_and_rating_work_without_javascript(browser, live_server, data
     page.click('.review-actions [data-key="g"]')
     page.wait_for_load_state()
     assert shown(page) != first and ratings(live_server) == 1
+    # "All in this image good" asks first, then the confirming button rates them all.
+    on_screen = shown(page)
+    page.click('.review-actions [data-key="a"]')
+    page.wait_for_selector(".review-message.confirm")
+    assert shown(page) == on_screen and ratings(live_server) == 1
+    page.click(".review-actions button.confirm")
+    page.wait_for_selector("p.flash >> text=Rated")
+    db = live_server.db()
+    image_id = db.execute("SELECT image_id FROM annotations WHERE id = ?", [int(on_screen)]).fetchone()[0]
+    left = db.execute(
+        "SELECT count(*) FROM annotations WHERE set_id = ? AND image_id = ? AND rating IS NOT 'good'",
+        [set_id, image_id],
+    ).fetchone()[0]
+    db.close()
+    assert left == 0
     page.context.close()
 
 
