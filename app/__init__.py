@@ -73,6 +73,7 @@ def create_app(test_config: dict | None = None) -> Flask:
 
     from . import db, web
     from .audit.summary import summarize
+    from .classes import display_name
     from .links import http_url
     from .wording import plural, when
 
@@ -81,6 +82,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     app.jinja_env.filters["plural"] = plural  # {{ n | plural("annotation") }}
     app.jinja_env.filters["when"] = when  # {{ iso | when }}: "3 Dec 2026 18:05 UTC"
     app.jinja_env.filters["change"] = summarize  # {{ e.before | change(e.after) }}: an event in a few words
+    app.jinja_env.filters["class_name"] = display_name  # {{ "/m/0k4j" | class_name }} -> Car
     db.init_app(app)
     web.register_error_handlers(app)
     web.register_favicon(app)

@@ -467,8 +467,62 @@ def m015_superseded(db: Database) -> None:
 
 
 @migrations()
+def m018_image_labels(db: Database) -> None:
+    # Open Images' human-verified image-level labels (the *-annotations-human-imagelabels files):
+    # confidence 1 = a person saw the class in the image, 0 = a person checked that it is absent.
+    # The detection metric needs both: a detection of a class verified absent is a false positive,
+    # one of a class nobody verified on that image is ignored. One row per image and class; the
+    # label index serves "images where class X was verified".
+    db.executescript(
+        """
+        CREATE TABLE image_labels (
+            image_id TEXT NOT NULL REFERENCES images (id),
+            label TEXT NOT NULL,
+            confidence INTEGER NOT NULL CHECK (confidence IN (0, 1)),
+            source TEXT,
+            PRIMARY KEY (image_id, label)
+        ) WITHOUT ROWID;
+        CREATE INDEX image_labels_label ON image_labels (label, confidence);
+        """
+    )
+
+
+@migrations()
+def m018_class_hierarchy(db: Database) -> None:
+    # Open Images' class hierarchy (bbox_labels_600_hierarchy.json: "Subcategory" edges, e.g. Man is
+    # a Person), which its challenge evaluation applies to the ground truth: a box of Man is also one
+    # of Person, a positive label goes up to every ancestor and a negative one down to every
+    # descendant. One row per edge; the tree is small (about 600 classes) and read whole.
+    db.executescript(
+        """
+        CREATE TABLE class_hierarchy (
+            label TEXT NOT NULL,
+            parent TEXT NOT NULL,
+            PRIMARY KEY (label, parent)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
+@migrations()
 def m022_ratings_action(db: Database) -> None:
     # One action, one undo: the ratings one action wrote together ("all faces in this image are
     # good") share action_id, the id of the action's first rating, so undo takes all of them back.
     # A single rating leaves it NULL. Older rows stay NULL: each was its own undo before.
     db.executescript("ALTER TABLE ratings ADD COLUMN action_id INTEGER;")
+
+
+@migrations()
+def m019_object_class_indexes(db: Database) -> None:
+    # Review and set pages filtered by class (an object box's label): without these, the queue for a
+    # rare class walks the whole set's queue index to find the next box of that class. Partial
+    # (kind = 'object_box'), so faces and landmarks, the bulk of a store, pay nothing on insert;
+    # the queries name the kind as a literal so that SQLite may use them.
+    db.executescript(
+        """
+        CREATE INDEX IF NOT EXISTS annotations_queue_class
+            ON annotations (set_id, label, deleted, rating, score, id) WHERE kind = 'object_box';
+        CREATE INDEX IF NOT EXISTS annotations_page_class
+            ON annotations (set_id, label, deleted, image_id, id) WHERE kind = 'object_box';
+        """
+    )

@@ -10,7 +10,7 @@ import socket
 
 from sqlite_utils import Database
 
-from .db import now
+from .db import immediate, now
 
 
 def start_run(
@@ -23,12 +23,12 @@ def start_run(
     model_id: int | None = None,
 ) -> int:
     """Record a job as running and return its id."""
-    cur = db.conn.execute(
-        "INSERT INTO runs (command, params, status, total, set_id, model_id, started_at, pid, host, pid_start)"
-        " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
-        [command, json.dumps(params or {}, default=str), total, set_id, model_id, now(), *_process()],
-    )
-    db.conn.commit()
+    with immediate(db):
+        cur = db.conn.execute(
+            "INSERT INTO runs (command, params, status, total, set_id, model_id, started_at, pid, host, pid_start)"
+            " VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+            [command, json.dumps(params or {}, default=str), total, set_id, model_id, now(), *_process()],
+        )
     return cur.lastrowid
 
 
@@ -55,10 +55,11 @@ def finish_run(db: Database, run_id: int, status: str = "done", error: str | Non
     """
     if db.conn.in_transaction:
         db.conn.commit() if status == "done" else db.conn.rollback()
-    db.conn.execute(
-        "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?", [status, error, now(), run_id]
-    )
-    db.conn.commit()
+    with immediate(db):
+        db.conn.execute(
+            "UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
+            [status, error, now(), run_id],
+        )
 
 
 def _process() -> tuple[int, str, int | None]:
@@ -69,12 +70,12 @@ def _process() -> tuple[int, str, int | None]:
 
 def claim_run(db: Database, run_id: int) -> None:
     """Mark a run as running in this process (a resumed run moves to the process that resumes it), and commit."""
-    db.conn.execute(
-        "UPDATE runs SET status = 'running', error = NULL, finished_at = NULL, pid = ?, host = ?, pid_start = ?"
-        " WHERE id = ?",
-        [*_process(), run_id],
-    )
-    db.conn.commit()
+    with immediate(db):
+        db.conn.execute(
+            "UPDATE runs SET status = 'running', error = NULL, finished_at = NULL, pid = ?, host = ?, pid_start = ?"
+            " WHERE id = ?",
+            [*_process(), run_id],
+        )
 
 
 def shown_status(status: str, pid: int | None, host: str | None, pid_start: int | None = None) -> str:

@@ -22,6 +22,7 @@ CPU-second with both ratios, and the faces each found, matched one to one at IoU
     python scripts/bench_annotate.py --kind face_landmarks68 # the full chain: MTCNN + facemesh68
     python scripts/bench_annotate.py -n 40 --naive-n 20      # quicker
     python scripts/bench_annotate.py --no-original           # without dlib-bin
+    python scripts/bench_annotate.py --kind object_box       # NanoDet (scripts/bench_objects.py)
 """
 
 import argparse
@@ -250,7 +251,10 @@ def main(argv=None) -> int:
     p.add_argument("-n", type=int, default=200, help="images (default 200)")
     p.add_argument("--naive-n", type=int, default=None, help="images for the naive loop (default: all)")
     p.add_argument("--side", type=int, default=1024, help="long side in pixels (default 1024)")
-    p.add_argument("--kind", choices=["face_box", "face_landmarks68"], default="face_box")
+    p.add_argument("--kind", choices=["face_box", "face_landmarks68", "object_box"], default="face_box")
+    p.add_argument(
+        "--classes", default=None, help="object_box: only these MIDs, comma-separated (default: all)"
+    )
     p.add_argument(
         "--tiles",
         type=int,
@@ -274,6 +278,11 @@ def main(argv=None) -> int:
         "instead of the default model; the naive loop keeps the default",
     )
     args = p.parse_args(argv)
+    if args.kind == "object_box":
+        # No original pipeline to compare with: the original project had no object detector.
+        from bench_objects import run
+
+        return run(args, make_images)
     if not args.no_original:
         try:
             import dlib  # noqa: F401

@@ -63,3 +63,11 @@ def write_csv(path: Path, header: list | None, rows: list[list]) -> Path:
             w.writerow(header)
         w.writerows(rows)
     return path
+
+
+LABELS_HEADER = ["ImageID", "Source", "LabelName", "Confidence"]
+
+
+def label_row(image_id: str, label: str, confidence: int | str = 1, source: str = "verification") -> list:
+    """One human-verified image-level label row (ImageID,Source,LabelName,Confidence)."""
+    return [image_id, source, label, str(confidence)]

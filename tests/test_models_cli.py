@@ -15,6 +15,7 @@ def test_builtin_rows_are_registered_once_and_activated(db):
     assert active_model(db, "face_box")["name"] == "mtcnn"
     assert active_model(db, "face_landmarks5")["name"] == "mtcnn"
     assert active_model(db, "face_landmarks68")["name"] == "attention68"
+    assert active_model(db, "object_box")["name"] == "nanodet"
     rows = list(db.query("SELECT name, kind, source, licence FROM models ORDER BY id"))
     assert {(r["name"], r["kind"]) for r in rows} == {
         ("mtcnn", "face_box"),
@@ -22,6 +23,7 @@ def test_builtin_rows_are_registered_once_and_activated(db):
         ("attention68", "face_landmarks68"),
         ("facemesh68", "face_landmarks68"),
         ("template68", "face_landmarks68"),
+        ("nanodet", "object_box"),
     }
     assert all(r["source"] == "builtin" and r["licence"] for r in rows)
     mt = get_model(db, a["mtcnn:face_box"])
@@ -31,7 +33,13 @@ def test_builtin_rows_are_registered_once_and_activated(db):
 def test_list_add_activate(runner, tmp_path):
     r = runner.invoke(args=["oiap", "models", "list", "--json"])
     assert r.exit_code == 0, r.output
-    assert {m["name"] for m in json.loads(r.output)} == {"mtcnn", "attention68", "facemesh68", "template68"}
+    assert {m["name"] for m in json.loads(r.output)} == {
+        "mtcnn",
+        "attention68",
+        "facemesh68",
+        "template68",
+        "nanodet",
+    }
     f = tmp_path / "mine.onnx"
     _tiny_onnx(f)  # loads in onnxruntime (models add checks), but no runner knows it
     r = runner.invoke(args=["oiap", "models", "add", str(f), "--kind", "face_box", "--name", "mine"])

@@ -339,7 +339,13 @@ def test_push_fetch_round_trip_and_idempotence(tmp_path, moto_url, s3, bucket):
     # tiny, tiny-2 and its checkpoint, mtcnn-ft's three files (shared by its two rows), three sets;
     # builtins stay home.
     assert len(report["uploaded"]) == 9 and report["manifest"] == "updated"
-    assert {i["name"] for i in report["skipped"]} == {"mtcnn", "template68", "facemesh68", "attention68"} | {
+    assert {i["name"] for i in report["skipped"]} == {
+        "mtcnn",
+        "template68",
+        "facemesh68",
+        "attention68",
+        "nanodet",
+    } | {
         "mtcnn-ft",
         "mtcnn-ft (pnet)",
         "mtcnn-ft (rnet)",

@@ -16,6 +16,8 @@ import time
 from sqlite_utils import Database
 
 GEOMETRY = ("x0", "y0", "x1", "y1", "points")
+# What a correction replaces on the page: its geometry, and an object box's class (label).
+SHOWN = (*GEOMETRY, "label")
 
 
 def corrections_of(db: Database, ids: list[int]) -> dict[int, dict]:
@@ -27,7 +29,7 @@ def corrections_of(db: Database, ids: list[int]) -> dict[int, dict]:
         return {}
     out: dict[int, dict] = {}
     for r in db.query(
-        "SELECT h.origin_id, h.id, h.x0, h.y0, h.x1, h.y1, h.points, h.deleted, h.created_by, h.created_at,"
+        "SELECT h.origin_id, h.id, h.x0, h.y0, h.x1, h.y1, h.points, h.label, h.deleted, h.created_by, h.created_at,"
         " u.username AS by FROM annotations h LEFT JOIN users u ON u.id = h.created_by"
         " WHERE h.origin_id IN (SELECT value FROM json_each(?)) ORDER BY h.id",
         [json.dumps(ids)],
@@ -45,7 +47,7 @@ def corrected_view(ann: dict, corr: dict | None) -> dict:
         return ann
     out = dict(ann, correction=corr, corrected_by=corr["by"])
     if not corr["deleted"]:
-        out.update({k: corr[k] for k in GEOMETRY if corr[k] is not None or k == "points"})
+        out.update({k: corr[k] for k in SHOWN if corr[k] is not None or k == "points"})
     return out
 
 

@@ -130,6 +130,31 @@ def insert_counted_by_batch(db: Database, sql: str, rows_by_set: dict[int, list]
     return added
 
 
+# A row copied whole from a set file (sets/files.py): with its version, deletion and current rating.
+COPIED_COLUMNS = (
+    "set_id image_id kind label x0 y0 x1 y1 points score flags created_by created_at version deleted rating"
+    " rated_by rated_at"
+).split()
+_INSERT_COPIED = (
+    f"INSERT INTO annotations ({', '.join(COPIED_COLUMNS)}) VALUES ({', '.join('?' * len(COPIED_COLUMNS))})"
+)
+
+
+def insert_copied(db: Database, rows: Iterable[Sequence]) -> int:
+    """Insert rows copied from a set file, values in COPIED_COLUMNS order, in the caller's transaction.
+
+    The rating history goes into `ratings` separately (the file carries it); the counters follow
+    from the triggers as for any insert.
+    """
+    return db.conn.executemany(_INSERT_COPIED, rows).rowcount
+
+
+def set_links(db: Database, updates: Iterable[Sequence]) -> None:
+    """Set (parent_id, origin_id) of rows by id, from [parent_id, origin_id, id] lists, in the caller's
+    transaction: a copied set's links are resolved after all its rows exist."""
+    db.conn.executemany("UPDATE annotations SET parent_id = ?, origin_id = ? WHERE id = ?", updates)
+
+
 def insert_annotation(db: Database, row: dict) -> int:
     """Insert one annotation row and return its id."""
     cur = db.execute(_INSERT, _values(row))
@@ -152,14 +177,17 @@ def move_at_version(
     version: int,
     box: Sequence[float],
     points: Sequence[Sequence[float]] | None,
+    *,
+    label: str | None = None,
 ) -> bool:
-    """Give an annotation a new box and points if it is still live at `version` (compare-and-swap);
-    its rating is cleared, since a changed face is a new claim. In the caller's transaction."""
+    """Give an annotation a new box and points (and, given one, class label) if it is still live at
+    `version` (compare-and-swap); its rating is cleared, since a changed face is a new claim. In the
+    caller's transaction."""
     cur = db.execute(
-        "UPDATE annotations SET x0 = ?, y0 = ?, x1 = ?, y1 = ?, points = ?, version = version + 1,"
-        " rating = NULL, rated_by = NULL, rated_at = NULL"
+        "UPDATE annotations SET x0 = ?, y0 = ?, x1 = ?, y1 = ?, points = ?, label = coalesce(?, label),"
+        " version = version + 1, rating = NULL, rated_by = NULL, rated_at = NULL"
         " WHERE id = ? AND version = ? AND deleted = 0",
-        [*box, points_json(points), annotation_id, version],
+        [*box, points_json(points), label, annotation_id, version],
     )
     return cur.rowcount == 1
 

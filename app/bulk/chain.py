@@ -26,8 +26,9 @@ class Timer(dict):
 class Chain:
     """The models of one run and what they do to a batch of images (runs in worker threads)."""
 
-    def __init__(self, kind, detector, landmarks68, config, max_side, boxes_from):
+    def __init__(self, kind, detector, landmarks68, config, max_side, boxes_from, classes=None):
         self.kind = kind
+        self.classes = set(classes) if classes else None
         self.detector = detector
         self.landmarks68 = landmarks68
         self.config = config
@@ -50,7 +51,8 @@ class Chain:
             self.timer.add("decode", thread_time() - t0)
 
     def run(self, rows: list[dict]) -> list[dict]:
-        """Decode and annotate a batch; one result per row: {"image_id", "error"} or {"image_id", "faces"}."""
+        """Decode and annotate a batch; one result per row: {"image_id", "error"} or {"image_id", "faces"}
+        (for object_box, "faces" holds the objects, each with its class MID as "label")."""
         decoded = [self._decode(r) for r in rows]
         ok = [i for i, d in enumerate(decoded) if not isinstance(d, BadImage)]
         out = [
@@ -59,7 +61,25 @@ class Chain:
             else {"image_id": r["id"], "faces": []}
             for r, d in zip(rows, decoded, strict=True)
         ]
-        if self.boxes_from is None:
+        if self.kind == "object_box":
+            # Object detectors give (box_px, score, Open Images MID): one row per box, labelled.
+            t0 = thread_time()
+            dets = self.detector.detect_batch([decoded[i].rgb for i in ok]) if ok else []
+            self.timer.add("detect", thread_time() - t0)
+            for i, objects in zip(ok, dets, strict=True):
+                d = decoded[i]
+                out[i]["faces"] = [
+                    {
+                        "box_px": np.asarray(box, dtype=np.float64),
+                        "box": d.normalise_box(box),
+                        "score": score,
+                        "label": mid,
+                    }
+                    for box, score, mid in objects
+                    # Also here, for a detector that was not told the classes: --classes always holds.
+                    if self.classes is None or mid in self.classes
+                ]
+        elif self.boxes_from is None:
             t0 = thread_time()
             dets = self.detector.detect_batch([decoded[i].rgb for i in ok]) if ok else []
             self.timer.add("detect", thread_time() - t0)
@@ -111,6 +131,7 @@ class ChainSpec:
     landmarks68_model: dict | None
     max_side: int | None
     boxes_from: int | None
+    classes: list[str] | None = None  # object_box: the Open Images MIDs to keep (None: all)
 
     def chain(self, config, threads: int | None, cls: type | None = None) -> "Chain":
         """Load the annotators (files verified against their sha256) into a Chain."""
@@ -118,9 +139,10 @@ class ChainSpec:
 
         return (cls or Chain)(
             self.kind,
-            load_annotator(self.box_model, threads) if self.box_model else None,
+            (load_annotator(self.box_model, threads, classes=self.classes) if self.box_model else None),
             load_annotator(self.landmarks68_model, threads) if self.landmarks68_model else None,
             config,
             self.max_side,
             self.boxes_from,
+            self.classes,
         )

@@ -5,7 +5,9 @@ Chains per kind:
 - face_landmarks5: MTCNN boxes and five points (each landmark row's parent_id is its box);
 - face_landmarks68: boxes of the active face_box model (MTCNN, whose five points align the crop) or,
   with boxes_from, the boxes of an existing set (e.g. Open Images' human face boxes); then the active
-  68-point annotator; parent_id is the box.
+  68-point annotator; parent_id is the box;
+- object_box: the active object detector (or --model), every class it knows or those of --classes;
+  one set per run, each box labelled with its class MID and its score.
 Boxes a chain makes are written to a box set of their own, next to the set of the kind asked for.
 
 Speed: a thread pool decodes and annotates whole batches (JPEGs decoded reduced when larger than
@@ -18,6 +20,7 @@ continues after the cursor, so no image is done twice or missed.
 """
 
 import json
+import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +37,9 @@ from ..runs import add_run_errors, claim_run, finish_run, set_progress, shown_st
 from .chain import ChainSpec
 from .selection import count_images, read_images_file, select_images
 
-KINDS = ("face_box", "face_landmarks5", "face_landmarks68")
+MID = re.compile(r"/[a-z]/[0-9a-z_]+")
+
+KINDS = ("face_box", "face_landmarks5", "face_landmarks68", "object_box")
 COMMAND = "bulk-annotate"
 DEFAULT_MAX_SIDE = 1024
 
@@ -46,11 +51,22 @@ def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _create_sets(db, run_id, kind, box_model, kind_model, boxes_from) -> dict:
+def _create_sets(db, run_id, kind, box_model, kind_model, boxes_from, classes=None) -> dict:
     from ..sets.queries import create_set
 
     stamp = _stamp()
     sets = {}
+    if kind == "object_box":
+        # Boxes of many classes: the label is on each row, not on the set.
+        sets["box"] = create_set(
+            db,
+            f"{box_model['name']}-object_box-{stamp}-run{run_id}",
+            "object_box",
+            "model",
+            model_id=box_model["id"],
+            params={"run_id": run_id, "classes": classes},
+        )
+        return sets
     if boxes_from is None:
         sets["box"] = create_set(
             db,
@@ -80,6 +96,15 @@ def _write(db: Database, results: list[dict], kind: str, sets: dict, run_id: int
     if errors:
         add_run_errors(db, run_id, errors)
     n = 0
+    if kind == "object_box":
+        rows = [
+            annotation_row(
+                sets["box"], r["image_id"], "object_box", f["box"], label=f["label"], score=f["score"]
+            )
+            for r in results
+            for f in r.get("faces", [])
+        ]
+        return insert_annotations(db, rows), len(errors)
     if kind == "face_box":
         rows = [
             annotation_row(
@@ -165,11 +190,18 @@ def _attach_boxes(db, rows, set_id) -> None:
         r["boxes"] = by_image[r["id"]]
 
 
-def _models(db, kind):
+def _models(db, kind, model=None):
     from ..models.builtin import ensure_builtin_models
     from ..models.registry import active_model
 
     ensure_builtin_models(db)
+    if kind == "object_box":
+        detector = _chosen_model(db, kind, model) if model is not None else active_model(db, kind)
+        if detector is None:
+            raise InvalidInput("no active model for object_box; `flask oiap models activate ID`")
+        return detector, detector
+    if model is not None:
+        raise InvalidInput("--model is for --kind object_box; other kinds run their active models")
     box_model = active_model(db, "face_box")
     kind_model = active_model(db, kind) if kind != "face_box" else box_model
     if kind == "face_landmarks5":
@@ -178,6 +210,32 @@ def _models(db, kind):
     if box_model is None or kind_model is None:
         raise InvalidInput(f"no active model for {kind}; `flask oiap models activate ID`")
     return box_model, kind_model
+
+
+def _chosen_model(db, kind: str, model: str) -> dict:
+    """A model of the kind by id or name (the newest of that name); InvalidInput lists the kind's models."""
+    from ..models.registry import get_model, list_models
+
+    models = list_models(db, kind)
+    for m in sorted(models, key=lambda m: -m["id"]):
+        if str(m["id"]) == model or m["name"] == model:
+            return get_model(db, m["id"])
+    known = ", ".join(f"{m['id']} ({m['name']})" for m in models) or "none"
+    raise InvalidInput(f"--model {model!r}: no {kind} model of that id or name; {kind} models: {known}")
+
+
+def parse_classes(text: str | None) -> list[str] | None:
+    """--classes "/m/01g317,/m/0k4j" as a list of MIDs (None for none given); InvalidInput names a bad one."""
+    if text is None:
+        return None
+    mids = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in mids if not MID.fullmatch(m)]
+    if bad or not mids:
+        raise InvalidInput(
+            f"--classes {text!r}: give Open Images MIDs separated by commas, e.g. /m/01g317,/m/0k4j"
+            + (f" ({', '.join(bad)} is not one)" if bad else "")
+        )
+    return list(dict.fromkeys(mids))
 
 
 def bulk_annotate(
@@ -199,6 +257,8 @@ def bulk_annotate(
     on_batch: Callable[[int], None] | None = None,
     engine: str = "local",
     engine_options: dict | None = None,
+    classes: list[str] | None = None,
+    model: str | None = None,
 ) -> dict:
     """Annotate the selected images with the active models into new sets; returns the run's summary.
 
@@ -207,6 +267,8 @@ def bulk_annotate(
     on_batch(images_done) is called after each committed batch (tests use it to interrupt a run).
     engine: "local" (threads here) or "ray" (app/bulk/ray_engine.py; engine_options: address, actor_cpus, ...);
     both write through write_batch, so a run started by one can be resumed by the other.
+    classes (object_box): the Open Images MIDs to keep; model (object_box): a model id or name instead
+    of the active one.
     """
     from tqdm import tqdm
 
@@ -221,7 +283,7 @@ def bulk_annotate(
         run = _resumable_run(db, resume)
         p = json.loads(run["params"])
         kind, split, prefix, limit, max_side = p["kind"], p["split"], p["prefix"], p["limit"], p["max_side"]
-        image_ids, boxes_set = p["image_ids"], p["boxes_set_id"]
+        image_ids, boxes_set, classes = p["image_ids"], p["boxes_set_id"], p.get("classes")
         sets = {k: int(v) for k, v in p["sets"].items()}
         box_model = get_model(db, p["box_model_id"]) if p.get("box_model_id") else None
         kind_model = get_model(db, p["kind_model_id"])
@@ -232,7 +294,13 @@ def bulk_annotate(
             raise InvalidInput(f"bulk-annotate does {', '.join(KINDS)}, not {kind!r}")
         if boxes_from is not None and kind != "face_landmarks68":
             raise InvalidInput("--boxes-from is for --kind face_landmarks68")
-        box_model, kind_model = _models(db, kind)
+        if classes is not None and kind != "object_box":
+            raise InvalidInput("--classes is for --kind object_box")
+        box_model, kind_model = _models(db, kind, model)
+        if classes is not None:
+            from ..models.builtin import load_annotator
+
+            load_annotator(kind_model, 1, classes=classes)  # a class the model cannot give fails here
         boxes_set = None
         if boxes_from is not None:
             s = get_set_by_name(db, boxes_from)
@@ -240,7 +308,13 @@ def bulk_annotate(
                 raise InvalidInput(f"--boxes-from {boxes_from!r} holds {s['kind']}, not face_box")
             boxes_set, box_model = s["id"], None
         image_ids = read_images_file(images_file) if images_file else None
-        sel = {"split": split, "prefix": prefix, "image_ids": image_ids, "with_boxes_in": boxes_set}
+        sel = {
+            "split": split,
+            "prefix": prefix,
+            "image_ids": image_ids,
+            "with_boxes_in": boxes_set,
+            "labels": classes,
+        }
         total = count_images(db, kind, **sel)
         total = min(total, limit) if limit is not None else total
         params = {
@@ -255,10 +329,11 @@ def bulk_annotate(
             "max_side": max_side,
             "box_model_id": box_model["id"] if box_model else None,
             "kind_model_id": kind_model["id"],
+            "classes": classes,
         }
         run_id = start_run(db, COMMAND, params, total=total, model_id=kind_model["id"])
         with immediate(db):
-            sets = _create_sets(db, run_id, kind, box_model, kind_model, boxes_set)
+            sets = _create_sets(db, run_id, kind, box_model, kind_model, boxes_set, classes)
             if with_landmarks5 and kind == "face_landmarks68" and box_model is not None:
                 sets["points5"] = _create_sets(
                     db, run_id, "face_landmarks5", box_model, box_model, sets["box"]
@@ -270,10 +345,18 @@ def bulk_annotate(
             )
         done, cursor = 0, None
 
-    sel = {"split": split, "prefix": prefix, "image_ids": image_ids, "with_boxes_in": boxes_set}
+    sel = {
+        "split": split,
+        "prefix": prefix,
+        "image_ids": image_ids,
+        "with_boxes_in": boxes_set,
+        "labels": classes,
+    }
     total = db.execute("SELECT total FROM runs WHERE id = ?", [run_id]).fetchone()[0]
     remaining = None if limit is None else max(0, limit - done)
-    spec = ChainSpec(kind, box_model, kind_model if kind == "face_landmarks68" else None, max_side, boxes_set)
+    spec = ChainSpec(
+        kind, box_model, kind_model if kind == "face_landmarks68" else None, max_side, boxes_set, classes
+    )
     if engine == "ray":
         from .ray_engine import RayEngine
 

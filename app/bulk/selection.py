@@ -1,5 +1,6 @@
 """Which images a bulk run annotates: those no human labelled for the kind, or whose machine annotation
-was rated bad, of a split, an id range or a file of ids, in id order from a resume cursor on."""
+was rated bad, of a split, an id range or a file of ids, in id order from a resume cursor on. With
+labels (object_box --classes), only human rows and bad ratings of those classes count."""
 
 import json
 import re
@@ -19,15 +20,19 @@ def _selection_sql(
     image_ids: list[str] | None,
     with_boxes_in: int | None,
     after: str | None,
+    labels: list[str] | None = None,
 ) -> tuple[str, list]:
+    # A human's boxes of a Car say nothing about the people in the photo: with labels, only those count.
+    of_labels = "" if labels is None else " AND a.label IN (SELECT value FROM json_each(?))"
+    label_param = [] if labels is None else [json.dumps(labels)]
     where = [
         "(NOT EXISTS (SELECT 1 FROM annotations a JOIN annotation_sets s ON s.id = a.set_id"
-        " WHERE a.image_id = i.id AND a.kind = ? AND a.deleted = 0 AND s.source = 'human')"
+        f" WHERE a.image_id = i.id AND a.kind = ? AND a.deleted = 0 AND s.source = 'human'{of_labels})"
         " OR EXISTS (SELECT 1 FROM annotations a JOIN annotation_sets s ON s.id = a.set_id"
         " WHERE a.image_id = i.id AND a.kind = ? AND a.deleted = 0 AND a.rating = 'bad'"
-        " AND s.source != 'human'))"
+        f" AND s.source != 'human'{of_labels}))"
     ]
-    params: list = [kind, kind]
+    params: list = [kind, *label_param, kind, *label_param]
     if split:
         where.append("i.split = ?")
         params.append(split)
@@ -63,11 +68,13 @@ def select_images(
     with_boxes_in: int | None = None,
     after: str | None = None,
     limit: int | None = None,
+    labels: list[str] | None = None,
 ) -> list[dict]:
     """Images to annotate for a kind, in id order: those no human has labelled for the kind, plus those
     with a machine annotation of the kind rated bad; narrowed by split, id prefix, an id list, having
-    boxes in a set, and ids after a cursor. Rows: id, split, path, width, height, rotation."""
-    where, params = _selection_sql(kind, split, prefix, image_ids, with_boxes_in, after)
+    boxes in a set, and ids after a cursor; labels: only human rows and bad ratings of these classes
+    count. Rows: id, split, path, width, height, rotation."""
+    where, params = _selection_sql(kind, split, prefix, image_ids, with_boxes_in, after, labels)
     sql = f"SELECT i.id, i.split, i.path, i.width, i.height, i.rotation FROM images i WHERE {where} ORDER BY i.id"
     if limit is not None:
         sql += " LIMIT ?"
@@ -84,6 +91,7 @@ def count_images(db: Database, kind: str, **kw) -> int:
         kw.get("image_ids"),
         kw.get("with_boxes_in"),
         kw.get("after"),
+        kw.get("labels"),
     )
     return db.execute(f"SELECT count(*) FROM images i WHERE {where}", params).fetchone()[0]
 

@@ -12,7 +12,7 @@ from ..images.layout import SPLITS
 @oiap_cli.command("bulk-annotate")
 @click.option(
     "--kind",
-    type=click.Choice(["face_box", "face_landmarks5", "face_landmarks68"]),
+    type=click.Choice(["face_box", "face_landmarks5", "face_landmarks68", "object_box"]),
     default="face_box",
     show_default=True,
 )
@@ -29,6 +29,12 @@ from ..images.layout import SPLITS
 @click.option(
     "--boxes-from", default=None, help="face_landmarks68 on the boxes of this set (e.g. an import)."
 )
+@click.option(
+    "--classes",
+    default=None,
+    help="object_box: only these Open Images classes, MIDs separated by commas (/m/01g317,/m/0k4j).",
+)
+@click.option("--model", default=None, help="object_box: this model (id or name) instead of the active one.")
 @click.option("--resume", type=int, default=None, help="Finish an interrupted run (its options are reused).")
 @click.option("--batch", type=int, default=8, show_default=True, help="Images per inference batch and write.")
 @click.option(
@@ -65,6 +71,8 @@ def bulk_annotate_command(
     limit,
     images_file,
     boxes_from,
+    classes,
+    model,
     resume,
     batch,
     workers,
@@ -77,7 +85,7 @@ def bulk_annotate_command(
     as_json,
 ):
     """Annotate the images no human labelled (and those rated bad) with the active models, into new sets."""
-    from ..bulk.local import bulk_annotate
+    from ..bulk.local import bulk_annotate, parse_classes
 
     try:
         s = bulk_annotate(
@@ -89,6 +97,8 @@ def bulk_annotate_command(
             limit=limit,
             images_file=images_file,
             boxes_from=boxes_from,
+            classes=parse_classes(classes),
+            model=model,
             resume=resume,
             batch=batch,
             workers=workers,

@@ -20,8 +20,12 @@ def _split_list(value: str) -> tuple[str, ...]:
     "--format",
     "fmt",
     required=True,
-    type=click.Choice(["csv", "coco", "dlib-xml", "yolo-pose", "openimages", "original-csv"]),
-    help="Output format (original-csv: the original project's face_bbox_/face_landmarks_ files).",
+    type=click.Choice(["csv", "coco", "dlib-xml", "yolo-pose", "yolo", "openimages", "original-csv"]),
+    help=(
+        "Output format (original-csv: the original project's face_bbox_/face_landmarks_ files; yolo and "
+        "yolo-pose: YOLO labels, with keypoints for kinds with points). For object_box, coco has one "
+        "category per class, yolo a classes.txt, and openimages writes <output>-classes.csv beside it."
+    ),
 )
 @click.option(
     "--split",
@@ -38,7 +42,7 @@ def _split_list(value: str) -> tuple[str, ...]:
     "-o",
     "--output",
     required=True,
-    help="File to write, '-' for stdout; for yolo-pose a folder (or a .zip file).",
+    help="File to write, '-' for stdout; for yolo and yolo-pose a folder (or a .zip file).",
 )
 @fail_on_domain_error
 def export_command(kind, fmt, split, sets, no_unrated, unrated_weight, output):
@@ -46,7 +50,8 @@ def export_command(kind, fmt, split, sets, no_unrated, unrated_weight, output):
     from tqdm import tqdm
 
     from ..export import ImageInfo, count_candidates, select_rows, text_chunks, write_yolo_folder
-    from ..export.files import yolo_zip_chunks
+    from ..export.files import class_names, yolo_zip_chunks
+    from ..export.writers import CLASS_KINDS, YOLO_FORMATS, class_list_chunks
 
     db = get_db()
     splits = _split_list(split)
@@ -66,26 +71,30 @@ def export_command(kind, fmt, split, sets, no_unrated, unrated_weight, output):
         # An upper bound (the merge drops overridden rows), good enough for a progress bar.
         rows = tqdm(rows, total=count_candidates(db, kind, splits), unit="rows", desc=f"export {fmt}")
     n = 0
+    labels: dict[str, None] = {}  # the classes met, in order
+    names = class_names(db) if kind in CLASS_KINDS else None
 
     def counted(it):
         nonlocal n
         for r in it:
             n += 1
+            if r.label is not None:
+                labels[r.label] = None
             yield r
 
-    if fmt == "yolo-pose":
+    if fmt in YOLO_FORMATS:
         if to_stdout or output.endswith(".zip"):
             out = sys.stdout.buffer if to_stdout else open(output, "wb")
             try:
-                for chunk in yolo_zip_chunks(counted(rows), kind, info):
+                for chunk in yolo_zip_chunks(counted(rows), kind, info, names):
                     out.write(chunk)
             finally:
                 if not to_stdout:
                     out.close()
         else:
-            write_yolo_folder(counted(rows), kind, output, info)
+            write_yolo_folder(counted(rows), kind, output, info, names)
     else:
-        chunks = text_chunks(counted(rows), kind, fmt, info)  # a bad kind for the format fails here
+        chunks = text_chunks(counted(rows), kind, fmt, info, names)  # a bad kind for the format fails here
         out = sys.stdout if to_stdout else open(output, "w", encoding="utf-8", newline="")
         try:
             for chunk in chunks:
@@ -93,6 +102,12 @@ def export_command(kind, fmt, split, sets, no_unrated, unrated_weight, output):
         finally:
             if not to_stdout:
                 out.close()
+        if fmt == "openimages" and kind in CLASS_KINDS and not to_stdout:
+            # Open Images ships its class list as a file of its own: so does this export.
+            classes_file = (output[:-4] if output.endswith(".csv") else output) + "-classes.csv"
+            with open(classes_file, "w", encoding="utf-8", newline="") as f:
+                f.writelines(class_list_chunks(sorted(labels), names))
+            click.echo(f"class list ({len(labels)} classes) written to {classes_file}", err=True)
     if info.not_openimages:
         click.echo(
             f"warning: {len(info.not_openimages)} image(s) left out, not Open Images images (imported "

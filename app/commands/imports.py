@@ -18,7 +18,10 @@ def _note(message: str) -> None:
     "--meta-dir",
     required=True,
     type=click.Path(file_okay=False),
-    help="Folder with Open Images' CSVs (image metadata, class descriptions, *-annotations-bbox.csv).",
+    help=(
+        "Folder with Open Images' CSVs (image metadata, class descriptions, *-annotations-bbox.csv, "
+        "*-annotations-human-imagelabels*.csv)."
+    ),
 )
 @click.option(
     "--split", "splits", multiple=True, type=click.Choice(SPLITS), help="Split(s) to import; default all."
@@ -30,7 +33,7 @@ def _note(message: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @fail_on_domain_error
 def import_openimages_command(meta_dir, splits, classes, limit, as_json):
-    """Import Open Images metadata: images, and one import set per class with its boxes."""
+    """Import Open Images metadata: images, one import set per class with its boxes, verified labels."""
     from ..imports.openimages import import_openimages
 
     summary = import_openimages(
@@ -45,6 +48,15 @@ def import_openimages_command(meta_dir, splits, classes, limit, as_json):
             f"{name}: {r['rows']} rows read in {r['seconds']} s ({r['rows_per_s']} rows/s), "
             f"{r['boxes']} boxes of the classes, {r['added']} added"
         )
+    for name, r in summary["image_labels"].items():
+        click.echo(
+            f"{name}: {r['rows']} rows read in {r['seconds']} s ({r['rows_per_s']} rows/s), "
+            f"{r['labels']} verified labels of the classes, "
+            f"{r['written']} added or changed"
+        )
+    if summary.get("hierarchy"):
+        h = summary["hierarchy"]
+        click.echo(f"{h['file']}: {h['edges']} class hierarchy edges, {h['changed']} changed")
     for name, set_id in summary["sets"].items():
         click.echo(f"set {name} (id {set_id})")
     if summary["errors"]:

@@ -85,7 +85,6 @@ def models_add(path, kind, name, runner, licence, origin, then_activate):
             licence=licence,
             origin=origin,
         )
-    db.conn.commit()
     if then_activate:
         activate_model(db, model_id)
     m = get_model(db, model_id)

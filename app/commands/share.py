@@ -7,7 +7,7 @@ from flask import current_app
 from tqdm import tqdm
 
 from ..cli import echo_json, fail_on_domain_error, oiap_cli
-from ..db import get_db
+from ..db import get_db, immediate
 from ..images.layout import SPLITS
 from ..runs import add_run_errors, finish_run, start_run
 
@@ -15,8 +15,8 @@ from ..runs import add_run_errors, finish_run, start_run
 def _store_errors(db, run_id: int, errors: list[dict]) -> None:
     # finish_run rolls back an open transaction of a failed run: commit the errors first.
     if errors:
-        add_run_errors(db, run_id, errors)
-        db.conn.commit()
+        with immediate(db):
+            add_run_errors(db, run_id, errors)
 
 
 @contextmanager

@@ -133,6 +133,12 @@ def _echo_metrics(model_id: int, split: str, m: dict) -> None:
         )
         for region, v in (m.get("regions") or {}).items():
             click.echo(f"  {region:<6} {v:.4f}")
+    elif "map" in m:
+        from ..export.files import class_names
+        from ..models.eval_objects import echo_lines
+
+        for line in echo_lines(model_id, split, m, class_names(get_db())):
+            click.echo(line)
     else:
         click.echo(
             f"model {model_id} on {split}: AP@0.5 {m['ap']:.4f}, recall {m['recall']:.4f} "
@@ -144,20 +150,29 @@ def _echo_metrics(model_id: int, split: str, m: dict) -> None:
 @oiap_cli.command("evaluate")
 @click.argument("model_id", type=int)
 @click.option("--split", type=click.Choice(SPLITS), default="test", show_default=True)
+@click.option(
+    "--classes",
+    default=None,
+    help="object_box: score only these class MIDs (comma-separated); printed, not stored on the model.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @fail_on_domain_error
-def evaluate_command(model_id, split, as_json):
+def evaluate_command(model_id, split, classes, as_json):
     """Measure a model on a split's ground truth (human + good machine labels); stored on the model."""
+    from ..imports.openimages import parse_classes
     from ..models.builtin import ensure_builtin_models
     from ..models.evaluation import evaluate
 
     db = get_db()
     ensure_builtin_models(db)
-    m = evaluate(db, current_app.config, model_id, split, progress=not as_json)
+    wanted = parse_classes(classes) if classes else None
+    m = evaluate(db, current_app.config, model_id, split, progress=not as_json, classes=wanted)
     if as_json:
         echo_json(m)
         return
     _echo_metrics(model_id, split, m)
+    if wanted:
+        click.echo(f"(only {len(wanted)} class(es) asked for: not stored on the model)")
 
 
 def _echo_promotion(r: dict) -> None:

@@ -21,6 +21,7 @@ from ..annotations.rows import (
     rate,
 )
 from ..audit.events import log_event
+from ..classes import check_label
 from ..db import immediate
 from ..errors import Conflict, InvalidInput, NotFound
 from ..images import cache
@@ -28,12 +29,15 @@ from ..kinds import FACE_LABEL, get_kind
 from ..sets.queries import get_or_create_set, human_set_name
 from ..wording import plural
 
-EDITABLE_KINDS = ("face_box", "face_landmarks5", "face_landmarks68")
+EDITABLE_KINDS = ("face_box", "face_landmarks5", "face_landmarks68", "object_box")
+# Kinds whose boxes carry a class of their own (an Open Images MID), chosen in the editor; two boxes
+# of different classes are two objects however much they overlap.
+CLASS_KINDS = ("object_box",)
 MACHINE_SOURCES = ("model", "import")
 MAX_BODY_BYTES = 256 * 1024
 MAX_FACES = 100
 OVERRIDE_IOU = 0.5
-FACE_KEYS = {"key", "id", "origin_id", "version", "box", "points", "deleted"}
+FACE_KEYS = {"key", "id", "origin_id", "version", "box", "points", "deleted", "label"}
 
 
 # ---- images ----------------------------------------------------------------------------------------
@@ -84,6 +88,7 @@ def _face(db: Database, row: dict) -> dict:
         "score": row["score"],
         "box": _box_of(db, row),
         "points": row["points"],
+        "label": row["label"],
     }
 
 
@@ -118,16 +123,22 @@ def load_faces(
     # As in the merge rules, a human face overrides the machine face it corrects and any it overlaps
     # (IoU >= 0.5), so one physical face is shown once.
     overlapping = {}
+    by_class = kind in CLASS_KINDS
     for r in machine:
         box = _box_of(db, r)
         for f in faces:
+            if by_class and f["label"] != r["label"]:
+                continue  # a person over a car: two objects, both shown
             if box and f["box"] and iou(box, f["box"]) >= OVERRIDE_IOU:
                 overlapping[r["id"]] = f["id"]
                 break
+    shown_sets = {machine_set}
+    if by_class:
+        shown_sets |= _other_class_sets(db, machine, machine_set)
     faces += [
         _face(db, r)
         for r in machine
-        if r["set_id"] == machine_set and r["id"] not in corrected and r["id"] not in overlapping
+        if r["set_id"] in shown_sets and r["id"] not in corrected and r["id"] not in overlapping
     ]
     focus_key = None
     if focus is not None:
@@ -143,6 +154,23 @@ def load_faces(
             focus_key = None  # deleted meanwhile
     machine_set_name = next((r["set_name"] for r in machine if r["set_id"] == machine_set), None)
     return {"faces": faces, "focus_key": focus_key, "machine_set": machine_set_name}
+
+
+def _other_class_sets(db: Database, machine: list[dict], machine_set: int | None) -> set[int]:
+    """Object boxes: besides the machine set shown, the import sets (Open Images' are one per class)
+    whose boxes on this image are of classes that set does not hold there, so the editor shows every
+    class of the image and never the same class twice."""
+    held = {r["label"] for r in machine if r["set_id"] == machine_set}
+    out: set[int] = set()
+    for r in machine:
+        if r["source"] == "import" and r["set_id"] != machine_set and r["label"] not in held:
+            out.add(r["set_id"])
+    # A class that two import sets both hold on this image: the newer set's boxes only.
+    newest: dict[str, int] = {}
+    for r in machine:
+        if r["set_id"] in out:
+            newest[r["label"]] = max(newest.get(r["label"], 0), r["set_id"])
+    return {s for s in out if s in newest.values()}
 
 
 # ---- validation of request bodies -----------------------------------------------------------------
@@ -262,6 +290,13 @@ def parse_save(data: dict) -> dict:
                 if face["origin_id"] in seen_origins:
                     raise InvalidInput(f"{where}: annotation {face['origin_id']} is corrected twice")
                 seen_origins.add(face["origin_id"])
+        face["label"] = None
+        if f.get("label") is not None:
+            if kind not in CLASS_KINDS:
+                raise InvalidInput(f"{where}: {kind} has no class; label is for {', '.join(CLASS_KINDS)}")
+            face["label"] = check_label(f["label"], f"{where}.label")
+        elif kind in CLASS_KINDS and not deleted and face["id"] is None and face["origin_id"] is None:
+            raise InvalidInput(f"{where}.label is missing: a new box needs its class (an Open Images MID)")
         if deleted:
             if face["id"] is None and face["origin_id"] is None:
                 raise InvalidInput(f"{where}: only a stored face can be deleted (give id or origin_id)")
@@ -315,7 +350,18 @@ def _editor_name(db: Database, ann_id: int, user_id: int | None = None) -> str:
 
 
 def _geometry(row: dict) -> dict:
-    return {"box": [row["x0"], row["y0"], row["x1"], row["y1"]], "points": row["points"]}
+    out = {"box": [row["x0"], row["y0"], row["x1"], row["y1"]], "points": row["points"]}
+    if row["kind"] in CLASS_KINDS:
+        out["label"] = row["label"]
+    return out
+
+
+def _after(f: dict) -> dict:
+    # What the audit log keeps of a saved face: its geometry, and its class where the kind has one.
+    out = {"box": f["box"], "points": f["points"]}
+    if f.get("label"):
+        out["label"] = f["label"]
+    return out
 
 
 def _update_human(db: Database, set_id: int, image_id: str, kind: str, f: dict, user_id: int) -> dict:
@@ -338,8 +384,10 @@ def _update_human(db: Database, set_id: int, image_id: str, kind: str, f: dict, 
         action, after = "edit_delete", {"deleted": True}
     else:
         # A changed face is a new claim: any rating of the old geometry no longer applies.
-        written = move_at_version(db, f["id"], f["version"], f["box"], f["points"])
-        action, after = "edit_save", {"box": f["box"], "points": f["points"]}
+        written = move_at_version(db, f["id"], f["version"], f["box"], f["points"], label=f.get("label"))
+        # An object box keeps its class when the save names none: the log says which it has.
+        kept = {**f, "label": f.get("label") or row["label"]} if kind in CLASS_KINDS else f
+        action, after = "edit_save", _after(kept)
     if not written:  # the compare-and-swap lost: someone wrote between our read and write
         raise Conflict(f"face {f['id']} was changed by {_editor_name(db, f['id'])}; nothing was saved")
     version = f["version"] + 1
@@ -373,7 +421,7 @@ def _insert(
         kind,
         box,
         points,
-        label=(origin or {}).get("label") or FACE_LABEL,
+        label=f.get("label") or (origin or {}).get("label") or (None if kind in CLASS_KINDS else FACE_LABEL),
         parent_id=(origin or {}).get("parent_id"),
         origin_id=origin["id"] if origin else None,
         created_by=user_id,
@@ -406,7 +454,12 @@ def _correct_machine(db: Database, set_id: int, image_id: str, kind: str, f: dic
         target_id=new_id,
         set_id=set_id,
         before={**_geometry(m), "origin_id": m["id"]},
-        after={"deleted": True} if f["deleted"] else {"box": f["box"], "points": f["points"], "version": 1},
+        after={"deleted": True}
+        if f["deleted"]
+        else {
+            **_after({**f, "label": f.get("label") or m["label"]} if kind in CLASS_KINDS else f),
+            "version": 1,
+        },
     )
     return {"key": f["key"], "id": new_id, "origin_id": m["id"], "version": 1, "deleted": f["deleted"]}
 
@@ -420,18 +473,18 @@ def _create(db: Database, set_id: int, image_id: str, kind: str, f: dict, user_i
         target_type="annotation",
         target_id=new_id,
         set_id=set_id,
-        after={"box": f["box"], "points": f["points"], "version": 1},
+        after={**_after(f), "version": 1},
     )
     return {"key": f["key"], "id": new_id, "origin_id": None, "version": 1, "deleted": False}
 
 
-def save_message(faces: list[dict]) -> str:
+def save_message(faces: list[dict], noun: str = "face", nouns: str | None = None) -> str:
     """What a save did, in words, from save_faces' "faces": "Saved 2 faces", "Deleted 1 face", or both."""
     n_deleted = sum(1 for f in faces if f["deleted"])
     n_saved = len(faces) - n_deleted
-    parts = [f"saved {plural(n_saved, 'face')}"] if n_saved else []
+    parts = [f"saved {plural(n_saved, noun, nouns)}"] if n_saved else []
     if n_deleted:
-        parts.append(f"deleted {plural(n_deleted, 'face')}")
+        parts.append(f"deleted {plural(n_deleted, noun, nouns)}")
     text = ", ".join(parts) or "nothing saved"
     return text[0].upper() + text[1:]
 
@@ -449,7 +502,12 @@ def save_faces(db: Database, body: dict, user_id: int) -> dict:
     results, to_rate = [], []
     with immediate(db):
         set_id = get_or_create_set(
-            db, human_set_name(kind), kind, "human", label=FACE_LABEL, created_by=user_id
+            db,
+            human_set_name(kind),
+            kind,
+            "human",
+            label=None if kind in CLASS_KINDS else FACE_LABEL,
+            created_by=user_id,
         )
         for f in body["faces"]:
             if f["id"] is not None:
@@ -507,7 +565,7 @@ def _five_from_68(p) -> list[list[float]]:
 def place_face(db: Database, image: dict, kind: str, box: list[float], config: Mapping) -> dict:
     """Points for a face drawn as a box: the 68-point template fitted to a matching 5-point annotation, else to the box."""
     check_kind(kind)
-    if kind == "face_box":
+    if get_kind(kind).n_points == 0:  # face_box, object_box: a box has nothing to place
         return {"points": None, "method": None, "five_id": None}
     from ..annotators.template68 import fit_to_box, fit_to_five
 

@@ -8,11 +8,13 @@ from PIL import Image
 
 from ..annotations.rows import get_annotation
 from ..auth.redirects import safe_next
+from ..classes import choices
 from ..db import get_db
 from ..errors import Conflict, InvalidInput, NotFound, OiapError
 from ..images import cache
 from ..kinds import LANDMARK68_GROUPS, get_kind
 from .edits import (
+    CLASS_KINDS,
     MAX_BODY_BYTES,
     check_kind,
     get_image,
@@ -33,7 +35,13 @@ _LINES = {
     "face_landmarks68": [[idx, closed] for idx, closed in LANDMARK68_GROUPS.values()],
     "face_landmarks5": [],
     "face_box": [],
+    "object_box": [],
 }
+
+
+def _nouns(kind: str) -> tuple[str, str]:
+    # What the editor calls one annotation of the kind, in messages.
+    return ("box", "boxes") if kind in CLASS_KINDS else ("face", "faces")
 
 
 def _safe_next(target: str | None) -> str | None:
@@ -104,7 +112,14 @@ def _page(image_id: str, kind: str, focus_id: int | None = None):
         "save_url": url_for("editor.save"),
         "faces_url": url_for("editor.faces", image_id=image_id, kind=kind, set=request.args.get("set")),
         "place_url": url_for("editor.place"),
+        "noun": _nouns(kind),
     }
+    if kind in CLASS_KINDS:
+        # What a new box gets: the focused box's class, else the first box's, else Person. The class
+        # list for the chooser (every boxable class, then the store's others) goes into the page.
+        focus = next((f for f in loaded["faces"] if f["key"] == loaded["focus_key"]), None)
+        first = focus or (loaded["faces"][0] if loaded["faces"] else None)
+        config["default_label"] = (first or {}).get("label") or "/m/01g317"
     return render_template(
         "editor/edit.html",
         config=config,
@@ -112,6 +127,7 @@ def _page(image_id: str, kind: str, focus_id: int | None = None):
         kind=kind,
         machine_set=loaded["machine_set"],
         next_url=_safe_next(request.args.get("next")),
+        classes=choices(db) if kind in CLASS_KINDS else None,
     )
 
 
@@ -163,7 +179,7 @@ def save():
         result = save_faces(get_db(), body, current_user.id)
     except OiapError as e:
         return _json_error(e)
-    return jsonify({**result, "message": save_message(result["faces"])})
+    return jsonify({**result, "message": save_message(result["faces"], *_nouns(body["kind"]))})
 
 
 @bp.route("/place", methods=["POST"])

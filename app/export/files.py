@@ -4,7 +4,7 @@ import io
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from sqlite_utils import Database
@@ -13,6 +13,7 @@ from ..errors import InvalidInput, OiapError
 from ..images.layout import image_path
 from .merge import DEFAULT_UNRATED_WEIGHT, TrainingRow, ground_truth, iter_training_rows
 from .writers import (
+    CLASS_KINDS,
     FORMATS,
     YoloLabels,
     coco_chunks,
@@ -30,6 +31,7 @@ SUFFIX = {
     "openimages": ".csv",
     "original-csv": ".csv",
     "yolo-pose": ".zip",
+    "yolo": ".zip",
 }
 
 
@@ -50,7 +52,8 @@ def select_rows(
     if "test" in splits:
         if splits != ("test",):
             raise InvalidInput("the test split is exported alone, as evaluation ground truth: --split test")
-        return ground_truth(db, kind, "test", sets=sets)
+        # Object boxes' ground truth is Open Images' own (imported) boxes too, as their metric takes it.
+        return ground_truth(db, kind, "test", sets=sets, imports=kind in CLASS_KINDS)
     return iter_training_rows(db, kind, splits, sets, include_unrated, unrated_weight)
 
 
@@ -95,8 +98,10 @@ class ImageInfo:
         return name, size
 
 
-def text_chunks(rows, kind: str, fmt: str, image_info: ImageInfo) -> Iterator[str]:
-    """The chunks of a text format (csv, coco, dlib-xml, openimages)."""
+def text_chunks(
+    rows, kind: str, fmt: str, image_info: ImageInfo, names: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """The chunks of a text format (csv, coco, dlib-xml, openimages); `names`: class MID -> display name."""
     if fmt == "csv":
         return csv_chunks(rows, kind)
     if fmt == "openimages":
@@ -104,18 +109,21 @@ def text_chunks(rows, kind: str, fmt: str, image_info: ImageInfo) -> Iterator[st
     if fmt == "original-csv":
         return original_csv_chunks(rows, kind)
     if fmt == "coco":
-        return coco_chunks(rows, kind, image_info)
+        return coco_chunks(rows, kind, image_info, names)
     if fmt == "dlib-xml":
         return dlib_xml_chunks(rows, kind, image_info)
     raise InvalidInput(f"unknown text format {fmt!r}; use one of: {', '.join(FORMATS)}")
 
 
-def write_yolo_folder(rows, kind: str, folder: str | Path, image_info: ImageInfo) -> dict:
-    """YOLO(-pose) dataset folder: labels/<split>/<id>.txt, images/<split>/<id>.jpg links, data.yaml."""
+def write_yolo_folder(
+    rows, kind: str, folder: str | Path, image_info: ImageInfo, names: Mapping[str, str] | None = None
+) -> dict:
+    """YOLO(-pose) dataset folder: labels/<split>/<id>.txt, images/<split>/<id>.jpg links, data.yaml,
+    classes.txt."""
     folder = Path(folder)
     # Made up front: a selection with no rows still gives a folder with its data.yaml.
     folder.mkdir(parents=True, exist_ok=True)
-    labels = YoloLabels(kind)
+    labels = YoloLabels(kind, names)
     n_images = 0
     for split, image_id, _file, text in labels.label_files(rows, image_info):
         (folder / "labels" / split).mkdir(parents=True, exist_ok=True)
@@ -130,6 +138,7 @@ def write_yolo_folder(rows, kind: str, folder: str | Path, image_info: ImageInfo
             os.symlink(src, link)
         n_images += 1
     (folder / "data.yaml").write_text(labels.data_yaml(str(folder.resolve())))
+    (folder / "classes.txt").write_text(labels.classes_txt())
     return {"images": n_images, "classes": len(labels.classes)}
 
 
@@ -159,13 +168,15 @@ class _Sink(io.RawIOBase):
         return out
 
 
-def yolo_zip_chunks(rows, kind: str, image_info: ImageInfo) -> Iterator[bytes]:
-    """The YOLO(-pose) dataset as a streamed zip: labels/<split>/<id>.txt, images.csv, data.yaml.
+def yolo_zip_chunks(
+    rows, kind: str, image_info: ImageInfo, names: Mapping[str, str] | None = None
+) -> Iterator[bytes]:
+    """The YOLO(-pose) dataset as a streamed zip: labels/<split>/<id>.txt, images.csv, data.yaml, classes.txt.
 
     Image files are not copied: images.csv maps each image id to its file on the server.
     """
     sink = _Sink()
-    labels = YoloLabels(kind)
+    labels = YoloLabels(kind, names)
     # The index grows with the images: spool it to disk rather than hold it.
     index = tempfile.SpooledTemporaryFile(max_size=4 << 20, mode="w+")
     index.write("image_id,split,file\n")
@@ -181,4 +192,18 @@ def yolo_zip_chunks(rows, kind: str, image_info: ImageInfo) -> Iterator[bytes]:
                 out.write(chunk.encode())
         index.close()
         zf.writestr("data.yaml", labels.data_yaml("."))
+        zf.writestr("classes.txt", labels.classes_txt())
     yield sink.drain()
+
+
+def class_names(db: Database, labels: Iterable[str] | None = None) -> dict[str, str]:
+    """Class MID -> display name, as the imports stored them in their sets' params (labels without one
+    are left out; writers then show the MID)."""
+    names = {
+        label: name
+        for label, name in db.execute(
+            "SELECT label, json_extract(params, '$.display_name') FROM annotation_sets"
+            " WHERE label IS NOT NULL AND json_valid(params) AND json_extract(params, '$.display_name') IS NOT NULL"
+        )
+    }
+    return names if labels is None else {k: v for k, v in names.items() if k in set(labels)}

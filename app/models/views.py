@@ -13,7 +13,9 @@ from ..annotations.drawing import figure, image_size
 from ..auth import admin_required
 from ..db import get_db
 from ..errors import InvalidInput, OiapError
+from ..export.files import class_names
 from ..images.cache import get_image
+from ..kinds import FACE_LABEL
 from .charts import line_chart
 from .evaluation import MAIN_METRIC, PromotionRefused, load_annotator, promote
 from .evaluation_job import latest_evaluation, start_evaluation
@@ -97,6 +99,7 @@ def show(model_id: int):
         images=images,
         main=MAIN_METRIC.get(model["kind"]),
         run=latest_evaluation(db, model_id),
+        class_names=class_names(db) | {FACE_LABEL: "Human face"} if model["kind"] == "object_box" else {},
     )
 
 

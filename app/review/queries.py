@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sqlite_utils import Database
 
 from ..annotations.rows import decode, rate_in_transaction
+from ..classes import check_label
 from ..db import immediate
 from ..errors import Conflict, InvalidInput, NotFound
 from ..images.layout import SPLITS
@@ -37,6 +38,7 @@ class Filters:
     split: str | None = None
     min_score: float | None = None
     max_score: float | None = None
+    label: str | None = None  # an object class (MID): only its boxes
 
     def as_params(self) -> dict:
         """The non-default filters, as query-string parameters."""
@@ -51,6 +53,8 @@ class Filters:
             out["min_score"] = self.min_score
         if self.max_score is not None:
             out["max_score"] = self.max_score
+        if self.label:
+            out["label"] = self.label
         return out
 
 
@@ -77,7 +81,10 @@ def parse_filters(args: Mapping) -> Filters:
     lo, hi = _float(args.get("min_score"), "min_score"), _float(args.get("max_score"), "max_score")
     if lo is not None and hi is not None and lo > hi:
         raise InvalidInput(f"min_score {lo} is above max_score {hi}")
-    return Filters(order, status, split, lo, hi)
+    label = args.get("label") or None
+    if label is not None:
+        check_label(label, "label")
+    return Filters(order, status, split, lo, hi, label)
 
 
 def _key(db: Database, order: str, annotation_id: int) -> tuple | None:
@@ -110,6 +117,15 @@ def _ranges(order: str, filters: Filters, after: tuple | None) -> list[tuple[str
     return [(cond + " AND (a.score, a.id) > (?, ?)", [*params, score, ann_id], "a.score, a.id")]
 
 
+def label_condition(kind: str) -> str:
+    """The SQL that keeps one class (param: the MID). For object boxes it names the kind as a literal,
+    so SQLite may use the partial indexes of migration m019 (per set and class) instead of walking
+    the whole set's queue for a rare class."""
+    if kind == "object_box":
+        return " AND a.kind = 'object_box' AND a.label = ?"
+    return " AND a.label = ?"
+
+
 def _candidates(
     db: Database,
     review_set: Mapping,
@@ -130,6 +146,9 @@ def _candidates(
         # Nobody rates their own human annotation, so the queue never offers it.
         common += " AND a.created_by IS NOT ?"
         common_params.append(user_id)
+    if filters.label:
+        common += label_condition(review_set["kind"])
+        common_params.append(filters.label)
     if filters.split:
         common += " AND EXISTS (SELECT 1 FROM images i WHERE i.id = a.image_id AND i.split = ?)"
         common_params.append(filters.split)
@@ -302,8 +321,11 @@ def preview(db: Database, annotation_id: int) -> dict:
     return out
 
 
-def image_ids_to_rate(db: Database, set_id: int, image_id: str, user_id: int, source: str) -> list[int]:
-    """The annotations of the set on an image that the user may rate ("all faces in this image are good").
+def image_ids_to_rate(
+    db: Database, set_id: int, image_id: str, user_id: int, source: str, label: str | None = None
+) -> list[int]:
+    """The annotations of the set on an image that the user may rate ("all faces in this image are good"),
+    or with `label` only those of one class ("all boxes of this class in this image are good").
 
     Not their own human annotations, and not those another reviewer holds a claim on right now.
     """
@@ -315,4 +337,7 @@ def image_ids_to_rate(db: Database, set_id: int, image_id: str, user_id: int, so
     if source == "human":
         sql += " AND a.created_by IS NOT ?"
         params.append(user_id)
+    if label is not None:
+        sql += " AND a.label = ?"
+        params.append(label)
     return [r[0] for r in db.execute(sql + " ORDER BY a.id", params).fetchall()]

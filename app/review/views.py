@@ -2,13 +2,14 @@
 
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 from markupsafe import Markup
 
 from ..annotations import corrections
 from ..annotations.drawing import figure, image_size, norm_box, px_box, rect_svg
 from ..annotations.rows import rate_many, undo_last_rating
+from ..classes import class_counts, display_name
 from ..db import get_db
 from ..errors import InvalidInput, NotFound, OiapError
 from ..images import urls as images
@@ -56,7 +57,13 @@ def _segment_of(filters: queries.Filters, rating: str | None) -> int:
 def _urls(set_id: int, params: dict, cursor: str | None, item_id: int | None, trail: list[int]) -> dict:
     # Built from one url_for: a dozen url_for calls per item cost more than the queries.
     base = url_for("review.show", set_id=set_id)
-    urls = {"rate": base + "/rate", "undo": base + "/undo", "image_good": base + "/image-good", "back": None}
+    urls = {
+        "rate": base + "/rate",
+        "undo": base + "/undo",
+        "image_good": base + "/image-good",
+        "class_good": base + "/class-good",
+        "back": None,
+    }
     if item_id is not None:
         urls["skip"] = base + "?" + urlencode({**params, "cursor": cursor, "trail": _join(trail + [item_id])})
         # The editor's back (b) returns to this item, showing what was saved (corrected by NAME), with
@@ -83,6 +90,8 @@ def active_filters(filters: queries.Filters) -> list[str]:
         out.append(f"score ≥ {filters.min_score:g}")
     if filters.max_score is not None:
         out.append(f"score ≤ {filters.max_score:g}")
+    if filters.label:
+        out.append(f"class {display_name(filters.label)}")
     return out
 
 
@@ -151,6 +160,7 @@ def _context(
         crop_url=crop_url,
         n_points=get_kind(review_set["kind"]).n_points,
         correction=corrections.correction_label(ann["correction"]) if ann.get("correction") else None,
+        item_class=display_name(ann.get("label")) if review_set["kind"] == "object_box" else None,
     )
     if preload_id is not None:
         nxt = queries.preview(db, preload_id)
@@ -168,6 +178,9 @@ def _render(ctx: dict):
         resp = current_app.make_response(render_template("review/_item.html", **ctx))
     else:
         page = dict(queue_orders=queries.ORDERS, queue_statuses=queries.STATUSES, queue_splits=queries.SPLITS)
+        if ctx["set"]["kind"] == "object_box":
+            # The class filter's choices with their counts: one GROUP BY over the set, full pages only.
+            page["queue_classes"] = class_counts(get_db(), ctx["set"]["id"])
         resp = current_app.make_response(render_template("review/page.html", **ctx, **page))
     resp.headers["Vary"] = "HX-Request"
     return resp
@@ -283,6 +296,43 @@ def image_good(set_id: int):
     )
     if not wants_fragment(TARGET):
         flash(message, "info")  # the redirect's page says it, as the fragment does
+        return _after_post(set_id, filters, cursor, trail)
+    return _next(db, review_set, filters, _cursor(cursor), trail, message)
+
+
+@bp.route("/review/<int:set_id>/class-good", methods=["POST"])
+def class_good(set_id: int):
+    """Rate every box of the item's class on the item's image good ("all boxes of this class in this image
+    are good"): one action, so one undo (u) takes all of them back."""
+    db = get_db()
+    review_set = get_set_with_model(db, set_id)
+    filters = queries.parse_filters(request.form)
+    ann_id = request.form.get("annotation_id", type=int)
+    if ann_id is None:
+        raise InvalidInput("annotation_id is missing")
+    ann = queries.item(db, ann_id, set_id)
+    if not ann.get("label"):
+        raise InvalidInput(f"annotation {ann_id} has no class; use a (all in this image) instead")
+    ids = queries.image_ids_to_rate(
+        db, set_id, ann["image_id"], current_user.id, review_set["source"], label=ann["label"]
+    )
+    ids = sorted(ids, key=lambda i: i != ann_id)  # the box on screen first: undo shows it again
+    name = display_name(ann["label"])
+    boxes = plural(len(ids), name + " box", name + " boxes")
+    if len(ids) > 1 and request.form.get("confirm") != str(len(ids)):
+        # As `a` does: more than the box on screen, so ask first (c again confirms this many). g
+        # carries the count to _class_good.html, leaving _show's signature as the queue has it.
+        g.confirm_class = len(ids)
+        message = (
+            f"{boxes} on image {ann['image_id']} would be rated good, not only this one:"
+            f" press c again to rate all {len(ids)} good, or any other key to go on."
+        )
+        return _show(db, review_set, filters, ann_id, _trail(request.form.get("trail")), message)
+    rate_many(db, ids, current_user.id, "good")
+    trail = (_trail(request.form.get("trail")) + [ann_id])[-TRAIL_MAX:]
+    cursor = request.form.get("cursor")
+    message = f"Rated {boxes} on image {ann['image_id']} good (u undoes all of them)."
+    if not wants_fragment(TARGET):
         return _after_post(set_id, filters, cursor, trail)
     return _next(db, review_set, filters, _cursor(cursor), trail, message)
 

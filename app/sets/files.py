@@ -15,14 +15,16 @@ from pathlib import Path, PurePath
 
 from sqlite_utils import Database
 
-from ..annotations.rows import points_json
+from ..annotations.rows import insert_copied, points_json, set_links
 from ..audit.events import log_event
 from ..db import immediate, now, snapshot
 from ..errors import InvalidInput
 from ..images.allowed import imported_path
 from ..images.layout import validate_image_id
+from ..images.records import insert_images
 from ..kinds import get_kind
 from ..links import http_url
+from .queries import create_set
 
 FORMAT = "oiap-set/1"
 # Keys of a set's params that describe where the local copy came from, not the set itself;
@@ -272,31 +274,19 @@ def import_set_file(
             params["s3_owner"] = owner
         # While an older copy holds the name, the new one waits under a name no set can have.
         name = head["name"] if replace_set_id is None else f"{head['name']}\x00{sha256}"
-        set_id = db.execute(
-            "INSERT INTO annotation_sets (name, kind, source, label, model_id, created_by, status, params, created_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                name,
-                head["kind"],
-                head["source"],
-                head.get("label"),
-                model_id,
-                user_id(head.get("created_by")),
-                head.get("status") or "open",
-                json.dumps(params),
-                head["created_at"],
-            ],
-        ).lastrowid
+        set_id = create_set(
+            db,
+            name,
+            head["kind"],
+            head["source"],
+            label=head.get("label"),
+            model_id=model_id,
+            created_by=user_id(head.get("created_by")),
+            params=params,
+            status=head.get("status") or "open",
+            created_at=head["created_at"],
+        )
         stamp = now()
-        images_sql = (
-            "INSERT OR IGNORE INTO images (id, " + ", ".join(IMAGE_FIELDS) + ", created_at)"
-            " VALUES (?, " + ", ".join("?" * len(IMAGE_FIELDS)) + ", ?)"
-        )
-        annotations_sql = (
-            "INSERT INTO annotations (set_id, image_id, kind, label, x0, y0, x1, y1, points, score,"
-            " flags, created_by, created_at, version, deleted, rating, rated_by, rated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        )
         images: list[list] = []
         rows: list[list] = []
         history: list[tuple[int, dict]] = []  # (line position, rating)
@@ -304,8 +294,8 @@ def import_set_file(
         n = 0
 
         def flush() -> None:
-            report["images_added"] += db.conn.executemany(images_sql, images).rowcount
-            db.conn.executemany(annotations_sql, rows)
+            report["images_added"] += insert_images(db, IMAGE_FIELDS, images)
+            insert_copied(db, rows)
             images.clear()
             rows.clear()
 
@@ -377,7 +367,7 @@ def import_set_file(
                 else:
                     resolved.append(found[pos])
             updates.append([*resolved, ids[i]])
-        db.conn.executemany("UPDATE annotations SET parent_id = ?, origin_id = ? WHERE id = ?", updates)
+        set_links(db, updates)
         got = db.execute(
             "SELECT n_total, n_good, n_bad FROM annotation_sets WHERE id = ?", [set_id]
         ).fetchone()

@@ -68,15 +68,27 @@ def create_set(
     model_id: int | None = None,
     created_by: int | None = None,
     params: dict | None = None,
+    status: str = "open",
+    created_at: str | None = None,
 ) -> int:
-    """Create a set and return its id."""
+    """Create a set and return its id (a copy fetched from S3 keeps its status and creation time)."""
     get_kind(kind)
     if source not in ("human", "model", "import"):
         raise InvalidInput(f"unknown source {source!r}; use human, model or import")
     cur = db.execute(
-        "INSERT INTO annotation_sets (name, kind, source, label, model_id, created_by, params, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [name, kind, source, label, model_id, created_by, json.dumps(params or {}), now()],
+        "INSERT INTO annotation_sets (name, kind, source, label, model_id, created_by, status, params, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            name,
+            kind,
+            source,
+            label,
+            model_id,
+            created_by,
+            status,
+            json.dumps(params or {}),
+            created_at or now(),
+        ],
     )
     return cur.lastrowid
 

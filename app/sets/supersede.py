@@ -1,8 +1,8 @@
 """Bulk runs supersede: a newer run's rows replace the older runs' unrated rows of the same faces.
 
 When a bulk-annotate run writes a batch, each older model run's row of the same kind on the same
-image that nobody rated, that is not deleted, and whose box overlaps one of the new rows (IoU >= 0.5,
-the merge's face rule) is marked superseded: deleted = 2, superseded_by = the new set (m015). It
+image that nobody rated, that is not deleted, and whose box overlaps one of the new rows of the same
+label (IoU >= 0.5, the merge's face rule; object boxes of two classes are two objects) is marked superseded: deleted = 2, superseded_by = the new set (m015). It
 is kept (the set file, the audit and `sets list` still show it) but leaves the review queue, the
 set pages and the exports, as the merge rules want ("older runs' unrated rows over the same images
 are superseded"). Rated rows stay: a reviewer's word is never taken back by a model. Only model
@@ -21,7 +21,7 @@ from ..export.merge import OVERLAP_IOU
 SUPERSEDED = 2  # annotations.deleted: 0 live, 1 deleted, 2 superseded
 
 _BOXES = """
-SELECT a.id, a.set_id, a.image_id, a.rating, a.deleted, s.source = 'model' AND s.model_id IS NOT NULL,
+SELECT a.id, a.set_id, a.image_id, a.label, a.rating, a.deleted, s.source = 'model' AND s.model_id IS NOT NULL,
        coalesce(a.x0, p.x0), coalesce(a.y0, p.y0), coalesce(a.x1, p.x1), coalesce(a.y1, p.y1)
 FROM annotations a INDEXED BY annotations_image_kind
 JOIN annotation_sets s ON s.id = a.set_id
@@ -37,18 +37,18 @@ def supersede_batch(db: Database, sets: Mapping[str, int], image_ids: Iterable[s
     marked = 0
     for set_id in sets.values():
         kind = db.execute("SELECT kind FROM annotation_sets WHERE id = ?", [set_id]).fetchone()[0]
-        new: dict[str, list] = {}
+        new: dict[tuple, list] = {}
         old = []
-        for ann_id, sid, image_id, rating, deleted, is_run, *box in db.execute(_BOXES, [ids, kind, set_id]):
+        for ann_id, sid, image_id, label, rating, deleted, is_run, *box in db.execute(
+            _BOXES, [ids, kind, set_id]
+        ):
             if sid == set_id:
                 if deleted == 0:
-                    new.setdefault(image_id, []).append(box)
+                    new.setdefault((image_id, label), []).append(box)
             elif deleted == 0 and rating is None and is_run:
-                old.append((ann_id, image_id, box))
+                old.append((ann_id, (image_id, label), box))
         gone = [
-            ann_id
-            for ann_id, image_id, box in old
-            if any(iou(box, b) >= OVERLAP_IOU for b in new.get(image_id, ()))
+            ann_id for ann_id, key, box in old if any(iou(box, b) >= OVERLAP_IOU for b in new.get(key, ()))
         ]
         if gone:
             db.execute(

@@ -321,7 +321,6 @@ def train_boxes(db, config, run_id, parent, hyper, progress) -> dict:
             licence="MIT (facenet-pytorch weights), fine-tuned on this instance's labels",
             origin=f"flask oiap train --kind face_box (run {run_id})",
         )
-    db.conn.commit()
     return {
         "model_id": model_id,
         "samples": n,

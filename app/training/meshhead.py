@@ -342,7 +342,6 @@ def train_meshhead(db, config, run_id, parent, hyper, progress) -> dict:
             licence=f"head trained on this instance's labels, on {base_row['name']} ({base_row['licence']})",
             origin=f"flask oiap train --kind face_landmarks68 (run {run_id})",
         )
-    db.conn.commit()
     return {
         "model_id": model_id,
         "samples": n,

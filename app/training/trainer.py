@@ -16,6 +16,7 @@ from sqlite_utils import Database
 from tqdm import tqdm
 
 from ..annotators import crop68
+from ..db import immediate
 from ..errors import InvalidInput
 from ..export.merge import DEFAULT_UNRATED_WEIGHT
 from ..models.registry import active_model, get_model, register_model, store_file, verified_path
@@ -112,10 +113,11 @@ def train(
     except BaseException as e:
         finish_run(db, run_id, "failed", f"{type(e).__name__}: {e}")
         raise
-    db.execute(
-        "UPDATE runs SET model_id = ?, progress = ?, total = ? WHERE id = ?",
-        [result["model_id"], hyper["epochs"], hyper["epochs"], run_id],
-    )
+    with immediate(db):
+        db.execute(
+            "UPDATE runs SET model_id = ?, progress = ?, total = ? WHERE id = ?",
+            [result["model_id"], hyper["epochs"], hyper["epochs"], run_id],
+        )
     finish_run(db, run_id, "done")
     return result | {"run_id": run_id}
 
@@ -201,5 +203,4 @@ def _train_landmarks(db, config, run_id, parent, hyper, progress) -> dict:
             licence="trained on this instance's labels",
             origin=f"flask oiap train --kind face_landmarks68 (run {run_id})",
         )
-    db.conn.commit()
     return {"model_id": model_id, "samples": n, "loss_curve": curve, "warm_start_from": warm}

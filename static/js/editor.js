@@ -19,6 +19,21 @@
   const tip = $("ed-tip");
   const statusEl = $("ed-status");
 
+  // Object boxes carry a class (an Open Images MID) chosen from the page's class list.
+  const classList = document.getElementById("ed-class-list");
+  const CLASSES = !!classList;
+  const nameOf = new Map();
+  const labelOf = new Map();
+  if (classList) {
+    for (const o of classList.options) {
+      nameOf.set(o.dataset.label, o.value);
+      labelOf.set(o.value.toLowerCase(), o.dataset.label);
+    }
+  }
+  const className = (label) => (label ? nameOf.get(label) || label : "no class");
+  let newLabel = cfg.default_label || null; // the class a newly drawn box gets
+  const NOUN = (cfg.noun && cfg.noun[0]) || "face";
+
   const POINT_R = 4; // screen pixels
   const HANDLE = 7; // screen pixels
   const MIN_BOX = 2; // image pixels
@@ -48,11 +63,12 @@
       box: f.box ? [f.box[0] * W, f.box[1] * H, f.box[2] * W, f.box[3] * H] : null,
       points: f.points ? f.points.map((p) => [p[0] * W, p[1] * H, p.length > 2 ? p[2] : 1]) : null,
       deleted: false,
+      label: f.label || null,
     };
   }
 
   function geomString(g) {
-    return JSON.stringify([g.box, g.points, g.deleted]);
+    return JSON.stringify([g.box, g.points, g.deleted, CLASSES ? g.label || null : null]);
   }
 
   // Replace the whole state with faces as the server has them (at start, and to reload after a conflict).
@@ -283,6 +299,10 @@
     if (g.box) {
       const [x0, y0, x1, y1] = g.box;
       el("rect", { class: "box", x: x0, y: y0, width: x1 - x0, height: y1 - y0, "data-face": g.key, "data-h": "move" }, grp);
+      if (CLASSES) {
+        // Its size follows the zoom through --fs (drawFace), like the points' radius.
+        el("text", { class: "cls", x: x0, y: y0 }, grp).textContent = className(g.label);
+      }
     }
     if (g.points) {
       for (const [idx, closed] of cfg.lines) {
@@ -345,6 +365,7 @@
     if (d.r !== r) {
       d.el.style.setProperty("--pr", r + "px");
       d.el.style.setProperty("--pr-current", r + 1.5 / view.zoom + "px");
+      if (CLASSES) d.el.style.setProperty("--fs", 13 / view.zoom + "px");
       d.r = r;
     }
     // Keep document order = drawing order, moving a group only when it is out of place.
@@ -386,13 +407,18 @@
   }
 
   function faceLabel(g) {
+    const text = faceText(g);
+    return CLASSES ? `${className(g.label)}: ${text}` : text;
+  }
+
+  function faceText(g) {
     const m = meta.get(g.key);
     if (m.id) return `human #${m.id} v${m.version}` + (m.origin_id ? ` (corrects #${m.origin_id})` : "");
     if (m.origin_id) {
       const score = m.score != null ? ` score ${Number(m.score).toFixed(2)}` : "";
       return `${m.source} #${m.origin_id}${score}` + (m.rating ? ` (rated ${m.rating})` : "");
     }
-    return "new face";
+    return `new ${NOUN}`;
   }
 
   function panel() {
@@ -430,12 +456,19 @@
     $("ed-occluded").disabled = !(selFace() && sel.pt != null);
     $("ed-add").classList.toggle("active", mode === "add");
     const g = selFace();
+    const classInput = $("ed-class");
+    if (classInput && document.activeElement !== classInput) {
+      // The chooser shows the selected box's class, else the class the next new box gets.
+      classInput.value = className(g ? g.label : newLabel);
+    }
     const pointEl = $("ed-point");
     if (g && sel.pt != null && g.points) {
       const p = g.points[sel.pt];
       pointEl.textContent = `${cfg.names[sel.pt]}${p[2] === 0 ? " — occluded" : ""} at ${p[0].toFixed(1)}, ${p[1].toFixed(1)}`;
     } else {
-      pointEl.textContent = g ? "Face selected; click a point to select it." : "No point selected.";
+      pointEl.textContent = g
+        ? g.points ? "Face selected; click a point to select it." : `${CLASSES ? className(g.label) + " box" : "Box"} selected.`
+        : "No point selected.";
     }
   }
 
@@ -526,7 +559,7 @@
     pushUndo();
     g.deleted = true;
     sel = { key: null, pt: null };
-    status("Face deleted (save to keep it deleted; ctrl+z brings it back)");
+    status(`${NOUN[0].toUpperCase() + NOUN.slice(1)} deleted (save to keep it deleted; ctrl+z brings it back)`);
     render();
   }
 
@@ -560,7 +593,7 @@
       status(res.data.method === "five" ? "Points placed from the five-point annotation" : "Points placed from the template");
     }
     pushUndo();
-    geom.push({ key, box, points, deleted: false });
+    geom.push({ key, box, points, deleted: false, label: CLASSES ? newLabel : null });
     meta.set(key, { id: null, origin_id: null, version: null, source: "human", gone: false });
     select(key, null);
   }
@@ -609,6 +642,7 @@
     if (y1 <= y0) y1 = Math.min(1, y0 + 1e-6), y0 = y1 - 1e-6;
     out.box = [x0, y0, x1, y1];
     if (g.points) out.points = g.points.map((p) => [norm6(p[0], W), norm6(p[1], H), p[2] === 0 ? 0 : 1]);
+    if (CLASSES && g.label) out.label = g.label;
     return out;
   }
 
@@ -820,7 +854,7 @@
   function setMode(m) {
     mode = m;
     stage.classList.toggle("adding", m === "add");
-    if (m === "add") status("Drag a box around the face (Esc cancels)");
+    if (m === "add") status(`Drag a box around the ${CLASSES ? className(newLabel) : NOUN} (Esc cancels)`);
     render();
   }
 
@@ -911,6 +945,13 @@
       case "?":
         toggleHelp();
         break;
+      case "c":
+      case "C":
+        if (CLASSES) {
+          $("ed-class").focus();
+          $("ed-class").select();
+        } else handled = false;
+        break;
       case "b":
       case "B":
         goBack();
@@ -937,6 +978,41 @@
   window.addEventListener("blur", () => {
     spaceDown = false;
   });
+
+  // ---- class chooser (object boxes) --------------------------------------------------------------
+  // Typing a class name (the list completes it) and Enter gives the selected box that class, or, with
+  // no box selected, the class of the next box drawn. One undo step per change.
+  function chooseClass(text) {
+    const label = labelOf.get(text.trim().toLowerCase());
+    if (!label) return status(`No class named "${text}": pick one from the list`, "error");
+    const g = selFace();
+    if (g) {
+      if (g.label !== label) {
+        pushUndo();
+        g.label = label;
+        status(`Class: ${className(label)} (save to keep it)`);
+      }
+    } else {
+      status(`New boxes: ${className(label)}`);
+    }
+    newLabel = label;
+    render();
+    return true;
+  }
+  if (CLASSES) {
+    const input = $("ed-class");
+    input.addEventListener("change", () => chooseClass(input.value));
+    input.addEventListener("keydown", (e) => {
+      if (e.key === "Enter") {
+        e.preventDefault();
+        if (chooseClass(input.value)) input.blur();
+      } else if (e.key === "Escape") {
+        e.preventDefault();
+        input.blur();
+        render();
+      }
+    });
+  }
 
   // ---- buttons and panel -------------------------------------------------------------------------
   $("ed-save").addEventListener("click", save);

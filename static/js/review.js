@@ -3,7 +3,7 @@
 (function () {
   "use strict";
 
-  var KEYS = { g: "g", b: "b", " ": "skip", ArrowRight: "skip", ArrowLeft: "back", u: "u", a: "a", e: "e", "?": "?" };
+  var KEYS = { g: "g", b: "b", " ": "skip", ArrowRight: "skip", ArrowLeft: "back", u: "u", a: "a", c: "c", e: "e", "?": "?" };
   // Busy from a request until htmx has settled the new item (its buttons are wired only then).
   var busy = false;
   var pending = null;
