@@ -271,6 +271,7 @@ PAGES = [
     "/",
     "/review/{landmarks68}",
     "/review/{human}",
+    "/review/{object_box}",
     "/review/{landmarks68}?status=bad&split=test",
     "/sets/{landmarks68}",
     "/edit/annotation/1",
@@ -400,3 +401,16 @@ def test_the_zoomed_crop_grows_with_a_wide_screen(browser, live_server, data):
         assert fits(page)[0] <= height
         page.context.close()
     assert sizes[1920] >= 750 and sizes[1366] >= 440, sizes
+
+
+@pytest.mark.parametrize("kind", ["face_box", "landmarks5", "object_box", "human"])
+def test_every_kind_of_review_page_fits_a_laptop_screen(browser, live_server, data, kind):
+    page = new_page(browser, LAPTOP)
+    browser_login(page, live_server, "rev")
+    page.goto(f"{live_server.url}/review/{data[kind]}")
+    page.wait_for_load_state("networkidle")
+    height, inner = fits(page)
+    assert height <= inner, f"{kind}: {height} px in a {inner} px window"
+    box = page.locator(".review-bar").bounding_box()
+    assert box and box["y"] + box["height"] <= inner
+    page.context.close()
