@@ -414,3 +414,32 @@ def test_every_kind_of_review_page_fits_a_laptop_screen(browser, live_server, da
     box = page.locator(".review-bar").bounding_box()
     assert box and box["y"] + box["height"] <= inner
     page.context.close()
+
+
+def test_the_screenshot_script_saves_every_page_at_both_sizes(tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    from app.paths import REPO_ROOT
+
+    r = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "screenshots.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    files = sorted(tmp_path.glob("*.png"))
+    assert [str(f) for f in files] == sorted(r.stdout.split())
+    assert {f.name for f in files} >= {
+        "dashboard-1366.png",
+        "review-undo-1366.png",
+        "dashboard-800.png",
+        "audit-800.png",
+    }
+    assert len(files) == 24
+    for f in files:
+        with Image.open(f) as im:
+            assert im.size == ((1366, 768) if f.name.endswith("-1366.png") else (800, 900)), f.name
