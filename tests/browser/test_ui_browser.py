@@ -201,6 +201,23 @@ def test_an_expired_session_says_not_saved_and_returns_to_the_item_after_login(b
     page.context.close()
 
 
+def test_without_javascript_an_expired_session_also_says_not_saved_and_returns(browser, live_server, data):
+    set_id = data["landmarks68"]
+    page = new_page(browser, LAPTOP, java_script_enabled=False)
+    browser_login(page, live_server, "rev")
+    page.goto(f"{live_server.url}/review/{set_id}?split=train")
+    page.context.clear_cookies()
+    page.click('.review-actions [data-key="g"]')
+    page.wait_for_url(re.compile(r".*/login\?.*expired=1.*"))
+    assert "your last action was not saved" in page.locator(".flash-error").inner_text()
+    assert ratings(live_server) == 0
+    page.fill("input[name=username]", "rev")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/review/{set_id}?split=train")
+    page.context.close()
+
+
 def test_an_empty_queue_names_its_filters_and_clears_them(browser, live_server, data):
     set_id = data["landmarks68"]
     page = new_page(browser, LAPTOP)
