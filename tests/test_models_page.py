@@ -2,6 +2,7 @@
 in the background with progress, and "Try it" picked from thumbnails with one model's overlay."""
 
 import re
+import socket
 import time
 
 from app.models.builtin import ensure_builtin_models
@@ -107,3 +108,34 @@ def test_try_it_is_picked_from_thumbnails_and_draws_one_kind(admin_client, db):
     # Only the model's own kind: one points path per 68-point face, no 5-point or box-only faces.
     assert stored.count('class="pts"') == n68 and f"{n68} face_landmarks68 annotations" in html
     assert data["n_faces"] > 0
+
+
+def test_a_run_whose_process_is_gone_does_not_block_evaluate(admin_client, db):
+    data = _store(db)
+    model = active_model(db, "face_landmarks68")
+    db.execute(
+        "UPDATE annotations SET rating = 'good' WHERE set_id = ?"
+        " AND image_id IN (SELECT id FROM images WHERE split = 'test')",
+        [data["landmarks68"]],
+    )
+    # A run left 'running' by a server that died mid-run: its pid is no process on this host.
+    db.execute(
+        "INSERT INTO runs (command, params, status, total, model_id, started_at, pid, host)"
+        " VALUES ('evaluate', '{}', 'running', 5, ?, '2026-12-03T10:00:00+00:00', 2147483646, ?)",
+        [model["id"], socket.gethostname()],
+    )
+    db.conn.commit()
+    page = admin_client.get(f"/models/{model['id']}").get_data(as_text=True)
+    assert "stopped with the server before it finished" in page and 'hx-trigger="every 1s"' not in page
+    page = admin_client.post(f"/models/{model['id']}/evaluate", follow_redirects=True).get_data(as_text=True)
+    assert "is being evaluated already" not in page and f"Evaluating model {model['id']}" in page
+    for _ in range(600):
+        if (
+            db.execute("SELECT count(*) FROM runs WHERE status = 'running' AND pid != 2147483646").fetchone()[
+                0
+            ]
+            == 0
+        ):
+            break
+        time.sleep(0.5)
+    assert db.execute("SELECT status FROM runs ORDER BY id DESC LIMIT 1").fetchone()[0] == "done"

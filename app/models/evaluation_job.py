@@ -14,7 +14,7 @@ from sqlite_utils import Database
 
 from ..db import connect
 from ..errors import Conflict
-from ..runs import finish_run, start_run
+from ..runs import finish_run, shown_status, start_run
 from .evaluation import gather_ground_truth, measure, store_metrics
 from .registry import get_model
 
@@ -42,27 +42,29 @@ class RunProgress:
         self.written_at = time.monotonic()
 
 
+def _shown(run: dict) -> dict:
+    # A run whose process is gone (the server restarted mid-run) shows as stopped, not running forever.
+    return run | {"status": shown_status(run["status"], run["pid"], run["host"], run["pid_start"])}
+
+
 def running_evaluation(db: Database, model_id: int) -> dict | None:
-    """The model's evaluation run that is still going (this process's), else None."""
-    rows = list(
-        db.query(
-            "SELECT * FROM runs WHERE command = 'evaluate' AND model_id = ? AND status = 'running'"
-            " ORDER BY id DESC LIMIT 1",
-            [model_id],
-        )
+    """The model's evaluation run that is still going (its process alive), else None."""
+    rows = db.query(
+        "SELECT * FROM runs WHERE command = 'evaluate' AND model_id = ? AND status = 'running' ORDER BY id DESC",
+        [model_id],
     )
-    return rows[0] if rows else None
+    return next((r for r in map(_shown, rows) if r["status"] == "running"), None)
 
 
 def latest_evaluation(db: Database, model_id: int) -> dict | None:
-    """The model's newest evaluation run, whatever its state."""
+    """The model's newest evaluation run, whatever its state ('stopped' when its process is gone)."""
     rows = list(
         db.query(
             "SELECT * FROM runs WHERE command = 'evaluate' AND model_id = ? ORDER BY id DESC LIMIT 1",
             [model_id],
         )
     )
-    return rows[0] if rows else None
+    return _shown(rows[0]) if rows else None
 
 
 def start_evaluation(db: Database, config: Mapping, model_id: int, split: str = "test") -> int:
