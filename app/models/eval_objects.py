@@ -71,6 +71,7 @@ def measure_objects(
     classes: Iterable[str] | None = None,
     progress: bool = False,
     desc: str = "evaluate",
+    bar=None,
 ) -> dict:
     """Run a detector (detect(rgb) -> [(box_px, score, MID), ...]) over gather_object_truth's images and
     score it; stores nothing. Images whose file cannot be read are counted in "skipped"."""
@@ -83,7 +84,10 @@ def measure_objects(
     detections = []
     truth = {}
     skipped = 0
-    for image_id, entry in tqdm(gt.items(), desc=desc, unit="img", disable=not progress):
+    if bar is None:
+        bar = tqdm(total=len(gt), desc=desc, unit="img", disable=not progress)
+    for image_id, entry in gt.items():
+        bar.update(1)
         image = entry["image"]
         try:
             d = decode(image_path(config, image), None, image["rotation"])
@@ -93,6 +97,7 @@ def measure_objects(
         truth[image_id] = entry["truth"]
         for det in annotator.detect(d.rgb):
             detections.append((image_id, _label(det), d.normalise_box(det[0]), float(det[1])))
+    bar.close()
     if not truth:
         raise InvalidInput("no ground-truth image could be read (missing image files?)")
     result = open_images_metric(detections, truth, classes)

@@ -2,7 +2,7 @@
 
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 from markupsafe import Markup
 
@@ -295,6 +295,7 @@ def image_good(set_id: int):
         f"Rated {plural(len(ids), 'annotation')} on image {ann['image_id']} good (u undoes all of them)."
     )
     if not wants_fragment(TARGET):
+        flash(message, "info")  # the redirect's page says it, as the fragment does
         return _after_post(set_id, filters, cursor, trail)
     return _next(db, review_set, filters, _cursor(cursor), trail, message)
 
