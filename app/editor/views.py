@@ -2,7 +2,7 @@
 
 import math
 
-from flask import Blueprint, current_app, jsonify, render_template, request, url_for
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from PIL import Image
 
@@ -119,6 +119,8 @@ def _page(image_id: str, kind: str, focus_id: int | None = None):
 def annotation(annotation_id: int):
     """Edit an annotation: its image with every face of its kind, this one selected."""
     ann = get_annotation(get_db(), annotation_id)
+    if ann["kind"] == "object_mask":  # masks have their own editor (mask_views.py)
+        return redirect(url_for("masks.page", annotation_id=annotation_id, next=request.args.get("next")))
     return _page(ann["image_id"], check_kind(ann["kind"]), annotation_id)
 
 
