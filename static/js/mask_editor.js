@@ -458,6 +458,7 @@
     annotation: () => ({ ...ann }),
     size: () => [W, H],
     label: (x, y) => labels[y * W + x],
+    labels: () => Array.from(labels),
     superpixel: (l) => Array.from(spPix.subarray(spStart[l], spStart[l + 1])),
     maskSum: area,
     maskAt: (x, y) => mask[y * W + x],
