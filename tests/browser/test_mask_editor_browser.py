@@ -220,3 +220,27 @@ def test_a_click_on_a_1024_px_crop_redraws_fast(page, live_server):
         f" over {len(clicks)} clicks"
     )
     assert len(clicks) == 10 and med < CLICK_BOUND_MS
+
+
+def test_review_a_mask_with_g_and_b(page, live_server, server):
+    set_id = server["set_id"]
+    page.goto(f"{live_server.url}/review/{set_id}")
+    item = page.locator("#review-item")
+    ids = []
+    for key in ("g", "b"):
+        current = item.get_attribute("data-annotation-id")
+        ids.append(int(current))
+        # The mask is drawn over the whole image and over the zoomed crop, with a visible area on screen.
+        for fig in (".overview", ".zoom"):
+            box = page.locator(f"#review-item {fig} path.mask").bounding_box()
+            assert box and box["width"] > 2 and box["height"] > 2
+        page.keyboard.press(key)
+        page.wait_for_function(
+            "id => document.getElementById('review-item').dataset.annotationId !== id", arg=current
+        )
+    db = live_server.db()
+    try:
+        got = [db.execute("SELECT rating FROM annotations WHERE id = ?", [i]).fetchone()[0] for i in ids]
+    finally:
+        db.close()
+    assert got == ["good", "bad"]
