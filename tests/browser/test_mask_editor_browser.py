@@ -244,3 +244,33 @@ def test_review_a_mask_with_g_and_b(page, live_server, server):
     finally:
         db.close()
     assert got == ["good", "bad"]
+
+
+def test_brush_drag_paints_a_stroke_of_its_size_and_undo_removes_it(page, live_server, server):
+    m = biggest(live_server, server)
+    open_mask(page, f"{live_server.url}/edit/mask/{m['id']}")
+    w, h = grid(page)
+    before = mask_edits.from_runs(page.evaluate("oiapMask.runs()"), w, h)
+    page.keyboard.press("r")
+    page.keyboard.press("]")
+    page.keyboard.press("]")  # radius 6 -> 8
+    r = 8
+    a, b = (10, 10), (w - 12, 20)
+    pa, pb = (
+        page.evaluate(f"oiapMask.toScreen({a[0]}, {a[1]})"),
+        page.evaluate(f"oiapMask.toScreen({b[0]}, {b[1]})"),
+    )
+    page.mouse.move(pa["x"], pa["y"])
+    page.mouse.down()
+    page.mouse.move(pb["x"], pb["y"], steps=7)
+    page.mouse.up()
+    after = mask_edits.from_runs(page.evaluate("oiapMask.runs()"), w, h)
+    # Distance of every grid pixel to the segment a-b.
+    yy, xx = np.mgrid[0:h, 0:w]
+    ab = np.subtract(b, a)
+    t = np.clip(((xx - a[0]) * ab[0] + (yy - a[1]) * ab[1]) / (ab @ ab), 0, 1)
+    dist = np.hypot(xx - (a[0] + t * ab[0]), yy - (a[1] + t * ab[1]))
+    assert after[dist <= r - 1].all()  # the stroke is painted in
+    assert np.array_equal(after[dist > r + 1.5], before[dist > r + 1.5])  # nothing beyond it changed
+    page.keyboard.press("Control+z")
+    assert page.evaluate("oiapMask.runs()") == mask_edits.runs_of(before)
