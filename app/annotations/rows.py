@@ -117,6 +117,17 @@ BOX_IF_NEW_SQL = (
 )
 
 
+# A mask row for import-openimages-masks, as BOX_IF_NEW_SQL: the image must be in the store, and the
+# same object (Open Images' BoxID, kept in flags) must not be in the set yet (idempotence).
+MASK_IF_NEW_SQL = (
+    "INSERT INTO annotations (set_id, image_id, kind, label, x0, y0, x1, y1, flags, created_at, mask)"
+    " SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11"
+    " WHERE EXISTS (SELECT 1 FROM images WHERE id = ?2)"
+    " AND NOT EXISTS (SELECT 1 FROM annotations INDEXED BY annotations_set_image"
+    " WHERE set_id = ?1 AND image_id = ?2 AND json_extract(flags, '$.BoxID') = json_extract(?9, '$.BoxID'))"
+)
+
+
 def insert_counted_by_batch(db: Database, sql: str, rows_by_set: dict[int, list]) -> int:
     """Run an unrated-annotation INSERT over many rows, adding to each set's n_total once per set.
 

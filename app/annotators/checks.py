@@ -64,15 +64,24 @@ def _landmarks68(name: str, path: Path):
     return TemplateLandmarks68()
 
 
-def check_model_file(path: str | Path, kind: str, runner: str | None) -> str:
-    """Load the file and run its runner once; returns its signature, InvalidInput says what is wrong."""
+def check_model_file(
+    path: str | Path, kind: str, runner: str | None, decoder: str | Path | None = None
+) -> str:
+    """Load the file and run its runner once; returns its signature, InvalidInput says what is wrong.
+
+    `decoder`: the second file of a two-file object_mask model (runner mask:sam).
+    """
     path = Path(path)
     if not path.is_file():
         raise InvalidInput(f"model file {path} does not exist")
     session = load_session(path)
     signature = _signature(session)
+    if decoder is not None and runner != "mask:sam":
+        raise InvalidInput("--decoder is for --runner mask:sam (a SAM-family encoder/decoder pair)")
     if runner is None:
         return signature
+    if runner.startswith("mask:"):
+        return _check_mask_model(path, kind, runner, decoder, signature)
     if runner == "mtcnn":
         raise InvalidInput("the mtcnn runner needs three files (pnet, rnet, onet); one file cannot use it")
     if not runner.startswith("landmarks68:"):
@@ -94,3 +103,32 @@ def check_model_file(path: str | Path, kind: str, runner: str | None) -> str:
             f"points; the file has {signature}"
         )
     return signature
+
+
+def _check_mask_model(path: Path, kind: str, runner: str, decoder: str | Path | None, signature: str) -> str:
+    # Only a user's pair is added (the builtin rows come with the code): it must turn one photo-sized
+    # image and one box into one mask of the image's size.
+    if kind != "object_mask":
+        raise InvalidInput(f"runner {runner} annotates object_mask, not {kind}")
+    if runner != "mask:sam":
+        raise InvalidInput(
+            f"unknown runner {runner!r} for an added file; use mask:sam with --decoder DECODER.onnx"
+        )
+    if decoder is None or not Path(decoder).is_file():
+        raise InvalidInput(
+            f"runner mask:sam needs --decoder DECODER.onnx (the pair's mask decoder); got {decoder}"
+        )
+    dec_signature = _signature(load_session(decoder))
+    from .sam_masks import PromptedMasks
+
+    img = np.full((96, 128, 3), 128, dtype=np.uint8)
+    try:
+        masks = PromptedMasks(path, decoder).predict_many(img, [np.array([32.0, 24.0, 96.0, 72.0])])
+    except CHECK_ERRORS as e:
+        raise InvalidInput(
+            f"{path} + {decoder} do not run as a SAM-family pair ({_first_line(e)}); encoder {signature}; "
+            f"decoder {dec_signature}"
+        ) from None
+    if len(masks) != 1 or masks[0].shape != (96, 128):
+        raise InvalidInput(f"{path} + {decoder} gave no mask of the image's size; decoder {dec_signature}")
+    return f"encoder {signature}; decoder {dec_signature}"

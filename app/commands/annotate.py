@@ -12,7 +12,7 @@ from ..images.layout import SPLITS
 @oiap_cli.command("bulk-annotate")
 @click.option(
     "--kind",
-    type=click.Choice(["face_box", "face_landmarks5", "face_landmarks68"]),
+    type=click.Choice(["face_box", "face_landmarks5", "face_landmarks68", "object_mask"]),
     default="face_box",
     show_default=True,
 )
@@ -28,6 +28,16 @@ from ..images.layout import SPLITS
 )
 @click.option(
     "--boxes-from", default=None, help="face_landmarks68 on the boxes of this set (e.g. an import)."
+)
+@click.option(
+    "--classes",
+    default=None,
+    help="object_box, object_mask: only these Open Images classes, MIDs separated by commas (/m/01g317,/m/0k4j).",
+)
+@click.option(
+    "--model",
+    default=None,
+    help="object_box, object_mask: this model (id or name) instead of the active one.",
 )
 @click.option("--resume", type=int, default=None, help="Finish an interrupted run (its options are reused).")
 @click.option("--batch", type=int, default=8, show_default=True, help="Images per inference batch and write.")
@@ -65,6 +75,8 @@ def bulk_annotate_command(
     limit,
     images_file,
     boxes_from,
+    classes,
+    model,
     resume,
     batch,
     workers,
@@ -78,6 +90,24 @@ def bulk_annotate_command(
 ):
     """Annotate the images no human labelled (and those rated bad) with the active models, into new sets."""
     from ..bulk.local import bulk_annotate
+    from ..bulk.masks import run_kind
+
+    if kind == "object_mask" or (resume is not None and run_kind(get_db(), resume) == "object_mask"):
+        return _bulk_masks(
+            boxes_from,
+            classes,
+            model,
+            split,
+            prefix,
+            limit,
+            images_file,
+            resume,
+            batch,
+            workers,
+            max_side,
+            engine,
+            as_json,
+        )
 
     try:
         s = bulk_annotate(
@@ -122,6 +152,62 @@ def bulk_annotate_command(
     if s["errors"]:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["errors_by_reason"].items()))
         click.echo(f"  {s['errors']} image(s) skipped ({reasons}), listed in run_errors; e.g.:")
+        for line in s["error_samples"][:5]:
+            click.echo(f"    {line}")
+
+
+def _bulk_masks(
+    boxes_from,
+    classes,
+    model,
+    split,
+    prefix,
+    limit,
+    images_file,
+    resume,
+    batch,
+    workers,
+    max_side,
+    engine,
+    as_json,
+):
+    # Box -> mask runs have their own loop (app/bulk/masks.py), on the local engine.
+    from ..bulk.masks import bulk_annotate_masks
+    from ..imports.openimages import parse_classes
+
+    if engine != "local":
+        raise click.ClickException("--kind object_mask runs on --engine local only")
+    try:
+        s = bulk_annotate_masks(
+            get_db(),
+            current_app.config,
+            boxes_from=boxes_from,
+            classes=parse_classes(classes) if classes else None,
+            model=model,
+            split=split,
+            prefix=prefix,
+            limit=limit,
+            images_file=images_file,
+            resume=resume,
+            batch=batch,
+            workers=workers,
+            max_side=max_side or None,
+            progress=not as_json,
+        )
+    except Interrupted as e:
+        raise click.ClickException(
+            f"interrupted; `flask oiap bulk-annotate --resume {e.run_id}` continues"
+        ) from None
+    if as_json:
+        echo_json(s)
+        return
+    click.echo(
+        f"run {s['run_id']} {s['status']}: {s['images']}/{s['total']} images, {s['images_per_s']} images/s"
+    )
+    for st in s["sets"].values():
+        click.echo(f"  set {st['id']} {st['name']} ({st['kind']}): {st['annotations']} annotations")
+    if s["errors"]:
+        click.echo(f"  {s['errors']} image(s) skipped, listed in run_errors; e.g.:")
         for line in s["error_samples"][:5]:
             click.echo(f"    {line}")
 

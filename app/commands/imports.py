@@ -1,4 +1,4 @@
-"""Commands that bring images and annotations in: import-openimages, import-dir, demo."""
+"""Commands that bring images and annotations in: import-openimages, import-openimages-masks, import-dir, demo."""
 
 import click
 from flask import current_app
@@ -51,6 +51,58 @@ def import_openimages_command(meta_dir, splits, classes, limit, as_json):
         click.echo(
             f"{summary['errors']} malformed row(s) skipped (all in run {summary['run_id']}'s run_errors):"
         )
+        for line in summary["error_samples"]:
+            click.echo(f"  {line}")
+
+
+@oiap_cli.command("import-openimages-masks")
+@click.option(
+    "--meta-dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Folder with <split>-annotations-object-segmentation.csv (and the class descriptions, for set names).",
+)
+@click.option(
+    "--masks-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder with the <split>-masks-<c>.zip files; default --meta-dir.",
+)
+@click.option(
+    "--split", "splits", multiple=True, type=click.Choice(SPLITS), help="Split(s) to import; default all."
+)
+@click.option("--classes", default=None, help="Comma-separated class MIDs; default every class in the files.")
+@click.option(
+    "--limit", type=int, default=None, help="At most N masks per file (the first N of the wanted classes)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@fail_on_domain_error
+def import_openimages_masks_command(meta_dir, masks_dir, splits, classes, limit, as_json):
+    """Import Open Images' instance masks (CSV + mask zips) of images in the store, one object_mask set per class."""
+    from ..imports.openimages_masks import import_openimages_masks
+
+    summary = import_openimages_masks(
+        get_db(),
+        current_app.config,
+        meta_dir,
+        masks_dir=masks_dir,
+        splits=splits or None,
+        classes=classes,
+        limit=limit,
+        echo=_note,
+    )
+    if as_json:
+        echo_json(summary)
+        return
+    for name, r in summary["files"].items():
+        click.echo(
+            f"{name}: {r['rows']} rows read in {r['seconds']} s, {r['added']} masks added, "
+            f"{r['present']} already there, {r['no_image']} of images not in the store"
+        )
+    for name, set_id in summary["sets"].items():
+        click.echo(f"set {name} (id {set_id})")
+    if summary["errors"]:
+        click.echo(f"{summary['errors']} bad row(s) skipped (all in run {summary['run_id']}'s run_errors):")
         for line in summary["error_samples"]:
             click.echo(f"  {line}")
 

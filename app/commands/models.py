@@ -43,13 +43,20 @@ def models_list(kind, as_json):
     "--runner",
     default=None,
     help="Code that runs it: 'mtcnn' is not possible for one file; 'landmarks68:facemesh68' for a face-mesh ONNX; "
-    "'landmarks68:dlib68' for dlib's shape_predictor (the default for a .dat file).",
+    "'landmarks68:dlib68' for dlib's shape_predictor (the default for a .dat file); "
+    "'mask:sam' for a SAM-family encoder with --decoder.",
 )
 @click.option("--licence", default=None, help="Licence of the weights.")
 @click.option("--origin", default=None, help="Where the file comes from.")
 @click.option("--activate", "then_activate", is_flag=True, help="Make it the active model of its kind.")
+@click.option(
+    "--decoder",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="object_mask with --runner mask:sam: the pair's mask decoder ONNX (PATH is the image encoder).",
+)
 @fail_on_domain_error
-def models_add(path, kind, name, runner, licence, origin, then_activate):
+def models_add(path, kind, name, runner, licence, origin, then_activate, decoder):
     """Register a model file (copied into the instance's models folder by its sha256).
 
     A dlib shape_predictor (.dat, e.g. Debian's /usr/share/dlib/shape_predictor_68_face_landmarks.dat)
@@ -72,8 +79,12 @@ def models_add(path, kind, name, runner, licence, origin, then_activate):
         runner = "landmarks68:dlib68"
     else:
         # Loaded (and run once by its runner) now, so a file that cannot run is refused here, not in a try.
-        signature = check_model_file(path, kind, runner)
+        signature = check_model_file(path, kind, runner, decoder=decoder)
         params = {"runner": runner} if runner else {}
+        if decoder is not None:
+            from ..models.mask_models import decoder_params
+
+            params["files"] = decoder_params(decoder, models_dir)
         model_id = register_model(
             db,
             path,
