@@ -472,6 +472,8 @@
 
   fit();
   redraw();
+  // The first request for a crop computes its superpixels (a second or two for a 1024 px crop).
+  setStatus("Loading superpixels…");
   loadLabels()
     .then(() => {
       redraw();

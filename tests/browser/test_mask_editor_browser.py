@@ -274,3 +274,26 @@ def test_brush_drag_paints_a_stroke_of_its_size_and_undo_removes_it(page, live_s
     assert np.array_equal(after[dist > r + 1.5], before[dist > r + 1.5])  # nothing beyond it changed
     page.keyboard.press("Control+z")
     assert page.evaluate("oiapMask.runs()") == mask_edits.runs_of(before)
+
+
+def test_a_drag_in_remove_mode_removes_every_superpixel_it_crosses(page, live_server, server):
+    m = biggest(live_server, server)
+    open_mask(page, f"{live_server.url}/edit/mask/{m['id']}")
+    w, h = grid(page)
+    labels = labels_of(page)
+    before = mask_edits.from_runs(page.evaluate("oiapMask.runs()"), w, h)
+    page.keyboard.press("x")  # remove mode
+    assert page.locator("#mk-mode").text_content() == "remove"
+    y, a, b = h // 2, w // 4, 3 * w // 4
+    pa, pb = page.evaluate(f"oiapMask.toScreen({a}, {y})"), page.evaluate(f"oiapMask.toScreen({b}, {y})")
+    page.mouse.move(pa["x"], pa["y"])
+    page.mouse.down()
+    page.mouse.move(pb["x"], pb["y"], steps=5)
+    page.mouse.up()
+    crossed = np.unique(labels[y, a : b + 1])
+    after = mask_edits.from_runs(page.evaluate("oiapMask.runs()"), w, h)
+    assert before[np.isin(labels, crossed)].any()  # there was something to remove
+    assert np.array_equal(after, before & ~np.isin(labels, crossed))
+    # One drag is one undo step.
+    page.keyboard.press("Control+z")
+    assert page.evaluate("oiapMask.runs()") == mask_edits.runs_of(before)
