@@ -19,6 +19,7 @@ from ..images import cache
 from ..images.allowed import checked_path
 from . import mask_edits, superpixels
 from .edits import parse_json_body
+from .rotation import display_rotation
 
 bp = Blueprint("masks", __name__, url_prefix="/edit/mask")
 
@@ -58,6 +59,8 @@ def page(annotation_id: int):
             "height": crop.height,
         },
         "runs": loaded["runs"],
+        # The page turns the crop as the face editor turns the photo; the grid stays the file's.
+        "rotation": display_rotation(current_app.config, image),
         "photo_url": url_for("masks.photo", image_id=image["id"], rect=rect),
         "labels_url": url_for("masks.labels", image_id=image["id"], rect=rect),
         "save_url": url_for("masks.save"),

@@ -27,6 +27,8 @@ MIN_MARGIN_PX = 8
 # About one superpixel per SEGMENT_PX x SEGMENT_PX working pixels: small enough to follow an edge,
 # large enough that a click covers a visible piece of the object.
 SEGMENT_PX = 20
+# A small object's crop is shown enlarged: it still gets enough superpixels to follow its outline.
+MIN_SEGMENTS = 100
 COMPACTNESS = 10.0
 JPEG_QUALITY = 92
 # Bump when the label computation changes, so cached maps of the old one are not served.
@@ -87,7 +89,7 @@ def crop_from_rect(rect: str | None, width: int, height: int) -> Crop:
 
 def n_segments(crop: Crop) -> int:
     """How many superpixels SLIC aims for on the crop's working grid."""
-    return max(16, round(crop.width * crop.height / SEGMENT_PX**2))
+    return max(MIN_SEGMENTS, round(crop.width * crop.height / SEGMENT_PX**2))
 
 
 def _paths(config: Mapping, image_id: str, crop: Crop) -> tuple[Path, Path]:

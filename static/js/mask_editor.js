@@ -13,6 +13,7 @@
   const canvas = $("mk-canvas");
   const photo = $("mk-photo");
   const statusEl = $("mk-status");
+  const layers = $("mk-layers");
   const ctx = canvas.getContext("2d");
   canvas.width = W;
   canvas.height = H;
@@ -24,6 +25,13 @@
   const FILL = rgba(236, 72, 153, 90);
   const OUTLINE = rgba(250, 204, 21, 255);
   const SP_EDGE = rgba(255, 255, 255, 70);
+
+  // Open Images' Rotation (degrees counterclockwise) turns photo and mask together for display; the
+  // grid stays the file's. [a, b, c, d]: a grid vector (x, y) is (a x + c y, b x + d y) on screen, and
+  // the transpose turns it back (as ROT_M in editor.js).
+  const ROT = ((Math.round((Number(cfg.rotation) || 0) / 90) % 4) + 4) % 4;
+  const [RA, RB, RC, RD] = [[1, 0, 0, 1], [0, -1, 1, 0], [-1, 0, 0, -1], [0, 1, -1, 0]][ROT];
+  if (ROT) layers.style.transform = `rotate(${-90 * ROT}deg)`;
 
   // ---- state -------------------------------------------------------------------------------------
   const mask = decodeRuns(cfg.runs, W * H);
@@ -261,11 +269,27 @@
   }
 
   // ---- pointer -----------------------------------------------------------------------------------
-  function gridPoint(ev) {
+  function screenFrame() {
+    // The canvas's centre on screen and its screen pixels per grid pixel (its box is turned by ROT).
     const r = canvas.getBoundingClientRect();
-    const x = Math.floor(((ev.clientX - r.left) / r.width) * W);
-    const y = Math.floor(((ev.clientY - r.top) / r.height) * H);
+    return { cx: r.left + r.width / 2, cy: r.top + r.height / 2, k: (ROT % 2 ? r.height : r.width) / W };
+  }
+
+  function gridPoint(ev) {
+    const f = screenFrame();
+    const X = (ev.clientX - f.cx) / f.k;
+    const Y = (ev.clientY - f.cy) / f.k;
+    const x = Math.floor(RA * X + RB * Y + W / 2);
+    const y = Math.floor(RC * X + RD * Y + H / 2);
     return { x: Math.min(W - 1, Math.max(0, x)), y: Math.min(H - 1, Math.max(0, y)) };
+  }
+
+  function toScreen(x, y) {
+    // The screen point of a grid pixel's centre.
+    const f = screenFrame();
+    const vx = x + 0.5 - W / 2;
+    const vy = y + 0.5 - H / 2;
+    return { x: f.cx + (RA * vx + RC * vy) * f.k, y: f.cy + (RB * vx + RD * vy) * f.k };
   }
 
   canvas.addEventListener("pointerdown", (ev) => {
@@ -308,21 +332,21 @@
       c.hidden = true;
       return;
     }
-    const r = canvas.getBoundingClientRect();
-    const s = r.width / W;
-    const d = (2 * brush + 1) * s;
+    const d = (2 * brush + 1) * screenFrame().k;
+    const at = toScreen(p.x, p.y);
     const stage = $("mk-stage").getBoundingClientRect();
     c.hidden = false;
     c.style.width = c.style.height = `${d}px`;
-    c.style.left = `${r.left - stage.left + (p.x + 0.5) * s - d / 2}px`;
-    c.style.top = `${r.top - stage.top + (p.y + 0.5) * s - d / 2}px`;
+    c.style.left = `${at.x - stage.left - d / 2}px`;
+    c.style.top = `${at.y - stage.top - d / 2}px`;
   }
 
   // ---- layout ------------------------------------------------------------------------------------
   function fit() {
     // The crop as large as the stage allows, its aspect kept; pixels stay square.
     const stage = $("mk-stage");
-    const k = Math.min(stage.clientWidth / W, stage.clientHeight / H);
+    const [DW, DH] = ROT % 2 ? [H, W] : [W, H];
+    const k = Math.min(stage.clientWidth / DW, stage.clientHeight / DH);
     for (const el of [canvas, photo]) {
       el.style.width = `${W * k}px`;
       el.style.height = `${H * k}px`;
@@ -463,10 +487,8 @@
     maskSum: area,
     maskAt: (x, y) => mask[y * W + x],
     runs: () => encodeRuns(mask),
-    toScreen(x, y) {
-      const r = canvas.getBoundingClientRect();
-      return { x: r.left + ((x + 0.5) / W) * r.width, y: r.top + ((y + 0.5) / H) * r.height };
-    },
+    toScreen,
+    rotation: ROT * 90,
     isDirty: () => dirty,
   };
 

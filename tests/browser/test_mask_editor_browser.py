@@ -297,3 +297,29 @@ def test_a_drag_in_remove_mode_removes_every_superpixel_it_crosses(page, live_se
     # One drag is one undo step.
     page.keyboard.press("Control+z")
     assert page.evaluate("oiapMask.runs()") == mask_edits.runs_of(before)
+
+
+@pytest.mark.parametrize("rotation", [90, 270])
+def test_a_rotated_photo_is_shown_turned_and_clicks_land_on_the_grid(page, live_server, server, rotation):
+    m = biggest(live_server, server)
+    db = live_server.db()
+    db.execute("UPDATE images SET rotation = ? WHERE id = ?", [rotation, m["image"]["id"]])
+    db.conn.commit()
+    db.close()
+    open_mask(page, f"{live_server.url}/edit/mask/{m['id']}")
+    assert page.evaluate("oiapMask.rotation") == rotation
+    w, h = grid(page)
+    # Turned a quarter: the box on screen is h wide and w high.
+    box = page.locator("#mk-canvas").bounding_box()
+    assert box["width"] / box["height"] == pytest.approx(h / w, rel=0.02)
+    # Grid pixel (2, 2), the crop's top-left, is on the screen's bottom-left (90) or top-right (270).
+    corner = page.evaluate("oiapMask.toScreen(2, 2)")
+    left = corner["x"] < box["x"] + box["width"] / 2
+    top = corner["y"] < box["y"] + box["height"] / 2
+    assert (left, top) == ((True, False) if rotation == 90 else (False, True))
+    labels = labels_of(page)
+    before = mask_edits.from_runs(page.evaluate("oiapMask.runs()"), w, h)
+    lab = int(labels[h - 4, w // 2])
+    click_grid(page, *inner_pixel(labels, lab))
+    after = mask_edits.from_runs(page.evaluate("oiapMask.runs()"), w, h)
+    assert np.array_equal(after, before | (labels == lab))
