@@ -95,6 +95,13 @@ def test_bad_rect_is_a_400_that_says_why(admin_client, data, rect, msg):
     assert resp.status_code == 400 and msg in html.unescape(resp.get_data(as_text=True))
 
 
+def test_only_the_crops_of_masks_get_superpixels(admin_client, data):
+    image_id = data["masks"][0]["image"]["id"]
+    resp = admin_client.get(f"/edit/mask/image/{image_id}/superpixels?rect=0,0,300,300")
+    assert resp.status_code == 404 and "not the crop of a mask" in resp.get_data(as_text=True)
+    assert admin_client.get(f"/edit/mask/image/{image_id}/photo?rect=0,0,300,300").status_code == 404
+
+
 def test_runs_round_trip_and_a_reduced_grid_keeps_untouched_detail():
     rng = np.random.default_rng(0)
     grid = rng.random((37, 53)) > 0.5

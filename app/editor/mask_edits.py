@@ -179,6 +179,23 @@ def load(db: Database, config, annotation_id: int) -> dict:
     }
 
 
+def check_crop(db: Database, image_id: str, crop: superpixels.Crop, width: int, height: int) -> None:
+    """NotFound unless the crop is the editor's crop of a live object_mask row on the image.
+
+    Superpixels cost a second or two of CPU for a large crop: only crops the editor asks for are
+    computed (and cached), not any rectangle a client makes up.
+    """
+    for box in db.execute(
+        "SELECT x0, y0, x1, y1 FROM annotations WHERE image_id = ? AND kind = ? AND deleted = 0 AND x0 IS NOT NULL",
+        [image_id, KIND],
+    ):
+        if superpixels.crop_for_box(box, width, height) == crop:
+            return
+    raise NotFound(
+        f"rect {crop.rect()} is not the crop of a mask on image {image_id}; open the mask editor from the annotation"
+    )
+
+
 # ---- saving ----------------------------------------------------------------------------------------
 
 

@@ -38,7 +38,9 @@ def _image_crop(image_id: str):
     db = get_db()
     row = cache.get_image(db, image_id)
     checked_path(db, current_app.config, row)  # every read: the file may have been replaced since
-    return row, superpixels.image_crop(current_app.config, row, request.args.get("rect"))
+    crop = superpixels.image_crop(current_app.config, row, request.args.get("rect"))
+    mask_edits.check_crop(db, image_id, crop, *cache.image_size(current_app.config, row))
+    return row, crop
 
 
 @bp.route("/<int:annotation_id>")
