@@ -5,6 +5,7 @@ import io
 import json
 import re
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from scipy import ndimage
 from app.annotations import masks
 from app.annotations.rows import get_annotation
 from app.editor import mask_edits, superpixels
+from app.images import cache_bound
 from tests.conftest import login
 from tests.mask_seed import seed_masks
 
@@ -227,3 +229,17 @@ def test_the_editor_link_of_a_mask_opens_the_mask_editor(admin_client, data):
     assert resp.status_code == 302 and resp.headers["Location"] == f"/edit/mask/{m['id']}?next=/review/1"
     page = admin_client.get(resp.headers["Location"])
     assert b'href="/review/1"' in page.data and b"mask_editor.js" in page.data
+
+
+def test_superpixel_maps_count_in_the_image_cache_bound(app, admin_client, data):
+    m = data["masks"][0]
+    cfg = page_config(admin_client.get(f"/edit/mask/{m['id']}"))
+    grid_labels(admin_client, cfg)
+    with admin_client.get(cfg["photo_url"]):
+        pass
+    folder = Path(app.config["CACHE_DIR"]) / "crops" / "superpixels"
+    files = sorted(p.suffix for p in folder.rglob("*") if p.is_file())
+    assert files == [".bin", ".jpg"]
+    assert cache_bound.cache_bytes(app.config) == sum(
+        p.stat().st_size for p in folder.rglob("*") if p.is_file()
+    )
