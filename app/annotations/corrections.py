@@ -15,20 +15,19 @@ import time
 
 from sqlite_utils import Database
 
-GEOMETRY = ("x0", "y0", "x1", "y1", "points", "mask")
+GEOMETRY = ("x0", "y0", "x1", "y1", "points")
 
 
 def corrections_of(db: Database, ids: list[int]) -> dict[int, dict]:
     """The latest correction of each machine annotation id that has one: {origin id: correction}.
 
-    A correction: id, x0..y1, points (decoded), mask (object_mask rows), deleted, by (username), created_by,
-    created_at.
+    A correction: id, x0..y1, points (decoded), deleted, by (username), created_by, created_at.
     """
     if not ids:
         return {}
     out: dict[int, dict] = {}
     for r in db.query(
-        "SELECT h.origin_id, h.id, h.x0, h.y0, h.x1, h.y1, h.points, h.mask, h.deleted, h.created_by, h.created_at,"
+        "SELECT h.origin_id, h.id, h.x0, h.y0, h.x1, h.y1, h.points, h.deleted, h.created_by, h.created_at,"
         " u.username AS by FROM annotations h LEFT JOIN users u ON u.id = h.created_by"
         " WHERE h.origin_id IN (SELECT value FROM json_each(?)) ORDER BY h.id",
         [json.dumps(ids)],

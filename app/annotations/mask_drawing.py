@@ -54,9 +54,18 @@ def path_d(mask_s: str) -> str:
     return "".join(parts)
 
 
-def mask_svg(ann: dict, cls: str = "mask current") -> Markup:
-    """The annotation's mask as one SVG path (empty markup when it has none)."""
-    mask_s = ann.get("mask")
+def shown_mask(db, ann: dict) -> str | None:
+    """The mask a page draws for an annotation: its correction's when a person corrected it (pages show a
+    corrected machine row as corrected; `corrections.corrected_view` gives its box), else its own."""
+    corr = ann.get("correction")
+    if ann.get("mask") is None or not corr or corr.get("deleted"):
+        return ann.get("mask")
+    row = db.execute("SELECT mask FROM annotations WHERE id = ?", [corr["id"]]).fetchone()
+    return row[0] if row and row[0] else ann["mask"]
+
+
+def mask_svg(mask_s: str | None, cls: str = "mask current") -> Markup:
+    """A stored mask as one SVG path (empty markup for none)."""
     if not mask_s:
         return Markup("")
     d = path_d(mask_s)

@@ -8,7 +8,7 @@ from markupsafe import Markup
 
 from ..annotations import corrections
 from ..annotations.drawing import figure, image_size, norm_box, px_box, rect_svg
-from ..annotations.mask_drawing import mask_svg
+from ..annotations.mask_drawing import mask_svg, shown_mask
 from ..annotations.rows import rate_many, undo_last_rating
 from ..db import get_db
 from ..errors import InvalidInput, NotFound, OiapError
@@ -109,7 +109,7 @@ def _context(db, review_set, filters, shown, trail, preload_id=None, message=Non
         cursor=f"{seg}:{ann_id}",
         size=size,
         fig=figure(ann, review_set["kind"], size, (crop[2] - crop[0]) * w / 140),
-        mask=mask_svg(ann),
+        mask=mask_svg(shown_mask(db, ann)),
         others=Markup(
             "".join(
                 rect_svg(
