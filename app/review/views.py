@@ -8,6 +8,7 @@ from markupsafe import Markup
 
 from ..annotations import corrections
 from ..annotations.drawing import figure, image_size, norm_box, px_box, rect_svg
+from ..annotations.mask_drawing import mask_svg, shown_mask
 from ..annotations.rows import rate_many, undo_last_rating
 from ..classes import class_counts, display_name
 from ..db import get_db
@@ -139,6 +140,7 @@ def _context(
         cursor=f"{seg}:{ann_id}",
         size=size,
         fig=figure(ann, review_set["kind"], size, (crop[2] - crop[0]) * w / 140),
+        mask=mask_svg(shown_mask(db, ann)),
         others=Markup(
             "".join(
                 rect_svg(
