@@ -84,6 +84,25 @@ def test_train_evaluate_and_promote_a_mask_net(app, mask_db, runner):
         assert "mask_iou" in r.output and "does not beat the active model" in r.output
     assert (active_model(db, "object_mask")["id"] == out["model_id"]) == (not refused)
 
+    # --from a trained mask net starts from its weights (the checkpoint beside its ONNX file).
+    r = runner.invoke(
+        args=[
+            "oiap",
+            "train",
+            "--kind",
+            "object_mask",
+            "--from",
+            str(out["model_id"]),
+            "--epochs",
+            "1",
+            "--json",
+        ]
+    )
+    assert r.exit_code == 0, r.output
+    again = json.loads(r.output)
+    assert again["warm_start_from"] == out["model_id"]
+    assert get_model(db, again["model_id"])["parent_id"] == out["model_id"]
+
 
 def test_train_object_mask_without_masks_names_what_is_missing(app, db, runner):
     r = runner.invoke(args=["oiap", "train", "--kind", "object_mask"])
