@@ -107,6 +107,9 @@ def create_app(test_config: dict | None = None) -> Flask:
     from .editor.views import bp as editor_bp
 
     app.register_blueprint(editor_bp)
+    from .editor.mask_views import bp as masks_bp
+
+    app.register_blueprint(masks_bp)
 
     from .audit.views import bp as audit_bp
 

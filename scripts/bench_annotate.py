@@ -36,6 +36,7 @@ both ratios, and the faces each found.
     python scripts/bench_annotate.py -n 40 --naive-n 20      # quicker
     python scripts/bench_annotate.py --no-original           # without dlib-bin
     python scripts/bench_annotate.py --kind object_box       # NanoDet (scripts/bench_objects.py)
+    python scripts/bench_annotate.py --kind object_box --model objectron   # Objectron's SSD
 """
 
 import argparse
@@ -374,6 +375,9 @@ def main(argv=None) -> int:
         choices=[1, 4],
         default=4,
         help="dev photos per image: 4 (2x2, about 19 faces an image; default) or 1 (about 5)",
+    )
+    p.add_argument(
+        "--model", default=None, help="object_box: a builtin detector by name (default: the active, nanodet)"
     )
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--workers", type=int, default=2)

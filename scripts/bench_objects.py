@@ -1,9 +1,10 @@
-"""`scripts/bench_annotate.py --kind object_box`: bulk-annotate with the active object detector (NanoDet)
-on the benchmark photos, against a plain loop over the same detector in the same run.
+"""`scripts/bench_annotate.py --kind object_box`: bulk-annotate with the active object detector (NanoDet,
+or a builtin by name with --model) on the benchmark photos, against a plain loop over the same detector
+in the same run.
 
 - bulk: `bulk_annotate()` as `flask oiap bulk-annotate --kind object_box` runs it (thread pool of
   --workers, reduced JPEG decoding above --max-side, batched write transactions);
-- loop: one image at a time on this thread, full-size decode (images/decode), NanoDet.detect, no store.
+- loop: one image at a time on this thread, full-size decode (images/decode), the detector's detect, no store.
 
 Prints objects found per image, CPU seconds per stage, images/s of both and their ratio.
 """
@@ -17,11 +18,12 @@ def run(args, make_images) -> int:
     import tempfile
 
     from app import create_app
-    from app.annotators.nanodet import NanoDet
     from app.bulk.local import bulk_annotate
     from app.db import connect, migrate
     from app.images.decode import decode
     from app.imports.folder import register_image_file
+    from app.models.builtin import ensure_builtin_models, load_annotator
+    from app.models.registry import get_model
 
     with tempfile.TemporaryDirectory(prefix="oiap-bench-") as tmp:
         tmp = Path(tmp)
@@ -41,7 +43,12 @@ def run(args, make_images) -> int:
             for path in paths:
                 register_image_file(db, path, "train")
         classes = args.classes.split(",") if args.classes else None
-        det = NanoDet(classes=classes, threads=1)
+        # The detector row by name (--model; default the active one, NanoDet), loaded as bulk loads it.
+        ids = ensure_builtin_models(db)
+        name = getattr(args, "model", None) or "nanodet"
+        if name not in ids or name.startswith("mtcnn") or name in ("attention68", "facemesh68", "template68"):
+            raise SystemExit(f"--model {name}: give a builtin object_box detector, nanodet or objectron")
+        det = load_annotator(get_model(db, ids[name]), threads=1, classes=classes)
         det.detect(decode(paths[0]).rgb)  # warm the session outside the timings
 
         w0, c0 = time.perf_counter(), time.process_time()
@@ -50,6 +57,7 @@ def run(args, make_images) -> int:
             app.config,
             "object_box",
             classes=classes,
+            model=getattr(args, "model", None),
             batch=args.batch,
             workers=args.workers,
             max_side=args.max_side or None,
@@ -65,7 +73,7 @@ def run(args, make_images) -> int:
 
         n = len(paths)
         prof = s["profile_s"]
-        print(f"\nkind object_box ({'all classes' if classes is None else ','.join(classes)}); "
+        print(f"\nkind object_box, {name} ({'all classes' if classes is None else ','.join(classes)}); "
               f"bulk: {n} images, batch {args.batch}, {args.workers} workers; loop: {len(loop_paths)} images")  # fmt: skip
         print(
             f"objects found: bulk {n_bulk} ({n_bulk / n:.2f}/image), loop {n_loop} ({n_loop / len(loop_paths):.2f}/image)"

@@ -24,6 +24,7 @@ def test_builtin_rows_are_registered_once_and_activated(db):
         ("facemesh68", "face_landmarks68"),
         ("template68", "face_landmarks68"),
         ("nanodet", "object_box"),
+        ("objectron", "object_box"),
     }
     assert all(r["source"] == "builtin" and r["licence"] for r in rows)
     mt = get_model(db, a["mtcnn:face_box"])
@@ -39,6 +40,7 @@ def test_list_add_activate(runner, tmp_path):
         "facemesh68",
         "template68",
         "nanodet",
+        "objectron",
     }
     f = tmp_path / "mine.onnx"
     _tiny_onnx(f)  # loads in onnxruntime (models add checks), but no runner knows it

@@ -96,7 +96,7 @@ def test_login_brings_you_back(client):
     assert r.headers["Location"] == "/admin/users?x=1"
     assert client.post("/logout").headers["Location"] == "/login"
     r = client.post("/admin/users", data={})
-    assert r.headers["Location"] == "/login"
+    assert r.headers["Location"] == "/login?expired=1"  # the login page says the post was not done
 
 
 def test_allow_list_is_small():
@@ -177,6 +177,11 @@ def test_anonymous_post_goes_to_login_before_csrf(csrf_app, hx):
     r = c.post("/review/1/rate", headers={**hx, "HX-Current-URL": "http://localhost//evil.example/x"})
     assert r.headers["HX-Redirect"] == "/login?expired=1"
     assert b"your last action was not saved" in c.get("/login?expired=1").data
+    # A plain form post (no JavaScript): back to the page the form was on, from the Referer.
+    r = c.post("/review/1/rate", headers={"Referer": "http://localhost/review/1?split=test"})
+    assert r.status_code == 302 and r.headers["Location"] == "/login?next=/review/1?split%3Dtest&expired=1"
+    r = c.post("/review/1/rate")
+    assert r.status_code == 302 and r.headers["Location"] == "/login?expired=1"
     r = c.post("/admin/users", data={"username": "mallory", "password": PASSWORD})
     assert r.status_code == 302 and r.headers["Location"].startswith("/login")
 

@@ -345,6 +345,7 @@ def test_push_fetch_round_trip_and_idempotence(tmp_path, moto_url, s3, bucket):
         "facemesh68",
         "attention68",
         "nanodet",
+        "objectron",
     } | {
         "mtcnn-ft",
         "mtcnn-ft (pnet)",

@@ -9,6 +9,8 @@ import json
 from collections.abc import Mapping
 
 MAX_CHARS = 120
+# Bookkeeping ids a reader has no use for (the table keeps them).
+HIDDEN = {"rating_id"}
 # Point and box moves below this (normalised units, about a pixel on a 1000 px photo) are rounding.
 EPS = 1e-3
 
@@ -58,7 +60,7 @@ def summarize(before, after) -> str:
     """What an event changed, in one short line (before and after as stored: JSON text or dicts)."""
     b, a = _load(before), _load(after)
     parts = []
-    for key in list(dict.fromkeys([*b, *a])):
+    for key in [k for k in dict.fromkeys([*b, *a]) if k not in HIDDEN]:
         old, new = b.get(key), a.get(key)
         if key == "points" and _is_points(old) and _is_points(new):
             n = sum(_moved(p, q) for p, q in zip(old, new, strict=False))

@@ -102,6 +102,14 @@ def audit(action: str, **fields) -> None:
     log_event(get_db(), action, user_id=current_user.id, **fields)
 
 
+def _page_of(url: str | None) -> str | None:
+    """The path and query of a URL of this site (HX-Current-URL, Referer), for next=; else None."""
+    here = urlsplit(url or "")
+    if not here.path:
+        return None
+    return safe_next(here.path + (f"?{here.query}" if here.query else ""))
+
+
 def init_auth(app: Flask) -> None:
     """Wire Flask-Login, CSRF, throttling and the login requirement into the app."""
     # Failed logins (app/auth/throttle.py): a username from one address, a username from anywhere
@@ -146,14 +154,13 @@ def init_auth(app: Flask) -> None:
             if request.headers.get("HX-Request"):
                 # htmx would swap the login page into a fragment; make it navigate instead, back to
                 # the page the request came from, and say that what was asked was not done.
-                here = urlsplit(request.headers.get("HX-Current-URL", ""))
-                target = (
-                    safe_next(here.path + (f"?{here.query}" if here.query else "")) if here.path else None
-                )
+                target = _page_of(request.headers.get("HX-Current-URL"))
                 return "", 401, {"HX-Redirect": url_for("auth.login", next=target, expired=1)}
-            # Back to the page after login; a POST's URL cannot be opened with GET, so not for those.
-            target = request.full_path.rstrip("?") if request.method == "GET" else None
-            return redirect(url_for("auth.login", next=target))
+            # Back to the page after login. A POST's URL cannot be opened with GET: back to the page
+            # the form was on (Referer, sent same-origin), saying that the post was not done.
+            if request.method == "GET":
+                return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+            return redirect(url_for("auth.login", next=_page_of(request.referrer), expired=1))
         return None
 
     # After require_login: an anonymous request (an expired session) is sent to the login page

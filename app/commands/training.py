@@ -7,7 +7,7 @@ from ..cli import echo_json, fail_on_domain_error, oiap_cli
 from ..db import get_db
 from ..images.layout import SPLITS
 
-TRAIN_KINDS = ["face_landmarks68", "face_box"]
+TRAIN_KINDS = ["face_landmarks68", "face_box", "object_box", "object_mask"]
 
 
 def _train_options(fn):
@@ -60,6 +60,10 @@ def _train(
 
     db = get_db()
     ensure_builtin_models(db)
+    if kind == "object_mask":
+        from ..models.mask_models import ensure_mask_models
+
+        ensure_mask_models(db)  # the builtin mask row is the new model's parent and the one to beat
     return train(
         db,
         current_app.config,

@@ -180,10 +180,10 @@ def _reject_constant(name: str):
     raise InvalidInput(f"{name} is not a number; coordinates must be finite")
 
 
-def parse_json_body(raw: bytes) -> dict:
+def parse_json_body(raw: bytes, limit: int = MAX_BODY_BYTES) -> dict:
     """A JSON object from a request body: size-limited, strict (no NaN or Infinity)."""
-    if len(raw) > MAX_BODY_BYTES:
-        raise InvalidInput(f"the body is larger than {MAX_BODY_BYTES} bytes")
+    if len(raw) > limit:
+        raise InvalidInput(f"the body is larger than {limit} bytes")
     try:
         data = json.loads(raw, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as e:

@@ -1,10 +1,7 @@
 """The editor pages and their JSON endpoints (save, place a new face)."""
 
-import math
-
-from flask import Blueprint, current_app, jsonify, render_template, request, url_for
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
-from PIL import Image
 
 from ..annotations.rows import get_annotation
 from ..auth.redirects import safe_next
@@ -27,6 +24,7 @@ from .edits import (
     save_message,
 )
 from .names import point_titles
+from .rotation import display_rotation
 
 bp = Blueprint("editor", __name__, url_prefix="/edit")
 
@@ -64,31 +62,6 @@ def _machine_set() -> int | None:
     return int(value)
 
 
-def _quarter_turns(rotation) -> int:
-    # Open Images' Rotation is 0, 90, 180 or 270 degrees counterclockwise, or NaN when unknown.
-    if rotation is None or not math.isfinite(rotation):
-        return 0
-    return round(rotation / 90) % 4
-
-
-def _display_rotation(image: dict) -> int:
-    # Open Images' Rotation when it says something; else a photo's EXIF turn (tags 3, 6, 8), as a
-    # browser would show it: the page turns photo and faces together, edits stay on the file's grid.
-    # A mirrored EXIF tag (2, 4, 5, 7) is shown as stored.
-    from ..images.layout import image_path
-    from ..images.orientation import orientation_for
-
-    turns = _quarter_turns(image.get("rotation"))
-    if turns:
-        return turns * 90
-    try:
-        with Image.open(image_path(current_app.config, image)) as im:
-            o = orientation_for(im, image.get("rotation"))
-    except (OiapError, OSError):
-        return 0
-    return 0 if o.mirror else (o.turns % 4) * 90
-
-
 def _page(image_id: str, kind: str, focus_id: int | None = None):
     db = get_db()
     image = get_image(db, image_id)
@@ -100,7 +73,7 @@ def _page(image_id: str, kind: str, focus_id: int | None = None):
             "url": _image_url(image_id),
             "width": width,
             "height": height,
-            "rotation": _display_rotation(image),
+            "rotation": display_rotation(current_app.config, image),
         },
         "kind": kind,
         "kind_title": get_kind(kind).title,
@@ -135,6 +108,8 @@ def _page(image_id: str, kind: str, focus_id: int | None = None):
 def annotation(annotation_id: int):
     """Edit an annotation: its image with every face of its kind, this one selected."""
     ann = get_annotation(get_db(), annotation_id)
+    if ann["kind"] == "object_mask":  # masks have their own editor (mask_views.py)
+        return redirect(url_for("masks.page", annotation_id=annotation_id, next=request.args.get("next")))
     return _page(ann["image_id"], check_kind(ann["kind"]), annotation_id)
 
 

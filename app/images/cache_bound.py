@@ -31,8 +31,8 @@ def _files(root: Path) -> list[tuple[float, int, Path]]:
     for sub in SUBDIRS:
         for dirpath, _dirs, names in os.walk(root / sub):
             for name in names:
-                if not name.endswith(".jpg"):
-                    continue  # temp files of a render in progress
+                if not name.endswith((".jpg", ".bin")):
+                    continue  # temp files of a render in progress (.bin: the mask editor's superpixel maps)
                 p = Path(dirpath) / name
                 try:
                     st = p.stat()

@@ -25,6 +25,11 @@ MTCNN_LICENCE = "MIT"
 MTCNN_ORIGIN = (
     "facenet-pytorch 2.6.0 (PyPI) data/pnet.pt, rnet.pt, onet.pt, exported to ONNX by scripts/export_mtcnn.py"
 )
+OBJECTRON_LICENCE = "Apache-2.0"
+OBJECTRON_ORIGIN = (
+    "npm @mediapipe/objectron@0.4.1675468480 objectron_solution_packed_assets.data bytes 184..9987912 "
+    "(object_detection_ssd_mobilenetv2_oidv4_fp16.tflite), converted by scripts/export_objectron.py"
+)
 
 
 def _rel(path: Path) -> str:
@@ -51,7 +56,7 @@ def ensure_builtin_models(db: Database) -> dict[str, int]:
 
     Returns {row name: model id}. The rows: mtcnn for face_box and face_landmarks5; every
     face_landmarks68 annotator of landmarks68.NAMES, with DEFAULT_LANDMARKS68 activated; nanodet for
-    object_box.
+    object_box (activated) and objectron (not).
     """
     from ..annotators.landmarks68 import BUILTIN, DEFAULT_LANDMARKS68, NAMES
 
@@ -94,6 +99,19 @@ def ensure_builtin_models(db: Database) -> dict[str, int]:
         licence=NANODET_LICENCE,
         origin=NANODET_ORIGIN,
         version="human-models-3.0.4",
+    )
+    # Objectron's SSD: a second object_box detector, registered but not the kind's default (nanodet).
+    from ..annotators import objectron
+
+    ids["objectron"] = register_model(
+        db,
+        objectron.MODEL_PATH,
+        "object_box",
+        name="objectron",
+        source="builtin",
+        params={"runner": "objectron"},
+        licence=OBJECTRON_LICENCE,
+        origin=OBJECTRON_ORIGIN,
     )
     defaults = {
         "object_box": ids["nanodet"],
@@ -162,6 +180,18 @@ def load_annotator(model: dict, threads: int | None = None, classes: list[str] |
             factor=p.get("factor", mtcnn.FACTOR),
             threads=threads,
         )
+    if runner == "objectron":
+        from ..annotators.objectron import SCORE_THRESHOLD, ObjectronDetector
+
+        try:
+            return ObjectronDetector(
+                verified_path(model),
+                score_threshold=(model.get("params") or {}).get("score_threshold", SCORE_THRESHOLD),
+                classes=classes,
+                threads=threads,
+            )
+        except ValueError as e:
+            raise InvalidInput(f"--classes: {e}") from None
     if runner == "landmarks68:dlib68":
         from ..annotators.dlib68 import DlibLandmarks68
 

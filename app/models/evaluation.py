@@ -113,14 +113,17 @@ def measure(
     gt: dict[str, list],
     progress: bool = False,
     classes: list[str] | None = None,
+    bar=None,
 ) -> dict:
     """Run a model over ground truth (from gather_ground_truth) and compute its metrics; stores nothing.
-    classes: object_box only, the class MIDs to score (None: every class with ground truth)."""
+    classes: object_box only, the class MIDs to score (None: every class with ground truth).
+    bar: anything with tqdm's update(n) and close() (the web's background job records progress with it)."""
+    if bar is None:
+        bar = tqdm(total=len(gt), desc=f"evaluate model {model['id']}", unit="img", disable=not progress)
     if model["kind"] == "object_mask":
         # Masks from the ground-truth boxes: mean mask IoU and COCO's mask AP (app/models/eval_masks.py).
         from .eval_masks import measure_masks
 
-        bar = tqdm(total=len(gt), desc=f"evaluate model {model['id']}", unit="img", disable=not progress)
         return measure_masks(
             db, config, model, gt, bar, lambda g, b, skipped: _readable_images(db, config, g, b, skipped)
         )
@@ -128,11 +131,8 @@ def measure(
     if model["kind"] == "object_box":
         from .eval_objects import measure_objects
 
-        return measure_objects(
-            config, annotator, gt, classes=classes, progress=progress, desc=f"evaluate model {model['id']}"
-        )
+        return measure_objects(config, annotator, gt, classes=classes, progress=progress, bar=bar)
     skipped = [0]
-    bar = tqdm(total=len(gt), desc=f"evaluate model {model['id']}", unit="img", disable=not progress)
     images = _readable_images(db, config, gt, bar, skipped)
     if model["kind"] == "face_landmarks68":
         preds, truths = [], []

@@ -8,7 +8,10 @@ Runners (`params["runner"]`):
   segmenter 0.854;
 - `mask:slic`, `mask:grabcut`, `mask:selfie`: one of them for every class (same file);
 - `mask:sam`: a user's encoder (the row's file) and decoder (`params["files"]["decoder"]`), added with
-  `flask oiap models add ENCODER --kind object_mask --runner mask:sam --decoder DECODER`; never shipped.
+  `flask oiap models add ENCODER --kind object_mask --runner mask:sam --decoder DECODER`; never shipped;
+- `mask:trained`: a U-Net on the box's crop, refining the builtin's mask (`params.prior`, its file
+  `params.files.prior`), trained by `flask oiap train --kind object_mask` (app/training/masks.py, run
+  by app/annotators/mask_net.py).
 """
 
 from collections.abc import Sequence
@@ -21,7 +24,7 @@ from ..errors import InvalidInput
 from .registry import activate_model, active_model, register_model, sha256_file
 
 KIND = "object_mask"
-RUNNERS = ("mask:builtin", "mask:slic", "mask:grabcut", "mask:selfie", "mask:sam")
+RUNNERS = ("mask:builtin", "mask:slic", "mask:grabcut", "mask:selfie", "mask:sam", "mask:trained")
 # Open Images' person classes: Person, Man, Woman, Boy, Girl.
 PERSON_CLASSES = ("/m/01g317", "/m/04yx4", "/m/03bt1vf", "/m/01bl7v", "/m/05r655")
 SELFIE_ORIGIN = (
@@ -98,6 +101,22 @@ def load_mask_annotator(model: dict, files: dict[str, Path], threads: int | None
         return AnyClass(GrabCutMasks())
     if runner == "mask:slic":
         return AnyClass(SlicCutMasks())
+    if runner == "mask:trained":
+        from ..annotators.mask_net import MARGIN, TrainedMasks
+
+        prior = model["params"].get("prior") or {}
+        if "prior" not in files or prior.get("runner") not in ("mask:builtin", "mask:selfie", "mask:slic"):
+            raise InvalidInput(
+                f"model {model['id']} ({model['name']}): a mask:trained row needs its prior "
+                "(params.prior.runner and params.files.prior); train it again with `flask oiap train --kind object_mask`"
+            )
+        prior_row = {"id": model["id"], "name": f"{model['name']} (prior)", "params": prior}
+        return TrainedMasks(
+            files["main"],
+            load_mask_annotator(prior_row, {"main": files["prior"]}, threads),
+            threads,
+            model["params"].get("margin", MARGIN),
+        )
     if runner == "mask:sam":
         from ..annotators.sam_masks import PromptedMasks
 

@@ -12,18 +12,21 @@ from markupsafe import Markup
 from ..annotations.drawing import figure, image_size
 from ..auth import admin_required
 from ..db import get_db
-from ..errors import InvalidInput
+from ..errors import InvalidInput, OiapError
 from ..export.files import class_names
 from ..images.cache import get_image
 from ..kinds import FACE_LABEL
 from .charts import line_chart
 from .evaluation import MAIN_METRIC, PromotionRefused, load_annotator, promote
+from .evaluation_job import latest_evaluation, start_evaluation
 from .registry import active_model, get_model, list_models
 from .trying import check_before_try, gate, try_rgb
 
 bp = Blueprint("models", __name__, url_prefix="/models")
 
 TRY_SIZE = 1024
+THUMB_SIZE = 128
+TRY_CHOICES = 24
 DRAWN_KINDS = ("face_box", "face_landmarks5", "face_landmarks68")
 
 
@@ -80,7 +83,13 @@ def show(model_id: int):
     db = get_db()
     model = get_model(db, model_id)
     parent = get_model(db, model["parent_id"]) if model["parent_id"] else None
-    images = [r["id"] for r in db.query("SELECT id FROM images ORDER BY id LIMIT 200")]
+    # Images to try it on, picked by thumbnail: test-split images first (the model never trained on them).
+    images = [
+        r | {"thumb": url_for("images.resized", image_id=r["id"], size=THUMB_SIZE)}
+        for r in db.query(
+            "SELECT id, split, title FROM images ORDER BY split = 'test' DESC, id LIMIT ?", [TRY_CHOICES]
+        )
+    ]
     return render_template(
         "models/show.html",
         model=_summary(model),
@@ -89,8 +98,35 @@ def show(model_id: int):
         charts=_charts(db, model),
         images=images,
         main=MAIN_METRIC.get(model["kind"]),
+        run=latest_evaluation(db, model_id),
         class_names=class_names(db) | {FACE_LABEL: "Human face"} if model["kind"] == "object_box" else {},
     )
+
+
+@bp.route("/<int:model_id>/evaluate", methods=["POST"])
+def evaluate_view(model_id: int):
+    """Start evaluating the model on the test split in the background; the page shows its progress."""
+    admin_required()
+    try:
+        run_id = start_evaluation(get_db(), current_app.config, model_id)
+    except OiapError as e:
+        flash(str(e), "error")
+    else:
+        flash(f"Evaluating model {model_id} on the test split (run {run_id}).", "info")
+    return redirect(url_for("models.show", model_id=model_id))
+
+
+@bp.route("/<int:model_id>/evaluation")
+def evaluation(model_id: int):
+    """The model's latest evaluation run (the fragment the page polls while it runs)."""
+    db = get_db()
+    model = get_model(db, model_id)
+    run = latest_evaluation(db, model_id)
+    resp = current_app.make_response(render_template("models/_evaluation.html", model=model, run=run))
+    if run and run["status"] != "running" and request.args.get("was") == "running":
+        # Finished while the page watched: reload it, so the new metrics and curves show.
+        resp.headers["HX-Refresh"] = "true"
+    return resp
 
 
 @bp.route("/<int:model_id>/promote", methods=["POST"])
@@ -192,6 +228,8 @@ def try_model(model_id: int):
         result, source = run_model(db, current_app.config, model, row, stored)
     size = image_size(row)
     point_r = max(size) / 400
+    # Beside the result, only what the store holds of the model's own kind: one overlay per figure.
+    stored = [a for a in stored if a["kind"] == model["kind"]]
     return render_template(
         "models/try.html",
         model=model,

@@ -2,12 +2,13 @@
 
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, g, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 from markupsafe import Markup
 
 from ..annotations import corrections
 from ..annotations.drawing import figure, image_size, norm_box, px_box, rect_svg
+from ..annotations.mask_drawing import mask_svg, shown_mask
 from ..annotations.rows import rate_many, undo_last_rating
 from ..classes import class_counts, display_name
 from ..db import get_db
@@ -139,6 +140,7 @@ def _context(
         cursor=f"{seg}:{ann_id}",
         size=size,
         fig=figure(ann, review_set["kind"], size, (crop[2] - crop[0]) * w / 140),
+        mask=mask_svg(shown_mask(db, ann)),
         others=Markup(
             "".join(
                 rect_svg(
@@ -295,6 +297,7 @@ def image_good(set_id: int):
         f"Rated {plural(len(ids), 'annotation')} on image {ann['image_id']} good (u undoes all of them)."
     )
     if not wants_fragment(TARGET):
+        flash(message, "info")  # the redirect's page says it, as the fragment does
         return _after_post(set_id, filters, cursor, trail)
     return _next(db, review_set, filters, _cursor(cursor), trail, message)
 

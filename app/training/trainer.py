@@ -25,13 +25,16 @@ from . import data
 from .landmarks import Crop68Net, mean_shape01, train_loop
 from .onnx_export import export_checked
 
-KINDS = ("face_landmarks68", "face_box")
+KINDS = ("face_landmarks68", "face_box", "object_box", "object_mask")
 # face_landmarks68 trainers: a ridge-fitted head on the default mesh (app/training/meshhead.py), or the
 # older small CNN from scratch (crop68), which never beat the mesh on the dev faces.
 LANDMARK_ARCHS = ("meshhead68", "crop68")
 DEFAULTS = {
     "face_landmarks68": {"epochs": 30, "batch_size": 32, "lr": 3e-3},
     "face_box": {"epochs": 5, "batch_size": 64, "lr": 1e-4},
+    "object_box": {"epochs": 20, "batch_size": 16, "lr": 1e-3},
+    # A few photos' masks (app/training/masks.py draws each row REPEATS times per epoch).
+    "object_mask": {"epochs": 30, "batch_size": 16, "lr": 2e-3},
 }
 
 
@@ -106,6 +109,14 @@ def train(
             result = train_meshhead(db, config, run_id, parent, hyper, progress)
         elif kind == "face_landmarks68":
             result = _train_landmarks(db, config, run_id, parent, hyper, progress)
+        elif kind == "object_box":
+            from .ssd import train_ssd
+
+            result = train_ssd(db, config, run_id, parent, hyper, progress)
+        elif kind == "object_mask":
+            from .masks import train_masks
+
+            result = train_masks(db, config, run_id, parent, hyper, progress)
         else:
             from .boxes import train_boxes
 
