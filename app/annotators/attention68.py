@@ -18,6 +18,20 @@ from .mesh_ibug68 import canonical_2d, shipped_matrix
 # MTCNN's ONet on that box (five_roi.onet_points5): training file, from its boxes, 0.0598 against
 # 0.0613 with the first pass.
 FIVE_ROI = True
+# ... but only for a face the five points show near-frontal: |nose x - eye midpoint x| / eye distance
+# below FIVE_ROI_MAX_YAW. On faces-dev's training file the faces where the five-point ROI was worse
+# than the first pass's (by > 0.003 NME) all had this yaw proxy >= 0.24, none below 0.2 (17 faces:
+# 0.329 -> 0.083 two-pass vs 0.093 five-point); turned faces are where issue 16's prototype found the
+# first pass's landmarks matter. So a turned face pays for the first pass, a frontal one does not.
+FIVE_ROI_MAX_YAW = 0.2
+
+
+def frontal(points5) -> bool:
+    """Whether five points (eyes, nose, mouth corners) show a near-frontal face (see FIVE_ROI_MAX_YAW)."""
+    p = np.asarray(points5, dtype=np.float64)[:, :2]
+    eye_mid = (p[0] + p[1]) / 2
+    d = float(np.linalg.norm(p[1] - p[0]))
+    return d > 0 and abs(p[2, 0] - eye_mid[0]) / d < FIVE_ROI_MAX_YAW
 
 
 class AttentionMesh68:
@@ -50,11 +64,12 @@ class AttentionMesh68:
         if self.passes > 1:
             # A face with five points gets the second pass's ROI from them (five_roi.py), the others
             # from a first pass.
-            lite = [i for i, p in enumerate(points5s) if p is None or not self.five_roi]
+            five = [p is not None and self.five_roi and frontal(p) for p in points5s]
+            lite = [i for i, f in enumerate(five) if not f]
             for i, p in zip(lite, run_rois_lite(img_rgb, [rois[i] for i in lite]), strict=True):
                 rois[i] = roi_from_landmarks(p)
             for i, p in enumerate(points5s):
-                if p is not None and self.five_roi:
+                if five[i]:
                     rois[i] = roi_from_five(p)
         for _ in range(self.passes - 2):
             rois = [roi_from_landmarks(p) for p in run_rois(img_rgb, rois, self.model_path)]
