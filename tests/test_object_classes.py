@@ -4,7 +4,7 @@ object is one object only within one class (on the demo photos' real images, a r
 import csv
 
 from app.annotations.rows import annotation_row, insert_annotation, rate
-from app.classes import CLASSES_FILE, boxable, check_label, choices, class_counts, display_name
+from app.classes import CLASSES_FILE, boxable, check_label, choices, class_counts, display_name, parse_classes
 from app.db import immediate
 from app.errors import InvalidInput
 from app.export import ground_truth, iter_training_rows
@@ -50,6 +50,25 @@ def test_bad_class_is_refused_by_name():
             check_label(bad)
         except InvalidInput as e:
             assert repr(bad) in str(e) and "/m/0k4j" in str(e)
+        else:
+            raise AssertionError(f"{bad!r} was accepted")
+
+
+def test_every_classes_option_reads_the_same_way():
+    """One parser for every --classes (import-openimages, import-openimages-masks, bulk-annotate,
+    evaluate): MIDs in order, each once; none given is None; a bad or empty one is named."""
+    assert parse_classes(None) is None
+    assert parse_classes(f" {PERSON}, {CAR},{PERSON},") == [PERSON, CAR]
+    assert parse_classes([CAR, "/g/11bc5v3x1l"]) == [CAR, "/g/11bc5v3x1l"]
+    for bad, said in (
+        ("person", "bad class 'person' in --classes"),
+        (f"{PERSON},/m/Car", "bad class '/m/Car'"),
+        (" , ", "names no class"),
+    ):
+        try:
+            parse_classes(bad)
+        except InvalidInput as e:
+            assert said in str(e) and "/m/01g317" in str(e), str(e)
         else:
             raise AssertionError(f"{bad!r} was accepted")
 

@@ -89,8 +89,9 @@ def bulk_annotate_command(
     as_json,
 ):
     """Annotate the images no human labelled (and those rated bad) with the active models, into new sets."""
-    from ..bulk.local import bulk_annotate, parse_classes
+    from ..bulk.local import bulk_annotate
     from ..bulk.masks import run_kind
+    from ..classes import parse_classes
 
     if kind == "object_mask" or (resume is not None and run_kind(get_db(), resume) == "object_mask"):
         return _bulk_masks(
@@ -175,7 +176,7 @@ def _bulk_masks(
 ):
     # Box -> mask runs have their own loop (app/bulk/masks.py), on the local engine.
     from ..bulk.masks import bulk_annotate_masks
-    from ..imports.openimages import parse_classes
+    from ..classes import parse_classes
 
     if engine != "local":
         raise click.ClickException("--kind object_mask runs on --engine local only")
@@ -184,7 +185,7 @@ def _bulk_masks(
             get_db(),
             current_app.config,
             boxes_from=boxes_from,
-            classes=parse_classes(classes) if classes else None,
+            classes=parse_classes(classes),
             model=model,
             split=split,
             prefix=prefix,

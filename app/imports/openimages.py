@@ -40,7 +40,7 @@ from sqlite_utils import Database
 from tqdm import tqdm
 
 from ..annotations.rows import BOX_IF_NEW_SQL, insert_counted_by_batch
-from ..classes import boxable
+from ..classes import boxable, parse_classes
 from ..db import immediate, now
 from ..errors import InvalidInput
 from ..images.labels import store_hierarchy
@@ -64,7 +64,6 @@ FLAG_COLUMNS = ("IsOccluded", "IsTruncated", "IsGroupOf", "IsDepiction", "IsInsi
 BATCH = 20_000
 MAX_STORED_ERRORS = 10_000
 IMPORT_CACHE_KIB = -262_144  # negative: KiB, i.e. 256 MiB
-LABEL_RE = re.compile(r"/[mg]/[0-9a-z_]+")
 
 
 def image_files(split: str) -> tuple[str, ...]:
@@ -106,18 +105,6 @@ def read_classes(meta_dir: Path) -> dict[str, str]:
             if len(row) >= 2 and row[0] != "LabelName":
                 out[row[0]] = row[1]
     return out
-
-
-def parse_classes(value: str | Iterable[str] | None) -> list[str]:
-    """Class MIDs from a comma-separated option; the default is Human face."""
-    if value is None:
-        return [FACE_LABEL]
-    items = value.split(",") if isinstance(value, str) else list(value)
-    mids = [v.strip() for v in items if v.strip()]
-    for mid in mids:
-        if not LABEL_RE.fullmatch(mid):
-            raise InvalidInput(f"bad class {mid!r}: a class is an Open Images MID such as /m/0dzct")
-    return mids or [FACE_LABEL]
 
 
 class _Errors:
@@ -409,7 +396,7 @@ def import_openimages(
     if not meta_dir.is_dir():
         raise InvalidInput(f"--meta-dir {meta_dir} is not a folder")
     splits = [validate_split(s) for s in (splits or SPLITS)]
-    mids = parse_classes(classes)
+    mids = parse_classes(classes) or [FACE_LABEL]  # faces unless asked
     if limit is not None and limit < 1:
         raise InvalidInput("--limit must be at least 1")
     files = plan(meta_dir, splits)
