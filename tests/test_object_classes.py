@@ -134,6 +134,24 @@ def test_class_corrected_by_a_person_trains_the_new_class_only(db):
     assert next(r for r in chosen if r.annotation_id == h).label == PERSON
 
 
+def test_a_class_correction_leaves_the_machine_row_in_its_old_class(db):
+    """Rated bad by the correction, the machine Car takes the older imported Car box at the same
+    place with it (as a bad row takes its object's older rows); the human Person trains alone."""
+    seeded = seed_objects(db)
+    image_id = seeded["boxes"][0]["image_id"]
+    with immediate(db):
+        imported = create_set(db, "openimages-car", "object_box", "import", label=CAR)
+        human = create_set(db, "human-object_box", "object_box", "human")
+        machine = create_set(db, "run-2", "object_box", "model")
+    old_car = _add(db, imported, image_id, [0.2, 0.2, 0.4, 0.41], CAR)
+    assert old_car in {r.annotation_id for r in iter_training_rows(db, "object_box")}
+    m = _add(db, machine, image_id, [0.2, 0.2, 0.4, 0.4], CAR, score=0.9)
+    h = _add(db, human, image_id, [0.2, 0.2, 0.4, 0.4], PERSON, origin_id=m, created_by=1)
+    rate(db, m, 1, "bad")
+    ids = {r.annotation_id for r in iter_training_rows(db, "object_box") if r.image_id == image_id}
+    assert h in ids and m not in ids and old_car not in ids
+
+
 def test_faces_still_merge_whatever_their_label(db):
     # Face kinds keep the face rule: one face per overlap, whether or not rows carry a label.
     seeded = seed_objects(db)
