@@ -144,6 +144,11 @@ def bulk_annotate_command(
     except KeyboardInterrupt:
         # Before the run was recorded (loading the models): nothing to resume.
         raise click.ClickException("interrupted before the run started; nothing was written") from None
+    _echo_run(s, as_json)
+
+
+def _echo_run(s: dict, as_json: bool) -> None:
+    """A bulk run's summary (box and mask runs alike): JSON, or its sets and a few of its errors."""
     if as_json:
         echo_json(s)
         return
@@ -153,8 +158,10 @@ def bulk_annotate_command(
     for st in s["sets"].values():
         click.echo(f"  set {st['id']} {st['name']} ({st['kind']}): {st['annotations']} annotations")
     if s["errors"]:
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["errors_by_reason"].items()))
-        click.echo(f"  {s['errors']} image(s) skipped ({reasons}), listed in run_errors; e.g.:")
+        # Mask runs do not count their errors by reason.
+        by_reason = s.get("errors_by_reason")
+        reasons = f" ({', '.join(f'{k} {v}' for k, v in sorted(by_reason.items()))})" if by_reason else ""
+        click.echo(f"  {s['errors']} image(s) skipped{reasons}, listed in run_errors; e.g.:")
         for line in s["error_samples"][:5]:
             click.echo(f"    {line}")
 
@@ -201,18 +208,7 @@ def _bulk_masks(
         raise click.ClickException(
             f"interrupted; `flask oiap bulk-annotate --resume {e.run_id}` continues"
         ) from None
-    if as_json:
-        echo_json(s)
-        return
-    click.echo(
-        f"run {s['run_id']} {s['status']}: {s['images']}/{s['total']} images, {s['images_per_s']} images/s"
-    )
-    for st in s["sets"].values():
-        click.echo(f"  set {st['id']} {st['name']} ({st['kind']}): {st['annotations']} annotations")
-    if s["errors"]:
-        click.echo(f"  {s['errors']} image(s) skipped, listed in run_errors; e.g.:")
-        for line in s["error_samples"][:5]:
-            click.echo(f"    {line}")
+    _echo_run(s, as_json)
 
 
 @oiap_cli.command("bulk-runs")
