@@ -114,7 +114,7 @@ def text_chunks(
     if fmt == "original-csv":
         return original_csv_chunks(rows, kind)
     if fmt == "coco" and kind == "object_mask":
-        return coco_mask_chunks(rows, image_info)
+        return coco_mask_chunks(rows, image_info, names)
     if fmt == "coco":
         return coco_chunks(rows, kind, image_info, names)
     if fmt == "dlib-xml":

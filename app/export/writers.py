@@ -226,27 +226,7 @@ def coco_chunks(
     yield ', "annotations": ['
     images = tempfile.SpooledTemporaryFile(max_size=4 << 20, mode="w+")
     first_ann = True
-    image_no = 0
-    for _image_id, group in groupby(rows, key=lambda r: (r.split, r.image_id)):
-        group = list(group)
-        file_name, size = image_info(group[0])
-        if size is None:
-            continue
-        w, h = size
-        image_no += 1
-        images.write(
-            ("," if image_no > 1 else "")
-            + json.dumps(
-                {
-                    "id": image_no,
-                    "file_name": file_name,
-                    "width": w,
-                    "height": h,
-                    "oiap_image_id": group[0].image_id,
-                    "split": group[0].split,
-                }
-            )
-        )
+    for image_no, w, h, group in _coco_images(rows, image_info, images):
         for r in group:
             box = r.box
             if box is None:
@@ -279,19 +259,54 @@ def coco_chunks(
             ann["weight"] = r.weight
             yield ("" if first_ann else ",") + json.dumps(ann)
             first_ann = False
+    yield from _coco_tail(images, _class_categories(categories, names) if per_class else None)
+
+
+def _coco_images(
+    rows: Iterable[TrainingRow], image_info: ImageInfo, images
+) -> Iterator[tuple[int, int, int, list[TrainingRow]]]:
+    """(COCO image id, width, height, rows) per image of known size, its entry written to `images`
+    (the spooled image table); images of unknown size are left out (image_info counts them)."""
+    image_no = 0
+    for _image_id, group in groupby(rows, key=lambda r: (r.split, r.image_id)):
+        group = list(group)
+        file_name, size = image_info(group[0])
+        if size is None:
+            continue
+        w, h = size
+        image_no += 1
+        images.write(
+            ("," if image_no > 1 else "")
+            + json.dumps(
+                {
+                    "id": image_no,
+                    "file_name": file_name,
+                    "width": w,
+                    "height": h,
+                    "oiap_image_id": group[0].image_id,
+                    "split": group[0].split,
+                }
+            )
+        )
+        yield image_no, w, h, group
+
+
+def _coco_tail(images, categories: list[dict] | None) -> Iterator[str]:
+    """The spooled image table (closed after), then the categories when they come last."""
     yield '], "images": ['
     images.seek(0)
     while chunk := images.read(1 << 16):
         yield chunk
     images.close()
-    if per_class:
-        cats = [
-            {"id": i, "name": class_name(label, names), "supercategory": "object", "mid": label}
-            for label, i in categories.items()
-        ]
-        yield '], "categories": ' + json.dumps(cats) + "}\n"
-        return
-    yield "]}\n"
+    yield "]}\n" if categories is None else '], "categories": ' + json.dumps(categories) + "}\n"
+
+
+def _class_categories(categories: Mapping[str, int], names: Mapping[str, str] | None) -> list[dict]:
+    """COCO categories of object classes as met: display name, and the MID beside it."""
+    return [
+        {"id": i, "name": class_name(label, names), "supercategory": "object", "mid": label}
+        for label, i in categories.items()
+    ]
 
 
 def class_name(label: str, names: Mapping[str, str] | None = None) -> str:
@@ -438,11 +453,13 @@ def _rle_on(r: TrainingRow, w: int, h: int) -> dict:
     return json.loads(masks.encode(_mask_on(r, w, h)))
 
 
-def coco_mask_chunks(rows: Iterable[TrainingRow], image_info: ImageInfo) -> Iterator[str]:
+def coco_mask_chunks(
+    rows: Iterable[TrainingRow], image_info: ImageInfo, names: Mapping[str, str] | None = None
+) -> Iterator[str]:
     """COCO instance segmentation JSON (RLE segmentation, as pycocotools reads it), one category per class.
 
-    Categories are numbered as their classes are met (name = the MID) and written last, with the
-    image table (spooled), so the rows still stream.
+    Categories are numbered as their classes are met (name: the display name from `names`, else the
+    MID; `mid`: the MID) and written last, after the image table (spooled), so the rows still stream.
     """
     from ..annotations import masks
 
@@ -451,27 +468,7 @@ def coco_mask_chunks(rows: Iterable[TrainingRow], image_info: ImageInfo) -> Iter
     images = tempfile.SpooledTemporaryFile(max_size=4 << 20, mode="w+")
     categories: dict[str, int] = {}
     first_ann = True
-    image_no = 0
-    for _image_id, group in groupby(rows, key=lambda r: (r.split, r.image_id)):
-        group = list(group)
-        file_name, size = image_info(group[0])
-        if size is None:
-            continue
-        w, h = size
-        image_no += 1
-        images.write(
-            ("," if image_no > 1 else "")
-            + json.dumps(
-                {
-                    "id": image_no,
-                    "file_name": file_name,
-                    "width": w,
-                    "height": h,
-                    "oiap_image_id": group[0].image_id,
-                    "split": group[0].split,
-                }
-            )
-        )
+    for image_no, w, h, group in _coco_images(rows, image_info, images):
         for r in group:
             if r.mask is None or r.box is None:
                 continue
@@ -495,13 +492,7 @@ def coco_mask_chunks(rows: Iterable[TrainingRow], image_info: ImageInfo) -> Iter
             }
             yield ("" if first_ann else ",") + json.dumps(ann)
             first_ann = False
-    yield '], "images": ['
-    images.seek(0)
-    while chunk := images.read(1 << 16):
-        yield chunk
-    images.close()
-    cats = [{"id": i, "name": label, "supercategory": "object"} for label, i in categories.items()]
-    yield '], "categories": ' + json.dumps(cats) + "}\n"
+    yield from _coco_tail(images, _class_categories(categories, names))
 
 
 OPENIMAGES_MASK_COLUMNS = (
