@@ -51,6 +51,7 @@ from ..links import http_url
 from ..runs import add_run_errors, finish_run, set_progress, start_run
 from ..sets.queries import get_or_create_set
 from .openimages_labels import find_hierarchy_file, find_label_files, import_labels, read_hierarchy
+from .openimages_rows import split_line
 
 ALL_IMAGES_FILE = "image_ids_and_rotation.csv"
 CLASS_FILES = (
@@ -311,18 +312,8 @@ def import_boxes(
                     continue
             elif not any(n in raw for n in needles):
                 continue
-            try:
-                text = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as e:
-                errors.add(path, line, f"not UTF-8: {e}")
-                continue
-            try:
-                row = next(csv.reader([text])) if '"' in text else text.split(",")
-            except csv.Error as e:
-                errors.add(path, line, f"unreadable CSV row: {e}")
-                continue
-            if len(row) != n_cols:
-                errors.add(path, line, f"expected {n_cols} columns, got {len(row)}")
+            row = split_line(raw, n_cols, errors, path, line)
+            if row is None:
                 continue
             target = sets.get(row[i_label])
             if target is None:
