@@ -382,31 +382,37 @@ class YoloLabels:
         """(split, image_id, image file, label text) per image, classes numbered as met."""
         for (split, image_id), group in groupby(rows, key=lambda r: (r.split, r.image_id)):
             lines = []
-            file_name = None
+            file_name = size = None
             for r in group:
                 if file_name is None:
-                    file_name, _size = image_info(r)
-                box = r.box
-                if box is None:
-                    continue
-                cls = self.classes.setdefault(r.label or FACE_LABEL, len(self.classes))
-                x0, y0, x1, y1 = (min(max(v, 0.0), 1.0) for v in box)
-                parts = [
-                    str(cls),
-                    f"{(x0 + x1) / 2:.6f}",
-                    f"{(y0 + y1) / 2:.6f}",
-                    f"{x1 - x0:.6f}",
-                    f"{y1 - y0:.6f}",
-                ]
-                if self.n:
-                    pts = r.points or []
-                    for i in range(self.n):
-                        p = pts[i] if i < len(pts) else [0, 0, 0]
-                        v = _visibility(p)
-                        parts += [f"{p[0]:.6f}", f"{p[1]:.6f}", str(v)] if v else ["0", "0", "0"]
-                lines.append(" ".join(parts))
+                    file_name, size = image_info(r)
+                line = self.label_line(r, size)
+                if line is not None:
+                    lines.append(line)
             self.splits[split] = self.splits.get(split, 0) + 1
             yield split, image_id, file_name, "\n".join(lines) + "\n"
+
+    def label_line(self, r: TrainingRow, size: tuple[int, int] | None) -> str | None:
+        """`class cx cy w h` (then x y v per point), normalised; None for a row without a box."""
+        box = r.box
+        if box is None:
+            return None
+        cls = self.classes.setdefault(r.label or FACE_LABEL, len(self.classes))
+        x0, y0, x1, y1 = (min(max(v, 0.0), 1.0) for v in box)
+        parts = [
+            str(cls),
+            f"{(x0 + x1) / 2:.6f}",
+            f"{(y0 + y1) / 2:.6f}",
+            f"{x1 - x0:.6f}",
+            f"{y1 - y0:.6f}",
+        ]
+        if self.n:
+            pts = r.points or []
+            for i in range(self.n):
+                p = pts[i] if i < len(pts) else [0, 0, 0]
+                v = _visibility(p)
+                parts += [f"{p[0]:.6f}", f"{p[1]:.6f}", str(v)] if v else ["0", "0", "0"]
+        return " ".join(parts)
 
     def data_yaml(self, root: str = ".") -> str:
         """The Ultralytics data YAML: image folders per split, kpt_shape, flip_idx, class names."""
@@ -557,29 +563,16 @@ def mask_polygon(mask, max_points: int = 200) -> list[tuple[float, float]]:
 class YoloSegLabels(YoloLabels):
     """YOLO segmentation labels: `class x1 y1 x2 y2 ...` (the largest part's outline, normalised)."""
 
-    def label_files(
-        self, rows: Iterable[TrainingRow], image_info: ImageInfo
-    ) -> Iterator[tuple[str, str, str, str]]:
-        """(split, image_id, image file, label text) per image, classes numbered as met."""
-        for (split, image_id), group in groupby(rows, key=lambda r: (r.split, r.image_id)):
-            lines = []
-            file_name = None
-            for r in group:
-                if file_name is None:
-                    file_name, size = image_info(r)
-                if r.mask is None or size is None:
-                    continue
-                w, h = size
-                poly = mask_polygon(_mask_on(r, w, h))
-                if len(poly) < 3:
-                    continue
-                cls = self.classes.setdefault(r.label or "object", len(self.classes))
-                coords = " ".join(
-                    f"{min(max(x / w, 0.0), 1.0):.6f} {min(max(y / h, 0.0), 1.0):.6f}" for x, y in poly
-                )
-                lines.append(f"{cls} {coords}")
-            self.splits[split] = self.splits.get(split, 0) + 1
-            yield split, image_id, file_name, "\n".join(lines) + "\n"
+    def label_line(self, r: TrainingRow, size: tuple[int, int] | None) -> str | None:
+        if r.mask is None or size is None:
+            return None
+        w, h = size
+        poly = mask_polygon(_mask_on(r, w, h))
+        if len(poly) < 3:
+            return None
+        cls = self.classes.setdefault(r.label or "object", len(self.classes))
+        coords = " ".join(f"{min(max(x / w, 0.0), 1.0):.6f} {min(max(y / h, 0.0), 1.0):.6f}" for x, y in poly)
+        return f"{cls} {coords}"
 
 
 def yolo_labels(kind: str, names: Mapping[str, str] | None = None) -> YoloLabels:
