@@ -262,18 +262,25 @@ def coco_chunks(
     yield from _coco_tail(images, _class_categories(categories, names) if per_class else None)
 
 
+def _sized_images(
+    rows: Iterable[TrainingRow], image_info: ImageInfo
+) -> Iterator[tuple[str, int, int, list[TrainingRow]]]:
+    """(image file, width, height, rows) per image whose size is known; the pixel formats skip the
+    others (image_info counts them in `missing`)."""
+    for _image_id, group in groupby(rows, key=lambda r: (r.split, r.image_id)):
+        group = list(group)
+        file_name, size = image_info(group[0])
+        if size is not None:
+            yield file_name, size[0], size[1], group
+
+
 def _coco_images(
     rows: Iterable[TrainingRow], image_info: ImageInfo, images
 ) -> Iterator[tuple[int, int, int, list[TrainingRow]]]:
     """(COCO image id, width, height, rows) per image of known size, its entry written to `images`
     (the spooled image table); images of unknown size are left out (image_info counts them)."""
     image_no = 0
-    for _image_id, group in groupby(rows, key=lambda r: (r.split, r.image_id)):
-        group = list(group)
-        file_name, size = image_info(group[0])
-        if size is None:
-            continue
-        w, h = size
+    for file_name, w, h, group in _sized_images(rows, image_info):
         image_no += 1
         images.write(
             ("," if image_no > 1 else "")
@@ -330,12 +337,7 @@ def dlib_xml_chunks(rows: Iterable[TrainingRow], kind: str, image_info: ImageInf
         f"<dataset>\n<name>oiap {kind}</name>\n<comment>Exported by oiap; coordinates in pixels.</comment>\n"
         "<images>\n"
     )
-    for _image_id, group in groupby(rows, key=lambda r: (r.split, r.image_id)):
-        group = list(group)
-        file_name, size = image_info(group[0])
-        if size is None:
-            continue
-        w, h = size
+    for file_name, w, h, group in _sized_images(rows, image_info):
         out = [f"  <image file={quoteattr(file_name)} width='{w}' height='{h}'>\n"]
         for r in group:
             box = r.box
