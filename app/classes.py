@@ -107,5 +107,7 @@ def parse_classes(value: str | Iterable[str] | None, option: str = "--classes") 
                 f"bad class {mid!r} in {option}: give Open Images MIDs separated by commas, e.g. /m/01g317,/m/0k4j"
             )
     if not mids:
-        raise InvalidInput(f"{option} {value!r} names no class: give Open Images MIDs such as /m/01g317,/m/0k4j")
+        raise InvalidInput(
+            f"{option} {value!r} names no class: give Open Images MIDs such as /m/01g317,/m/0k4j"
+        )
     return list(dict.fromkeys(mids))
