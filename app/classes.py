@@ -9,6 +9,7 @@ import stored in its set's params, else its MID.
 import csv
 import json
 import re
+from collections.abc import Iterable
 from functools import cache
 
 from sqlite_utils import Database
@@ -89,3 +90,24 @@ def check_label(value: str, where: str = "class") -> str:
     if not isinstance(value, str) or not LABEL_RE.fullmatch(value):
         raise InvalidInput(f"{where} must be an Open Images class MID such as /m/0k4j (Car), not {value!r}")
     return value
+
+
+def parse_classes(value: str | Iterable[str] | None, option: str = "--classes") -> list[str] | None:
+    """Class MIDs from a comma-separated option (or a list), in order, each once; None when none given.
+
+    Every command's --classes (imports, bulk-annotate, evaluate) reads through here; InvalidInput names
+    the bad class and what a good one looks like."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    mids = [v.strip() for v in items if v.strip()]
+    for mid in mids:
+        if not LABEL_RE.fullmatch(mid):
+            raise InvalidInput(
+                f"bad class {mid!r} in {option}: give Open Images MIDs separated by commas, e.g. /m/01g317,/m/0k4j"
+            )
+    if not mids:
+        raise InvalidInput(
+            f"{option} {value!r} names no class: give Open Images MIDs such as /m/01g317,/m/0k4j"
+        )
+    return list(dict.fromkeys(mids))

@@ -2,6 +2,7 @@
 `models add`, and `bulk-annotate --kind object_mask`: resumable, masks on the file's grid."""
 
 import json
+import re
 
 import numpy as np
 import onnx
@@ -348,9 +349,13 @@ def test_bulk_masks_only_the_chosen_classes_and_refuses_ray(app, db, runner, tmp
             "--model",
             "tiny-sam",
         ]
-        + ["--classes", tie, "--json"]
+        + ["--classes", tie]
     )
     assert r.exit_code == 0, r.output
+    # The summary box runs print too: the run, then each set it made.
+    assert re.search(r"run \d+ \w+: 2/2 images", r.output) and "(object_mask): 1 annotations" in r.output, (
+        r.output
+    )
     rows = db.execute("SELECT label, parent_id FROM annotations WHERE kind = 'object_mask'").fetchall()
     assert len(rows) == 1 and rows[0][0] == tie
     r = runner.invoke(

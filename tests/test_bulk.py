@@ -410,3 +410,16 @@ def test_68_chain_on_the_dev_photos_lands_on_the_dev_points(app, db):
                 errors.append(nme(pts, f.points))
     assert len(errors) >= 41
     assert np.mean(errors) < 0.10 and max(errors) < 0.25
+
+
+def test_the_command_names_skipped_images_by_reason(app, db, runner, tmp_path):
+    (empty := tmp_path / "empty.jpg").write_bytes(b"")
+    add_image(db, tmp_path / "gone.jpg")
+    add_image(db, empty)
+    db.conn.commit()
+    r = runner.invoke(args=["oiap", "bulk-annotate", "--kind", "face_box"])
+    assert r.exit_code == 0, r.output
+    assert "2 image(s) skipped (empty 1, missing 1), listed in run_errors; e.g.:" in r.output, r.output
+    samples = [line for line in r.output.split("e.g.:\n", 1)[1].splitlines() if line.strip()]
+    assert len(samples) == 2 and all(line.startswith("    ") for line in samples), samples
+    assert any("missing" in line for line in samples) and any("empty" in line for line in samples), samples

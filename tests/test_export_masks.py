@@ -75,14 +75,15 @@ def test_coco_segmentation_loads_in_pycocotools_and_scores_itself_perfectly(runn
     _export(runner, "coco", path)
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(path))
-    assert {c["name"] for c in gt.loadCats(gt.getCatIds())} == {PERSON, TIE}
+    # Named as Open Images names them (the shipped list), the MID beside the name.
+    assert {(c["name"], c["mid"]) for c in gt.loadCats(gt.getCatIds())} == {("Person", PERSON), ("Tie", TIE)}
     by_image = {img["id"]: img["oiap_image_id"] for img in gt.loadImgs(gt.getImgIds())}
     n = 0
     for ann in gt.loadAnns(gt.getAnnIds()):
         rle = gt.annToRLE(ann)
         stored = json.dumps({"size": rle["size"], "counts": rle["counts"]})
         assert masks.area(stored) == ann["area"] > 0
-        if gt.loadCats(ann["category_id"])[0]["name"] == PERSON:
+        if gt.loadCats(ann["category_id"])[0]["mid"] == PERSON:
             assert any(masks.iou(stored, t) == 1.0 for t in mask_store[by_image[ann["image_id"]]])
             n += 1
     assert n == 10

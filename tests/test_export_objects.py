@@ -171,3 +171,38 @@ def test_the_face_class_is_named_face_for_faces_and_human_face_among_objects():
     assert "".join(class_list_chunks([FACE_LABEL, "/m/x"], {"/m/x": 'A "quoted", name'})) == (
         'LabelName,DisplayName\n/m/0dzct,Human face\n/m/x,"A ""quoted"", name"\n'
     )
+
+
+CAR = "/m/0k4j"
+
+
+def test_classes_are_named_from_the_shipped_list_then_the_imports(runner, db, admin_client, store, tmp_path):
+    """A model's class with no import behind it (NanoDet's car) is named as Open Images names it; a
+    class outside the boxable list takes the name its import stored; the web page gives the class list."""
+    from app.export.files import class_names
+
+    with immediate(db):
+        run = create_set(db, "nanodet-run", "object_box", "model")
+        insert_annotations(db, [annotation_row(run, IDS[0], "object_box", (0.6, 0.6, 0.9, 0.9), label=CAR)])
+        create_set(
+            db, "custom", "object_box", "import", label="/m/zz_custom", params={"display_name": "Zeppelin"}
+        )
+    assert class_names(db, [CAR, "/m/zz_custom", "/m/zz_unknown"]) == {CAR: "Car", "/m/zz_custom": "Zeppelin"}
+    out_file = tmp_path / "coco.json"
+    _export(runner, "--format", "coco", "-o", str(out_file))
+    cats = {c["mid"]: c["name"] for c in json.loads(out_file.read_text())["categories"]}
+    assert cats == {PERSON: "Person", TORTOISE: "Tortoise", CAR: "Car"}
+    r = admin_client.get("/export/download?kind=object_box&format=openimages&split=train&part=classes")
+    assert r.status_code == 200 and r.mimetype == "text/csv"
+    assert "classes.csv" in r.headers["Content-Disposition"]
+    assert r.data.decode().splitlines() == [
+        "LabelName,DisplayName",
+        f"{TORTOISE},Tortoise",
+        f"{PERSON},Person",
+        f"{CAR},Car",
+    ]
+    # Faces have no class list: the error names the kinds that have one.
+    r = admin_client.get("/export/download?kind=face_box&format=csv&split=train&part=classes")
+    assert r.status_code == 400 and b"object_box" in r.data
+    page = admin_client.get("/export/")
+    assert b'name="part" value="classes"' in page.data

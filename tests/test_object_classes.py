@@ -4,7 +4,7 @@ object is one object only within one class (on the demo photos' real images, a r
 import csv
 
 from app.annotations.rows import annotation_row, insert_annotation, rate
-from app.classes import CLASSES_FILE, boxable, check_label, choices, class_counts, display_name
+from app.classes import CLASSES_FILE, boxable, check_label, choices, class_counts, display_name, parse_classes
 from app.db import immediate
 from app.errors import InvalidInput
 from app.export import ground_truth, iter_training_rows
@@ -50,6 +50,25 @@ def test_bad_class_is_refused_by_name():
             check_label(bad)
         except InvalidInput as e:
             assert repr(bad) in str(e) and "/m/0k4j" in str(e)
+        else:
+            raise AssertionError(f"{bad!r} was accepted")
+
+
+def test_every_classes_option_reads_the_same_way():
+    """One parser for every --classes (import-openimages, import-openimages-masks, bulk-annotate,
+    evaluate): MIDs in order, each once; none given is None; a bad or empty one is named."""
+    assert parse_classes(None) is None
+    assert parse_classes(f" {PERSON}, {CAR},{PERSON},") == [PERSON, CAR]
+    assert parse_classes([CAR, "/g/11bc5v3x1l"]) == [CAR, "/g/11bc5v3x1l"]
+    for bad, said in (
+        ("person", "bad class 'person' in --classes"),
+        (f"{PERSON},/m/Car", "bad class '/m/Car'"),
+        (" , ", "names no class"),
+    ):
+        try:
+            parse_classes(bad)
+        except InvalidInput as e:
+            assert said in str(e) and "/m/01g317" in str(e), str(e)
         else:
             raise AssertionError(f"{bad!r} was accepted")
 
@@ -113,6 +132,24 @@ def test_class_corrected_by_a_person_trains_the_new_class_only(db):
     ids = {r.annotation_id for r in chosen}
     assert h in ids and m not in ids
     assert next(r for r in chosen if r.annotation_id == h).label == PERSON
+
+
+def test_a_class_correction_leaves_the_machine_row_in_its_old_class(db):
+    """Rated bad by the correction, the machine Car takes the older imported Car box at the same
+    place with it (as a bad row takes its object's older rows); the human Person trains alone."""
+    seeded = seed_objects(db)
+    image_id = seeded["boxes"][0]["image_id"]
+    with immediate(db):
+        imported = create_set(db, "openimages-car", "object_box", "import", label=CAR)
+        human = create_set(db, "human-object_box", "object_box", "human")
+        machine = create_set(db, "run-2", "object_box", "model")
+    old_car = _add(db, imported, image_id, [0.2, 0.2, 0.4, 0.41], CAR)
+    assert old_car in {r.annotation_id for r in iter_training_rows(db, "object_box")}
+    m = _add(db, machine, image_id, [0.2, 0.2, 0.4, 0.4], CAR, score=0.9)
+    h = _add(db, human, image_id, [0.2, 0.2, 0.4, 0.4], PERSON, origin_id=m, created_by=1)
+    rate(db, m, 1, "bad")
+    ids = {r.annotation_id for r in iter_training_rows(db, "object_box") if r.image_id == image_id}
+    assert h in ids and m not in ids and old_car not in ids
 
 
 def test_faces_still_merge_whatever_their_label(db):

@@ -2,8 +2,8 @@
 
 Provenance: each MID and display name is copied from Open Images' own class list,
 `class-descriptions-boxable.csv` (the 601 boxable classes of Open Images v4 to v7, CC BY 4.0 by
-Google; a copy is tests/data/oi_class_descriptions_boxable.csv, which tests/test_nanodet.py checks
-this table against). The COCO name is matched to the Open Images class that names the same thing;
+Google; shipped as app/data/openimages-classes-boxable.csv, which tests/test_nanodet.py checks this
+table against). The COCO name is matched to the Open Images class that names the same thing;
 where Open Images has no class of exactly that scope the nearest one is taken and the comment says so.
 Every COCO class has a counterpart, so DROPPED is empty; a COCO class listed there would be left out
 of bulk runs (its boxes never written) because no Open Images label could name it.

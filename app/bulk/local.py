@@ -20,7 +20,6 @@ continues after the cursor, so no image is done twice or missed.
 """
 
 import json
-import re
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -36,8 +35,6 @@ from ..kinds import FACE_LABEL
 from ..runs import add_run_errors, claim_run, finish_run, set_progress, shown_status, start_run
 from .chain import ChainSpec
 from .selection import count_images, read_images_file, select_images
-
-MID = re.compile(r"/[a-z]/[0-9a-z_]+")
 
 KINDS = ("face_box", "face_landmarks5", "face_landmarks68", "object_box")
 ENGINES = ("local", "process", "ray")
@@ -223,20 +220,6 @@ def _chosen_model(db, kind: str, model: str) -> dict:
             return get_model(db, m["id"])
     known = ", ".join(f"{m['id']} ({m['name']})" for m in models) or "none"
     raise InvalidInput(f"--model {model!r}: no {kind} model of that id or name; {kind} models: {known}")
-
-
-def parse_classes(text: str | None) -> list[str] | None:
-    """--classes "/m/01g317,/m/0k4j" as a list of MIDs (None for none given); InvalidInput names a bad one."""
-    if text is None:
-        return None
-    mids = [m.strip() for m in text.split(",") if m.strip()]
-    bad = [m for m in mids if not MID.fullmatch(m)]
-    if bad or not mids:
-        raise InvalidInput(
-            f"--classes {text!r}: give Open Images MIDs separated by commas, e.g. /m/01g317,/m/0k4j"
-            + (f" ({', '.join(bad)} is not one)" if bad else "")
-        )
-    return list(dict.fromkeys(mids))
 
 
 def bulk_annotate(

@@ -105,8 +105,9 @@ def bulk_annotate_command(
     as_json,
 ):
     """Annotate the images no human labelled (and those rated bad) with the active models, into new sets."""
-    from ..bulk.local import bulk_annotate, parse_classes
+    from ..bulk.local import bulk_annotate
     from ..bulk.masks import run_kind
+    from ..classes import parse_classes
 
     if kind == "object_mask" or (resume is not None and run_kind(get_db(), resume) == "object_mask"):
         return _bulk_masks(
@@ -160,6 +161,11 @@ def bulk_annotate_command(
     except KeyboardInterrupt:
         # Before the run was recorded (loading the models): nothing to resume.
         raise click.ClickException("interrupted before the run started; nothing was written") from None
+    _echo_run(s, as_json)
+
+
+def _echo_run(s: dict, as_json: bool) -> None:
+    """A bulk run's summary (box and mask runs alike): JSON, or its sets and a few of its errors."""
     if as_json:
         echo_json(s)
         return
@@ -169,8 +175,10 @@ def bulk_annotate_command(
     for st in s["sets"].values():
         click.echo(f"  set {st['id']} {st['name']} ({st['kind']}): {st['annotations']} annotations")
     if s["errors"]:
-        reasons = ", ".join(f"{k} {v}" for k, v in sorted(s["errors_by_reason"].items()))
-        click.echo(f"  {s['errors']} image(s) skipped ({reasons}), listed in run_errors; e.g.:")
+        # Mask runs do not count their errors by reason.
+        by_reason = s.get("errors_by_reason")
+        reasons = f" ({', '.join(f'{k} {v}' for k, v in sorted(by_reason.items()))})" if by_reason else ""
+        click.echo(f"  {s['errors']} image(s) skipped{reasons}, listed in run_errors; e.g.:")
         for line in s["error_samples"][:5]:
             click.echo(f"    {line}")
 
@@ -192,7 +200,7 @@ def _bulk_masks(
 ):
     # Box -> mask runs have their own loop (app/bulk/masks.py), on the local engine.
     from ..bulk.masks import bulk_annotate_masks
-    from ..imports.openimages import parse_classes
+    from ..classes import parse_classes
 
     if engine != "local":
         raise click.ClickException("--kind object_mask runs on --engine local only")
@@ -201,7 +209,7 @@ def _bulk_masks(
             get_db(),
             current_app.config,
             boxes_from=boxes_from,
-            classes=parse_classes(classes) if classes else None,
+            classes=parse_classes(classes),
             model=model,
             split=split,
             prefix=prefix,
@@ -217,18 +225,7 @@ def _bulk_masks(
         raise click.ClickException(
             f"interrupted; `flask oiap bulk-annotate --resume {e.run_id}` continues"
         ) from None
-    if as_json:
-        echo_json(s)
-        return
-    click.echo(
-        f"run {s['run_id']} {s['status']}: {s['images']}/{s['total']} images, {s['images_per_s']} images/s"
-    )
-    for st in s["sets"].values():
-        click.echo(f"  set {st['id']} {st['name']} ({st['kind']}): {st['annotations']} annotations")
-    if s["errors"]:
-        click.echo(f"  {s['errors']} image(s) skipped, listed in run_errors; e.g.:")
-        for line in s["error_samples"][:5]:
-            click.echo(f"    {line}")
+    _echo_run(s, as_json)
 
 
 @oiap_cli.command("bulk-runs")

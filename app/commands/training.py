@@ -169,7 +169,7 @@ def _echo_metrics(model_id: int, split: str, m: dict) -> None:
 @fail_on_domain_error
 def evaluate_command(model_id, split, classes, as_json):
     """Measure a model on a split's ground truth (human + good machine labels); stored on the model."""
-    from ..imports.openimages import parse_classes
+    from ..classes import parse_classes
     from ..models.builtin import ensure_builtin_models
     from ..models.evaluation import evaluate
     from ..models.mask_models import ensure_mask_models
@@ -177,7 +177,7 @@ def evaluate_command(model_id, split, classes, as_json):
     db = get_db()
     ensure_builtin_models(db)
     ensure_mask_models(db)
-    wanted = parse_classes(classes) if classes else None
+    wanted = parse_classes(classes)
     m = evaluate(db, current_app.config, model_id, split, progress=not as_json, classes=wanted)
     if as_json:
         echo_json(m)

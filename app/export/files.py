@@ -9,12 +9,14 @@ from pathlib import Path
 
 from sqlite_utils import Database
 
+from ..classes import boxable, names_in_store
 from ..errors import InvalidInput, OiapError
 from ..images.layout import image_path
 from .merge import DEFAULT_UNRATED_WEIGHT, TrainingRow, ground_truth, iter_training_rows
 from .writers import (
     CLASS_KINDS,
     FORMATS,
+    class_list_chunks,
     coco_chunks,
     coco_mask_chunks,
     csv_chunks,
@@ -112,7 +114,7 @@ def text_chunks(
     if fmt == "original-csv":
         return original_csv_chunks(rows, kind)
     if fmt == "coco" and kind == "object_mask":
-        return coco_mask_chunks(rows, image_info)
+        return coco_mask_chunks(rows, image_info, names)
     if fmt == "coco":
         return coco_chunks(rows, kind, image_info, names)
     if fmt == "dlib-xml":
@@ -202,16 +204,20 @@ def yolo_zip_chunks(
 
 
 def class_names(db: Database, labels: Iterable[str] | None = None) -> dict[str, str]:
-    """Class MID -> display name, as the imports stored them in their sets' params (labels without one
-    are left out; writers then show the MID)."""
-    names = {
-        label: name
-        for label, name in db.execute(
-            "SELECT label, json_extract(params, '$.display_name') FROM annotation_sets"
-            " WHERE label IS NOT NULL AND json_valid(params) AND json_extract(params, '$.display_name') IS NOT NULL"
-        )
-    }
-    return names if labels is None else {k: v for k, v in names.items() if k in set(labels)}
+    """Class MID -> display name: Open Images' shipped boxable list (app/classes.py), else the name an
+    import stored in its set's params (labels named by neither are left out; writers then show the MID).
+
+    The shipped list first, so a model's classes (NanoDet's Person, a MID with no import behind it) are
+    named as Open Images names them."""
+    names = boxable() | names_in_store(db)
+    return names if labels is None else {k: names[k] for k in set(labels) if k in names}
+
+
+def class_list_for(rows: Iterable[TrainingRow], names: Mapping[str, str]) -> Iterator[str]:
+    """The class descriptions CSV (LabelName,DisplayName) of the classes the rows hold, sorted by MID:
+    the rows are read to the end first, since the classes are known only then."""
+    labels = {r.label for r in rows if r.label is not None}
+    return class_list_chunks(sorted(labels), names)
 
 
 def write_openimages_masks(rows, folder: str | Path, image_info: ImageInfo) -> dict:

@@ -24,9 +24,10 @@ Decisions beyond DESIGN.md:
   exists to catch bad human labels;
 - the faces are found among every row of the kind on the image, also those outside the `sets`
   asked for; `sets` then keeps the faces whose chosen row is in one of them;
-- object boxes (BY_CLASS_KINDS) are one object only when they also have the same class (label):
-  a person and the bicycle they ride overlap but are two objects; a correction that changed the
-  class leaves the machine row (rated bad) in its old class;
+- rows of different classes (labels) are different objects however they overlap (`faces_of`;
+  object boxes and masks; faces all share /m/0dzct or have none): a person and the bicycle they
+  ride are two objects; a correction that changed the class leaves the machine row (rated bad) in
+  its old class;
 - images of the test split never train: `iter_training_rows` refuses 'test'. The test split's
   ground truth for evaluation comes from `ground_truth` (human + good machine, same faces).
 
@@ -50,8 +51,6 @@ TRAIN_SPLITS = ("train", "validation")
 SOURCES = ("human", "machine_good", "machine_unrated")
 OVERLAP_IOU = 0.5
 DEFAULT_UNRATED_WEIGHT = 0.5
-# Kinds whose rows are one object only within one class (label); faces all share /m/0dzct.
-BY_CLASS_KINDS = ("object_box",)
 
 
 class TrainingRow:
@@ -191,6 +190,10 @@ def faces_of(rows: list[TrainingRow]) -> list[list[TrainingRow]]:
     for r in humans + machines:
         box = _box_of(r)
         k = face_of_id.get(corrected_by[r.annotation_id]) if r.annotation_id in corrected_by else None
+        if k is not None and r.label is not None and labels[k] is not None and labels[k] != r.label:
+            # A correction that changed the class: the machine row (rated bad) stays an object of its
+            # old class, where it takes that class's identical and older rows with it.
+            k = None
         if box is not None:
             x0, y0, x1, y1 = box
             area = (x1 - x0) * (y1 - y0)
@@ -247,32 +250,17 @@ def choose(face: list[TrainingRow], active_set: int | None) -> TrainingRow | Non
     return good or unrated or imported
 
 
-def resolve_image(
-    rows: list[TrainingRow], active_model_id: int | None = None, by_class: bool = False
-) -> list[TrainingRow]:
+def resolve_image(rows: list[TrainingRow], active_model_id: int | None = None) -> list[TrainingRow]:
     """The rows of one image (one kind) that train: one per face, in annotation id order.
 
     rows: the image's rows in annotation id order, as the merge's query reads them.
     active_model_id: the kind's active model; its newest set on this image is the only model run
-    whose unrated rows count.
-    by_class: object boxes are one object only within one class (label): a car and a person that
-    overlap are two objects. The active run is still the newest over all classes of the image.
+    whose unrated rows count (the newest over all classes of the image).
     """
     active_set = max(
         (r.set_id for r in rows if not r.human and r.model_id is not None and r.model_id == active_model_id),
         default=None,
     )
-    if by_class and len(rows) > 1:
-        labels = {r.label for r in rows}
-        if len(labels) > 1:
-            out = []
-            for label in labels:
-                out += _resolve([r for r in rows if r.label == label], active_set)
-            return sorted(out, key=_image_order)
-    return _resolve(rows, active_set)
-
-
-def _resolve(rows: list[TrainingRow], active_set: int | None) -> list[TrainingRow]:
     if len(rows) == 1:  # most images of a big store: one face, nothing to group
         r = rows[0]
         if r.human:
@@ -358,12 +346,11 @@ def active_model_id(db: Database, kind: str) -> int | None:
 
 
 def _stream(db, sql, kind, splits, set_ids, unrated_weight, active) -> Iterator[TrainingRow]:
-    by_class = kind in BY_CLASS_KINDS
     for split in splits:
         # One query per split keeps each walk in index order (images_split, annotations_image_kind).
         cursor = db.conn.execute(sql, [kind, split])
         for _image, group in groupby(map(TrainingRow, cursor), key=_image_key):
-            for row in resolve_image(list(group), active, by_class):
+            for row in resolve_image(list(group), active):
                 if set_ids is not None and row.set_id not in set_ids:
                     continue
                 if row.source == "machine_unrated":

@@ -6,7 +6,7 @@ from ..auth import admin_blueprint
 from ..db import connect, get_db
 from ..errors import InvalidInput
 from ..kinds import KINDS
-from .files import SUFFIX, ImageInfo, class_names, select_rows, text_chunks, yolo_zip_chunks
+from .files import SUFFIX, ImageInfo, class_list_for, class_names, select_rows, text_chunks, yolo_zip_chunks
 from .merge import DEFAULT_UNRATED_WEIGHT
 from .writers import CLASS_KINDS, FORMATS, YOLO_FORMATS
 
@@ -54,6 +54,13 @@ def download():
         raise InvalidInput(f"unknown kind {kind!r}; use one of: {', '.join(KINDS)}")
     if fmt not in FORMATS:
         raise InvalidInput(f"unknown format {fmt!r}; use one of: {', '.join(FORMATS)}")
+    # part=classes: the class list (LabelName,DisplayName) that goes with a class kind's export, as
+    # the CLI writes it beside an openimages file; one download is one file, so it is a second link.
+    classes_only = args.get("part") == "classes"
+    if classes_only and kind not in CLASS_KINDS:
+        raise InvalidInput(
+            f"{kind} has no classes: the class list is for {' and '.join(sorted(CLASS_KINDS))}"
+        )
     splits = tuple(s for s in args.get("split", "train").split(",") if s)
     sets = args.getlist("sets") or None
     # The form sends unrated=0 (hidden) and unrated=1 when ticked; a bare link includes them.
@@ -69,7 +76,9 @@ def download():
         rows = select_rows(db, kind, splits, sets, include_unrated, weight)
         info = ImageInfo(current_app.config)
         names = class_names(db) if kind in CLASS_KINDS else None
-        if fmt in YOLO_FORMATS:
+        if classes_only:
+            chunks = (chunk.encode() for chunk in class_list_for(rows, names))
+        elif fmt in YOLO_FORMATS:
             chunks = yolo_zip_chunks(rows, kind, info, names)
         else:
             # A kind the format cannot write (original-csv of five points) fails here too.
@@ -78,10 +87,10 @@ def download():
     except BaseException:
         db.close()
         raise
-    name = f"oiap-{kind}-{'+'.join(splits)}-{fmt}{SUFFIX[fmt]}"
+    name = f"oiap-{kind}-{'+'.join(splits)}-" + ("classes.csv" if classes_only else f"{fmt}{SUFFIX[fmt]}")
     return Response(
         _closing(chunks, db),
-        mimetype=MIME[fmt],
+        mimetype="text/csv" if classes_only else MIME[fmt],
         headers={"Content-Disposition": f'attachment; filename="{name}"', "X-Accel-Buffering": "no"},
     )
 

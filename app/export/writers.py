@@ -226,27 +226,7 @@ def coco_chunks(
     yield ', "annotations": ['
     images = tempfile.SpooledTemporaryFile(max_size=4 << 20, mode="w+")
     first_ann = True
-    image_no = 0
-    for _image_id, group in groupby(rows, key=lambda r: (r.split, r.image_id)):
-        group = list(group)
-        file_name, size = image_info(group[0])
-        if size is None:
-            continue
-        w, h = size
-        image_no += 1
-        images.write(
-            ("," if image_no > 1 else "")
-            + json.dumps(
-                {
-                    "id": image_no,
-                    "file_name": file_name,
-                    "width": w,
-                    "height": h,
-                    "oiap_image_id": group[0].image_id,
-                    "split": group[0].split,
-                }
-            )
-        )
+    for image_no, w, h, group in _coco_images(rows, image_info, images):
         for r in group:
             box = r.box
             if box is None:
@@ -279,19 +259,61 @@ def coco_chunks(
             ann["weight"] = r.weight
             yield ("" if first_ann else ",") + json.dumps(ann)
             first_ann = False
+    yield from _coco_tail(images, _class_categories(categories, names) if per_class else None)
+
+
+def _sized_images(
+    rows: Iterable[TrainingRow], image_info: ImageInfo
+) -> Iterator[tuple[str, int, int, list[TrainingRow]]]:
+    """(image file, width, height, rows) per image whose size is known; the pixel formats skip the
+    others (image_info counts them in `missing`)."""
+    for _image_id, group in groupby(rows, key=lambda r: (r.split, r.image_id)):
+        group = list(group)
+        file_name, size = image_info(group[0])
+        if size is not None:
+            yield file_name, size[0], size[1], group
+
+
+def _coco_images(
+    rows: Iterable[TrainingRow], image_info: ImageInfo, images
+) -> Iterator[tuple[int, int, int, list[TrainingRow]]]:
+    """(COCO image id, width, height, rows) per image of known size, its entry written to `images`
+    (the spooled image table); images of unknown size are left out (image_info counts them)."""
+    image_no = 0
+    for file_name, w, h, group in _sized_images(rows, image_info):
+        image_no += 1
+        images.write(
+            ("," if image_no > 1 else "")
+            + json.dumps(
+                {
+                    "id": image_no,
+                    "file_name": file_name,
+                    "width": w,
+                    "height": h,
+                    "oiap_image_id": group[0].image_id,
+                    "split": group[0].split,
+                }
+            )
+        )
+        yield image_no, w, h, group
+
+
+def _coco_tail(images, categories: list[dict] | None) -> Iterator[str]:
+    """The spooled image table (closed after), then the categories when they come last."""
     yield '], "images": ['
     images.seek(0)
     while chunk := images.read(1 << 16):
         yield chunk
     images.close()
-    if per_class:
-        cats = [
-            {"id": i, "name": class_name(label, names), "supercategory": "object", "mid": label}
-            for label, i in categories.items()
-        ]
-        yield '], "categories": ' + json.dumps(cats) + "}\n"
-        return
-    yield "]}\n"
+    yield "]}\n" if categories is None else '], "categories": ' + json.dumps(categories) + "}\n"
+
+
+def _class_categories(categories: Mapping[str, int], names: Mapping[str, str] | None) -> list[dict]:
+    """COCO categories of object classes as met: display name, and the MID beside it."""
+    return [
+        {"id": i, "name": class_name(label, names), "supercategory": "object", "mid": label}
+        for label, i in categories.items()
+    ]
 
 
 def class_name(label: str, names: Mapping[str, str] | None = None) -> str:
@@ -315,12 +337,7 @@ def dlib_xml_chunks(rows: Iterable[TrainingRow], kind: str, image_info: ImageInf
         f"<dataset>\n<name>oiap {kind}</name>\n<comment>Exported by oiap; coordinates in pixels.</comment>\n"
         "<images>\n"
     )
-    for _image_id, group in groupby(rows, key=lambda r: (r.split, r.image_id)):
-        group = list(group)
-        file_name, size = image_info(group[0])
-        if size is None:
-            continue
-        w, h = size
+    for file_name, w, h, group in _sized_images(rows, image_info):
         out = [f"  <image file={quoteattr(file_name)} width='{w}' height='{h}'>\n"]
         for r in group:
             box = r.box
@@ -367,31 +384,37 @@ class YoloLabels:
         """(split, image_id, image file, label text) per image, classes numbered as met."""
         for (split, image_id), group in groupby(rows, key=lambda r: (r.split, r.image_id)):
             lines = []
-            file_name = None
+            file_name = size = None
             for r in group:
                 if file_name is None:
-                    file_name, _size = image_info(r)
-                box = r.box
-                if box is None:
-                    continue
-                cls = self.classes.setdefault(r.label or FACE_LABEL, len(self.classes))
-                x0, y0, x1, y1 = (min(max(v, 0.0), 1.0) for v in box)
-                parts = [
-                    str(cls),
-                    f"{(x0 + x1) / 2:.6f}",
-                    f"{(y0 + y1) / 2:.6f}",
-                    f"{x1 - x0:.6f}",
-                    f"{y1 - y0:.6f}",
-                ]
-                if self.n:
-                    pts = r.points or []
-                    for i in range(self.n):
-                        p = pts[i] if i < len(pts) else [0, 0, 0]
-                        v = _visibility(p)
-                        parts += [f"{p[0]:.6f}", f"{p[1]:.6f}", str(v)] if v else ["0", "0", "0"]
-                lines.append(" ".join(parts))
+                    file_name, size = image_info(r)
+                line = self.label_line(r, size)
+                if line is not None:
+                    lines.append(line)
             self.splits[split] = self.splits.get(split, 0) + 1
             yield split, image_id, file_name, "\n".join(lines) + "\n"
+
+    def label_line(self, r: TrainingRow, size: tuple[int, int] | None) -> str | None:
+        """`class cx cy w h` (then x y v per point), normalised; None for a row without a box."""
+        box = r.box
+        if box is None:
+            return None
+        cls = self.classes.setdefault(r.label or FACE_LABEL, len(self.classes))
+        x0, y0, x1, y1 = (min(max(v, 0.0), 1.0) for v in box)
+        parts = [
+            str(cls),
+            f"{(x0 + x1) / 2:.6f}",
+            f"{(y0 + y1) / 2:.6f}",
+            f"{x1 - x0:.6f}",
+            f"{y1 - y0:.6f}",
+        ]
+        if self.n:
+            pts = r.points or []
+            for i in range(self.n):
+                p = pts[i] if i < len(pts) else [0, 0, 0]
+                v = _visibility(p)
+                parts += [f"{p[0]:.6f}", f"{p[1]:.6f}", str(v)] if v else ["0", "0", "0"]
+        return " ".join(parts)
 
     def data_yaml(self, root: str = ".") -> str:
         """The Ultralytics data YAML: image folders per split, kpt_shape, flip_idx, class names."""
@@ -438,11 +461,13 @@ def _rle_on(r: TrainingRow, w: int, h: int) -> dict:
     return json.loads(masks.encode(_mask_on(r, w, h)))
 
 
-def coco_mask_chunks(rows: Iterable[TrainingRow], image_info: ImageInfo) -> Iterator[str]:
+def coco_mask_chunks(
+    rows: Iterable[TrainingRow], image_info: ImageInfo, names: Mapping[str, str] | None = None
+) -> Iterator[str]:
     """COCO instance segmentation JSON (RLE segmentation, as pycocotools reads it), one category per class.
 
-    Categories are numbered as their classes are met (name = the MID) and written last, with the
-    image table (spooled), so the rows still stream.
+    Categories are numbered as their classes are met (name: the display name from `names`, else the
+    MID; `mid`: the MID) and written last, after the image table (spooled), so the rows still stream.
     """
     from ..annotations import masks
 
@@ -451,27 +476,7 @@ def coco_mask_chunks(rows: Iterable[TrainingRow], image_info: ImageInfo) -> Iter
     images = tempfile.SpooledTemporaryFile(max_size=4 << 20, mode="w+")
     categories: dict[str, int] = {}
     first_ann = True
-    image_no = 0
-    for _image_id, group in groupby(rows, key=lambda r: (r.split, r.image_id)):
-        group = list(group)
-        file_name, size = image_info(group[0])
-        if size is None:
-            continue
-        w, h = size
-        image_no += 1
-        images.write(
-            ("," if image_no > 1 else "")
-            + json.dumps(
-                {
-                    "id": image_no,
-                    "file_name": file_name,
-                    "width": w,
-                    "height": h,
-                    "oiap_image_id": group[0].image_id,
-                    "split": group[0].split,
-                }
-            )
-        )
+    for image_no, w, h, group in _coco_images(rows, image_info, images):
         for r in group:
             if r.mask is None or r.box is None:
                 continue
@@ -495,13 +500,7 @@ def coco_mask_chunks(rows: Iterable[TrainingRow], image_info: ImageInfo) -> Iter
             }
             yield ("" if first_ann else ",") + json.dumps(ann)
             first_ann = False
-    yield '], "images": ['
-    images.seek(0)
-    while chunk := images.read(1 << 16):
-        yield chunk
-    images.close()
-    cats = [{"id": i, "name": label, "supercategory": "object"} for label, i in categories.items()]
-    yield '], "categories": ' + json.dumps(cats) + "}\n"
+    yield from _coco_tail(images, _class_categories(categories, names))
 
 
 OPENIMAGES_MASK_COLUMNS = (
@@ -566,29 +565,16 @@ def mask_polygon(mask, max_points: int = 200) -> list[tuple[float, float]]:
 class YoloSegLabels(YoloLabels):
     """YOLO segmentation labels: `class x1 y1 x2 y2 ...` (the largest part's outline, normalised)."""
 
-    def label_files(
-        self, rows: Iterable[TrainingRow], image_info: ImageInfo
-    ) -> Iterator[tuple[str, str, str, str]]:
-        """(split, image_id, image file, label text) per image, classes numbered as met."""
-        for (split, image_id), group in groupby(rows, key=lambda r: (r.split, r.image_id)):
-            lines = []
-            file_name = None
-            for r in group:
-                if file_name is None:
-                    file_name, size = image_info(r)
-                if r.mask is None or size is None:
-                    continue
-                w, h = size
-                poly = mask_polygon(_mask_on(r, w, h))
-                if len(poly) < 3:
-                    continue
-                cls = self.classes.setdefault(r.label or "object", len(self.classes))
-                coords = " ".join(
-                    f"{min(max(x / w, 0.0), 1.0):.6f} {min(max(y / h, 0.0), 1.0):.6f}" for x, y in poly
-                )
-                lines.append(f"{cls} {coords}")
-            self.splits[split] = self.splits.get(split, 0) + 1
-            yield split, image_id, file_name, "\n".join(lines) + "\n"
+    def label_line(self, r: TrainingRow, size: tuple[int, int] | None) -> str | None:
+        if r.mask is None or size is None:
+            return None
+        w, h = size
+        poly = mask_polygon(_mask_on(r, w, h))
+        if len(poly) < 3:
+            return None
+        cls = self.classes.setdefault(r.label or "object", len(self.classes))
+        coords = " ".join(f"{min(max(x / w, 0.0), 1.0):.6f} {min(max(y / h, 0.0), 1.0):.6f}" for x, y in poly)
+        return f"{cls} {coords}"
 
 
 def yolo_labels(kind: str, names: Mapping[str, str] | None = None) -> YoloLabels:

@@ -40,7 +40,7 @@ from sqlite_utils import Database
 from tqdm import tqdm
 
 from ..annotations.rows import BOX_IF_NEW_SQL, insert_counted_by_batch
-from ..classes import boxable
+from ..classes import boxable, parse_classes
 from ..db import immediate, now
 from ..errors import InvalidInput
 from ..images.labels import store_hierarchy
@@ -51,6 +51,7 @@ from ..links import http_url
 from ..runs import add_run_errors, finish_run, set_progress, start_run
 from ..sets.queries import get_or_create_set
 from .openimages_labels import find_hierarchy_file, find_label_files, import_labels, read_hierarchy
+from .openimages_rows import split_line
 
 ALL_IMAGES_FILE = "image_ids_and_rotation.csv"
 CLASS_FILES = (
@@ -64,7 +65,6 @@ FLAG_COLUMNS = ("IsOccluded", "IsTruncated", "IsGroupOf", "IsDepiction", "IsInsi
 BATCH = 20_000
 MAX_STORED_ERRORS = 10_000
 IMPORT_CACHE_KIB = -262_144  # negative: KiB, i.e. 256 MiB
-LABEL_RE = re.compile(r"/[mg]/[0-9a-z_]+")
 
 
 def image_files(split: str) -> tuple[str, ...]:
@@ -106,18 +106,6 @@ def read_classes(meta_dir: Path) -> dict[str, str]:
             if len(row) >= 2 and row[0] != "LabelName":
                 out[row[0]] = row[1]
     return out
-
-
-def parse_classes(value: str | Iterable[str] | None) -> list[str]:
-    """Class MIDs from a comma-separated option; the default is Human face."""
-    if value is None:
-        return [FACE_LABEL]
-    items = value.split(",") if isinstance(value, str) else list(value)
-    mids = [v.strip() for v in items if v.strip()]
-    for mid in mids:
-        if not LABEL_RE.fullmatch(mid):
-            raise InvalidInput(f"bad class {mid!r}: a class is an Open Images MID such as /m/0dzct")
-    return mids or [FACE_LABEL]
 
 
 class _Errors:
@@ -324,18 +312,8 @@ def import_boxes(
                     continue
             elif not any(n in raw for n in needles):
                 continue
-            try:
-                text = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as e:
-                errors.add(path, line, f"not UTF-8: {e}")
-                continue
-            try:
-                row = next(csv.reader([text])) if '"' in text else text.split(",")
-            except csv.Error as e:
-                errors.add(path, line, f"unreadable CSV row: {e}")
-                continue
-            if len(row) != n_cols:
-                errors.add(path, line, f"expected {n_cols} columns, got {len(row)}")
+            row = split_line(raw, n_cols, errors, path, line)
+            if row is None:
                 continue
             target = sets.get(row[i_label])
             if target is None:
@@ -409,7 +387,7 @@ def import_openimages(
     if not meta_dir.is_dir():
         raise InvalidInput(f"--meta-dir {meta_dir} is not a folder")
     splits = [validate_split(s) for s in (splits or SPLITS)]
-    mids = parse_classes(classes)
+    mids = parse_classes(classes) or [FACE_LABEL]  # faces unless asked
     if limit is not None and limit < 1:
         raise InvalidInput("--limit must be at least 1")
     files = plan(meta_dir, splits)

@@ -16,7 +16,6 @@ Decisions, as for boxes (imports/openimages.py):
   a fraction is a machine label (the `*-machine-imagelabels` files), which says nothing verified.
 """
 
-import csv
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,6 +27,7 @@ from ..errors import InvalidInput
 from ..images.labels import upsert_labels
 from ..images.layout import IMAGE_ID_RE
 from ..runs import set_progress
+from .openimages_rows import split_line
 
 BATCH = 20_000
 COLUMNS = ("ImageID", "LabelName", "Confidence")
@@ -100,18 +100,8 @@ def import_labels(db: Database, path: Path, mids: Iterable[str], errors, run_id:
             line += 1
             if not any(n in raw for n in needles):
                 continue
-            try:
-                text = raw.decode("utf-8").rstrip("\r\n")
-            except UnicodeDecodeError as e:
-                errors.add(path, line, f"not UTF-8: {e}")
-                continue
-            try:
-                row = next(csv.reader([text])) if '"' in text else text.split(",")
-            except csv.Error as e:
-                errors.add(path, line, f"unreadable CSV row: {e}")
-                continue
-            if len(row) != n_cols:
-                errors.add(path, line, f"expected {n_cols} columns, got {len(row)}")
+            row = split_line(raw, n_cols, errors, path, line)
+            if row is None:
                 continue
             label = row[i_label]
             if label not in wanted:

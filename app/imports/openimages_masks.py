@@ -37,13 +37,14 @@ from sqlite_utils import Database
 
 from ..annotations import masks
 from ..annotations.rows import MASK_IF_NEW_SQL, insert_counted_by_batch
+from ..classes import check_label, parse_classes
 from ..db import immediate, now
 from ..errors import InvalidInput, NotFound
 from ..images.layout import IMAGE_ID_RE, validate_split
 from ..images.reading import header_size
 from ..runs import finish_run, set_progress, start_run
 from ..sets.queries import get_or_create_set
-from .openimages import _Errors, parse_classes, read_classes, set_name
+from .openimages import _Errors, read_classes, set_name
 
 KIND = "object_mask"
 COLUMNS = ("MaskPath", "ImageID", "LabelName", "BoxID", "BoxXMin", "BoxXMax", "BoxYMin", "BoxYMax")
@@ -226,7 +227,7 @@ def import_mask_file(
         try:
             if not IMAGE_ID_RE.fullmatch(image_id):
                 raise InvalidInput(f"bad ImageID {image_id!r}: expected 16 lowercase hex characters")
-            parse_classes(mid)  # the same MID check as import-openimages
+            check_label(mid, "LabelName")  # the MID check of every --classes
             if not box_id:
                 raise InvalidInput("empty BoxID")
             if not mask_path.endswith(".png") or "/" in mask_path or "\\" in mask_path:
@@ -311,7 +312,7 @@ def import_openimages_masks(
     if not masks_dir.is_dir():
         raise InvalidInput(f"--masks-dir {masks_dir} is not a folder")
     splits = [validate_split(s) for s in (splits or ("train", "validation", "test"))]
-    mids = parse_classes(classes) if classes else None
+    mids = parse_classes(classes)
     if limit is not None and limit < 1:
         raise InvalidInput("--limit must be at least 1")
     files = plan(meta_dir, splits)
