@@ -30,9 +30,6 @@ from .chain import Chain, ChainSpec, Timer
 DEFAULT_CHUNK = 20000
 
 
-ACTOR_START_WAIT_S = 300
-
-
 def _plain(value):
     """numpy and tuples to JSON-able lists/floats (results cross the process boundary as JSON)."""
     if isinstance(value, np.ndarray):
@@ -204,11 +201,6 @@ class RayEngine:
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True
         ctx.enable_progress_bars = self.progress
-        # Start the whole actor pool before handing out work: otherwise the first actor up (on the
-        # driver's node, its models already cached) may take a small run's every batch while the
-        # others are still loading, and a second node does nothing. Past this wait Ray raises
-        # "Timed out while starting actors" (the cluster lacks the CPUs --workers x --actor-cpus).
-        ctx.wait_for_min_actors_s = ACTOR_START_WAIT_S
         items = [{"pos": k, "row": json.dumps(self._source(r))} for k, r in enumerate(rows)]
         return ray.data.from_items(items).map_batches(
             AnnotateBatch,
