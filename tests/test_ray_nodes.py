@@ -15,6 +15,7 @@ import pytest
 from app.bulk.local import bulk_annotate
 from app.errors import InvalidInput
 from app.imports.demo import build_demo
+from app.imports.folder import import_dir
 from app.paths import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -93,8 +94,32 @@ def _alive_nodes(address: str) -> set[str]:
         ray.shutdown()
 
 
-def test_bulk_annotate_through_address_uses_both_nodes(app, db, two_nodes):
-    build_demo(db, boxes_source="model")  # every photo unlabelled: the run takes all ten
+def _forty_photos(folder: Path) -> Path:
+    """The ten demo photos four ways each (as they are, mirrored, upside down, cropped): 40 distinct
+    files. Ten photos are a second's work for the first actor up, which may then take them all
+    before the other node's actor has loaded its models; forty keep both busy."""
+    from PIL import Image, ImageOps
+
+    folder.mkdir()
+    demo = REPO_ROOT / "app" / "demo_data"
+    for src in sorted([*demo.glob("*.jpg"), *demo.glob("*.png")]):
+        with Image.open(src) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            variants = {
+                "a": im,
+                "b": ImageOps.mirror(im),
+                "c": im.rotate(180),
+                "d": im.crop((w // 20, h // 20, w - w // 20, h - h // 20)),
+            }
+            for tag, v in variants.items():
+                v.save(folder / f"{src.stem}-{tag}.jpg", quality=92)
+    return folder
+
+
+def test_bulk_annotate_through_address_uses_both_nodes(app, db, two_nodes, tmp_path):
+    summary = import_dir(db, _forty_photos(tmp_path / "photos"), "train")
+    assert summary["added"] == 40  # all unlabelled: the run takes every one
     nodes = _alive_nodes(two_nodes)
     assert len(nodes) == 2
     # 1.5 CPUs an actor on nodes of 2: one actor a node, with room left for Ray Data's own tasks.
@@ -108,10 +133,10 @@ def test_bulk_annotate_through_address_uses_both_nodes(app, db, two_nodes):
         engine="ray",
         engine_options={"address": two_nodes, "actor_cpus": 1.5},
     )
-    assert s["status"] == "done" and s["images"] == 10
+    assert s["status"] == "done" and s["images"] == 40
     done = s["profile_s"]["nodes"]
-    assert set(done) == nodes and all(n >= 1 for n in done.values()) and sum(done.values()) == 10
-    assert s["sets"]["box"]["annotations"] >= 40
+    assert set(done) == nodes and all(n >= 1 for n in done.values()) and sum(done.values()) == 40
+    assert s["sets"]["box"]["annotations"] >= 120  # upside-down photos lose a few faces
 
 
 def test_ray_client_addresses_are_refused(app, db):
