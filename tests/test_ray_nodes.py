@@ -1,11 +1,13 @@
 """bulk-annotate --engine ray through --address on a cluster of two Ray nodes (a head and a second
 node started with `ray start`, both on 127.0.0.1): work lands on both; ray:// is refused."""
 
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -84,14 +86,26 @@ def two_nodes(monkeypatch):
         assert not left, f"the cluster left processes behind: {sorted(left)}"
 
 
-def _alive_nodes(address: str) -> set[str]:
-    import ray
+def _run(args: list[str], env: dict) -> str:
+    out = subprocess.run(args, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out.stdout
 
-    ray.init(address=address, log_to_driver=False, configure_logging=False)
-    try:
-        return {n["NodeID"] for n in ray.nodes() if n["Alive"]}
-    finally:
-        ray.shutdown()
+
+def _last_json(text: str):
+    """The JSON value that ends the output (Ray may print lines before it)."""
+    start = text.rindex("\n{\n") + 1 if "\n{\n" in text else text.index("{")
+    return json.loads(text[start:])
+
+
+def _alive_nodes(address: str, env: dict) -> set[str]:
+    # In a process of its own, as the bulk run below: Ray driver state left in the test process by
+    # earlier tests (local clusters started and shut down) must not decide what this test sees.
+    code = (
+        f"import json, ray; ray.init(address={address!r}, log_to_driver=False, configure_logging=False);"
+        "print(json.dumps(sorted(n['NodeID'] for n in ray.nodes() if n['Alive'])))"
+    )
+    return set(json.loads(_run([sys.executable, "-c", code], env).strip().splitlines()[-1]))
 
 
 def _forty_photos(folder: Path) -> Path:
@@ -120,18 +134,25 @@ def _forty_photos(folder: Path) -> Path:
 def test_bulk_annotate_through_address_uses_both_nodes(app, db, two_nodes, tmp_path):
     summary = import_dir(db, _forty_photos(tmp_path / "photos"), "train")
     assert summary["added"] == 40  # all unlabelled: the run takes every one
-    nodes = _alive_nodes(two_nodes)
+    env = dict(
+        os.environ,
+        OIAP_INSTANCE=app.instance_path,
+        OIAP_DATABASE=app.config["DATABASE"],
+        OIAP_SECRET_KEY="test",
+        FLASK_APP="app",
+        RAY_AUTH_MODE="disabled",
+        PYTHONPATH=str(REPO_ROOT),
+    )
+    nodes = _alive_nodes(two_nodes, env)
     assert len(nodes) == 2
+    # The run in a process of its own, as a user runs it: `flask oiap bulk-annotate --address`.
     # 1.5 CPUs an actor on nodes of 2: one actor a node, with room left for Ray Data's own tasks.
-    s = bulk_annotate(
-        db,
-        app.config,
-        "face_box",
-        batch=1,
-        workers=2,
-        progress=False,
-        engine="ray",
-        engine_options={"address": two_nodes, "actor_cpus": 1.5},
+    s = _last_json(
+        _run(
+            [sys.executable, "-m", "flask", "oiap", "bulk-annotate", "--kind", "face_box", "--batch", "1"]
+            + ["--workers", "2", "--engine", "ray", "--address", two_nodes, "--actor-cpus", "1.5", "--json"],
+            env,
+        )
     )
     assert s["status"] == "done" and s["images"] == 40
     done = s["profile_s"]["nodes"]
