@@ -264,6 +264,7 @@ def m008_pages_layout_version(db: Database) -> None:
             every INTEGER NOT NULL,
             mark INTEGER NOT NULL,
             version INTEGER NOT NULL,
+            built_at REAL NOT NULL,
             image_id TEXT NOT NULL,
             annotation_id INTEGER NOT NULL,
             PRIMARY KEY (set_id, every, mark)

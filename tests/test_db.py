@@ -60,15 +60,15 @@ def test_set_counters_follow_ratings_and_deletes(db):
     assert (s["total"], s["good"], s["bad"]) == tuple(real) == (2, 2, 0)
 
 
-# m008 as it was edited after it shipped: set_page_marks with built_at between version and image_id.
-EDITED_M008_MARKS = """
+# m008 as it first shipped: set_page_marks without built_at. The code's m008 is the later, edited
+# text (built_at between version and image_id), kept as it is: migrations are append-only.
+ORIGINAL_M008_MARKS = """
     DROP TABLE set_page_marks;
     CREATE TABLE set_page_marks (
         set_id INTEGER NOT NULL,
         every INTEGER NOT NULL,
         mark INTEGER NOT NULL,
         version INTEGER NOT NULL,
-        built_at REAL NOT NULL,
         image_id TEXT NOT NULL,
         annotation_id INTEGER NOT NULL,
         PRIMARY KEY (set_id, every, mark)
@@ -102,6 +102,7 @@ def test_m009_brings_either_m008_to_one_schema(tmp_path):
     # A store migrated with m008 as first shipped: no built_at until m009, old marks dropped by it.
     original = connect(str(tmp_path / "original.db"))
     migrations.apply(original, stop_before="m009_page_marks_built_at")
+    original.executescript(ORIGINAL_M008_MARKS)
     assert "built_at" not in _marks_columns(original)
     original.execute(
         "INSERT INTO annotation_sets (name, kind, source, created_at) VALUES ('s', 'face_box', 'human', 'now')"
@@ -117,7 +118,7 @@ def test_m009_brings_either_m008_to_one_schema(tmp_path):
     # A store migrated with the edited m008 (built_at already there).
     edited = connect(str(tmp_path / "edited.db"))
     migrations.apply(edited, stop_before="m009_page_marks_built_at")
-    edited.executescript(EDITED_M008_MARKS)
+    assert _marks_columns(edited)[4] == "built_at"
     assert migrate(edited)[0] == "m009_page_marks_built_at"
 
     assert _schema(original) == _schema(fresh)
