@@ -9,7 +9,6 @@ from functools import cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from .session import session
 
@@ -22,7 +21,18 @@ INPUT_SIZE = 192
 # 16's prototype): of 1.3 / 1.4 / 1.5 / 1.6 on faces-dev's training file (from MTCNN) NME 0.060 /
 # 0.058 / 0.061 / 0.070; the testing file, measured once: 0.0512 at 1.5, 0.0486 at 1.4.
 ROI_SCALE = 1.4
+# The crop's anti-aliasing (reduction()): a crop reading REDUCE_FROM or more image pixels a crop pixel
+# reads the ROI's region area-reduced by int(scale / REDUCE_TO). faces-dev's faces are too small for it
+# (at most 0.73 image pixels a crop pixel), so scripts/eval_mesh_crop.py upscales the training file's
+# photos k times: NME on the given boxes, k = 1 / 4 / 8 / 12, with no reduction 0.0607 / 0.0627 /
+# 0.0627 / 0.0629, with PIL's earlier rule (from 4, to 2) 0.0607 / 0.0627 / 0.0627 / 0.0628, with
+# 2 / 1 (kept) 0.0607 / 0.0627 / 0.0625 / 0.0624.
+REDUCE_FROM = 2.0
+REDUCE_TO = 1.0
 EYE_LINE = (33, 263)
+# Faces per onnxruntime call (all of an image's faces, up to this): per face CPU falls with the batch up
+# to about 8 (scripts/bench_mesh_stage.py); beyond it the activations outgrow the cache.
+RUN_BATCH = 8
 
 # Which mesh vertices each refinement output overwrites (x, y only), in output order: MediaPipe's
 # tensors_to_face_landmarks_with_attention.pbtxt (Apache-2.0). "left_eye" is the image-left one.
@@ -96,30 +106,58 @@ def roi_from_landmarks(points: np.ndarray) -> tuple[float, float, float, float]:
     return float(cx), float(cy), float(ROI_SCALE * (hi - lo).max()), angle
 
 
-def warp(pil: Image.Image, m: np.ndarray, t: np.ndarray) -> np.ndarray:
+def reduction(scale: float) -> int:
+    """The integer factor an ROI's image region is area-reduced by before the bilinear warp, for a crop
+    of `scale` image pixels per crop pixel: bilinear sampling reads 2x2 pixels, so past 2 image pixels
+    a crop pixel it skips pixels and aliases (REDUCE_FROM, REDUCE_TO: chosen on faces-dev's training
+    file, module docstring)."""
+    return max(1, int(scale / REDUCE_TO)) if scale >= REDUCE_FROM else 1
+
+
+def warp(img_rgb, m: np.ndarray, t: np.ndarray) -> np.ndarray:
     """One INPUT_SIZE crop whose pixel (u, v) samples the image at m @ (u, v) + t (pixel centres at
-    integer coordinates in both); big downscales pre-reduce the image so that bilinear does not alias.
+    integer coordinates in both), by OpenCV's bilinear warp; a big downscale first area-reduces the
+    ROI's own region of the image by an integer factor (reduction()), so that bilinear does not alias.
 
     (facemesh68._crop samples at m @ (u + 1, v + 1) + t: its crops sit one crop pixel off.)"""
+    import cv2
+
+    cv2.setNumThreads(1)  # parallelism comes from bulk-annotate's workers (as onnxruntime's one thread)
+    img = np.asarray(img_rgb)
     scale = np.sqrt(abs(np.linalg.det(m)))  # image pixels per crop pixel
-    factor = int(scale // 2) if scale >= 4 else 1
+    factor = reduction(scale)
     if factor > 1:
-        pil = pil.reduce(factor)
-        m, t = m / factor, (t + 0.5) / factor - 0.5
-    # PIL maps output corner coordinates (u + 0.5) to input corner coordinates, then samples there.
-    c = t + 0.5 - m @ np.array([0.5, 0.5])
-    data = (m[0, 0], m[0, 1], c[0], m[1, 0], m[1, 1], c[1])
-    out = pil.transform((INPUT_SIZE, INPUT_SIZE), Image.Transform.AFFINE, data, Image.Resampling.BILINEAR)
-    return np.asarray(out)
+        # Only the region the crop reads (its corners' bounding box and a margin), cut to whole blocks
+        # of factor x factor pixels: INTER_AREA at an integer factor is then the exact block mean.
+        corners = np.array([[0, 0], [INPUT_SIZE - 1, 0], [0, INPUT_SIZE - 1], [INPUT_SIZE - 1] * 2]) @ m.T + t
+        x0, y0 = (max(int(v) - 2 * factor, 0) for v in corners.min(0))
+        x1, y1 = (int(v) + 2 * factor for v in corners.max(0))
+        x1 = x0 + (min(x1, img.shape[1]) - x0) // factor * factor
+        y1 = y0 + (min(y1, img.shape[0]) - y0) // factor * factor
+        if x1 > x0 and y1 > y0:
+            sub = img[y0:y1, x0:x1]
+            img = cv2.resize(sub, ((x1 - x0) // factor, (y1 - y0) // factor), interpolation=cv2.INTER_AREA)
+            # Reduced pixel (i, j) is the mean of image pixels factor * (i, j) + (x0, y0) + (factor - 1) / 2.
+            m, t = m / factor, (t - np.array([x0, y0]) + 0.5) / factor - 0.5
+    a = np.hstack([m, np.asarray(t, dtype=np.float64)[:, None]])
+    return cv2.warpAffine(
+        np.ascontiguousarray(img),
+        a,
+        (INPUT_SIZE, INPUT_SIZE),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_CONSTANT,
+        borderValue=0,
+    )
 
 
 def crop_rois(img_rgb: np.ndarray, rois) -> tuple[np.ndarray, list]:
     """NCHW float32 crops in [0, 1], one per ROI, and each crop's (m, t) from crop to image pixels."""
-    pil = Image.fromarray(np.ascontiguousarray(img_rgb, dtype=np.uint8))
+    img = np.ascontiguousarray(img_rgb, dtype=np.uint8)
     xforms = [roi_transform(r) for r in rois]
-    crops = [warp(pil, m, t) for m, t in xforms]
-    x = np.stack(crops).astype(np.float32).transpose(0, 3, 1, 2) * np.float32(1 / 255)
-    return np.ascontiguousarray(x), xforms
+    x = np.empty((len(xforms), 3, INPUT_SIZE, INPUT_SIZE), dtype=np.float32)
+    for i, (m, t) in enumerate(xforms):
+        np.multiply(warp(img, m, t).transpose(2, 0, 1), np.float32(1 / 255), out=x[i])
+    return x, xforms
 
 
 def assemble(outs: dict, i: int) -> np.ndarray:
@@ -145,10 +183,9 @@ def mirror478() -> np.ndarray:
 
 
 def run_rois(img_rgb: np.ndarray, rois, model_path: str | Path = MODEL_PATH) -> list[np.ndarray]:
-    """478 refined landmarks in image pixels for each ROI of one image (one run per face: per-face
-    time grows with the batch, see facemesh68.RUN_BATCH)."""
+    """478 refined landmarks in image pixels for each ROI of one image (up to RUN_BATCH faces a run)."""
     return _run_each(
-        img_rgb, rois, model_path, list(OUTPUTS), lambda o: assemble(dict(zip(OUTPUTS, o, strict=True)), 0)
+        img_rgb, rois, model_path, list(OUTPUTS), lambda o, i: assemble(dict(zip(OUTPUTS, o, strict=True)), i)
     )
 
 
@@ -156,14 +193,18 @@ def run_rois_lite(img_rgb: np.ndarray, rois, model_path: str | Path = LITE_MODEL
     """468 mesh vertices in image pixels for each ROI from MediaPipe's plain face mesh (facemesh68's
     model: same vertex numbering, no refinement, 60% of the attention mesh's time): enough to place
     the attention mesh's region of interest."""
-    return _run_each(img_rgb, rois, model_path, ["mesh"], lambda o: o[0].reshape(468, 3)[:, :2])
+    return _run_each(img_rgb, rois, model_path, ["mesh"], lambda o, i: o[0][i].reshape(468, 3)[:, :2])
 
 
 def _run_each(img_rgb: np.ndarray, rois, model_path, names: list[str], points_of) -> list[np.ndarray]:
-    """Crop every ROI, run the model on each crop alone, and map `points_of(outputs)` (crop pixels)
-    back to image pixels."""
+    """Crop every ROI, run the model on up to RUN_BATCH crops a call, and map `points_of(outputs, i)`
+    (face i of a call, crop pixels) back to image pixels."""
     if not rois:
         return []
     x, xforms = crop_rois(img_rgb, rois)
     sess = session(model_path)
-    return [points_of(sess.run(names, {"image": x[i : i + 1]})) @ m.T + t for i, (m, t) in enumerate(xforms)]
+    out = []
+    for k in range(0, len(x), RUN_BATCH):
+        o = sess.run(names, {"image": x[k : k + RUN_BATCH]})
+        out += [points_of(o, i) @ m.T + t for i, (m, t) in enumerate(xforms[k : k + RUN_BATCH])]
+    return out
