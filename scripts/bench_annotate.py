@@ -384,7 +384,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--engine",
         default="local",
-        help=f"bulk runs, comma-separated, each a full run on the same images: ENGINE ({', '.join(e for e in ENGINES if e != 'ray')}) "
+        help=f"bulk runs, comma-separated, each a full run on the same images: ENGINE (auto, {', '.join(e for e in ENGINES if e != 'ray')}) "
         "or ENGINE@N (MTCNN's smallest face N px, bulk-annotate --min-face-size), e.g. local,process,process@40 "
         "(default local)",
     )
@@ -411,12 +411,12 @@ def main(argv=None) -> int:
     bad = [
         e
         for e in engines
-        if e.partition("@")[0] not in ENGINES
+        if e.partition("@")[0] not in (*ENGINES, "auto")
         or e.startswith("ray")
         or not (e.partition("@")[2] or "0").isdigit()
     ]
     if bad or not engines:
-        p.error(f"--engine {args.engine!r}: give local, process, local@N or process@N, comma-separated")
+        p.error(f"--engine {args.engine!r}: give auto, local, process, or one of them @N, comma-separated")
     if args.boxes_from:
         args.kind = "face_landmarks68"
     if not args.no_original:
@@ -508,6 +508,8 @@ def main(argv=None) -> int:
                 n_faces = s["sets"]["box"]["annotations"]
                 boxes = bulk_boxes(db, s["sets"]["box"]["id"], size)
                 found = matched_faces(boxes, refs, ids)
+            if engine == "auto":  # say what auto chose: auto:process@40
+                variant = variant.replace("auto", f"auto:{s['engine']}")
             runs[variant] = {
                 "wall": wall,
                 "cpu": cpu,

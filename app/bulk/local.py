@@ -34,6 +34,7 @@ from ..errors import Interrupted, InvalidInput, NotFound
 from ..kinds import FACE_LABEL
 from ..runs import add_run_errors, claim_run, finish_run, set_progress, shown_status, start_run
 from .chain import ChainSpec
+from .engine_choice import choose_engine
 from .selection import count_images, read_images_file, select_images
 
 KINDS = ("face_box", "face_landmarks5", "face_landmarks68", "object_box")
@@ -239,7 +240,7 @@ def bulk_annotate(
     progress: bool = True,
     with_landmarks5: bool = False,
     on_batch: Callable[[int], None] | None = None,
-    engine: str = "local",
+    engine: str = "auto",
     engine_options: dict | None = None,
     classes: list[str] | None = None,
     model: str | None = None,
@@ -250,9 +251,10 @@ def bulk_annotate(
     with_landmarks5: the face_landmarks68 chain also writes the detector's five points as a
     face_landmarks5 set (free when the boxes come from MTCNN; `flask oiap demo` uses it).
     on_batch(images_done) is called after each committed batch (tests use it to interrupt a run).
-    engine: "local" (threads here), "process" (spawned worker processes, app/bulk/process_engine.py) or
-    "ray" (app/bulk/ray_engine.py; engine_options: address, actor_cpus, ...); all write through
-    write_batch, so a run started by one can be resumed by another.
+    engine: "local" (threads here), "process" (spawned worker processes, app/bulk/process_engine.py),
+    "ray" (app/bulk/ray_engine.py; engine_options: address, actor_cpus, ...) or "auto" (the default:
+    process or local by the images left to do and the CPUs, app/bulk/engine_choice.py); all write
+    through write_batch, so a run started by one can be resumed by another.
     min_face_size: the smallest face (pixels of the decoded image) MTCNN looks for in this run, instead
     of its model row's (20); 40 looks for the faces dlib's HOG detector finds at upsample 1, at less
     than half the CPU.
@@ -268,8 +270,7 @@ def bulk_annotate(
         raise InvalidInput("--batch and --workers must be at least 1")
     if min_face_size is not None and min_face_size < 12:
         raise InvalidInput(f"--min-face-size {min_face_size}: MTCNN looks at faces of 12 pixels and up")
-    if engine not in ENGINES:
-        raise InvalidInput(f"--engine is one of {', '.join(ENGINES)}, not {engine!r}")
+    choose_engine(engine, 0, workers)  # an unknown engine is refused before a run is recorded
     if engine == "ray":
         from .ray_engine import check_address
 
@@ -353,6 +354,7 @@ def bulk_annotate(
     total = db.execute("SELECT total FROM runs WHERE id = ?", [run_id]).fetchone()[0]
     remaining = None if limit is None else max(0, limit - done)
     box_run = _with_min_face(box_model, min_face_size)
+    engine = choose_engine(engine, max(0, (total or 0) - done), workers, config)  # total: limit included
     spec = ChainSpec(
         kind, box_run, kind_model if kind == "face_landmarks68" else None, max_side, boxes_set, classes
     )

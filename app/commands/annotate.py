@@ -57,10 +57,11 @@ from ..images.layout import SPLITS
 )
 @click.option(
     "--engine",
-    type=click.Choice(["local", "process", "ray"]),
-    default="local",
+    type=click.Choice(["auto", "local", "process", "ray"]),
+    default="auto",
     show_default=True,
-    help="local: threads here; process: worker processes here; ray: Ray Data actors "
+    help="auto: process from 500 images to do on more than one CPU (and --workers 2 or more), else local; "
+    "local: threads here; process: worker processes here; ray: Ray Data actors "
     "(requirements-cluster.txt; README, Running on a Ray cluster).",
 )
 @click.option(
@@ -202,7 +203,7 @@ def _bulk_masks(
     from ..bulk.masks import bulk_annotate_masks
     from ..classes import parse_classes
 
-    if engine != "local":
+    if engine not in ("local", "auto"):
         raise click.ClickException("--kind object_mask runs on --engine local only")
     try:
         s = bulk_annotate_masks(
