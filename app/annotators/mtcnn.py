@@ -126,26 +126,6 @@ def pyramid_level(pil_img, out_h: int, out_w: int) -> np.ndarray:
     return x
 
 
-# A pyramid level of scale s is resized from the photo reduced by the largest power of two k with
-# s * k <= PYRAMID_FROM_REDUCED (2x2 block means, PIL's reduce, made once each): a BOX resize costs
-# about the source's pixels, so the small levels no longer each read the whole photo: 40.5 -> 25.9 CPU
-# ms a 1024x768 photo. Not exact (a bin edge inside a block weighs the block's mean): on faces-dev the
-# same 43 detections and recall (scripts/eval_detector.py), five-point NME 0.0999 -> 0.1011, attention68
-# from MTCNN on the training file 0.05712 -> 0.05726 (within the 0.001 allowed a speed lever).
-# 0 turns it off.
-PYRAMID_FROM_REDUCED = 0.5
-
-
-def _source(reduced: dict, scale: float):
-    """The image a level of this scale is resized from: {k: the photo reduced k times}, filled on use."""
-    k = 1
-    while scale * k * 2 <= PYRAMID_FROM_REDUCED:
-        k *= 2
-        if k not in reduced:
-            reduced[k] = reduced[k // 2].reduce(2)
-    return reduced[k]
-
-
 def to_input(pixels: np.ndarray) -> np.ndarray:
     """(N, H, W, 3) float pixels to the nets' NCHW input, normalised."""
     return np.ascontiguousarray(((pixels - MEAN) * SCALE).transpose(0, 3, 1, 2), dtype=np.float32)
@@ -337,10 +317,9 @@ class MTCNN:
         h, w = img.shape[:2]
         pil = Image.fromarray(img)
         found = []
-        reduced = {1: pil}
         for scale in self.scales(h, w):
             t0 = thread_time()
-            x = pyramid_level(_source(reduced, scale), int(h * scale + 1), int(w * scale + 1))
+            x = pyramid_level(pil, int(h * scale + 1), int(w * scale + 1))
             t0 = self.profile.add("pyramid", t0)
             reg, prob = self._run("pnet", x)
             t0 = self.profile.add("pnet", t0)
