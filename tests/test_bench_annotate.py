@@ -46,3 +46,16 @@ def test_given_boxes():
     m = re.fullmatch(r"ours \(process\) vs original: .*faces found (\d+) vs (\d+) of (\d+)", lines[-1])
     assert m and len(set(m.groups())) == 1, lines[-1]
     assert "68-point predictor on the given boxes" in "\n".join(lines)
+
+
+def test_face_box_and_what_auto_chose():
+    lines = _bench("--kind", "face_box", "--engine", "auto")
+    # Four images to do: auto runs them on threads, and says so.
+    m = re.fullmatch(
+        r"ours \(auto:local\) vs original: [\d.]+x images/s .*, [\d.]+x images per CPU-second; "
+        r"faces found (\d+) vs (\d+) of (\d+)",
+        lines[-1],
+    )
+    assert m, lines[-1]
+    ours, orig, ref = map(int, m.groups())
+    assert ref >= 15 and ours >= 0.8 * ref and orig >= 0.8 * ref

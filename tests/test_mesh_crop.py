@@ -84,7 +84,30 @@ def test_faces_of_an_image_run_together_as_each_alone(monkeypatch):
     together = mesh478.run_rois(img, rois)
     lite = mesh478.run_rois_lite(img, rois)
     monkeypatch.setattr(mesh478, "RUN_BATCH", 1)
+    monkeypatch.setattr(mesh478, "LITE_RUN_BATCH", 8)
     for a, b in zip(together, mesh478.run_rois(img, rois), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-3)
     for a, b in zip(lite, mesh478.run_rois_lite(img, rois), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_the_scripts_measure_the_levers():
+    import subprocess
+    import sys
+
+    from app.paths import REPO_ROOT
+
+    def run(*args):
+        out = subprocess.run(
+            [sys.executable, *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=600
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout.splitlines()
+
+    lines = run("scripts/eval_mesh_crop.py", "-k", "1", "12", "--options", "none", "2/1")
+    nme = {int(line.split()[0][2:]): [float(v) for v in line.split()[2::5]] for line in lines[1:]}
+    assert nme[1][0] == nme[1][1]  # nothing to reduce at the photos' own size
+    assert nme[12][1] <= nme[12][0]  # the kept reduction on 12x upscaled faces: no worse than none
+    lines = run("scripts/bench_mesh_stage.py", "-n", "2", "--repeats", "1")
+    assert lines[0].startswith("2 images,") and any(line.startswith("crop: OpenCV warp") for line in lines)

@@ -30,9 +30,13 @@ ROI_SCALE = 1.4
 REDUCE_FROM = 2.0
 REDUCE_TO = 1.0
 EYE_LINE = (33, 263)
-# Faces per onnxruntime call (all of an image's faces, up to this): per face CPU falls with the batch up
-# to about 8 (scripts/bench_mesh_stage.py); beyond it the activations outgrow the cache.
+# Faces per onnxruntime call (all of an image's faces, up to this): the attention mesh's CPU a face falls
+# from 7.30 ms one at a time to 4.07 with an image's 4.75 faces (scripts/bench_mesh_stage.py); its wall
+# ms a face, one thread, 5.26 / 3.24 / 3.24 / 3.21 at 1 / 5 / 8 / 16 faces a call
+# (scripts/bench_facemesh_batch.py --model .../facemesh_attention.onnx --sizes 1 5 8 16). The plain mesh
+# does not gain (2.87 / 2.90 / 3.20 / 3.36: facemesh68.RUN_BATCH), so it runs one face a call.
 RUN_BATCH = 8
+LITE_RUN_BATCH = 1
 
 # Which mesh vertices each refinement output overwrites (x, y only), in output order: MediaPipe's
 # tensors_to_face_landmarks_with_attention.pbtxt (Apache-2.0). "left_eye" is the image-left one.
@@ -109,8 +113,8 @@ def roi_from_landmarks(points: np.ndarray) -> tuple[float, float, float, float]:
 def reduction(scale: float) -> int:
     """The integer factor an ROI's image region is area-reduced by before the bilinear warp, for a crop
     of `scale` image pixels per crop pixel: bilinear sampling reads 2x2 pixels, so past 2 image pixels
-    a crop pixel it skips pixels and aliases (REDUCE_FROM, REDUCE_TO: chosen on faces-dev's training
-    file, module docstring)."""
+    a crop pixel it skips pixels and aliases (REDUCE_FROM, REDUCE_TO: how they were chosen is beside
+    them)."""
     return max(1, int(scale / REDUCE_TO)) if scale >= REDUCE_FROM else 1
 
 
@@ -185,7 +189,12 @@ def mirror478() -> np.ndarray:
 def run_rois(img_rgb: np.ndarray, rois, model_path: str | Path = MODEL_PATH) -> list[np.ndarray]:
     """478 refined landmarks in image pixels for each ROI of one image (up to RUN_BATCH faces a run)."""
     return _run_each(
-        img_rgb, rois, model_path, list(OUTPUTS), lambda o, i: assemble(dict(zip(OUTPUTS, o, strict=True)), i)
+        img_rgb,
+        rois,
+        model_path,
+        list(OUTPUTS),
+        lambda o, i: assemble(dict(zip(OUTPUTS, o, strict=True)), i),
+        RUN_BATCH,
     )
 
 
@@ -193,18 +202,22 @@ def run_rois_lite(img_rgb: np.ndarray, rois, model_path: str | Path = LITE_MODEL
     """468 mesh vertices in image pixels for each ROI from MediaPipe's plain face mesh (facemesh68's
     model: same vertex numbering, no refinement, 60% of the attention mesh's time): enough to place
     the attention mesh's region of interest."""
-    return _run_each(img_rgb, rois, model_path, ["mesh"], lambda o, i: o[0][i].reshape(468, 3)[:, :2])
+    return _run_each(
+        img_rgb, rois, model_path, ["mesh"], lambda o, i: o[0][i].reshape(468, 3)[:, :2], LITE_RUN_BATCH
+    )
 
 
-def _run_each(img_rgb: np.ndarray, rois, model_path, names: list[str], points_of) -> list[np.ndarray]:
-    """Crop every ROI, run the model on up to RUN_BATCH crops a call, and map `points_of(outputs, i)`
+def _run_each(
+    img_rgb: np.ndarray, rois, model_path, names: list[str], points_of, batch: int
+) -> list[np.ndarray]:
+    """Crop every ROI, run the model on up to `batch` crops a call, and map `points_of(outputs, i)`
     (face i of a call, crop pixels) back to image pixels."""
     if not rois:
         return []
     x, xforms = crop_rois(img_rgb, rois)
     sess = session(model_path)
     out = []
-    for k in range(0, len(x), RUN_BATCH):
-        o = sess.run(names, {"image": x[k : k + RUN_BATCH]})
-        out += [points_of(o, i) @ m.T + t for i, (m, t) in enumerate(xforms[k : k + RUN_BATCH])]
+    for k in range(0, len(x), batch):
+        o = sess.run(names, {"image": x[k : k + batch]})
+        out += [points_of(o, i) @ m.T + t for i, (m, t) in enumerate(xforms[k : k + batch])]
     return out
