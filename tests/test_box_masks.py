@@ -278,6 +278,13 @@ def _person_boxes(db) -> int:
     return set_id
 
 
+def _people_masks(app, db, **options) -> dict:
+    """bulk-annotate --kind object_mask over the people's boxes, one image a batch."""
+    return bulk_annotate(
+        db, app.config, "object_mask", boxes_from="people", batch=1, progress=False, **options
+    )
+
+
 def test_bulk_masks_people_resumably_on_the_file_grid(app, db, runner):
     _person_boxes(db)
     with pytest.raises(InvalidInput, match="--boxes-from"):
@@ -287,16 +294,7 @@ def test_bulk_masks_people_resumably_on_the_file_grid(app, db, runner):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        bulk_annotate(
-            db,
-            app.config,
-            "object_mask",
-            boxes_from="people",
-            batch=1,
-            workers=1,
-            progress=False,
-            on_batch=stop,
-        )
+        _people_masks(app, db, workers=1, on_batch=stop)
     run_id, status = db.execute("SELECT id, status FROM runs ORDER BY id DESC LIMIT 1").fetchone()
     assert status == "interrupted"
     r = runner.invoke(args=["oiap", "bulk-annotate", "--resume", str(run_id), "--json"])
@@ -411,10 +409,8 @@ def _mask_rows(db, set_id) -> list[tuple]:
 
 def test_bulk_masks_on_the_process_engine_write_what_the_threads_write(app, db):
     _person_boxes(db)
-    local = bulk_annotate(db, app.config, "object_mask", boxes_from="people", batch=1, progress=False)
-    proc = bulk_annotate(
-        db, app.config, "object_mask", boxes_from="people", batch=1, progress=False, engine="process"
-    )
+    local = _people_masks(app, db)
+    proc = _people_masks(app, db, engine="process")
     assert proc["engine"] == "process" and proc["status"] == "done" and proc["images"] == 2
     a, b = _mask_rows(db, local["sets"]["mask"]["id"]), _mask_rows(db, proc["sets"]["mask"]["id"])
     assert a == b and len(a) == 5
@@ -425,23 +421,14 @@ def test_bulk_masks_on_the_process_engine_write_what_the_threads_write(app, db):
 @pytest.mark.slow
 def test_bulk_masks_on_ray_match_the_threads_and_resume(app, db):
     _person_boxes(db)
-    local = bulk_annotate(db, app.config, "object_mask", boxes_from="people", batch=1, progress=False)
+    local = _people_masks(app, db)
 
     def crash(done):
         raise RuntimeError("node lost")
 
-    opts = {"num_cpus": 2, "actor_cpus": 0.5}
     with pytest.raises(RuntimeError, match="node lost"):
-        bulk_annotate(
-            db,
-            app.config,
-            "object_mask",
-            boxes_from="people",
-            batch=1,
-            progress=False,
-            on_batch=crash,
-            engine="ray",
-            engine_options=opts,
+        _people_masks(
+            app, db, on_batch=crash, engine="ray", engine_options={"num_cpus": 2, "actor_cpus": 0.5}
         )
     run_id, status, done = db.execute(
         "SELECT id, status, progress FROM runs ORDER BY id DESC LIMIT 1"

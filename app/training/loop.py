@@ -65,6 +65,24 @@ def stepping(steps: int, desc: str, progress: bool) -> Iterator[Callable[[float]
         bar.close()
 
 
+def fit(
+    train_loop: Callable, net: torch.nn.Module, samples, hyper: dict, steps: int, desc: str, progress: bool
+):
+    """train_loop(net, samples, ...) with the run's epochs, batch size, lr, device and seed, under a step
+    bar; returns its loss curve."""
+    with stepping(steps, desc, progress) as on_step:
+        return train_loop(
+            net,
+            samples,
+            epochs=hyper["epochs"],
+            batch_size=hyper["batch_size"],
+            lr=hyper["lr"],
+            device=hyper["device"],
+            seed=hyper["seed"],
+            on_step=on_step,
+        )
+
+
 def run_epochs(
     opt: torch.optim.Optimizer,
     sched,

@@ -26,7 +26,7 @@ from ..errors import InvalidInput, NotFound
 from ..images.decode import BadImage
 from ..models.registry import get_model
 from .data import RowHasher, image_groups, row_rgb
-from .loop import counting, register_trained, run_epochs, stepping, warm_start
+from .loop import counting, fit, register_trained, run_epochs, warm_start
 
 KIND = "object_mask"
 PRIOR = 2.0
@@ -177,17 +177,7 @@ def train_masks(db, config, run_id, parent, hyper, progress) -> dict:
     net = MaskNet()
     warm = warm_start(net, parent, ARCH)
     steps = hyper["epochs"] * -(-len(samples) * REPEATS // hyper["batch_size"])
-    with stepping(steps, "train object_mask", progress) as on_step:
-        curve = train_loop(
-            net,
-            samples,
-            epochs=hyper["epochs"],
-            batch_size=hyper["batch_size"],
-            lr=hyper["lr"],
-            device=hyper["device"],
-            seed=hyper["seed"],
-            on_step=on_step,
-        )
+    curve = fit(train_loop, net, samples, hyper, steps, "train object_mask", progress)
     params = {
         "runner": "mask:trained",
         "arch": ARCH,

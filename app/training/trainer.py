@@ -20,7 +20,7 @@ from ..models.registry import active_model, get_model
 from ..runs import finish_run, start_run
 from . import data
 from .landmarks import Crop68Net, mean_shape01, train_loop
-from .loop import counting, register_trained, stepping, warm_start
+from .loop import counting, fit, register_trained, warm_start
 
 KINDS = ("face_landmarks68", "face_box", "object_box", "object_mask")
 # face_landmarks68 trainers: a ridge-fitted head on the default mesh (app/training/meshhead.py), or the
@@ -142,17 +142,7 @@ def _train_landmarks(db, config, run_id, parent, hyper, progress) -> dict:
     if warm is None:
         net.set_mean_shape(mean_shape01(samples))
     steps = hyper["epochs"] * -(-n // hyper["batch_size"])
-    with stepping(steps, "train face_landmarks68", progress) as on_step:
-        curve = train_loop(
-            net,
-            samples,
-            epochs=hyper["epochs"],
-            batch_size=hyper["batch_size"],
-            lr=hyper["lr"],
-            device=hyper["device"],
-            seed=hyper["seed"],
-            on_step=on_step,
-        )
+    curve = fit(train_loop, net, samples, hyper, steps, "train face_landmarks68", progress)
     params = {
         "runner": "landmarks68:crop68",
         "annotator": "crop68",
