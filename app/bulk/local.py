@@ -231,8 +231,7 @@ def _models(db, kind, model=None):
     if kind == "object_mask":
         from ..models.mask_models import ensure_mask_models
 
-        ensure_mask_models(db)
-        db.conn.commit()
+        ensure_mask_models(db)  # registers and activates the builtin row in its own transaction
         masker = _chosen_model(db, kind, model) if model is not None else active_model(db, kind)
         if masker is None:
             raise InvalidInput("no active model for object_mask; `flask oiap models activate ID`")
