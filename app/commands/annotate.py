@@ -106,54 +106,48 @@ def bulk_annotate_command(
 ):
     """Annotate the images no human labelled (and those rated bad) with the active models, into new sets."""
     from ..bulk.local import bulk_annotate
-    from ..bulk.masks import run_kind
+    from ..bulk.masks import bulk_annotate_masks, run_kind
     from ..classes import parse_classes
 
-    if kind == "object_mask" or (resume is not None and run_kind(get_db(), resume) == "object_mask"):
-        return _bulk_masks(
-            boxes_from,
-            classes,
-            model,
-            split,
-            prefix,
-            limit,
-            images_file,
-            resume,
-            batch,
-            workers,
-            max_side,
-            engine,
-            as_json,
-        )
-
+    masks = kind == "object_mask" or (resume is not None and run_kind(get_db(), resume) == "object_mask")
+    if masks and engine != "local":
+        raise click.ClickException("--kind object_mask runs on --engine local only")
+    # What box and mask runs both take; the engine's own options only go to bulk_annotate.
+    options = {
+        "split": split,
+        "prefix": prefix,
+        "limit": limit,
+        "images_file": images_file,
+        "boxes_from": boxes_from,
+        "classes": parse_classes(classes),
+        "model": model,
+        "resume": resume,
+        "batch": batch,
+        "workers": workers,
+        "max_side": max_side or None,
+        "progress": not as_json,
+    }
     try:
-        s = bulk_annotate(
-            get_db(),
-            current_app.config,
-            kind,
-            split=split,
-            prefix=prefix,
-            limit=limit,
-            images_file=images_file,
-            boxes_from=boxes_from,
-            classes=parse_classes(classes),
-            model=model,
-            resume=resume,
-            batch=batch,
-            workers=workers,
-            max_side=max_side or None,
-            progress=not as_json,
-            engine=engine,
-            engine_options={
-                "address": address,
-                "actor_cpus": actor_cpus,
-                "chunk": chunk,
-                "s3_images": s3_images,
-            }
-            if engine == "ray"
-            else None,
-            min_face_size=min_face_size,
-        )
+        if masks:
+            # Box -> mask runs have their own loop (app/bulk/masks.py), on the local engine.
+            s = bulk_annotate_masks(get_db(), current_app.config, **options)
+        else:
+            s = bulk_annotate(
+                get_db(),
+                current_app.config,
+                kind,
+                **options,
+                engine=engine,
+                engine_options={
+                    "address": address,
+                    "actor_cpus": actor_cpus,
+                    "chunk": chunk,
+                    "s3_images": s3_images,
+                }
+                if engine == "ray"
+                else None,
+                min_face_size=min_face_size,
+            )
     except Interrupted as e:
         raise click.ClickException(
             f"interrupted; `flask oiap bulk-annotate --resume {e.run_id}` continues"
@@ -181,51 +175,6 @@ def _echo_run(s: dict, as_json: bool) -> None:
         click.echo(f"  {s['errors']} image(s) skipped{reasons}, listed in run_errors; e.g.:")
         for line in s["error_samples"][:5]:
             click.echo(f"    {line}")
-
-
-def _bulk_masks(
-    boxes_from,
-    classes,
-    model,
-    split,
-    prefix,
-    limit,
-    images_file,
-    resume,
-    batch,
-    workers,
-    max_side,
-    engine,
-    as_json,
-):
-    # Box -> mask runs have their own loop (app/bulk/masks.py), on the local engine.
-    from ..bulk.masks import bulk_annotate_masks
-    from ..classes import parse_classes
-
-    if engine != "local":
-        raise click.ClickException("--kind object_mask runs on --engine local only")
-    try:
-        s = bulk_annotate_masks(
-            get_db(),
-            current_app.config,
-            boxes_from=boxes_from,
-            classes=parse_classes(classes),
-            model=model,
-            split=split,
-            prefix=prefix,
-            limit=limit,
-            images_file=images_file,
-            resume=resume,
-            batch=batch,
-            workers=workers,
-            max_side=max_side or None,
-            progress=not as_json,
-        )
-    except Interrupted as e:
-        raise click.ClickException(
-            f"interrupted; `flask oiap bulk-annotate --resume {e.run_id}` continues"
-        ) from None
-    _echo_run(s, as_json)
 
 
 @oiap_cli.command("bulk-runs")
