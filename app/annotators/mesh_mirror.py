@@ -7,7 +7,8 @@ The mesh is not exactly mirror-symmetric (a face and its mirror image give point
 apart, tests/test_attention68.py): the average cancels that part of its error. From MTCNN on faces-dev's
 training file NME 0.0556 -> 0.0545 (with the derived table of mesh_ibug68.py); testing file, measured
 once after the choice: 0.0481 -> 0.0479. It costs a second image in the final pass's call: measured
-7.9 -> 11.4 ms for the call (batch 1 -> 2, one thread, load 3.3), about 3.5 ms a face."""
+7.9 -> 11.4 ms for the call (batch 1 -> 2, one thread, load 3.3), about 3.5 ms a face; in
+scripts/bench_annotate.py's 68-point stage 4.6-5.2 CPU ms a face (README, 68-point face landmarks)."""
 
 from pathlib import Path
 
