@@ -108,17 +108,25 @@ def _dev_crop():
 
 def test_mirror_averaging_is_exactly_symmetric_on_a_real_crop():
     """A mirrored crop gives the mirror image of the averaged points (the mesh alone does not: it is
-    several crop pixels off), in one call of batch 2 that gives what two calls give."""
+    several crop pixels off); batched calls give what single ones give."""
     x = _dev_crop()
     flipped = np.ascontiguousarray(x[:, :, :, ::-1])
-    avg = mesh_mirror.run_crop_mirrored(x)
-    np.testing.assert_allclose(mesh_mirror.unmirror(mesh_mirror.run_crop_mirrored(flipped)), avg, atol=1e-3)
+    avg = mesh_mirror.run_crops_mirrored(x)[0]
+    np.testing.assert_allclose(
+        mesh_mirror.unmirror(mesh_mirror.run_crops_mirrored(flipped)[0]), avg, atol=1e-3
+    )
     one = _run_once(x)
     back = mesh_mirror.unmirror(_run_once(flipped))
     assert np.abs(back - one).max() > 1.0  # the mesh alone is not symmetric
     np.testing.assert_allclose(avg, (one + back) / 2, atol=1e-3)
     # The average stays on the face: within a few crop pixels of the single run.
     assert np.median(np.linalg.norm(avg - one, axis=1)) < 1.5
+    # Seven crops (three calls of up to three faces and their mirrors) give each crop's own answer.
+    many = np.concatenate([x, flipped] * 3 + [x])
+    got = mesh_mirror.run_crops_mirrored(many)
+    assert len(got) == 7
+    for k, g in enumerate(got):
+        np.testing.assert_allclose(mesh_mirror.unmirror(g) if k % 2 else g, avg, atol=1e-3)
 
 
 def _run_once(crop):

@@ -29,7 +29,7 @@ FIVE_ROI = True
 # gated, 0.0553 with the first pass on every face, 0.0549 with the five-point ROI on every face.)
 FIVE_ROI_MAX_YAW = 0.2
 # The last pass runs the mesh on the crop and its mirror image and averages (mesh_mirror.py): on faces-dev's
-# training file from MTCNN NME 0.0556 -> 0.0545 (worst face 0.081 -> 0.085), 3.5-5 CPU ms a face more;
+# training file from MTCNN NME 0.0556 -> 0.0545 (worst face 0.081 -> 0.085), 2.3-3.2 CPU ms a face more;
 # testing file, measured once: 0.0481 -> 0.0479 (worst 0.061 -> 0.067). The gain is spread over
 # frontal and turned faces alike, so every face gets it.
 MIRROR = True

@@ -6,9 +6,10 @@ the canonical face model's geometry, never from labels) and averaged with the cr
 The mesh is not exactly mirror-symmetric (a face and its mirror image give points up to 0.035 NME
 apart, tests/test_attention68.py): the average cancels that part of its error. From MTCNN on faces-dev's
 training file NME 0.0556 -> 0.0545 (with the derived table of mesh_ibug68.py); testing file, measured
-once after the choice: 0.0481 -> 0.0479. It costs a second image in the final pass's call: measured
-7.9 -> 11.4 ms for the call (batch 1 -> 2, one thread, load 3.3), about 3.5 ms a face; in
-scripts/bench_annotate.py's 68-point stage 4.6-5.2 CPU ms a face (README, 68-point face landmarks)."""
+once after the choice: 0.0481 -> 0.0479. It costs a second crop in the final pass's call: one face
+alone 7.9 -> 11.4 ms for the call (batch 1 -> 2, one thread, load 3.3); with up to three faces and their
+mirrors a call (FACES_PER_CALL), scripts/bench_annotate.py's 68-point stage costs 2.3-3.2 CPU ms a face
+more than without the mirror (README, 68-point face landmarks)."""
 
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from .session import session
 # (MediaPipe's own convention, pixel corners at integers, would be 192 - u: on faces-dev's training file
 # NME 0.0565 against 0.0557 with 191, before the table's brow and nose change.)
 MIRROR_X = INPUT_SIZE - 1
+# The mesh's time per crop falls with the batch, then rises (one thread, load 1.2: 7.3, 5.5, 4.7, 4.0
+# and 4.3 ms a crop at batch 1, 2, 4, 6 and 10), so up to 3 faces (6 crops) go in one call.
+FACES_PER_CALL = 3
 
 
 def unmirror(points: np.ndarray) -> np.ndarray:
@@ -31,22 +35,27 @@ def unmirror(points: np.ndarray) -> np.ndarray:
     return q
 
 
-def mirrored_pair(crop: np.ndarray) -> np.ndarray:
-    """(2, 3, H, W): an NCHW crop (1, 3, H, W) and its horizontal mirror image, one batch."""
-    return np.ascontiguousarray(np.concatenate([crop, crop[:, :, :, ::-1]]))
+def with_mirrors(crops: np.ndarray) -> np.ndarray:
+    """(2n, 3, H, W): n NCHW crops, then their horizontal mirror images, as one batch."""
+    return np.ascontiguousarray(np.concatenate([crops, crops[:, :, :, ::-1]]))
 
 
-def average_outputs(outs: dict) -> np.ndarray:
-    """(478, 2) crop pixels: the mesh's points on a crop (batch item 0) averaged with those on its
-    mirror image (item 1) mapped back."""
-    return (assemble(outs, 0) + unmirror(assemble(outs, 1))) / 2
+def average_outputs(outs: dict, n: int, k: int) -> np.ndarray:
+    """(478, 2) crop pixels of crop k of a with_mirrors batch of n crops: the mesh's points on the crop
+    averaged with those on its mirror image (item n + k) mapped back."""
+    return (assemble(outs, k) + unmirror(assemble(outs, n + k))) / 2
 
 
-def run_crop_mirrored(crop: np.ndarray, model_path: str | Path = MODEL_PATH) -> np.ndarray:
-    """(478, 2) crop pixels for one NCHW crop (1, 3, 192, 192), mirror-averaged, in one mesh call."""
+def run_crops_mirrored(crops: np.ndarray, model_path: str | Path = MODEL_PATH) -> list[np.ndarray]:
+    """(478, 2) crop pixels for each NCHW crop (n, 3, 192, 192), mirror-averaged, FACES_PER_CALL faces
+    (twice as many crops) a mesh call."""
     sess = session(model_path)
-    outs = sess.run(list(OUTPUTS), {"image": mirrored_pair(crop)})
-    return average_outputs(dict(zip(OUTPUTS, outs, strict=True)))
+    out = []
+    for i in range(0, len(crops), FACES_PER_CALL):
+        chunk = crops[i : i + FACES_PER_CALL]
+        outs = dict(zip(OUTPUTS, sess.run(list(OUTPUTS), {"image": with_mirrors(chunk)}), strict=True))
+        out += [average_outputs(outs, len(chunk), k) for k in range(len(chunk))]
+    return out
 
 
 def run_rois_mirrored(img_rgb: np.ndarray, rois, model_path: str | Path = MODEL_PATH) -> list[np.ndarray]:
@@ -54,4 +63,4 @@ def run_rois_mirrored(img_rgb: np.ndarray, rois, model_path: str | Path = MODEL_
     if not rois:
         return []
     x, xforms = crop_rois(img_rgb, rois)
-    return [run_crop_mirrored(x[i : i + 1], model_path) @ m.T + t for i, (m, t) in enumerate(xforms)]
+    return [p @ m.T + t for p, (m, t) in zip(run_crops_mirrored(x, model_path), xforms, strict=True)]
