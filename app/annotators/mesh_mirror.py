@@ -1,5 +1,5 @@
 """Mirror averaging for the attention mesh: each face's crop and its horizontal mirror image go through
-the mesh in one onnxruntime call (batch 2; the mesh's batch dimension is dynamic), the mirror's 478
+the mesh in the same onnxruntime call (the mesh's batch dimension is dynamic), the mirror's 478
 points are mapped back through the mesh's left/right vertex pairing (mesh478.mirror478, derived from
 the canonical face model's geometry, never from labels) and averaged with the crop's.
 
