@@ -16,6 +16,7 @@ from ..errors import Conflict, InvalidInput, NotFound
 from . import masks
 
 RATINGS = ("good", "bad")
+SUPERSEDED = 2  # annotations.deleted: 0 live, 1 deleted, 2 superseded (m015)
 
 
 def points_json(points: Sequence[Sequence[float]] | None) -> str | None:
@@ -183,6 +184,46 @@ def set_links(db: Database, updates: Iterable[Sequence]) -> None:
     """Set (parent_id, origin_id) of rows by id, from [parent_id, origin_id, id] lists, in the caller's
     transaction: a copied set's links are resolved after all its rows exist."""
     db.conn.executemany("UPDATE annotations SET parent_id = ?, origin_id = ? WHERE id = ?", updates)
+
+
+def mark_superseded(db: Database, annotation_ids: Sequence[int], set_id: int) -> int:
+    """Mark rows superseded by the newer run `set_id` (deleted = 2, m015), in the caller's transaction
+    (sets/supersede.py decides which); returns how many rows were marked."""
+    return db.execute(
+        "UPDATE annotations SET deleted = ?, superseded_by = ? WHERE id IN (SELECT value FROM json_each(?))",
+        [SUPERSEDED, set_id, json.dumps(list(annotation_ids))],
+    ).rowcount
+
+
+def replace_copied_set(db: Database, old_set: int, new_set: int, new_ids: Sequence[int]) -> int:
+    """Put a fetched set's new copy in place of its old copy's rows, in the caller's transaction.
+
+    Rows of other sets that point at an old row (parent_id, origin_id) point at the new row at the
+    same position instead (the owner only appends and flags deletions, so position i of the old copy
+    is position i of the new one; a row with no counterpart loses the link). The old rows, their
+    rating history (the new copy brings its own) and their claims are deleted. Returns how many
+    links were moved.
+    """
+    old_ids = [r[0] for r in db.execute("SELECT id FROM annotations WHERE set_id = ? ORDER BY id", [old_set])]
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS s3_remap (old INTEGER PRIMARY KEY, new INTEGER)")
+    db.execute("DELETE FROM temp.s3_remap")
+    db.conn.executemany(
+        "INSERT INTO temp.s3_remap (old, new) VALUES (?, ?)",
+        [(old, new_ids[i] if i < len(new_ids) else None) for i, old in enumerate(old_ids)],
+    )
+    moved = 0
+    for column in ("parent_id", "origin_id"):
+        moved += db.execute(
+            f"UPDATE annotations SET {column} = (SELECT new FROM temp.s3_remap WHERE old = {column})"
+            f" WHERE set_id NOT IN (?, ?) AND {column} IN (SELECT old FROM temp.s3_remap)",
+            [old_set, new_set],
+        ).rowcount
+    db.execute("DELETE FROM ratings WHERE annotation_id IN (SELECT old FROM temp.s3_remap)")
+    db.execute("DELETE FROM claims WHERE annotation_id IN (SELECT old FROM temp.s3_remap)")
+    db.execute("UPDATE annotations SET parent_id = NULL, origin_id = NULL WHERE set_id = ?", [old_set])
+    db.execute("DELETE FROM annotations WHERE set_id = ?", [old_set])
+    db.execute("DELETE FROM temp.s3_remap")
+    return moved
 
 
 def insert_annotation(db: Database, row: dict) -> int:

@@ -27,7 +27,9 @@ from ..images.layout import SPLITS
     "--images-file", type=click.Path(dir_okay=False, exists=True), help="Only the ids listed, one a line."
 )
 @click.option(
-    "--boxes-from", default=None, help="face_landmarks68 on the boxes of this set (e.g. an import)."
+    "--boxes-from",
+    default=None,
+    help="face_landmarks68, object_mask: on the boxes of this set (e.g. an import).",
 )
 @click.option(
     "--classes",
@@ -107,25 +109,7 @@ def bulk_annotate_command(
 ):
     """Annotate the images no human labelled (and those rated bad) with the active models, into new sets."""
     from ..bulk.local import bulk_annotate
-    from ..bulk.masks import run_kind
     from ..classes import parse_classes
-
-    if kind == "object_mask" or (resume is not None and run_kind(get_db(), resume) == "object_mask"):
-        return _bulk_masks(
-            boxes_from,
-            classes,
-            model,
-            split,
-            prefix,
-            limit,
-            images_file,
-            resume,
-            batch,
-            workers,
-            max_side,
-            engine,
-            as_json,
-        )
 
     try:
         s = bulk_annotate(
@@ -166,7 +150,7 @@ def bulk_annotate_command(
 
 
 def _echo_run(s: dict, as_json: bool) -> None:
-    """A bulk run's summary (box and mask runs alike): JSON, or its sets and a few of its errors."""
+    """A bulk run's summary: JSON, or its sets and a few of its errors."""
     if as_json:
         echo_json(s)
         return
@@ -176,57 +160,11 @@ def _echo_run(s: dict, as_json: bool) -> None:
     for st in s["sets"].values():
         click.echo(f"  set {st['id']} {st['name']} ({st['kind']}): {st['annotations']} annotations")
     if s["errors"]:
-        # Mask runs do not count their errors by reason.
         by_reason = s.get("errors_by_reason")
         reasons = f" ({', '.join(f'{k} {v}' for k, v in sorted(by_reason.items()))})" if by_reason else ""
         click.echo(f"  {s['errors']} image(s) skipped{reasons}, listed in run_errors; e.g.:")
         for line in s["error_samples"][:5]:
             click.echo(f"    {line}")
-
-
-def _bulk_masks(
-    boxes_from,
-    classes,
-    model,
-    split,
-    prefix,
-    limit,
-    images_file,
-    resume,
-    batch,
-    workers,
-    max_side,
-    engine,
-    as_json,
-):
-    # Box -> mask runs have their own loop (app/bulk/masks.py), on the local engine.
-    from ..bulk.masks import bulk_annotate_masks
-    from ..classes import parse_classes
-
-    if engine not in ("local", "auto"):
-        raise click.ClickException("--kind object_mask runs on --engine local only")
-    try:
-        s = bulk_annotate_masks(
-            get_db(),
-            current_app.config,
-            boxes_from=boxes_from,
-            classes=parse_classes(classes),
-            model=model,
-            split=split,
-            prefix=prefix,
-            limit=limit,
-            images_file=images_file,
-            resume=resume,
-            batch=batch,
-            workers=workers,
-            max_side=max_side or None,
-            progress=not as_json,
-        )
-    except Interrupted as e:
-        raise click.ClickException(
-            f"interrupted; `flask oiap bulk-annotate --resume {e.run_id}` continues"
-        ) from None
-    _echo_run(s, as_json)
 
 
 @oiap_cli.command("bulk-runs")

@@ -36,25 +36,37 @@ def _train_options(fn):
                 show_default=True,
                 help="face_landmarks68 only: a head fitted on the default mesh, or the small CNN from scratch.",
             ),
+            click.option(
+                "--from",
+                "from_model",
+                type=int,
+                default=None,
+                help="Parent model id (default: the active one).",
+            ),
         ]
     ):
         fn = opt(fn)
     return fn
 
 
-def _train(
-    kind,
-    epochs,
-    from_model,
-    device,
-    seed,
-    batch_size,
-    lr,
-    exclude_unrated,
-    unrated_weight,
-    arch,
-    progress=True,
+def _train_kw(
+    epochs, from_model, device, seed, batch_size, lr, exclude_unrated, unrated_weight, arch
 ) -> dict:
+    """The trainer's keywords from the options of _train_options (train and loop both pass them on)."""
+    return {
+        "epochs": epochs,
+        "from_model": from_model,
+        "device": device,
+        "seed": seed,
+        "batch_size": batch_size,
+        "lr": lr,
+        "include_unrated": not exclude_unrated,
+        "unrated_weight": unrated_weight,
+        "arch": arch,
+    }
+
+
+def _train(kind, train_kw: dict, progress=True) -> dict:
     from ..models.builtin import ensure_builtin_models
     from ..training.trainer import train
 
@@ -64,47 +76,16 @@ def _train(
         from ..models.mask_models import ensure_mask_models
 
         ensure_mask_models(db)  # the builtin mask row is the new model's parent and the one to beat
-    return train(
-        db,
-        current_app.config,
-        kind,
-        epochs=epochs,
-        from_model=from_model,
-        device=device,
-        seed=seed,
-        batch_size=batch_size,
-        lr=lr,
-        include_unrated=not exclude_unrated,
-        unrated_weight=unrated_weight,
-        arch=arch,
-        progress=progress,
-    )
+    return train(db, current_app.config, kind, **train_kw, progress=progress)
 
 
 @oiap_cli.command("train")
 @_train_options
-@click.option(
-    "--from", "from_model", type=int, default=None, help="Parent model id (default: the active one)."
-)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @fail_on_domain_error
-def train_command(
-    kind, epochs, device, seed, batch_size, lr, exclude_unrated, unrated_weight, arch, from_model, as_json
-):
+def train_command(kind, as_json, **train_options):
     """Train a candidate model from the good labels of the train split and register it."""
-    result = _train(
-        kind,
-        epochs,
-        from_model,
-        device,
-        seed,
-        batch_size,
-        lr,
-        exclude_unrated,
-        unrated_weight,
-        arch,
-        not as_json,
-    )
+    result = _train(kind, _train_kw(**train_options), not as_json)
     if as_json:
         echo_json(result)
         return
@@ -228,26 +209,10 @@ def promote_command(model_id, force, as_json):
 
 @oiap_cli.command("loop")
 @_train_options
-@click.option(
-    "--from", "from_model", type=int, default=None, help="Parent model id (default: the active one)."
-)
 @click.option("--workers", type=int, default=2, show_default=True, help="bulk-annotate worker threads.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @fail_on_domain_error
-def loop_command(
-    kind,
-    epochs,
-    device,
-    seed,
-    batch_size,
-    lr,
-    exclude_unrated,
-    unrated_weight,
-    arch,
-    from_model,
-    workers,
-    as_json,
-):
+def loop_command(kind, workers, as_json, **train_options):
     """Train, evaluate, promote if better, then bulk-annotate the unlabelled and the rated-bad images."""
     from ..loop import run_loop
     from ..models.evaluation import PromotionRefused
@@ -257,17 +222,7 @@ def loop_command(
             get_db(),
             current_app.config,
             kind,
-            train_kw={
-                "epochs": epochs,
-                "from_model": from_model,
-                "device": device,
-                "seed": seed,
-                "batch_size": batch_size,
-                "lr": lr,
-                "include_unrated": not exclude_unrated,
-                "unrated_weight": unrated_weight,
-                "arch": arch,
-            },
+            train_kw=_train_kw(**train_options),
             workers=workers,
             progress=not as_json,
         )

@@ -51,7 +51,7 @@ from ..links import http_url
 from ..runs import add_run_errors, finish_run, set_progress, start_run
 from ..sets.queries import get_or_create_set
 from .openimages_labels import find_hierarchy_file, find_label_files, import_labels, read_hierarchy
-from .openimages_rows import split_line
+from .openimages_rows import csv_rows, header_index, need_columns, split_line
 
 ALL_IMAGES_FILE = "image_ids_and_rotation.csv"
 CLASS_FILES = (
@@ -136,21 +136,10 @@ def _rows(path: Path, errors: _Errors, bar: tqdm) -> Iterator[tuple[int, list[st
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         n = 0
-        header = None
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as e:
-                errors.add(path, reader.line_num, f"unreadable CSV row: {e}")
-                continue
-            except UnicodeDecodeError:
-                # Google's files are UTF-8: another encoding is the whole file's problem, not a row's.
-                raise InvalidInput(f"{path}: not UTF-8 text near line {reader.line_num + 1}") from None
-            if header is None:
-                header = row
-                idx = {name.strip(): i for i, name in enumerate(header)}
+        idx = None
+        for row in csv_rows(reader, path, errors):
+            if idx is None:
+                idx = {name.strip(): i for i, name in enumerate(row)}
                 continue
             n += 1
             if n % 65536 == 0:
@@ -158,12 +147,6 @@ def _rows(path: Path, errors: _Errors, bar: tqdm) -> Iterator[tuple[int, list[st
                 bar.update(f.buffer.tell() - bar.n)
             yield reader.line_num, row, idx
         bar.update(max(0, bar.total - bar.n))
-
-
-def _need(idx: dict[str, int], columns: Iterable[str], path: Path) -> None:
-    missing = [c for c in columns if c not in idx]
-    if missing:
-        raise InvalidInput(f"{path}: missing column(s) {', '.join(missing)}; is this an Open Images file?")
 
 
 def _bar(path: Path, desc: str) -> tqdm:
@@ -213,9 +196,9 @@ def import_images(
         cols = None
         for line, row, idx in _rows(path, errors, bar):
             if cols is None:
-                _need(idx, ["ImageID"], path)
+                need_columns(idx, ["ImageID"], path)
                 if file_split is None:
-                    _need(idx, ["Subset"], path)
+                    need_columns(idx, ["Subset"], path)
                 cols = [idx.get(c) for c in ("License", "Author", "AuthorProfileURL", "Title", "OriginalURL")]
                 i_id, i_sub, i_rot, n_cols = idx["ImageID"], idx.get("Subset"), idx.get("Rotation"), len(idx)
             if len(row) != n_cols:
@@ -292,12 +275,7 @@ def import_boxes(
     only = needles[0] if len(needles) == 1 else None
     line = 1
     with open(path, "rb") as f, _bar(path, f"boxes {path.name}") as bar:
-        try:
-            header = f.readline().decode("utf-8-sig").rstrip("\r\n")
-        except UnicodeDecodeError:
-            raise InvalidInput(f"{path}: the header is not UTF-8 text") from None
-        idx = {name.strip(): i for i, name in enumerate(header.split(","))}
-        _need(idx, ["ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax"], path)
+        idx = header_index(f, path, ["ImageID", "LabelName", "XMin", "XMax", "YMin", "YMax"])
         n_cols = len(idx)
         i_id, i_label = idx["ImageID"], idx["LabelName"]
         i_x0, i_x1, i_y0, i_y1 = idx["XMin"], idx["XMax"], idx["YMin"], idx["YMax"]

@@ -27,7 +27,7 @@ from ..errors import InvalidInput
 from ..images.labels import upsert_labels
 from ..images.layout import IMAGE_ID_RE
 from ..runs import set_progress
-from .openimages_rows import split_line
+from .openimages_rows import header_index, split_line
 
 BATCH = 20_000
 COLUMNS = ("ImageID", "LabelName", "Confidence")
@@ -78,17 +78,9 @@ def import_labels(db: Database, path: Path, mids: Iterable[str], errors, run_id:
         batch.clear()
 
     with open(path, "rb") as f:
-        try:
-            header = f.readline().decode("utf-8-sig").rstrip("\r\n")
-        except UnicodeDecodeError:
-            raise InvalidInput(f"{path}: the header is not UTF-8 text") from None
-        idx = {name.strip(): i for i, name in enumerate(header.split(","))}
-        missing = [c for c in COLUMNS if c not in idx]
-        if missing:
-            raise InvalidInput(
-                f"{path}: missing column(s) {', '.join(missing)}; an image-level label file has "
-                "ImageID,Source,LabelName,Confidence"
-            )
+        idx = header_index(
+            f, path, COLUMNS, "an image-level label file has ImageID,Source,LabelName,Confidence"
+        )
         n_cols = len(idx)
         i_id, i_label, i_conf, i_source = (
             idx["ImageID"],

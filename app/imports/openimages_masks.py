@@ -45,6 +45,7 @@ from ..images.reading import header_size
 from ..runs import finish_run, set_progress, start_run
 from ..sets.queries import get_or_create_set
 from .openimages import _Errors, read_classes, set_name
+from .openimages_rows import csv_rows, need_columns
 
 KIND = "object_mask"
 COLUMNS = ("MaskPath", "ImageID", "LabelName", "BoxID", "BoxXMin", "BoxXMax", "BoxYMin", "BoxYMax")
@@ -128,25 +129,13 @@ def mask_from_png(data: bytes, width: int, height: int) -> np.ndarray:
 def _rows(path: Path, errors: _Errors) -> Iterator[tuple[int, dict[str, str]]]:
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise InvalidInput(f"{path}: empty file; expected the header {','.join(COLUMNS)},...") from None
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            raise InvalidInput(
-                f"{path}: missing column(s) {', '.join(missing)}; is this *-annotations-object-segmentation.csv?"
-            )
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as e:
-                errors.add(path, reader.line_num, f"unreadable CSV row: {e}")
-                continue
-            except UnicodeDecodeError:
-                raise InvalidInput(f"{path}: not UTF-8 text near line {reader.line_num + 1}") from None
+        rows = csv_rows(reader, path, errors)
+        header = next(rows, None)
+        if header is None:
+            raise InvalidInput(f"{path}: empty file; expected the header {','.join(COLUMNS)},...")
+        header = [h.strip() for h in header]
+        need_columns(header, COLUMNS, path, "is this *-annotations-object-segmentation.csv?")
+        for row in rows:
             if not row:
                 continue
             if len(row) != len(header):

@@ -15,7 +15,7 @@ from pathlib import Path, PurePath
 
 from sqlite_utils import Database
 
-from ..annotations.rows import insert_copied, points_json, set_links
+from ..annotations.rows import insert_copied, points_json, replace_copied_set, set_links
 from ..audit.events import log_event
 from ..db import immediate, now, snapshot
 from ..errors import InvalidInput
@@ -397,30 +397,11 @@ def import_set_file(
 def _replace(db: Database, old_set: int, new_set: int, new_ids: list[int]) -> dict:
     """Move everything that points at the old copy's rows onto the new copy's, then drop the old copy.
 
-    Rows keep their positions from one version of a set to the next (the owner only appends and
-    flags deletions), so position i of the old copy is position i of the new one.
+    The rows themselves are swapped by annotations/rows.replace_copied_set (links, ratings, claims);
+    the set's runs and audit events follow it here.
     """
-    old_ids = [r[0] for r in db.execute("SELECT id FROM annotations WHERE set_id = ? ORDER BY id", [old_set])]
-    db.execute("CREATE TEMP TABLE IF NOT EXISTS s3_remap (old INTEGER PRIMARY KEY, new INTEGER)")
-    db.execute("DELETE FROM temp.s3_remap")
-    db.conn.executemany(
-        "INSERT INTO temp.s3_remap (old, new) VALUES (?, ?)",
-        [(old, new_ids[i] if i < len(new_ids) else None) for i, old in enumerate(old_ids)],
-    )
-    moved = 0
-    for column in ("parent_id", "origin_id"):
-        moved += db.execute(
-            f"UPDATE annotations SET {column} = (SELECT new FROM temp.s3_remap WHERE old = {column})"
-            f" WHERE set_id NOT IN (?, ?) AND {column} IN (SELECT old FROM temp.s3_remap)",
-            [old_set, new_set],
-        ).rowcount
-    # The new copy brings its own rating history; claims on the old rows simply end.
-    db.execute("DELETE FROM ratings WHERE annotation_id IN (SELECT old FROM temp.s3_remap)")
-    db.execute("DELETE FROM claims WHERE annotation_id IN (SELECT old FROM temp.s3_remap)")
-    db.execute("UPDATE annotations SET parent_id = NULL, origin_id = NULL WHERE set_id = ?", [old_set])
-    db.execute("DELETE FROM annotations WHERE set_id = ?", [old_set])
+    moved = replace_copied_set(db, old_set, new_set, new_ids)
     db.execute("UPDATE runs SET set_id = ? WHERE set_id = ?", [new_set, old_set])
     db.execute("UPDATE events SET set_id = ? WHERE set_id = ?", [new_set, old_set])
     db.execute("DELETE FROM annotation_sets WHERE id = ?", [old_set])
-    db.execute("DELETE FROM temp.s3_remap")
     return {"old_set_id": old_set, "links_moved": moved}

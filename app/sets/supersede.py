@@ -16,9 +16,8 @@ from collections.abc import Iterable, Mapping
 from sqlite_utils import Database
 
 from ..annotations.geometry import iou
+from ..annotations.rows import mark_superseded
 from ..export.merge import OVERLAP_IOU
-
-SUPERSEDED = 2  # annotations.deleted: 0 live, 1 deleted, 2 superseded
 
 _BOXES = """
 SELECT a.id, a.set_id, a.image_id, a.label, a.rating, a.deleted, s.source = 'model' AND s.model_id IS NOT NULL,
@@ -51,10 +50,5 @@ def supersede_batch(db: Database, sets: Mapping[str, int], image_ids: Iterable[s
             ann_id for ann_id, key, box in old if any(iou(box, b) >= OVERLAP_IOU for b in new.get(key, ()))
         ]
         if gone:
-            db.execute(
-                "UPDATE annotations SET deleted = ?, superseded_by = ?"
-                " WHERE id IN (SELECT value FROM json_each(?))",
-                [SUPERSEDED, set_id, json.dumps(gone)],
-            )
-            marked += len(gone)
+            marked += mark_superseded(db, gone, set_id)
     return marked
