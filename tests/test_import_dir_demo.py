@@ -1,4 +1,5 @@
 import json
+import re
 import shutil
 
 import pytest
@@ -6,6 +7,7 @@ import pytest
 from app.errors import InvalidInput
 from app.imports.dlib_xml import import_dlib_xml
 from app.imports.folder import content_id
+from app.wording import when
 from tests.conftest import DEMO_DATA
 
 
@@ -88,10 +90,14 @@ def test_demo_builds_sets_with_every_split_and_normalised_landmarks(runner, db):
     )
 
 
-def test_dashboard_lists_demo_sets(runner, admin_client):
+def test_dashboard_lists_demo_sets(runner, admin_client, db):
     runner.invoke(args=["oiap", "demo"])
     page = admin_client.get("/").get_data(as_text=True)
     assert "demo-faces" in page and "demo-landmarks68" in page
+    # Each set says when it was made, in words ("3 Dec 2026 18:05 UTC", app/wording.when).
+    created = db.execute("SELECT created_at FROM annotation_sets WHERE name = 'demo-faces'").fetchone()[0]
+    assert re.search(r"\d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d UTC", when(created))
+    assert when(created) in page
 
 
 def test_stats_count_per_set_and_split(runner):
