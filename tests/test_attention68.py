@@ -9,10 +9,11 @@ import numpy as np
 import onnx
 import pytest
 
-from app.annotators import mesh478, mesh_ibug68
+from app.annotators import mesh478, mesh_ibug68, mesh_mirror
 from app.annotators.attention68 import AttentionMesh68
 from app.annotators.landmarks68 import DEFAULT_LANDMARKS68, get_landmarks68
 from app.annotators.mesh_ibug68 import MIRROR68
+from app.annotators.session import session
 from app.annotators.template68 import five_from_68
 from app.models import eval68
 from app.paths import REPO_ROOT as REPO
@@ -61,7 +62,9 @@ def test_table_shape_and_symmetry():
     w = mesh_ibug68.shipped_matrix()
     assert w.shape == (68, 478)
     np.testing.assert_allclose(w.sum(1), 1.0, atol=1e-9)
-    assert ((w > 0).sum(1) <= 2).all()
+    # Two vertices a point; three only where a brow point lies between a tip (two) and an edge vertex.
+    assert ((w > 0).sum(1) <= 3).all()
+    assert set(np.flatnonzero((w > 0).sum(1) > 2)) <= set(range(17, 27))
     # The mirror image of point i is point MIRROR68[i] made of the mirrored vertices.
     perm = mesh478.mirror478()
     np.testing.assert_allclose(w[MIRROR68][:, perm], w, atol=1e-9)
@@ -71,6 +74,65 @@ def test_table_shape_and_symmetry():
     assert np.all(np.diff(p[0:17, 0]) > 0) and p[8, 1] == pytest.approx(c[152, 1])
     assert p[36, 0] < p[39, 0] < p[42, 0] < p[45, 0] and p[48, 0] < p[54, 0]
     assert p[19, 1] < p[37, 1] < p[30, 1] < p[33, 1] < p[51, 1] < p[57, 1] < p[8, 1]
+    # iBUG's definitions on the canonical model's depth: 30 the nose tip (the most anterior midline
+    # vertex), 27 the deepest point of the bridge above it; the brows' ends at their tips, halfway
+    # between the upper and lower edges' end vertices.
+    z = mesh_ibug68.canonical_depth()
+    mid = [v for v in range(468) if abs(c[v, 0]) < 1e-9 and c[v, 1] < c[2, 1]]
+    assert w[30, max(mid, key=lambda v: z[v])] == 1.0 == w[30].max()
+    bridge = [v for v in mid if c[107, 1] < c[v, 1] < c[4, 1]]  # below the brows, above the tip
+    assert w[27, min(bridge, key=lambda v: z[v])] == 1.0
+    assert w[17, 70] == w[17, 46] == 0.5 and w[21, 107] == w[21, 55] == 0.5
+    assert w[26, 300] == w[26, 276] == 0.5 and w[22, 336] == w[22, 285] == 0.5
+
+
+def test_mirror_pairing_comes_from_the_canonical_geometry():
+    v = np.loadtxt(mesh_ibug68.CANONICAL_PATH)
+    perm = mesh478.mirror478()
+    np.testing.assert_array_equal(perm[perm], np.arange(478))  # an involution
+    np.testing.assert_allclose(v[perm], v * [-1, 1, 1], atol=1e-4)
+    midline = np.flatnonzero(np.abs(v[:, 0]) < 1e-9)
+    np.testing.assert_array_equal(perm[midline], midline)
+    # The eyes' outer corners, the irises' centres and every refined contour swap sides.
+    assert perm[33] == 263 and perm[468] == 473
+    assert sorted(perm[mesh478.LEFT_EYE]) == sorted(mesh478.RIGHT_EYE)
+    assert sorted(perm[mesh478.LIPS]) == sorted(mesh478.LIPS)
+
+
+def _dev_crop():
+    """A real face crop (1, 3, 192, 192) of the testing file, on its box's region of interest."""
+    img, group = _dev_image()
+    x, _ = mesh478.crop_rois(img, [mesh478.first_roi(group[0].box, five_from_68(group[0].points))])
+    return x
+
+
+def test_mirror_averaging_is_exactly_symmetric_on_a_real_crop():
+    """A mirrored crop gives the mirror image of the averaged points (the mesh alone does not: it is
+    several crop pixels off); batched calls give what single ones give."""
+    x = _dev_crop()
+    flipped = np.ascontiguousarray(x[:, :, :, ::-1])
+    avg = mesh_mirror.run_crops_mirrored(x)[0]
+    np.testing.assert_allclose(
+        mesh_mirror.unmirror(mesh_mirror.run_crops_mirrored(flipped)[0]), avg, atol=1e-3
+    )
+    one = _run_once(x)
+    back = mesh_mirror.unmirror(_run_once(flipped))
+    assert np.abs(back - one).max() > 1.0  # the mesh alone is not symmetric
+    np.testing.assert_allclose(avg, (one + back) / 2, atol=1e-3)
+    # The average stays on the face: within a few crop pixels of the single run.
+    assert np.median(np.linalg.norm(avg - one, axis=1)) < 1.5
+    # Seven crops (three calls of up to three faces and their mirrors) give each crop's own answer.
+    many = np.concatenate([x, flipped] * 3 + [x])
+    got = mesh_mirror.run_crops_mirrored(many)
+    assert len(got) == 7
+    for k, g in enumerate(got):
+        np.testing.assert_allclose(mesh_mirror.unmirror(g) if k % 2 else g, avg, atol=1e-3)
+
+
+def _run_once(crop):
+    """The mesh's 478 points (crop pixels) on one crop, no mirror."""
+    outs = session(mesh478.MODEL_PATH).run(list(mesh478.OUTPUTS), {"image": crop})
+    return mesh478.assemble(dict(zip(mesh478.OUTPUTS, outs, strict=True)), 0)
 
 
 def test_roi_from_landmarks_follows_the_eye_line():
@@ -100,10 +162,16 @@ def _dev_image():
 
 def test_mirrored_photo_gives_the_mirrored_points():
     img, group = _dev_image()
-    ann = AttentionMesh68()
     w = img.shape[1]
-    # The mesh is not exactly mirror-symmetric: measured 0.016 to 0.035 apart (mean 0.021) on the 7
-    # faces, against 0.041 to 0.078 from the true points.
+    # The mesh is not exactly mirror-symmetric: without mirror averaging measured 0.013 to 0.029 apart
+    # (mean 0.021) on the 7 faces, against 0.041 to 0.076 from the true points; the default averages
+    # each face's crop with its mirror image (mesh_mirror.py): 0.002 to 0.006 apart (mean 0.003), what
+    # is left coming from resampling the mirrored photo.
+    for ann, worst, mean in ((AttentionMesh68(), 0.01, 0.006), (AttentionMesh68(mirror=False), 0.045, 0.03)):
+        _mirrored_photo(ann, img, group, w, worst, mean)
+
+
+def _mirrored_photo(ann, img, group, w, worst, mean):
     apart = []
     for f in group:
         five = five_from_68(f.points)
@@ -114,9 +182,9 @@ def test_mirrored_photo_gives_the_mirrored_points():
         q = ann.predict(img[:, ::-1], (w - 1 - x1, y0, w - 1 - x0, y1), mfive)
         back = q[MIRROR68] * [-1, 1] + [w - 1, 0]
         apart.append(eval68.nme(back, p))
-        assert apart[-1] < 0.045
+        assert apart[-1] < worst
         assert eval68.nme(p, f.points) < 0.1
-    assert np.mean(apart) < 0.03
+    assert np.mean(apart) < mean
 
 
 def test_second_pass_and_predict_many():
@@ -136,10 +204,10 @@ def test_second_pass_and_predict_many():
 
 
 # Measured (scripts/eval_landmarks68.py --annotator attention68): from MTCNN's boxes and points,
-# NME 0.0578 training, 0.0489 testing with the ROI from five points (two mesh passes: 0.0575, 0.0482;
-# facemesh68: 0.064 and 0.053). Bounds add a margin.
+# NME 0.0545 training, 0.0479 testing (worst faces 0.085 and 0.067; before the brow and nose tip
+# derivation and mirror averaging 0.0570 and 0.0489; facemesh68: 0.064 and 0.053). Bounds add a margin.
 @pytest.mark.parametrize(
-    "xml,bound", [("training_with_face_landmarks.xml", 0.063), ("testing_with_face_landmarks.xml", 0.053)]
+    "xml,bound", [("training_with_face_landmarks.xml", 0.058), ("testing_with_face_landmarks.xml", 0.051)]
 )
 def test_nme_on_dev_faces_from_mtcnn(xml, bound):
     pytest.importorskip("app.annotators.mtcnn")

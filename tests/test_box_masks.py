@@ -1,5 +1,6 @@
 """Box -> mask annotators on real photos (the hand-drawn person masks), a user's SAM-family pair through
-`models add`, and `bulk-annotate --kind object_mask`: resumable, masks on the file's grid."""
+`models add`, and `bulk-annotate --kind object_mask`: resumable, masks on the file's grid, the same rows
+on the thread, process and Ray engines."""
 
 import json
 import re
@@ -13,7 +14,8 @@ from app.annotations import masks
 from app.annotations.rows import annotation_row, insert_annotations
 from app.annotators.box_masks import GrabCutMasks, SelfieMasks, SlicCutMasks
 from app.annotators.sam_masks import PromptedMasks
-from app.bulk.masks import bulk_annotate_masks, mask_to_file
+from app.bulk.local import bulk_annotate
+from app.bulk.masks import mask_to_file
 from app.db import immediate
 from app.errors import InvalidInput
 from app.images.decode import Decoded, load_rgb
@@ -227,7 +229,7 @@ def test_models_add_a_sam_pair_and_bulk_annotate_with_it(app, db, runner, tmp_pa
     row = db.execute("SELECT id, params FROM models WHERE name = 'tiny-sam'").fetchone()
     assert json.loads(row[1])["files"]["decoder"]["sha256"]
     boxes_set = _person_boxes(db)
-    s = bulk_annotate_masks(db, app.config, boxes_from="people", model="tiny-sam", progress=False)
+    s = bulk_annotate(db, app.config, "object_mask", boxes_from="people", model="tiny-sam", progress=False)
     assert s["status"] == "done" and s["sets"]["mask"]["annotations"] == 5
     for parent, mask, label in db.execute(
         "SELECT parent_id, mask, label FROM annotations WHERE kind = 'object_mask'"
@@ -276,18 +278,23 @@ def _person_boxes(db) -> int:
     return set_id
 
 
+def _people_masks(app, db, **options) -> dict:
+    """bulk-annotate --kind object_mask over the people's boxes, one image a batch."""
+    return bulk_annotate(
+        db, app.config, "object_mask", boxes_from="people", batch=1, progress=False, **options
+    )
+
+
 def test_bulk_masks_people_resumably_on_the_file_grid(app, db, runner):
     _person_boxes(db)
     with pytest.raises(InvalidInput, match="--boxes-from"):
-        bulk_annotate_masks(db, app.config, progress=False)
+        bulk_annotate(db, app.config, "object_mask", progress=False)
 
     def stop(done):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        bulk_annotate_masks(
-            db, app.config, boxes_from="people", batch=1, workers=1, progress=False, on_batch=stop
-        )
+        _people_masks(app, db, workers=1, on_batch=stop)
     run_id, status = db.execute("SELECT id, status FROM runs ORDER BY id DESC LIMIT 1").fetchone()
     assert status == "interrupted"
     r = runner.invoke(args=["oiap", "bulk-annotate", "--resume", str(run_id), "--json"])
@@ -320,45 +327,115 @@ def test_bulk_masks_people_resumably_on_the_file_grid(app, db, runner):
     assert r.exit_code != 0 and "nope" in r.output
 
 
-def test_bulk_masks_only_the_chosen_classes_and_refuses_ray(app, db, runner, tmp_path):
+def _add_sam(runner, tmp_path) -> None:
     enc, dec = _sam_pair(tmp_path)
     r = runner.invoke(
         args=["oiap", "models", "add", str(enc), "--kind", "object_mask", "--runner", "mask:sam"]
         + ["--decoder", str(dec), "--name", "tiny-sam"]
     )
     assert r.exit_code == 0, r.output
+
+
+def _live_masks(db) -> list[tuple]:
+    """(set, image, label, parent, mask) of the live object_mask rows."""
+    return db.execute(
+        "SELECT set_id, image_id, label, parent_id, mask FROM annotations"
+        " WHERE kind = 'object_mask' AND deleted = 0 ORDER BY id"
+    ).fetchall()
+
+
+def test_bulk_masks_only_the_chosen_classes_superseding_within_a_class(app, db, runner, tmp_path):
+    _add_sam(runner, tmp_path)
     set_id = _person_boxes(db)
     tie = "/m/01rkbr"
-    image_id = db.execute("SELECT image_id FROM annotations WHERE set_id = ? LIMIT 1", [set_id]).fetchone()[0]
+    image_id, *person_box = db.execute(
+        "SELECT image_id, x0, y0, x1, y1 FROM annotations WHERE set_id = ? ORDER BY id LIMIT 1", [set_id]
+    ).fetchone()
     with immediate(db):
+        # A tie in its own box, and one whose box is a person's: one object per class, two masks.
         insert_annotations(
-            db, [annotation_row(set_id, image_id, "object_box", (0.4, 0.3, 0.5, 0.6), label=tie)]
+            db,
+            [
+                annotation_row(set_id, image_id, "object_box", (0.4, 0.3, 0.5, 0.6), label=tie),
+                annotation_row(set_id, image_id, "object_box", tuple(person_box), label=tie),
+            ],
         )
-    r = runner.invoke(
-        args=["oiap", "bulk-annotate", "--kind", "object_mask", "--boxes-from", "people", "--engine", "ray"]
-    )
-    assert r.exit_code != 0 and "--engine local" in r.output
-    r = runner.invoke(
-        args=[
-            "oiap",
-            "bulk-annotate",
-            "--kind",
-            "object_mask",
-            "--boxes-from",
-            "people",
-            "--model",
-            "tiny-sam",
-        ]
-        + ["--classes", tie]
-    )
+    first = [
+        "oiap",
+        "bulk-annotate",
+        "--kind",
+        "object_mask",
+        "--boxes-from",
+        "people",
+        "--model",
+        "tiny-sam",
+    ]
+    r = runner.invoke(args=first + ["--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["sets"]["mask"]["annotations"] == 7
+    r = runner.invoke(args=first + ["--classes", tie])
     assert r.exit_code == 0, r.output
     # The summary box runs print too: the run, then each set it made.
-    assert re.search(r"run \d+ \w+: 2/2 images", r.output) and "(object_mask): 1 annotations" in r.output, (
+    assert re.search(r"run \d+ \w+: 2/2 images", r.output) and "(object_mask): 2 annotations" in r.output, (
         r.output
     )
-    rows = db.execute("SELECT label, parent_id FROM annotations WHERE kind = 'object_mask'").fetchall()
-    assert len(rows) == 1 and rows[0][0] == tie
+    newest = db.execute("SELECT max(id) FROM annotation_sets WHERE kind = 'object_mask'").fetchone()[0]
+    live = _live_masks(db)
+    # The tie run's two masks replace the first run's two tie masks, never the person's on the same box.
+    assert sorted(lab for sid, _, lab, _, _ in live if sid == newest) == [tie, tie]
+    assert sorted(lab for sid, _, lab, _, _ in live if sid != newest) == [PERSON] * 5
     r = runner.invoke(
         args=["oiap", "bulk-annotate", "--kind", "object_mask", "--boxes-from", "people", "--model", "nope"]
     )
     assert r.exit_code != 0 and "tiny-sam" in r.output
+    for bad, says in (
+        (["--boxes-from", "people", "--min-face-size", "40"], "--min-face-size is for MTCNN"),
+        ([], "--kind object_mask needs --boxes-from SET"),
+    ):
+        r = runner.invoke(args=["oiap", "bulk-annotate", "--kind", "object_mask", *bad])
+        assert r.exit_code != 0 and says in r.output, r.output
+
+
+def _mask_rows(db, set_id) -> list[tuple]:
+    """What two runs of one model over the same boxes must agree on: image, label, parent box, mask."""
+    return sorted(
+        db.execute(
+            "SELECT a.image_id, a.label, p.x0, p.y0, p.x1, p.y1, a.x0, a.y0, a.x1, a.y1, a.mask"
+            " FROM annotations a JOIN annotations p ON p.id = a.parent_id WHERE a.set_id = ?",
+            [set_id],
+        ).fetchall()
+    )
+
+
+def test_bulk_masks_on_the_process_engine_write_what_the_threads_write(app, db):
+    _person_boxes(db)
+    local = _people_masks(app, db)
+    proc = _people_masks(app, db, engine="process")
+    assert proc["engine"] == "process" and proc["status"] == "done" and proc["images"] == 2
+    a, b = _mask_rows(db, local["sets"]["mask"]["id"]), _mask_rows(db, proc["sets"]["mask"]["id"])
+    assert a == b and len(a) == 5
+    # The workers' mask time comes back to the parent.
+    assert proc["profile_s"]["masks"] > 0
+
+
+@pytest.mark.slow
+def test_bulk_masks_on_ray_match_the_threads_and_resume(app, db):
+    _person_boxes(db)
+    local = _people_masks(app, db)
+
+    def crash(done):
+        raise RuntimeError("node lost")
+
+    with pytest.raises(RuntimeError, match="node lost"):
+        _people_masks(
+            app, db, on_batch=crash, engine="ray", engine_options={"num_cpus": 2, "actor_cpus": 0.5}
+        )
+    run_id, status, done = db.execute(
+        "SELECT id, status, progress FROM runs ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    assert status == "failed" and done == 1
+    # Resumed by another engine: the cursor is the store's, whatever did the first batch.
+    resumed = bulk_annotate(db, app.config, resume=run_id, progress=False)
+    assert resumed["status"] == "done" and resumed["images"] == 2 and resumed["images_this_session"] == 1
+    a, b = _mask_rows(db, local["sets"]["mask"]["id"]), _mask_rows(db, resumed["sets"]["mask"]["id"])
+    assert a == b and len(a) == 5

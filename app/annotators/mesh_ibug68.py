@@ -8,8 +8,11 @@ and iBUG's point definitions, whose spacing along each contour is read off the m
 (data/mean_face_68.json, SPIGA's, symmetrised left/right):
 - jaw 0-16 along the lower face oval, ear to ear, 8 at the chin (152); the ends at the mean shape's
   height between the eye line and the chin;
-- brows 17-21 / 22-26 along the upper brow edge, outer end to inner end;
-- nose bridge 27-30 on the midline, 30 (the tip) and 27 at the mean shape's heights; nostril base 31-35 through the subnasale (2), the ends at the mean shape's width;
+- brows 17-21 / 22-26: 17 and 21 at the brow's two tips, where its upper and lower edges meet (the
+  midpoint of the two edges' end vertices), 18-20 along the upper brow edge between the tips;
+- nose bridge 27-30 on the midline, from the sellion (27: the deepest point of the bridge, least
+  depth on the canonical model's midline above the tip) to the pronasale (30: the nose tip, the most
+  anterior midline vertex); nostril base 31-35 through the subnasale (2), the ends at the mean shape's width;
 - eyes 36-47: the corners and two points on each lid of the refined eye contours;
 - lips 48-67: corners 48/54 and 60/64, and the points between along the refined lip contours.
 Each point between two contour ends sits at the mean shape's arc-length fraction of its contour,
@@ -38,6 +41,8 @@ OVAL_LEFT = [10, 109, 67, 103, 54, 21, 162, 127, 234, 93, 132, 58, 172, 136, 150
 OVAL_RIGHT = [10, 338, 297, 332, 284, 251, 389, 356, 454, 323, 361, 288, 397, 365, 379, 378, 400, 377, 152]
 BROW_LEFT = [70, 63, 105, 66, 107]  # upper edge, outer end to inner end
 BROW_RIGHT = [300, 293, 334, 296, 336]
+BROW_LEFT_LOWER = [46, 53, 52, 65, 55]  # lower edge, outer end to inner end
+BROW_RIGHT_LOWER = [276, 283, 282, 295, 285]
 # FACEMESH_NOSE from 168 down to the subnasale 2, with 8 (the tessellation's next midline vertex up).
 NOSE_MIDLINE = [8, 168, 6, 197, 195, 5, 4, 1, 19, 94, 2]
 NOSE_BASE = [64, 98, 97, 2, 326, 327, 294]  # alar base to alar base through the subnasale 2
@@ -66,6 +71,14 @@ def canonical_2d() -> np.ndarray:
     """The canonical model's 478 vertices seen from the front, image axes (x right, y down)."""
     v = np.loadtxt(CANONICAL_PATH)
     out = v[:, :2] * np.array([1.0, -1.0])
+    out.setflags(write=False)
+    return out
+
+
+@cache
+def canonical_depth() -> np.ndarray:
+    """The canonical model's z per vertex: larger is nearer the viewer (the nose tip is the most)."""
+    out = np.loadtxt(CANONICAL_PATH)[:, 2]
     out.setflags(write=False)
     return out
 
@@ -120,6 +133,30 @@ def spread(path: list[int], start: float, end: float, ref: np.ndarray) -> list[l
     return [at_fraction(path, start + (end - start) * f) for f in arc_fractions(ref)]
 
 
+def spread_nodes(nodes: list[list[tuple[int, float]]], ref: np.ndarray) -> list[list[tuple[int, float]]]:
+    """Points along a polyline of nodes (each a weighted mix of vertices), spaced as the mean shape's
+    polyline ref: each point mixes the two nodes around its arc-length fraction."""
+    c = canonical_2d()
+    f = arc_fractions(np.array([sum(a * c[v] for v, a in node) for node in nodes]))
+    out = []
+    for frac in arc_fractions(ref):
+        k = int(np.clip(np.searchsorted(f, frac, side="right") - 1, 0, len(nodes) - 2))
+        t = round(min(max(float((frac - f[k]) / (f[k + 1] - f[k])), 0.0), 1.0), 4)
+        w: dict[int, float] = {}
+        for node, s in ((nodes[k], 1 - t), (nodes[k + 1], t)):
+            for v, a in node:
+                w[v] = w.get(v, 0.0) + round(s * a, 6)
+        out.append([(v, a) for v, a in w.items() if a > 0])
+    return out
+
+
+def brow(upper: list[int], lower: list[int], ref: np.ndarray) -> list[list[tuple[int, float]]]:
+    """Five brow points, outer tip to inner tip: the tips where the upper and lower edges meet (the
+    midpoint of their end vertices), the others along the upper edge between, spaced like ref."""
+    nodes = [[(upper[0], 0.5), (lower[0], 0.5)], *[[(v, 1.0)] for v in upper[1:-1]]]
+    return spread_nodes([*nodes, [(upper[-1], 0.5), (lower[-1], 0.5)]], ref)
+
+
 def derive() -> list[list[tuple[int, float]]]:
     """The 68 points, each [(vertex, weight), ...] with weights summing to 1."""
     ref = mirrored_mean()
@@ -136,17 +173,17 @@ def derive() -> list[list[tuple[int, float]]]:
     out[0:9] = spread(OVAL_LEFT, where_along(OVAL_LEFT, 1, y0), 1.0, ref[0:9])
     out[16:7:-1] = spread(OVAL_RIGHT, where_along(OVAL_RIGHT, 1, y0), 1.0, ref[16:7:-1])
 
-    out[17:22] = spread(BROW_LEFT, 0.0, 1.0, ref[17:22])
-    out[22:27] = spread(BROW_RIGHT[::-1], 0.0, 1.0, ref[22:27])
+    out[17:22] = brow(BROW_LEFT, BROW_LEFT_LOWER, ref[17:22])
+    out[22:27] = brow(BROW_RIGHT[::-1], BROW_RIGHT_LOWER[::-1], ref[22:27])
 
-    # Nose bridge and tip on the midline: 30 at the mean shape's height between the eye line and the
-    # subnasale (33), 27 at its height between the eye line and 30, 28-29 between like the mean shape's.
-    h30 = (ref[30, 1] - ref_eye_y) / (ref[33, 1] - ref_eye_y)
-    y30 = eye_y + h30 * (c[2, 1] - eye_y)
-    end = where_along(NOSE_MIDLINE, 1, y30)
-    h27 = (ref[27, 1] - ref_eye_y) / (ref[30, 1] - ref_eye_y)
-    y27 = eye_y + h27 * (y30 - eye_y)
-    out[27:31] = spread(NOSE_MIDLINE, where_along(NOSE_MIDLINE, 1, y27), end, ref[27:31])
+    # Nose bridge and tip on the midline, by iBUG's definitions: 30 the nose tip (pronasale: the most
+    # anterior vertex above the subnasale 2), 27 the top of the bridge (sellion: the deepest vertex
+    # above the tip), 28-29 between like the mean shape's.
+    z = canonical_depth()
+    tip = max(NOSE_MIDLINE[: NOSE_MIDLINE.index(2)], key=lambda v: z[v])
+    top = min(NOSE_MIDLINE[: NOSE_MIDLINE.index(tip)], key=lambda v: z[v])
+    f = arc_fractions(c[NOSE_MIDLINE])
+    out[27:31] = spread(NOSE_MIDLINE, f[NOSE_MIDLINE.index(top)], f[NOSE_MIDLINE.index(tip)], ref[27:31])
 
     # Nostril base: 31 and 35 where the base reaches the mean shape's half-width, 33 at the midline.
     half = (ref[35, 0] - ref[31, 0]) / 2 / ref_eye_dist * eye_dist

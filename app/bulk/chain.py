@@ -1,5 +1,6 @@
-"""The annotator chain of a bulk run: what the models of one run do to a batch of images. Both engines
-run it (the local thread pool in app/bulk/local.py, Ray actors in app/bulk/ray_engine.py)."""
+"""The annotator chain of a bulk run: what the models of one run do to a batch of images. Every engine
+runs it (the local thread pool in app/bulk/local.py, worker processes in app/bulk/process_engine.py,
+Ray actors in app/bulk/ray_engine.py), for every kind (object_mask: app/bulk/masks.py's step)."""
 
 import threading
 from dataclasses import dataclass
@@ -26,8 +27,9 @@ class Timer(dict):
 class Chain:
     """The models of one run and what they do to a batch of images (runs in worker threads)."""
 
-    def __init__(self, kind, detector, landmarks68, config, max_side, boxes_from, classes=None):
+    def __init__(self, kind, detector, landmarks68, config, max_side, boxes_from, classes=None, masker=None):
         self.kind = kind
+        self.masker = masker
         self.classes = set(classes) if classes else None
         self.detector = detector
         self.landmarks68 = landmarks68
@@ -52,7 +54,8 @@ class Chain:
 
     def run(self, rows: list[dict]) -> list[dict]:
         """Decode and annotate a batch; one result per row: {"image_id", "error"} or {"image_id", "faces"}
-        (for object_box, "faces" holds the objects, each with its class MID as "label")."""
+        (for object_box, "faces" holds the objects, each with its class MID as "label"; for object_mask,
+        the masks of the row's boxes, app/bulk/masks.py)."""
         decoded = [self._decode(r) for r in rows]
         ok = [i for i, d in enumerate(decoded) if not isinstance(d, BadImage)]
         out = [
@@ -61,6 +64,14 @@ class Chain:
             else {"image_id": r["id"], "faces": []}
             for r, d in zip(rows, decoded, strict=True)
         ]
+        if self.kind == "object_mask":
+            from .masks import box_masks
+
+            t0 = thread_time()
+            for i in ok:
+                out[i]["faces"] = box_masks(self.masker, decoded[i], rows[i]["boxes"])
+            self.timer.add("masks", thread_time() - t0)
+            return out
         if self.kind == "object_box":
             # Object detectors give (box_px, score, Open Images MID): one row per box, labelled.
             t0 = thread_time()
@@ -132,10 +143,12 @@ class ChainSpec:
     max_side: int | None
     boxes_from: int | None
     classes: list[str] | None = None  # object_box: the Open Images MIDs to keep (None: all)
+    mask_model: dict | None = None  # object_mask: the model that puts a mask in each box
 
     def chain(self, config, threads: int | None, cls: type | None = None) -> "Chain":
         """Load the annotators (files verified against their sha256) into a Chain."""
         from ..models.builtin import load_annotator
+        from .masks import load_masker
 
         return (cls or Chain)(
             self.kind,
@@ -145,4 +158,5 @@ class ChainSpec:
             self.max_side,
             self.boxes_from,
             self.classes,
+            load_masker(self.mask_model, threads) if self.mask_model else None,
         )

@@ -7,7 +7,9 @@ Chains per kind:
   with boxes_from, the boxes of an existing set (e.g. Open Images' human face boxes); then the active
   68-point annotator; parent_id is the box;
 - object_box: the active object detector (or --model), every class it knows or those of --classes;
-  one set per run, each box labelled with its class MID and its score.
+  one set per run, each box labelled with its class MID and its score;
+- object_mask: the boxes of an existing set (--boxes-from, narrowed to --classes), a mask each by the
+  active object_mask model (or --model), one set per run; parent_id is the box (app/bulk/masks.py).
 Boxes a chain makes are written to a box set of their own, next to the set of the kind asked for.
 
 Speed: a thread pool decodes and annotates whole batches (JPEGs decoded reduced when larger than
@@ -36,7 +38,7 @@ from ..runs import add_run_errors, claim_run, finish_run, set_progress, shown_st
 from .chain import ChainSpec
 from .selection import count_images, read_images_file, select_images
 
-KINDS = ("face_box", "face_landmarks5", "face_landmarks68", "object_box")
+KINDS = ("face_box", "face_landmarks5", "face_landmarks68", "object_box", "object_mask")
 ENGINES = ("local", "process", "ray")
 COMMAND = "bulk-annotate"
 DEFAULT_MAX_SIDE = 1024
@@ -54,6 +56,17 @@ def _create_sets(db, run_id, kind, box_model, kind_model, boxes_from, classes=No
 
     stamp = _stamp()
     sets = {}
+    if kind == "object_mask":
+        # Masks of many classes, each labelled with its box's class.
+        sets["mask"] = create_set(
+            db,
+            f"{kind_model['name']}-object_mask-{stamp}-run{run_id}",
+            "object_mask",
+            "model",
+            model_id=kind_model["id"],
+            params={"run_id": run_id, "boxes_set_id": boxes_from, "classes": classes},
+        )
+        return sets
     if kind == "object_box":
         # Boxes of many classes: the label is on each row, not on the set.
         sets["box"] = create_set(
@@ -94,6 +107,21 @@ def _write(db: Database, results: list[dict], kind: str, sets: dict, run_id: int
     if errors:
         add_run_errors(db, run_id, errors)
     n = 0
+    if kind == "object_mask":
+        rows = [
+            annotation_row(
+                sets["mask"],
+                r["image_id"],
+                "object_mask",
+                f["box"],
+                label=f["label"],
+                parent_id=f["parent_id"],
+                mask=f["mask"],
+            )
+            for r in results
+            for f in r.get("faces", [])
+        ]
+        return insert_annotations(db, rows), len(errors)
     if kind == "object_box":
         rows = [
             annotation_row(
@@ -157,7 +185,7 @@ def _write(db: Database, results: list[dict], kind: str, sets: dict, run_id: int
 
 
 def _batches(
-    db, kind, sel: dict, after: str | None, remaining: int | None, batch: int, boxes_from
+    db, kind, sel: dict, after: str | None, remaining: int | None, batch: int, boxes_from, classes=None
 ) -> Iterator[list]:
     """Selected rows in id order, in batches, paging through the table (never the whole selection at once)."""
     page = max(batch * 64, 1024)
@@ -167,7 +195,7 @@ def _batches(
         if not rows:
             return
         if boxes_from is not None:
-            _attach_boxes(db, rows, boxes_from)
+            _attach_boxes(db, rows, boxes_from, classes)
         for k in range(0, len(rows), batch):
             yield rows[k : k + batch]
         after = rows[-1]["id"]
@@ -175,15 +203,22 @@ def _batches(
             remaining -= len(rows)
 
 
-def _attach_boxes(db, rows, set_id) -> None:
+def _attach_boxes(db, rows, set_id, classes=None) -> None:
+    """Each row's boxes of the set ({"id", "label", "box"}, in id order), only those of classes if given."""
     ids = [r["id"] for r in rows]
     by_image: dict[str, list] = {i: [] for i in ids}
-    for b in db.query(
-        "SELECT id, image_id, x0, y0, x1, y1 FROM annotations WHERE set_id = ? AND deleted = 0"
-        " AND image_id IN (SELECT value FROM json_each(?)) ORDER BY id",
-        [set_id, json.dumps(ids)],
-    ):
-        by_image[b["image_id"]].append({"id": b["id"], "box": (b["x0"], b["y0"], b["x1"], b["y1"])})
+    sql = (
+        "SELECT id, image_id, label, x0, y0, x1, y1 FROM annotations WHERE set_id = ? AND deleted = 0"
+        " AND image_id IN (SELECT value FROM json_each(?))"
+    )
+    params: list = [set_id, json.dumps(ids)]
+    if classes:
+        sql += " AND label IN (SELECT value FROM json_each(?))"
+        params.append(json.dumps(classes))
+    for b in db.query(sql + " ORDER BY id", params):
+        by_image[b["image_id"]].append(
+            {"id": b["id"], "label": b["label"], "box": (b["x0"], b["y0"], b["x1"], b["y1"])}
+        )
     for r in rows:
         r["boxes"] = by_image[r["id"]]
 
@@ -193,13 +228,23 @@ def _models(db, kind, model=None):
     from ..models.registry import active_model
 
     ensure_builtin_models(db)
+    if kind == "object_mask":
+        from ..models.mask_models import ensure_mask_models
+
+        ensure_mask_models(db)  # registers and activates the builtin row in its own transaction
+        masker = _chosen_model(db, kind, model) if model is not None else active_model(db, kind)
+        if masker is None:
+            raise InvalidInput("no active model for object_mask; `flask oiap models activate ID`")
+        return None, masker
     if kind == "object_box":
         detector = _chosen_model(db, kind, model) if model is not None else active_model(db, kind)
         if detector is None:
             raise InvalidInput("no active model for object_box; `flask oiap models activate ID`")
         return detector, detector
     if model is not None:
-        raise InvalidInput("--model is for --kind object_box; other kinds run their active models")
+        raise InvalidInput(
+            "--model is for --kind object_box and object_mask; other kinds run their active models"
+        )
     box_model = active_model(db, "face_box")
     kind_model = active_model(db, kind) if kind != "face_box" else box_model
     if kind == "face_landmarks5":
@@ -256,8 +301,9 @@ def bulk_annotate(
     min_face_size: the smallest face (pixels of the decoded image) MTCNN looks for in this run, instead
     of its model row's (20); 40 looks for the faces dlib's HOG detector finds at upsample 1, at less
     than half the CPU.
-    classes (object_box): the Open Images MIDs to keep; model (object_box): a model id or name instead
-    of the active one.
+    classes (object_box, object_mask): the Open Images MIDs to keep; model (object_box, object_mask): a
+    model id or name instead of the active one. object_mask needs boxes_from: the object_box or face_box
+    set whose boxes get masks.
     """
     from tqdm import tqdm
 
@@ -288,20 +334,35 @@ def bulk_annotate(
     else:
         if kind not in KINDS:
             raise InvalidInput(f"bulk-annotate does {', '.join(KINDS)}, not {kind!r}")
-        if boxes_from is not None and kind != "face_landmarks68":
-            raise InvalidInput("--boxes-from is for --kind face_landmarks68")
-        if classes is not None and kind != "object_box":
-            raise InvalidInput("--classes is for --kind object_box")
+        if boxes_from is not None and kind not in ("face_landmarks68", "object_mask"):
+            raise InvalidInput("--boxes-from is for --kind face_landmarks68 and object_mask")
+        if classes is not None and kind not in ("object_box", "object_mask"):
+            raise InvalidInput("--classes is for --kind object_box and object_mask")
+        if kind == "object_mask" and boxes_from is None:
+            raise InvalidInput(
+                "--kind object_mask needs --boxes-from SET: the object_box (or face_box) set whose boxes get "
+                "masks (`flask oiap sets list`)"
+            )
+        if kind == "object_mask" and min_face_size is not None:
+            raise InvalidInput("--min-face-size is for MTCNN's face kinds, not object_mask")
         box_model, kind_model = _models(db, kind, model)
         _with_min_face(box_model, min_face_size)  # refused before the run starts
-        if classes is not None:
+        if kind == "object_mask":
+            from .masks import load_masker
+
+            load_masker(kind_model, 1)  # a model that cannot run fails here, before a run or a set exists
+        elif classes is not None:
             from ..models.builtin import load_annotator
 
             load_annotator(kind_model, 1, classes=classes)  # a class the model cannot give fails here
         boxes_set = None
         if boxes_from is not None:
             s = get_set_by_name(db, boxes_from)
-            if s["kind"] != "face_box":
+            if kind == "object_mask" and s["kind"] not in ("object_box", "face_box"):
+                raise InvalidInput(
+                    f"--boxes-from {boxes_from!r} holds {s['kind']}, not object_box or face_box boxes"
+                )
+            if kind != "object_mask" and s["kind"] != "face_box":
                 raise InvalidInput(f"--boxes-from {boxes_from!r} holds {s['kind']}, not face_box")
             boxes_set, box_model = s["id"], None
         image_ids = read_images_file(images_file) if images_file else None
@@ -310,7 +371,7 @@ def bulk_annotate(
             "prefix": prefix,
             "image_ids": image_ids,
             "with_boxes_in": boxes_set,
-            "labels": classes,
+            "labels": _selection_labels(kind, classes),
         }
         total = count_images(db, kind, **sel)
         total = min(total, limit) if limit is not None else total
@@ -339,7 +400,7 @@ def bulk_annotate(
             params["sets"] = sets
             db.execute(
                 "UPDATE runs SET params = ?, set_id = ? WHERE id = ?",
-                [json.dumps(params), sets.get("points", sets.get("box")), run_id],
+                [json.dumps(params), sets.get("points", sets.get("box", sets.get("mask"))), run_id],
             )
         done, cursor = 0, None
 
@@ -348,13 +409,19 @@ def bulk_annotate(
         "prefix": prefix,
         "image_ids": image_ids,
         "with_boxes_in": boxes_set,
-        "labels": classes,
+        "labels": _selection_labels(kind, classes),
     }
     total = db.execute("SELECT total FROM runs WHERE id = ?", [run_id]).fetchone()[0]
     remaining = None if limit is None else max(0, limit - done)
     box_run = _with_min_face(box_model, min_face_size)
     spec = ChainSpec(
-        kind, box_run, kind_model if kind == "face_landmarks68" else None, max_side, boxes_set, classes
+        kind,
+        box_run,
+        kind_model if kind == "face_landmarks68" else None,
+        max_side,
+        boxes_set,
+        classes,
+        mask_model=kind_model if kind == "object_mask" else None,
     )
     if engine == "ray":
         from .ray_engine import RayEngine
@@ -369,7 +436,7 @@ def bulk_annotate(
     n_ann = n_err = n_img = 0
     t_start = perf_counter()
     bar = tqdm(total=total, initial=done, unit="img", desc=f"bulk-annotate {kind}", disable=not progress)
-    results = runner.results(_batches(db, kind, sel, cursor, remaining, batch, boxes_set))
+    results = runner.results(_batches(db, kind, sel, cursor, remaining, batch, boxes_set, classes))
     try:
         for rows, batch_results in results:
             t0 = thread_time()
@@ -407,6 +474,12 @@ def bulk_annotate(
         "images_per_s": round(n_img / seconds, 3) if seconds > 0 else None,
         "profile_s": runner.profile(),
     }
+
+
+def _selection_labels(kind: str, classes: list[str] | None) -> list[str] | None:
+    """The classes that narrow which images a run takes: object_box's; object_mask's --classes narrow
+    the boxes that get masks, not the images (as the mask runs did before they joined this loop)."""
+    return None if kind == "object_mask" else classes
 
 
 def _with_min_face(box_model: dict | None, min_face_size: int | None) -> dict | None:

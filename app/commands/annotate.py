@@ -27,7 +27,9 @@ from ..images.layout import SPLITS
     "--images-file", type=click.Path(dir_okay=False, exists=True), help="Only the ids listed, one a line."
 )
 @click.option(
-    "--boxes-from", default=None, help="face_landmarks68 on the boxes of this set (e.g. an import)."
+    "--boxes-from",
+    default=None,
+    help="face_landmarks68, object_mask: on the boxes of this set (e.g. an import).",
 )
 @click.option(
     "--classes",
@@ -106,48 +108,36 @@ def bulk_annotate_command(
 ):
     """Annotate the images no human labelled (and those rated bad) with the active models, into new sets."""
     from ..bulk.local import bulk_annotate
-    from ..bulk.masks import bulk_annotate_masks, run_kind
     from ..classes import parse_classes
 
-    masks = kind == "object_mask" or (resume is not None and run_kind(get_db(), resume) == "object_mask")
-    if masks and engine != "local":
-        raise click.ClickException("--kind object_mask runs on --engine local only")
-    # What box and mask runs both take; the engine's own options only go to bulk_annotate.
-    options = {
-        "split": split,
-        "prefix": prefix,
-        "limit": limit,
-        "images_file": images_file,
-        "boxes_from": boxes_from,
-        "classes": parse_classes(classes),
-        "model": model,
-        "resume": resume,
-        "batch": batch,
-        "workers": workers,
-        "max_side": max_side or None,
-        "progress": not as_json,
-    }
     try:
-        if masks:
-            # Box -> mask runs have their own loop (app/bulk/masks.py), on the local engine.
-            s = bulk_annotate_masks(get_db(), current_app.config, **options)
-        else:
-            s = bulk_annotate(
-                get_db(),
-                current_app.config,
-                kind,
-                **options,
-                engine=engine,
-                engine_options={
-                    "address": address,
-                    "actor_cpus": actor_cpus,
-                    "chunk": chunk,
-                    "s3_images": s3_images,
-                }
-                if engine == "ray"
-                else None,
-                min_face_size=min_face_size,
-            )
+        s = bulk_annotate(
+            get_db(),
+            current_app.config,
+            kind,
+            split=split,
+            prefix=prefix,
+            limit=limit,
+            images_file=images_file,
+            boxes_from=boxes_from,
+            classes=parse_classes(classes),
+            model=model,
+            resume=resume,
+            batch=batch,
+            workers=workers,
+            max_side=max_side or None,
+            progress=not as_json,
+            engine=engine,
+            engine_options={
+                "address": address,
+                "actor_cpus": actor_cpus,
+                "chunk": chunk,
+                "s3_images": s3_images,
+            }
+            if engine == "ray"
+            else None,
+            min_face_size=min_face_size,
+        )
     except Interrupted as e:
         raise click.ClickException(
             f"interrupted; `flask oiap bulk-annotate --resume {e.run_id}` continues"
@@ -159,7 +149,7 @@ def bulk_annotate_command(
 
 
 def _echo_run(s: dict, as_json: bool) -> None:
-    """A bulk run's summary (box and mask runs alike): JSON, or its sets and a few of its errors."""
+    """A bulk run's summary: JSON, or its sets and a few of its errors."""
     if as_json:
         echo_json(s)
         return
@@ -169,7 +159,6 @@ def _echo_run(s: dict, as_json: bool) -> None:
     for st in s["sets"].values():
         click.echo(f"  set {st['id']} {st['name']} ({st['kind']}): {st['annotations']} annotations")
     if s["errors"]:
-        # Mask runs do not count their errors by reason.
         by_reason = s.get("errors_by_reason")
         reasons = f" ({', '.join(f'{k} {v}' for k, v in sorted(by_reason.items()))})" if by_reason else ""
         click.echo(f"  {s['errors']} image(s) skipped{reasons}, listed in run_errors; e.g.:")

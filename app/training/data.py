@@ -44,12 +44,17 @@ class RowHasher:
 
 
 def image_groups(
-    db: Database, splits, include_unrated: bool, unrated_weight: float, hasher: RowHasher
+    db: Database,
+    splits,
+    include_unrated: bool,
+    unrated_weight: float,
+    hasher: RowHasher,
+    kind: str = "face_landmarks68",
 ) -> Iterable[list[TrainingRow]]:
-    """The merge's face_landmarks68 training rows, one list per image, each row added to `hasher` as it
-    streams (both landmark trainers read them so)."""
+    """The merge's training rows of a kind, one list per image, each row added to `hasher` as it streams
+    (both landmark trainers and the mask trainer read them so)."""
     rows = iter_training_rows(
-        db, "face_landmarks68", splits, include_unrated=include_unrated, unrated_weight=unrated_weight
+        db, kind, splits, include_unrated=include_unrated, unrated_weight=unrated_weight
     )
 
     def hashed():

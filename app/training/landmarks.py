@@ -17,6 +17,7 @@ from torch import nn
 from ..annotators.crop68 import INPUT_SIZE, MEAN, STD
 from ..kinds import FLIP_68
 from .data import CONTEXT
+from .loop import run_epochs
 
 
 def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
@@ -157,25 +158,18 @@ def train_loop(
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=[lr, lr * HEAD_LR_SCALE], total_steps=max(total, 1), pct_start=0.1
     )
-    curve = []
-    for _epoch in range(epochs):
+
+    def batches():
         order = torch.randperm(n, generator=gen).to(device)
-        total_loss, total_w = 0.0, 0.0
         for k in range(steps_per_epoch):
-            idx = order[k * batch_size : (k + 1) * batch_size]
-            x, y = augment(crops[idx], points[idx], gen, train=True)
-            pred = net(x).view(-1, 68, 2)
-            loss = nme_loss(pred, y, weights[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            w = float(weights[idx].sum())
-            total_loss += float(loss.detach()) * w
-            total_w += w
-            if on_step:
-                on_step(float(loss.detach()))
-        curve.append(total_loss / max(total_w, 1e-9))
+            yield order[k * batch_size : (k + 1) * batch_size]
+
+    def batch_loss(idx):
+        x, y = augment(crops[idx], points[idx], gen, train=True)
+        pred = net(x).view(-1, 68, 2)
+        return nme_loss(pred, y, weights[idx]), float(weights[idx].sum())
+
+    curve = run_epochs(opt, sched, epochs, batches, batch_loss, on_step)
     recalibrate_bn(net, crops, points, batch_size)
     net.eval()
     return curve

@@ -15,23 +15,18 @@ training masks of tests/data/person_masks.json: 0.80 mean IoU on them, 0.54 on t
 below the filled boxes' 0.64. Loss: weighted binary cross-entropy + soft Dice per sample.
 """
 
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
 from ..annotations import masks
 from ..annotators.mask_net import ARCH, INPUT_SIZE, MARGIN, crop_affine, crop_input
 from ..errors import InvalidInput, NotFound
-from ..export.merge import iter_training_rows
 from ..images.decode import BadImage
-from ..models.registry import get_model, register_model, store_file, verified_path
-from .data import RowHasher, _group_by_image, row_rgb
-from .onnx_export import export_checked
+from ..models.registry import get_model
+from .data import RowHasher, image_groups, row_rgb
+from .loop import counting, fit, register_trained, run_epochs, warm_start
 
 KIND = "object_mask"
 PRIOR = 2.0
@@ -72,16 +67,7 @@ def mask_rows(db, config, prior, include_unrated: bool, unrated_weight: float, p
     weight 0)."""
     hasher = RowHasher()
     samples, skipped = [], []
-    rows = iter_training_rows(
-        db, KIND, ("train",), include_unrated=include_unrated, unrated_weight=unrated_weight
-    )
-
-    def hashed():
-        for r in rows:
-            hasher.add(r)
-            yield r
-
-    for group in _group_by_image(hashed()):
+    for group in image_groups(db, ("train",), include_unrated, unrated_weight, hasher, kind=KIND):
         usable = [r for r in group if r.mask is not None and r.box is not None and r.weight > 0]
         skipped += [
             {"annotation_id": r.annotation_id, "reason": "no mask, no box or weight 0"}
@@ -155,27 +141,20 @@ def train_loop(net, samples, *, epochs, batch_size, lr, device, seed, on_step=No
     steps = epochs * -(-n // batch_size)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(steps, 1))
-    curve = []
-    for _ in range(epochs):
+
+    def batches():
         order = rng.permutation(n) % len(samples)
-        total = weight_sum = 0.0
         for i in range(0, n, batch_size):
-            batch = [samples[j] for j in order[i : i + batch_size]]
-            xs, ys = zip(*(draw(s, rng) for s in batch), strict=True)
-            x = torch.from_numpy(np.stack(xs)).to(device)
-            y = torch.from_numpy(np.stack(ys)).to(device)
-            w = torch.tensor([s[3] for s in batch], dtype=torch.float32, device=device)
-            loss = loss_fn(net(x), y, w)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * float(w.sum())
-            weight_sum += float(w.sum())
-            if on_step:
-                on_step(loss.item())
-        curve.append(total / weight_sum)
-    return curve
+            yield [samples[j] for j in order[i : i + batch_size]]
+
+    def batch_loss(batch):
+        xs, ys = zip(*(draw(s, rng) for s in batch), strict=True)
+        x = torch.from_numpy(np.stack(xs)).to(device)
+        y = torch.from_numpy(np.stack(ys)).to(device)
+        w = torch.tensor([s[3] for s in batch], dtype=torch.float32, device=device)
+        return loss_fn(net(x), y, w), float(w.sum())
+
+    return run_epochs(opt, sched, epochs, batches, batch_loss, on_step)
 
 
 def train_masks(db, config, run_id, parent, hyper, progress) -> dict:
@@ -185,16 +164,10 @@ def train_masks(db, config, run_id, parent, hyper, progress) -> dict:
 
     base = get_model(db, ensure_mask_models(db)["builtin-masks"])
     prior = load_mask_annotator(base, verified_files(base))
-    bar = tqdm(desc="loading masks", unit="mask", disable=not progress)
-    data = mask_rows(
-        db,
-        config,
-        prior,
-        hyper["include_unrated"],
-        hyper["unrated_weight"],
-        progress=lambda n: bar.update(n - bar.n),
-    )
-    bar.close()
+    with counting("loading masks", "mask", progress) as loaded:
+        data = mask_rows(
+            db, config, prior, hyper["include_unrated"], hyper["unrated_weight"], progress=loaded
+        )
     samples = data["samples"]
     if not samples:
         raise InvalidInput(
@@ -202,69 +175,34 @@ def train_masks(db, config, run_id, parent, hyper, progress) -> dict:
             "with a weight above 0); label or rate some masks first"
         )
     net = MaskNet()
-    warm = None
-    if parent is not None and (parent.get("params") or {}).get("arch") == ARCH:
-        # As trainer.load_checkpoint does (importing it from here would make a cycle).
-        ckpt = parent["params"].get("checkpoint")
-        if ckpt:
-            path = verified_path({"id": parent["id"], "name": f"{parent['name']} (checkpoint)", **ckpt})
-            net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-            warm = parent["id"]
+    warm = warm_start(net, parent, ARCH)
     steps = hyper["epochs"] * -(-len(samples) * REPEATS // hyper["batch_size"])
-    bar = tqdm(total=steps, desc="train object_mask", unit="step", disable=not progress)
-
-    def on_step(loss):
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}")
-
-    curve = train_loop(
+    curve = fit(train_loop, net, samples, hyper, steps, "train object_mask", progress)
+    params = {
+        "runner": "mask:trained",
+        "arch": ARCH,
+        "input_size": INPUT_SIZE,
+        "margin": MARGIN,
+        # The prior the net refines: the builtin row's runner and file (verified when loaded).
+        "prior": {"id": base["id"], "name": base["name"], "runner": base["params"]["runner"]}
+        | {"person_classes": base["params"].get("person_classes")},
+        "files": {"prior": {"path": base["path"], "sha256": base["sha256"]}},
+    }
+    return register_trained(
+        db,
+        config,
         net,
-        samples,
-        epochs=hyper["epochs"],
-        batch_size=hyper["batch_size"],
-        lr=hyper["lr"],
-        device=hyper["device"],
-        seed=hyper["seed"],
-        on_step=on_step,
+        kind=KIND,
+        stem="masknet",
+        run_id=run_id,
+        parent=parent,
+        example_shape=(2, 4, INPUT_SIZE, INPUT_SIZE),
+        output_names=["logits"],
+        params=params,
+        data=data,
+        samples=len(samples),
+        hyper=hyper | {"repeats": REPEATS, "jitter": JITTER},
+        warm=warm,
+        curve=curve,
+        atol=1e-4,
     )
-    bar.close()
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = Path(tmp) / "masknet.onnx"
-        parity = export_checked(net, (2, 4, INPUT_SIZE, INPUT_SIZE), onnx_path, ["logits"], atol=1e-4)
-        ckpt_path = Path(tmp) / "masknet.pt"
-        torch.save(net.state_dict(), ckpt_path)
-        params = {
-            "runner": "mask:trained",
-            "arch": ARCH,
-            "input_size": INPUT_SIZE,
-            "margin": MARGIN,
-            # The prior the net refines: the builtin row's runner and file (verified when loaded).
-            "prior": {"id": base["id"], "name": base["name"], "runner": base["params"]["runner"]}
-            | {"person_classes": base["params"].get("person_classes")},
-            "files": {"prior": {"path": base["path"], "sha256": base["sha256"]}},
-            "training": {
-                "sha256": data["sha256"],
-                "rows": data["rows"],
-                "samples": len(samples),
-                "skipped": len(data["skipped"]),
-                "splits": ["train"],
-            },
-            "hyper": hyper | {"warm_start_from": warm, "repeats": REPEATS, "jitter": JITTER},
-            "loss_curve": [round(v, 6) for v in curve],
-            "onnx_parity": parity,
-            "checkpoint": store_file(ckpt_path, config["MODELS_DIR"]),
-            "run_id": run_id,
-        }
-        model_id = register_model(
-            db,
-            onnx_path,
-            KIND,
-            name=f"masknet-run{run_id}",
-            source="trained",
-            models_dir=config["MODELS_DIR"],
-            params=params,
-            parent_id=parent["id"] if parent else None,
-            licence="trained on this instance's labels",
-            origin=f"flask oiap train --kind object_mask (run {run_id})",
-        )
-    return {"model_id": model_id, "samples": len(samples), "loss_curve": curve, "warm_start_from": warm}

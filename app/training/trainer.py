@@ -7,23 +7,20 @@ streamed, rows, samples, splits), hyper (epochs, batch size, lr, seed, device, w
 starts read it) and run_id. The job is a `runs` row (command 'train').
 """
 
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 
 import torch
 from sqlite_utils import Database
-from tqdm import tqdm
 
 from ..annotators import crop68
 from ..db import immediate
 from ..errors import InvalidInput
 from ..export.merge import DEFAULT_UNRATED_WEIGHT
-from ..models.registry import active_model, get_model, register_model, store_file, verified_path
+from ..models.registry import active_model, get_model
 from ..runs import finish_run, start_run
 from . import data
 from .landmarks import Crop68Net, mean_shape01, train_loop
-from .onnx_export import export_checked
+from .loop import counting, fit, register_trained, warm_start
 
 KINDS = ("face_landmarks68", "face_box", "object_box", "object_mask")
 # face_landmarks68 trainers: a ridge-fitted head on the default mesh (app/training/meshhead.py), or the
@@ -47,15 +44,6 @@ def resolve_device(device: str) -> str:
             "--device cuda: torch sees no CUDA device here (torch.cuda.is_available() is False)"
         )
     return device
-
-
-def load_checkpoint(model: dict) -> dict | None:
-    """The torch state dict of one of our trained models (hash verified), or None for other models."""
-    ckpt = (model.get("params") or {}).get("checkpoint")
-    if not ckpt:
-        return None
-    path = verified_path({"id": model["id"], "name": f"{model['name']} (checkpoint)", **ckpt})
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def train(
@@ -134,16 +122,15 @@ def train(
 
 
 def _train_landmarks(db, config, run_id, parent, hyper, progress) -> dict:
-    bar = tqdm(desc="loading face crops", unit="face", disable=not progress)
-    samples = data.landmark_samples(
-        db,
-        config,
-        ("train",),
-        hyper["include_unrated"],
-        progress=lambda n: bar.update(n - bar.n),
-        unrated_weight=hyper["unrated_weight"],
-    )
-    bar.close()
+    with counting("loading face crops", "face", progress) as loaded:
+        samples = data.landmark_samples(
+            db,
+            config,
+            ("train",),
+            hyper["include_unrated"],
+            progress=loaded,
+            unrated_weight=hyper["unrated_weight"],
+        )
     n = len(samples["crops"])
     if n == 0:
         raise InvalidInput(
@@ -151,67 +138,32 @@ def _train_landmarks(db, config, run_id, parent, hyper, progress) -> dict:
             "label some faces first"
         )
     net = Crop68Net()
-    warm = None
-    if parent is not None and (parent.get("params") or {}).get("arch") == crop68.ARCH:
-        state = load_checkpoint(parent)
-        if state is not None:
-            net.load_state_dict(state)
-            warm = parent["id"]
+    warm = warm_start(net, parent, crop68.ARCH)
     if warm is None:
         net.set_mean_shape(mean_shape01(samples))
     steps = hyper["epochs"] * -(-n // hyper["batch_size"])
-    bar = tqdm(total=steps, desc="train face_landmarks68", unit="step", disable=not progress)
-
-    def on_step(loss):
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss:.4f}")
-
-    curve = train_loop(
+    curve = fit(train_loop, net, samples, hyper, steps, "train face_landmarks68", progress)
+    params = {
+        "runner": "landmarks68:crop68",
+        "annotator": "crop68",
+        "arch": crop68.ARCH,
+        "input_size": crop68.INPUT_SIZE,
+        "crop_expand": crop68.CROP_EXPAND,
+    }
+    return register_trained(
+        db,
+        config,
         net,
-        samples,
-        epochs=hyper["epochs"],
-        batch_size=hyper["batch_size"],
-        lr=hyper["lr"],
-        device=hyper["device"],
-        seed=hyper["seed"],
-        on_step=on_step,
+        kind="face_landmarks68",
+        stem="crop68",
+        run_id=run_id,
+        parent=parent,
+        example_shape=(2, 3, crop68.INPUT_SIZE, crop68.INPUT_SIZE),
+        output_names=["landmarks"],
+        params=params,
+        data=samples,
+        samples=n,
+        hyper=hyper,
+        warm=warm,
+        curve=curve,
     )
-    bar.close()
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = Path(tmp) / "crop68.onnx"
-        parity = export_checked(net, (2, 3, crop68.INPUT_SIZE, crop68.INPUT_SIZE), onnx_path, ["landmarks"])
-        ckpt_path = Path(tmp) / "crop68.pt"
-        torch.save(net.state_dict(), ckpt_path)
-        models_dir = config["MODELS_DIR"]
-        params = {
-            "runner": "landmarks68:crop68",
-            "annotator": "crop68",
-            "arch": crop68.ARCH,
-            "input_size": crop68.INPUT_SIZE,
-            "crop_expand": crop68.CROP_EXPAND,
-            "training": {
-                "sha256": samples["sha256"],
-                "rows": samples["rows"],
-                "samples": n,
-                "skipped": len(samples["skipped"]),
-                "splits": ["train"],
-            },
-            "hyper": hyper | {"warm_start_from": warm},
-            "loss_curve": [round(v, 6) for v in curve],
-            "onnx_parity": parity,
-            "checkpoint": store_file(ckpt_path, models_dir),
-            "run_id": run_id,
-        }
-        model_id = register_model(
-            db,
-            onnx_path,
-            "face_landmarks68",
-            name=f"crop68-run{run_id}",
-            source="trained",
-            models_dir=models_dir,
-            params=params,
-            parent_id=parent["id"] if parent else None,
-            licence="trained on this instance's labels",
-            origin=f"flask oiap train --kind face_landmarks68 (run {run_id})",
-        )
-    return {"model_id": model_id, "samples": n, "loss_curve": curve, "warm_start_from": warm}

@@ -1,0 +1,66 @@
+"""Mirror averaging for the attention mesh: each face's crop and its horizontal mirror image go through
+the mesh in the same onnxruntime call (the mesh's batch dimension is dynamic), the mirror's 478
+points are mapped back through the mesh's left/right vertex pairing (mesh478.mirror478, derived from
+the canonical face model's geometry, never from labels) and averaged with the crop's.
+
+The mesh is not exactly mirror-symmetric (a face and its mirror image give points up to 0.035 NME
+apart, tests/test_attention68.py): the average cancels that part of its error. From MTCNN on faces-dev's
+training file NME 0.0556 -> 0.0545 (with the derived table of mesh_ibug68.py); testing file, measured
+once after the choice: 0.0481 -> 0.0479. It costs a second crop in the final pass's call: one face
+alone 7.9 -> 11.4 ms for the call (batch 1 -> 2, one thread, load 3.3); with up to three faces and their
+mirrors a call (FACES_PER_CALL), scripts/bench_annotate.py's 68-point stage costs 2.3-3.2 CPU ms a face
+more than without the mirror (README, 68-point face landmarks)."""
+
+from pathlib import Path
+
+import numpy as np
+
+from .mesh478 import INPUT_SIZE, MODEL_PATH, OUTPUTS, assemble, crop_rois, mirror478
+from .session import session
+
+# Crop pixel centres sit at integer coordinates (mesh478.warp), so flipping a crop maps u to 191 - u.
+# (MediaPipe's own convention, pixel corners at integers, would be 192 - u: on faces-dev's training file
+# NME 0.0565 against 0.0557 with 191, before the table's brow and nose change.)
+MIRROR_X = INPUT_SIZE - 1
+# The mesh's time per crop falls with the batch, then rises (one thread, load 1.2: 7.3, 5.5, 4.7, 4.0
+# and 4.3 ms a crop at batch 1, 2, 4, 6 and 10), so up to 3 faces (6 crops) go in one call.
+FACES_PER_CALL = 3
+
+
+def unmirror(points: np.ndarray) -> np.ndarray:
+    """478 crop-pixel points predicted on a mirrored crop, as points of the crop itself: each vertex
+    takes its mirror partner's place and x turns back."""
+    q = np.array(points, dtype=np.float64)[mirror478()]
+    q[:, 0] = MIRROR_X - q[:, 0]
+    return q
+
+
+def with_mirrors(crops: np.ndarray) -> np.ndarray:
+    """(2n, 3, H, W): n NCHW crops, then their horizontal mirror images, as one batch."""
+    return np.ascontiguousarray(np.concatenate([crops, crops[:, :, :, ::-1]]))
+
+
+def average_outputs(outs: dict, n: int, k: int) -> np.ndarray:
+    """(478, 2) crop pixels of crop k of a with_mirrors batch of n crops: the mesh's points on the crop
+    averaged with those on its mirror image (item n + k) mapped back."""
+    return (assemble(outs, k) + unmirror(assemble(outs, n + k))) / 2
+
+
+def run_crops_mirrored(crops: np.ndarray, model_path: str | Path = MODEL_PATH) -> list[np.ndarray]:
+    """(478, 2) crop pixels for each NCHW crop (n, 3, 192, 192), mirror-averaged, FACES_PER_CALL faces
+    (twice as many crops) a mesh call."""
+    sess = session(model_path)
+    out = []
+    for i in range(0, len(crops), FACES_PER_CALL):
+        chunk = crops[i : i + FACES_PER_CALL]
+        outs = dict(zip(OUTPUTS, sess.run(list(OUTPUTS), {"image": with_mirrors(chunk)}), strict=True))
+        out += [average_outputs(outs, len(chunk), k) for k in range(len(chunk))]
+    return out
+
+
+def run_rois_mirrored(img_rgb: np.ndarray, rois, model_path: str | Path = MODEL_PATH) -> list[np.ndarray]:
+    """mesh478.run_rois with mirror averaging: 478 points in image pixels for each ROI of one image."""
+    if not rois:
+        return []
+    x, xforms = crop_rois(img_rgb, rois)
+    return [p @ m.T + t for p, (m, t) in zip(run_crops_mirrored(x, model_path), xforms, strict=True)]
