@@ -50,6 +50,17 @@ def _cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def _measured(t: float, c: float, rows: int, rss0: float) -> dict:
+    """One run's figures, from its start (wall time t, CPU time c, RSS rss0) to now."""
+    return {
+        "seconds": time.perf_counter() - t,
+        "cpu": _cpu() - c,
+        "rows": rows,
+        "rss_before_mb": rss0,
+        "rss_peak_mb": _rss_mb(),
+    }
+
+
 def build(path: str, n: int, seed: int = 0) -> None:
     """A store with n face_landmarks68 annotations (see the module docstring)."""
     from app.db import connect, migrate
@@ -131,13 +142,7 @@ def run_baseline(db_path: str, out: str) -> dict:
         while batch := cur.fetchmany(2000):
             w.writerows(batch)
             n += len(batch)
-    return {
-        "seconds": time.perf_counter() - t,
-        "cpu": _cpu() - c,
-        "rows": n,
-        "rss_before_mb": rss0,
-        "rss_peak_mb": _rss_mb(),
-    }
+    return _measured(t, c, n, rss0)
 
 
 def run_export(db_path: str, out: str) -> dict:
@@ -156,13 +161,7 @@ def run_export(db_path: str, out: str) -> dict:
         for chunk in text_chunks(rows, KIND, "csv", ImageInfo()):
             f.write(chunk)
         n = rows.n
-    return {
-        "seconds": time.perf_counter() - t,
-        "cpu": _cpu() - c,
-        "rows": n,
-        "rss_before_mb": rss0,
-        "rss_peak_mb": _rss_mb(),
-    }
+    return _measured(t, c, n, rss0)
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.db import connect, migrate  # noqa: E402
 from app.imports.openimages import import_openimages  # noqa: E402
-from tests.openimages_csv import IMAGE_HEADER, LABELS_HEADER, image_row  # noqa: E402
+from tests.openimages_csv import IMAGE_HEADER, LABELS_HEADER, image_row, write_csv  # noqa: E402
 
 FACE = "/m/0dzct"
 OTHERS = ["/m/01g317", "/m/05s2s", "/m/07j7r", "/m/0c9ph5", "/m/083vt", "/m/0cgh4", "/m/09j2d"]
@@ -34,11 +34,11 @@ def generate(folder: Path, rows: int, face_fraction: float, seed: int = 0) -> No
     rows), a fifth of them verified absent."""
     rng = random.Random(seed)
     ids = sorted(f"{rng.getrandbits(64):016x}" for _ in range(max(1, rows // 4)))
-    with open(folder / "train-images-boxable-with-rotation.csv", "w", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(IMAGE_HEADER)
-        for i in ids:
-            w.writerow(image_row(i, "train", title="Generated"))
+    write_csv(
+        folder / "train-images-boxable-with-rotation.csv",
+        IMAGE_HEADER,
+        [image_row(i, "train", title="Generated") for i in ids],
+    )
     with open(folder / "train-annotations-human-imagelabels-boxable.csv", "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(LABELS_HEADER)

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.db import connect, migrate  # noqa: E402
 from app.imports.openimages import import_openimages  # noqa: E402
-from tests.openimages_csv import BBOX_HEADER_V6, IMAGE_HEADER, image_row  # noqa: E402
+from tests.openimages_csv import BBOX_HEADER_V6, IMAGE_HEADER, image_row, write_csv  # noqa: E402
 
 LABELS = ["/m/01g317", "/m/05s2s", "/m/07j7r", "/m/0c9ph5", "/m/083vt", "/m/0cgh4", "/m/09j2d"]
 
@@ -32,11 +32,11 @@ def generate(folder: Path, rows: int, face_fraction: float, seed: int = 0) -> in
     rng = random.Random(seed)
     n_images = max(1, round(rows / 8.4))
     ids = sorted(f"{rng.getrandbits(64):016x}" for _ in range(n_images))
-    with open(folder / "train-images-boxable-with-rotation.csv", "w", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(IMAGE_HEADER)
-        for i in ids:
-            w.writerow(image_row(i, "train", title="Generated"))
+    write_csv(
+        folder / "train-images-boxable-with-rotation.csv",
+        IMAGE_HEADER,
+        [image_row(i, "train", title="Generated") for i in ids],
+    )
     with open(folder / "oidv6-train-annotations-bbox.csv", "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(BBOX_HEADER_V6)

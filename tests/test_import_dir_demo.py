@@ -1,11 +1,13 @@
 import json
+import re
 import shutil
 
 import pytest
 
 from app.errors import InvalidInput
-from app.imports.dlib_xml import import_dlib_xml
+from app.imports.dlib_xml import import_dlib_faces, import_dlib_xml
 from app.imports.folder import content_id
+from app.wording import when
 from tests.conftest import DEMO_DATA
 
 
@@ -88,10 +90,14 @@ def test_demo_builds_sets_with_every_split_and_normalised_landmarks(runner, db):
     )
 
 
-def test_dashboard_lists_demo_sets(runner, admin_client):
+def test_dashboard_lists_demo_sets(runner, admin_client, db):
     runner.invoke(args=["oiap", "demo"])
     page = admin_client.get("/").get_data(as_text=True)
     assert "demo-faces" in page and "demo-landmarks68" in page
+    # Each set says when it was made, in words ("3 Dec 2026 18:05 UTC", app/wording.when).
+    created = db.execute("SELECT created_at FROM annotation_sets WHERE name = 'demo-faces'").fetchone()[0]
+    assert re.search(r"\d{1,2} [A-Z][a-z]{2} \d{4} \d\d:\d\d UTC", when(created))
+    assert when(created) in page
 
 
 def test_stats_count_per_set_and_split(runner):
@@ -122,3 +128,17 @@ def test_import_dlib_xml_checks_the_number_of_parts(db, tmp_path):
     assert import_dlib_xml(db, xml, "five", "face_landmarks5", "human")["added"] == 0
     with pytest.raises(InvalidInput, match="has 5 parts, face_landmarks68 needs 68"):
         import_dlib_xml(db, xml, "sixty-eight", "face_landmarks68", "human")
+
+
+def test_import_dlib_faces_gives_boxes_and_points_that_point_at_them(db):
+    boxes, points = import_dlib_faces(db, DEMO_DATA / "testing_with_face_landmarks.xml", "test")
+    assert boxes["added"] == points["added"] > 0
+    rows = db.execute(
+        "SELECT p.parent_id, b.id, p.x0 = b.x0 AND p.y0 = b.y0 AND p.x1 = b.x1 AND p.y1 = b.y1, b.kind"
+        " FROM annotations p LEFT JOIN annotations b ON b.id = p.parent_id WHERE p.kind = 'face_landmarks68'"
+    ).fetchall()
+    assert len(rows) == points["added"]
+    assert all(parent == box and same and kind == "face_box" for parent, box, same, kind in rows)
+    sets = db.execute("SELECT name, source FROM annotation_sets ORDER BY id").fetchall()
+    assert sets == [("human-face_box", "human"), ("human-face_landmarks68", "human")]
+    assert {r[0] for r in db.execute("SELECT DISTINCT split FROM images")} == {"test"}

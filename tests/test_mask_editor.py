@@ -215,6 +215,17 @@ def test_bad_save_bodies_are_400s_that_name_the_field(admin_client, db, data, ch
     assert db.execute("SELECT count(*) FROM annotations WHERE origin_id IS NOT NULL").fetchone()[0] == 0
 
 
+def test_a_save_not_sent_as_json_or_too_large_is_a_400_that_says_so(app, admin_client, data):
+    r = admin_client.post("/edit/mask/save", data="runs=1", content_type="application/x-www-form-urlencoded")
+    assert r.status_code == 400 and "send the body as application/json" in r.json["error"]
+    # Above the mask editor's own limit on a server that takes larger bodies: refused before parsing.
+    app.config["MAX_CONTENT_LENGTH"] = 4 * mask_edits.MAX_BODY_BYTES
+    big = b'{"runs": [' + b"1," * mask_edits.MAX_BODY_BYTES + b"1]}"
+    r = admin_client.post("/edit/mask/save", data=big, content_type="application/json")
+    want = f"the body is larger than {mask_edits.MAX_BODY_BYTES} bytes; save a simpler mask"
+    assert r.status_code == 400 and want in r.json["error"]
+
+
 def test_an_empty_mask_is_refused(admin_client, db, data):
     m = data["masks"][0]
     cfg = page_config(admin_client.get(f"/edit/mask/{m['id']}"))

@@ -17,7 +17,7 @@ from app.annotators.landmarks68 import DEFAULT_LANDMARKS68, get_landmarks68
 from app.annotators.mtcnn import MTCNN
 from app.db import connect
 from app.errors import InvalidInput
-from app.imports.dlib_xml import import_dlib_xml, load_faces
+from app.imports.dlib_xml import import_dlib_faces, load_faces
 from app.imports.folder import register_image_file
 from app.kinds import FACE_LABEL
 from app.models.builtin import ensure_builtin_models, load_annotator
@@ -43,16 +43,7 @@ def dev_db(app):
         ("training_with_face_landmarks.xml", "train"),
         ("testing_with_face_landmarks.xml", "test"),
     ):
-        boxes = import_dlib_xml(db, DEMO_DATA / xml, "human-face_box", "face_box", "human", split)
-        import_dlib_xml(
-            db,
-            DEMO_DATA / xml,
-            "human-face_landmarks68",
-            "face_landmarks68",
-            "human",
-            split,
-            parent_set_id=boxes["set_id"],
-        )
+        import_dlib_faces(db, DEMO_DATA / xml, split)
     astronaut, _ = register_image_file(db, DEMO_DATA / "astronaut.png", "train")
     ensure_builtin_models(db)
     db.conn.commit()

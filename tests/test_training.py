@@ -10,7 +10,7 @@ from app.annotations.rows import annotation_row, insert_annotation, rate
 from app.annotators import crop68
 from app.db import connect
 from app.export.merge import iter_training_rows
-from app.imports.dlib_xml import import_dlib_xml
+from app.imports.dlib_xml import import_dlib_faces
 from app.imports.folder import register_image_file
 from app.kinds import FACE_LABEL
 from app.models.builtin import ensure_builtin_models
@@ -43,16 +43,7 @@ def round_db(app):
         ("training_with_face_landmarks.xml", "train"),
         ("testing_with_face_landmarks.xml", "test"),
     ):
-        boxes = import_dlib_xml(db, DEMO_DATA / xml, "human-face_box", "face_box", "human", split)
-        import_dlib_xml(
-            db,
-            DEMO_DATA / xml,
-            "human-face_landmarks68",
-            "face_landmarks68",
-            "human",
-            split,
-            parent_set_id=boxes["set_id"],
-        )
+        import_dlib_faces(db, DEMO_DATA / xml, split)
     astronaut, _ = register_image_file(db, DEMO_DATA / "astronaut.png", "train")
     machine = create_set(db, "machine-lm68", "face_landmarks68", "model", label=FACE_LABEL)
     photos = [

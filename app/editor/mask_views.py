@@ -14,11 +14,11 @@ from flask_login import current_user
 
 from ..auth.redirects import safe_next
 from ..db import get_db
-from ..errors import Conflict, InvalidInput, NotFound, OiapError
+from ..errors import OiapError
 from ..images import cache
 from ..images.allowed import checked_path
 from . import mask_edits, superpixels
-from .edits import parse_json_body
+from .json_io import json_body, json_error
 from .rotation import display_rotation
 
 bp = Blueprint("masks", __name__, url_prefix="/edit/mask")
@@ -96,25 +96,12 @@ def labels(image_id: str):
     return resp
 
 
-def _json_error(e: OiapError):
-    code = 409 if isinstance(e, Conflict) else 404 if isinstance(e, NotFound) else 400
-    return jsonify({"error": str(e)}), code
-
-
 @bp.route("/save", methods=["POST"])
 def save():
     """Save a corrected mask (JSON); 409 when the mask changed since the editor loaded it."""
     try:
-        if not request.is_json:
-            raise InvalidInput("send the body as application/json")
-        limit = mask_edits.MAX_BODY_BYTES
-        if request.content_length is not None and request.content_length > limit:
-            raise InvalidInput(f"the body is larger than {limit} bytes; save a simpler mask")
-        raw = request.stream.read(limit + 1)
-        if len(raw) > limit:
-            raise InvalidInput(f"the body is larger than {limit} bytes; save a simpler mask")
-        body = mask_edits.parse_save(parse_json_body(raw, limit))
+        body = mask_edits.parse_save(json_body(mask_edits.MAX_BODY_BYTES, "; save a simpler mask"))
         result = mask_edits.save_mask(get_db(), current_app.config, body, current_user.id)
     except OiapError as e:
-        return _json_error(e)
+        return json_error(e)
     return jsonify(result)

@@ -7,7 +7,7 @@ from ..annotations.rows import get_annotation
 from ..auth.redirects import safe_next
 from ..classes import choices
 from ..db import get_db
-from ..errors import Conflict, InvalidInput, NotFound, OiapError
+from ..errors import InvalidInput, OiapError
 from ..images import cache
 from ..kinds import LANDMARK68_GROUPS, get_kind
 from .edits import (
@@ -16,13 +16,13 @@ from .edits import (
     check_kind,
     get_image,
     load_faces,
-    parse_json_body,
     parse_place,
     parse_save,
     place_face,
     save_faces,
     save_message,
 )
+from .json_io import json_body, json_error
 from .names import point_titles
 from .rotation import display_rotation
 
@@ -129,31 +129,17 @@ def faces(image_id: str):
         get_image(db, image_id)
         return jsonify(load_faces(db, image_id, kind, None, _machine_set()))
     except OiapError as e:
-        return _json_error(e)
-
-
-def _json_body() -> dict:
-    if not request.is_json:
-        raise InvalidInput("send the body as application/json")
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise InvalidInput(f"the body is larger than {MAX_BODY_BYTES} bytes")
-    # Read at most one byte past the limit, so a body without a length cannot fill memory.
-    return parse_json_body(request.stream.read(MAX_BODY_BYTES + 1))
-
-
-def _json_error(e: OiapError):
-    code = 409 if isinstance(e, Conflict) else 404 if isinstance(e, NotFound) else 400
-    return jsonify({"error": str(e)}), code
+        return json_error(e)
 
 
 @bp.route("/save", methods=["POST"])
 def save():
     """Save the editor's changed faces (JSON); 409 when a face changed since it was loaded."""
     try:
-        body = parse_save(_json_body())
+        body = parse_save(json_body(MAX_BODY_BYTES))
         result = save_faces(get_db(), body, current_user.id)
     except OiapError as e:
-        return _json_error(e)
+        return json_error(e)
     return jsonify({**result, "message": save_message(result["faces"], *_nouns(body["kind"]))})
 
 
@@ -161,10 +147,10 @@ def save():
 def place():
     """Points for a newly drawn face box (JSON): the template fitted to five points or to the box."""
     try:
-        body = parse_place(_json_body())
+        body = parse_place(json_body(MAX_BODY_BYTES))
         db = get_db()
         image = get_image(db, body["image_id"])
         result = place_face(db, image, body["kind"], body["box"], current_app.config)
     except OiapError as e:
-        return _json_error(e)
+        return json_error(e)
     return jsonify(result)

@@ -166,3 +166,19 @@ def import_dlib_xml(
                 insert_annotation(db, row)
                 summary["added"] += 1
     return summary
+
+
+def import_dlib_faces(
+    db: Database,
+    xml_path: str | Path,
+    split: str = "train",
+    source: str = "human",
+    sets: tuple[str, str] = ("human-face_box", "human-face_landmarks68"),
+) -> tuple[dict, dict]:
+    """An imglab XML of faces with 68 parts as two sets (named `sets`): the boxes, and the 68 points
+    whose rows point at their boxes (parent_id); returns both import_dlib_xml summaries."""
+    boxes = import_dlib_xml(db, xml_path, sets[0], "face_box", source, split)
+    points = import_dlib_xml(
+        db, xml_path, sets[1], "face_landmarks68", source, split, parent_set_id=boxes["set_id"]
+    )
+    return boxes, points

@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..annotations.geometry import box_iou
+
 IOU_THRESHOLD = 0.5
 GROUP_OF_WEIGHT = 1.0
 
@@ -80,18 +82,6 @@ def expand_hierarchy(
     return out
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    ix0 = np.maximum(box[0], boxes[:, 0])
-    iy0 = np.maximum(box[1], boxes[:, 1])
-    ix1 = np.minimum(box[2], boxes[:, 2])
-    iy1 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(ix1 - ix0, 0, None) * np.clip(iy1 - iy0, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = area + areas - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
 def _ioa(box: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Intersection over the detection's area, against each group-of box."""
     ix0 = np.maximum(box[0], groups[:, 0])
@@ -128,7 +118,7 @@ def image_class_tp_fp(
     for i, (b, _s) in enumerate(dets):
         if not len(singles):
             break
-        overlaps = _iou(b, singles)
+        overlaps = box_iou(b, singles)[0]
         j = int(np.argmax(overlaps))
         if overlaps[j] >= iou_threshold and not taken[j]:
             tp[i] = taken[j] = True

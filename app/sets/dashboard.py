@@ -7,11 +7,11 @@ older runs, are listed folded under "older and finished sets".
 """
 
 import json
-from datetime import datetime
 
 from sqlite_utils import Database
 
 from ..kinds import KINDS
+from ..wording import when
 
 # What good and bad mean for a reviewer, per kind, in one line each.
 MEANING = {
@@ -24,15 +24,6 @@ MEANING = {
     "object_box": "Good: the box fits the whole object of its class. Bad: wrong class, no object, or "
     "a loose box.",
 }
-
-
-def _when(iso: str | None) -> str:
-    if not iso:
-        return ""
-    try:
-        return datetime.fromisoformat(iso).strftime("%-d %b %Y %H:%M UTC")
-    except ValueError:
-        return iso
 
 
 def _images(params: dict, total: int | None) -> str:
@@ -56,23 +47,23 @@ def describe(s: dict) -> tuple[str, str]:
     kind_title = KINDS[s["kind"]].title if s["kind"] in KINDS else s["kind"]
     params = json.loads(s["params"] or "{}") if isinstance(s.get("params"), str) else s.get("params") or {}
     by = f" by {s['created_by_name']}" if s.get("created_by_name") else ""
-    when = _when(s.get("created_at"))
+    at = when(s.get("created_at"))
     if s["source"] == "model" and s.get("model_name"):
         run = f", run {s['run_id']}" if s.get("run_id") else ""
         title = f"{kind_title} by {s['model_name']}{run}"
         desc = (
             f"Model {s['model_name']} (#{s['model_id']}, {s.get('model_status') or 'unknown'}) over "
-            f"{_images(s.get('run_params') or {}, s.get('run_total'))}; started {when}"
+            f"{_images(s.get('run_params') or {}, s.get('run_total'))}; started {at}"
             f"{by or ' from the command line'}."
         )
     elif s["source"] == "human":
         title = f"{kind_title}: human labels ({s['name']})"
         origin = params.get("origin")
-        desc = f"Drawn or corrected by people{by}; created {when}." + (f" {origin}." if origin else "")
+        desc = f"Drawn or corrected by people{by}; created {at}." + (f" {origin}." if origin else "")
     else:
         title = f"{kind_title}: imported ({s['name']})"
         origin = params.get("origin") or params.get("display_name")
-        desc = f"Imported {when}{by}." + (f" {origin}." if origin else "")
+        desc = f"Imported {at}{by}." + (f" {origin}." if origin else "")
     return title, desc
 
 
