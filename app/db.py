@@ -146,13 +146,21 @@ def _write_lock(db: Database) -> "threading.RLock | None":
 
 
 def reset_lock_wait() -> None:
-    """Start counting this thread's wait for the write lock from zero (app.timing, per request)."""
+    """Start counting this thread's wait for the write lock, and its time holding it, from zero
+    (app.timing, per request)."""
     _local.lock_wait = 0.0
+    _local.lock_held = 0.0
 
 
 def lock_wait() -> float:
     """Seconds this thread waited for the write lock since reset_lock_wait."""
     return getattr(_local, "lock_wait", 0.0)
+
+
+def lock_held() -> float:
+    """Seconds this thread held the write lock (BEGIN IMMEDIATE to COMMIT) since reset_lock_wait:
+    what every other writer queued behind it waited for."""
+    return getattr(_local, "lock_held", 0.0)
 
 
 @contextmanager
@@ -172,7 +180,8 @@ def immediate(db: Database) -> Iterator[Database]:
     t0 = time.perf_counter()
     if lock is not None and not lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
         lock = None
-    _local.lock_wait = getattr(_local, "lock_wait", 0.0) + time.perf_counter() - t0
+    t1 = time.perf_counter()
+    _local.lock_wait = getattr(_local, "lock_wait", 0.0) + t1 - t0
     try:
         db.conn.execute("BEGIN IMMEDIATE")
         try:
@@ -186,6 +195,7 @@ def immediate(db: Database) -> Iterator[Database]:
     finally:
         if lock is not None:
             lock.release()
+        _local.lock_held = getattr(_local, "lock_held", 0.0) + time.perf_counter() - t1
 
 
 @contextmanager

@@ -84,7 +84,7 @@ def test_make_run_serves_one_process_with_threads(tmp_path):
         server.wait(15)
     # The worker class says how long a request waited before the app started on it (`queue`).
     m = re.fullmatch(
-        r"app;dur=([\d.]+), cpu;dur=[\d.]+, lock;dur=[\d.]+, core;dur=[\d.]+, queue;dur=([\d.]+)",
+        r"app;dur=([\d.]+), cpu;dur=[\d.]+, lock;dur=[\d.]+, held;dur=[\d.]+, core;dur=[\d.]+, queue;dur=([\d.]+)",
         static.headers["Server-Timing"],
     )
     assert static.status_code == 200 and m and float(m.group(2)) >= 0
