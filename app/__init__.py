@@ -14,8 +14,9 @@ def _secret_key(instance: Path) -> str:
     # and no key is ever committed.
     path = instance / "secret_key"
     if not path.exists():
-        # Written whole under another name, then linked into place: several gunicorn workers starting
-        # on a new instance at once all end up with the one key that won, never a half-written one.
+        # Written whole under another name, then linked into place: processes starting on a new
+        # instance at once (the server and a `flask oiap` command) all end up with the one key that
+        # won, never a half-written one.
         tmp = instance / f".secret_key.{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
