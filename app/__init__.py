@@ -14,8 +14,9 @@ def _secret_key(instance: Path) -> str:
     # and no key is ever committed.
     path = instance / "secret_key"
     if not path.exists():
-        # Written whole under another name, then linked into place: several gunicorn workers starting
-        # on a new instance at once all end up with the one key that won, never a half-written one.
+        # Written whole under another name, then linked into place: processes starting on a new
+        # instance at once (the server and a `flask oiap` command) all end up with the one key that
+        # won, never a half-written one.
         tmp = instance / f".secret_key.{os.getpid()}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
@@ -52,8 +53,11 @@ def create_app(test_config: dict | None = None) -> Flask:
         CLAIM_SECONDS=300,
         DB_KEEP_CONNECTIONS=True,
         # Seconds between WAL checkpoints in a background thread (0: SQLite checkpoints in the
-        # committing request). Off under test, where every test has its own store.
-        DB_CHECKPOINT_SECONDS=0 if test_config else 1.0,
+        # committing request), and between fsyncs of the WAL alone in that thread: a power loss takes
+        # back at most that last second of commits (a killed process none). Off under test, where
+        # every test has its own store.
+        DB_CHECKPOINT_SECONDS=0 if test_config else 10.0,
+        DB_WAL_SYNC_SECONDS=1.0,
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=False,

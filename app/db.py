@@ -47,32 +47,80 @@ def _file_id(path: str) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
-_checkpointers: dict[str, threading.Thread] = {}
+_checkpointers: dict[str, tuple[threading.Thread, threading.Event]] = {}
 
 
-def _checkpoint_loop(path: str, interval: float) -> None:
+def _sync_wal(path: str) -> None:
+    # fsync of the -wal file through a descriptor of our own: what synchronous=FULL does at every
+    # COMMIT, once per interval for all of them. SQLite keeps no POSIX locks on the -wal file (they
+    # are on the database and -shm files), so opening and closing it here releases none of them.
+    try:
+        fd = os.open(f"{path}-wal", os.O_RDONLY)
+    except OSError:
+        return  # no WAL (yet): nothing committed to lose
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # the next round tries again
+    finally:
+        os.close(fd)
+
+
+def _checkpoint_loop(path: str, interval: float, sync_interval: float, stop: threading.Event) -> None:
     db = connect(path)
-    while True:
-        time.sleep(interval)
-        try:
-            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error:
-            pass  # busy or gone: the next round tries again
+    tick = sync_interval if 0 < sync_interval < interval else interval
+    due = time.monotonic() + interval
+    try:
+        while not stop.wait(tick):
+            if time.monotonic() < due:
+                _sync_wal(path)
+                continue
+            due = time.monotonic() + interval
+            try:
+                # Copies the WAL into the database, syncing the WAL first and the database after.
+                db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error:
+                pass  # busy or gone: the next round tries again
+    finally:
+        db.close()
 
 
-def _start_checkpointer(path: str, interval: float) -> None:
-    # Checkpoints (copying the WAL into the database, with an fsync) run in this thread instead of
-    # in whichever request commits the 1000th page, where they cost that request tens of ms.
+def _start_checkpointer(path: str, interval: float, sync_interval: float = 0) -> None:
+    # Checkpoints (copying the WAL into the database, with an fsync of each) run in this thread instead
+    # of in whichever request commits the 1000th page, where they cost that request tens of ms. Each
+    # one also slows the requests that run beside it (its copying and syncing share the two cores
+    # and the disk with them), so they come every `interval` seconds, writing a page that many ratings
+    # changed (an index page, the set's counters) once; in between, every `sync_interval` seconds,
+    # only the WAL is synced, which bounds what a power loss can take back (synchronous=NORMAL
+    # syncs nothing at COMMIT).
     with _write_locks_guard:
         if path not in _checkpointers:
+            stop = threading.Event()
             t = threading.Thread(
-                target=_checkpoint_loop, args=(path, interval), name="oiap-checkpoint", daemon=True
+                target=_checkpoint_loop,
+                args=(path, interval, sync_interval, stop),
+                name="oiap-checkpoint",
+                daemon=True,
             )
-            _checkpointers[path] = t
+            _checkpointers[path] = (t, stop)
             t.start()
 
 
-def _thread_connection(path: str, checkpoint_seconds: float = 0) -> Database:
+def stop_checkpointer(path: str) -> None:
+    """Stop the background checkpoints of a store, after one last checkpoint (tests, shutdown)."""
+    with _write_locks_guard:
+        entry = _checkpointers.pop(path, None)
+    if entry is not None:
+        entry[1].set()
+        entry[0].join()
+        db = connect(path)
+        try:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            db.close()
+
+
+def _thread_connection(path: str, checkpoint_seconds: float = 0, sync_seconds: float = 0) -> Database:
     cached = getattr(_local, "db", None)
     ident = _file_id(path)
     if cached is not None:
@@ -88,7 +136,7 @@ def _thread_connection(path: str, checkpoint_seconds: float = 0) -> Database:
     db = connect(path)
     if checkpoint_seconds:
         db.execute("PRAGMA wal_autocheckpoint = 0")
-        _start_checkpointer(path, checkpoint_seconds)
+        _start_checkpointer(path, checkpoint_seconds, sync_seconds)
     _local.db = (db, path, _file_id(path))
     return db
 
@@ -98,7 +146,9 @@ def get_db() -> Database:
     if "db" not in g:
         if current_app.config.get("DB_KEEP_CONNECTIONS", True):
             g.db = _thread_connection(
-                current_app.config["DATABASE"], current_app.config.get("DB_CHECKPOINT_SECONDS") or 0
+                current_app.config["DATABASE"],
+                current_app.config.get("DB_CHECKPOINT_SECONDS") or 0,
+                current_app.config.get("DB_WAL_SYNC_SECONDS") or 0,
             )
             g.db_kept = True
         else:
@@ -146,13 +196,21 @@ def _write_lock(db: Database) -> "threading.RLock | None":
 
 
 def reset_lock_wait() -> None:
-    """Start counting this thread's wait for the write lock from zero (app.timing, per request)."""
+    """Start counting this thread's wait for the write lock, and its time holding it, from zero
+    (app.timing, per request)."""
     _local.lock_wait = 0.0
+    _local.lock_held = 0.0
 
 
 def lock_wait() -> float:
     """Seconds this thread waited for the write lock since reset_lock_wait."""
     return getattr(_local, "lock_wait", 0.0)
+
+
+def lock_held() -> float:
+    """Seconds this thread held the write lock (BEGIN IMMEDIATE to COMMIT) since reset_lock_wait:
+    what every other writer queued behind it waited for."""
+    return getattr(_local, "lock_held", 0.0)
 
 
 @contextmanager
@@ -172,7 +230,8 @@ def immediate(db: Database) -> Iterator[Database]:
     t0 = time.perf_counter()
     if lock is not None and not lock.acquire(timeout=BUSY_TIMEOUT_MS / 1000):
         lock = None
-    _local.lock_wait = getattr(_local, "lock_wait", 0.0) + time.perf_counter() - t0
+    t1 = time.perf_counter()
+    _local.lock_wait = getattr(_local, "lock_wait", 0.0) + t1 - t0
     try:
         db.conn.execute("BEGIN IMMEDIATE")
         try:
@@ -186,6 +245,7 @@ def immediate(db: Database) -> Iterator[Database]:
     finally:
         if lock is not None:
             lock.release()
+        _local.lock_held = getattr(_local, "lock_held", 0.0) + time.perf_counter() - t1
 
 
 @contextmanager

@@ -1,7 +1,9 @@
 """Server time of every request, sent back as a Server-Timing header (read by scripts/bench_review.py).
 
 `app` is the wall time from the first before_request hook to after_request; `cpu` is the CPU time
-the request's thread used in that span; `lock` is the time it waited for the write lock (app.db).
+the request's thread used in that span; `lock` is the time it waited for the write lock (app.db);
+`held` is the time it held that lock (its write transactions, BEGIN to COMMIT), which the writers
+queued behind it wait for.
 On Linux `core` is the time the thread was ready to run but had no core (the kernel's run-queue
 wait, /proc/thread-self/schedstat), which other processes on the machine cause, not this one.
 What is left, app - cpu - lock - core, is time waiting for the GIL (or for the disk).
@@ -58,6 +60,7 @@ def init_timing(app: Flask) -> None:
             dur = (time.perf_counter() - t0) * 1000
             cpu = (time.thread_time() - g.cpu0) * 1000
             timing = f"app;dur={dur:.3f}, cpu;dur={cpu:.3f}, lock;dur={db.lock_wait() * 1000:.3f}"
+            timing += f", held;dur={db.lock_held() * 1000:.3f}"
             rq0 = g.get("rq0")
             rq1 = run_queue_wait() if rq0 is not None else None
             if rq1 is not None:

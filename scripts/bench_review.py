@@ -44,6 +44,7 @@ CURSOR = re.compile(r'name="cursor" value="([^"]+)"')
 TIMING = re.compile(r"app;dur=([\d.]+)")
 CPU = re.compile(r"cpu;dur=([\d.]+)")
 LOCK = re.compile(r"lock;dur=([\d.]+)")
+HELD = re.compile(r"held;dur=([\d.]+)")
 QUEUE = re.compile(r"queue;dur=([\d.]+)")
 CORE = re.compile(r"core;dur=([\d.]+)")
 
@@ -196,6 +197,7 @@ class Reviewer:
         m = TIMING.search(st)
         self.last_cpu = float(c.group(1)) if (c := CPU.search(st)) else None
         self.last_lock = float(c.group(1)) if (c := LOCK.search(st)) else None
+        self.last_held = float(c.group(1)) if (c := HELD.search(st)) else 0.0
         self.last_queue = float(c.group(1)) if (c := QUEUE.search(st)) else None
         self.last_core = float(c.group(1)) if (c := CORE.search(st)) else 0.0
         return resp.status, data.decode("utf-8", "replace"), (float(m.group(1)) if m else None), wall
@@ -229,7 +231,7 @@ def run_reviewer(port, username, set_id, n_rates, warmup, out, errors, start, th
                 {"annotation_id": ann_id, "cursor": cursor, "value": rng.choice(("good", "bad"))}
             )
             status, html, server, wall = r.request("POST", f"/review/{set_id}/rate", body, hx)
-            cpu, lock, queue, core = r.last_cpu, r.last_lock, r.last_queue, r.last_core
+            cpu, lock, queue, core, held = r.last_cpu, r.last_lock, r.last_queue, r.last_core, r.last_held
             if status != 200 or not ITEM.search(html):
                 raise RuntimeError(f"rate answered {status}: {html[:200]}")
             s_status, _, s_server, s_wall = r.request("GET", "/static/css/app.css")
@@ -241,6 +243,7 @@ def run_reviewer(port, username, set_id, n_rates, warmup, out, errors, start, th
                 out["rate"].append(server)
                 out["rate_cpu"].append(cpu)
                 out["rate_lock"].append(lock)
+                out["rate_held"].append(held)
                 out["rate_core"].append(core)
                 out["rate_in_server"].append(queue + server)
                 out["static_in_server"].append(s_queue + s_server)
@@ -275,6 +278,7 @@ def pct(values: list[float], p: float) -> float:
 def summary(name: str, values: list[float]) -> str:
     return (
         f"{name:<28} n={len(values):>5}  p50={pct(values, 50):6.2f}  p90={pct(values, 90):6.2f}"
+        f"  p95={pct(values, 95):6.2f}"
         f"  p99={pct(values, 99):6.2f}  max={max(values):7.2f}  mean={statistics.fmean(values):6.2f}  ms"
     )
 
@@ -392,6 +396,7 @@ def main() -> int:
                 "static_wall": [],
                 "rate_cpu": [],
                 "rate_lock": [],
+                "rate_held": [],
                 "rate_core": [],
                 "rate_in_server": [],
                 "static_in_server": [],
@@ -434,6 +439,8 @@ def main() -> int:
         print(summary("app: rate + next, its CPU", out["rate_cpu"]))
         print(summary("app: rate + next, lock wait", out["rate_lock"]))
         print(summary("app: rate + next, no core", out["rate_core"]))
+        # How long each rating held the write lock: what the writers queued behind it waited for.
+        print(summary("app: rate + next, lock held", out["rate_held"]))
         # What this process made the request wait: the span less the time other processes held the cores.
         print(
             summary(

@@ -74,3 +74,42 @@ def test_writers_in_threads_all_commit(app):
     d = appdb.connect(path)
     assert d.execute("SELECT count(*) FROM events WHERE action = 'w'").fetchone()[0] == 200
     d.close()
+
+
+def _in_database_file(path: str, action: str) -> bool:
+    # immutable=1 reads the database file alone, never the WAL: what a checkpoint has copied there.
+    import sqlite3
+
+    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return conn.execute("SELECT count(*) FROM events WHERE action = ?", [action]).fetchone()[0] > 0
+    finally:
+        conn.close()
+
+
+def test_background_checkpoints_come_every_interval_not_at_each_commit(app):
+    """The server's connections never checkpoint in a request; the background thread copies the WAL
+    into the database every DB_CHECKPOINT_SECONDS, syncing only the WAL in between."""
+    import time
+
+    path = app.config["DATABASE"]
+    app.config.update(DB_CHECKPOINT_SECONDS=2.0, DB_WAL_SYNC_SECONDS=0.1)
+    try:
+        started = time.monotonic()
+        with app.app_context():
+            db = appdb.get_db()
+            assert db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+            with appdb.immediate(db):
+                db.execute("INSERT INTO events (at, action) VALUES ('t', 'to-checkpoint')")
+        assert appdb._checkpointers[path][0].is_alive()
+        # Committed (every connection sees it) but still only in the WAL, through several WAL syncs.
+        time.sleep(0.5)
+        if time.monotonic() - started < 1.5:  # a machine too busy to tell is no evidence either way
+            assert not _in_database_file(path, "to-checkpoint")
+        deadline = time.monotonic() + 30
+        while not _in_database_file(path, "to-checkpoint"):
+            assert time.monotonic() < deadline, "no checkpoint within 30 s"
+            time.sleep(0.1)
+    finally:
+        appdb.stop_checkpointer(path)
+    assert path not in appdb._checkpointers

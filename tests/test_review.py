@@ -520,17 +520,18 @@ def test_server_timing_header(reviewer_client, data):
     with reviewer_client.get("/static/css/app.css") as r:
         assert re.fullmatch(
             # core (the run-queue wait) only where /proc/thread-self/schedstat exists (Linux).
-            r"app;dur=\d+\.\d{3}, cpu;dur=\d+\.\d{3}, lock;dur=0\.000(, core;dur=\d+\.\d{3})?",
+            r"app;dur=\d+\.\d{3}, cpu;dur=\d+\.\d{3}, lock;dur=0\.000, held;dur=0\.000(, core;dur=\d+\.\d{3})?",
             r.headers["Server-Timing"],
         )
-    # A rating waits for the write lock (here not at all) and its CPU time is part of its server time.
+    # A rating waits for the write lock (here not at all), holds it for its write transaction, and its
+    # CPU time is part of its server time.
     item = reviewer_client.get(f"/review/{data['face_box']}").get_data(as_text=True)
     ann_id = re.search(r'data-annotation-id="(\d+)"', item).group(1)
     r = reviewer_client.post(
         f"/review/{data['face_box']}/rate", data={"annotation_id": ann_id, "value": "good"}
     )
-    app, cpu, lock, *core = map(float, re.findall(r"dur=([\d.]+)", r.headers["Server-Timing"]))
-    assert 0 < cpu <= app + 1 and 0 <= lock < app and all(0 <= c <= app for c in core)
+    app, cpu, lock, held, *core = map(float, re.findall(r"dur=([\d.]+)", r.headers["Server-Timing"]))
+    assert 0 < cpu <= app + 1 and 0 <= lock < app and 0 < held < app and all(0 <= c <= app for c in core)
 
 
 def test_five_point_set_draws_five_points_without_contours(reviewer_client, data):
