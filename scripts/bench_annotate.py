@@ -351,7 +351,8 @@ def add_given_boxes(db, refs: dict, size: tuple[int, int]) -> None:
 
 def main(argv=None) -> int:
     """Build the images and store, run bulk (per engine), naive and the original, print the figures."""
-    from app.bulk.local import ENGINES, KINDS
+    from app.bulk.engine_choice import CHOICES as ENGINES
+    from app.bulk.local import KINDS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-n", type=int, default=200, help="images (default 200)")
@@ -384,7 +385,7 @@ def main(argv=None) -> int:
     p.add_argument(
         "--engine",
         default="local",
-        help=f"bulk runs, comma-separated, each a full run on the same images: ENGINE (auto, {', '.join(e for e in ENGINES if e != 'ray')}) "
+        help=f"bulk runs, comma-separated, each a full run on the same images: ENGINE ({', '.join(e for e in ENGINES if e != 'ray')}) "
         "or ENGINE@N (MTCNN's smallest face N px, bulk-annotate --min-face-size), e.g. local,process,process@40 "
         "(default local)",
     )
@@ -411,7 +412,7 @@ def main(argv=None) -> int:
     bad = [
         e
         for e in engines
-        if e.partition("@")[0] not in (*ENGINES, "auto")
+        if e.partition("@")[0] not in ENGINES
         or e.startswith("ray")
         or not (e.partition("@")[2] or "0").isdigit()
     ]

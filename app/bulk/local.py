@@ -40,7 +40,6 @@ from .engine_choice import choose_engine
 from .selection import count_images, read_images_file, select_images
 
 KINDS = ("face_box", "face_landmarks5", "face_landmarks68", "object_box", "object_mask")
-ENGINES = ("local", "process", "ray")
 COMMAND = "bulk-annotate"
 DEFAULT_MAX_SIDE = 1024
 

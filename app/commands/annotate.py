@@ -3,6 +3,8 @@
 import click
 from flask import current_app
 
+from ..bulk.engine_choice import CHOICES as ENGINES
+from ..bulk.engine_choice import PROCESS_FROM_IMAGES
 from ..cli import echo_json, fail_on_domain_error, oiap_cli
 from ..db import get_db
 from ..errors import Interrupted
@@ -59,10 +61,10 @@ from ..images.layout import SPLITS
 )
 @click.option(
     "--engine",
-    type=click.Choice(["auto", "local", "process", "ray"]),
+    type=click.Choice(ENGINES),
     default="auto",
     show_default=True,
-    help="auto: process from 500 images to do on more than one CPU (and --workers 2 or more), else local; "
+    help=f"auto: process from {PROCESS_FROM_IMAGES} images to do on more than one CPU (and --workers 2 or more), else local; "
     "local: threads here; process: worker processes here; ray: Ray Data actors "
     "(requirements-cluster.txt; README, Running on a Ray cluster).",
 )
