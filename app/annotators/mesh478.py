@@ -188,7 +188,7 @@ def mirror478() -> np.ndarray:
 
 def run_rois(img_rgb: np.ndarray, rois, model_path: str | Path = MODEL_PATH) -> list[np.ndarray]:
     """478 refined landmarks in image pixels for each ROI of one image (up to RUN_BATCH faces a run)."""
-    return _run_each(
+    return run_each(
         img_rgb,
         rois,
         model_path,
@@ -202,22 +202,30 @@ def run_rois_lite(img_rgb: np.ndarray, rois, model_path: str | Path = LITE_MODEL
     """468 mesh vertices in image pixels for each ROI from MediaPipe's plain face mesh (facemesh68's
     model: same vertex numbering, no refinement, 60% of the attention mesh's time): enough to place
     the attention mesh's region of interest."""
-    return _run_each(
+    return run_each(
         img_rgb, rois, model_path, ["mesh"], lambda o, i: o[0][i].reshape(468, 3)[:, :2], LITE_RUN_BATCH
     )
 
 
-def _run_each(
-    img_rgb: np.ndarray, rois, model_path, names: list[str], points_of, batch: int
+def run_each(
+    img_rgb: np.ndarray, rois, model_path, names: list[str], points_of, batch: int, feed=None
 ) -> list[np.ndarray]:
-    """Crop every ROI, run the model on up to `batch` crops a call, and map `points_of(outputs, i)`
-    (face i of a call, crop pixels) back to image pixels."""
+    """Crop every ROI, run the model on its crops (run_crops) and map each face's points (crop pixels)
+    back to image pixels."""
     if not rois:
         return []
     x, xforms = crop_rois(img_rgb, rois)
+    points = run_crops(x, model_path, names, points_of, batch, feed)
+    return [p @ m.T + t for p, (m, t) in zip(points, xforms, strict=True)]
+
+
+def run_crops(x: np.ndarray, model_path, names: list[str], points_of, batch: int, feed=None) -> list:
+    """`points_of(outputs, i)` (crop pixels) for each NCHW crop of x, crop i of its call, up to `batch`
+    crops a call; a call's input is feed(crops) when given (mesh_mirror adds the mirror images)."""
     sess = session(model_path)
     out = []
     for k in range(0, len(x), batch):
-        o = sess.run(names, {"image": x[k : k + batch]})
-        out += [points_of(o, i) @ m.T + t for i, (m, t) in enumerate(xforms[k : k + batch])]
+        chunk = x[k : k + batch]
+        o = sess.run(names, {"image": chunk if feed is None else feed(chunk)})
+        out += [points_of(o, i) for i in range(len(chunk))]
     return out

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .mesh478 import INPUT_SIZE, MODEL_PATH, OUTPUTS, assemble, crop_rois, mirror478
-from .session import session
+from .mesh478 import INPUT_SIZE, MODEL_PATH, OUTPUTS, assemble, mirror478, run_crops, run_each
 
 # Crop pixel centres sit at integer coordinates (mesh478.warp), so flipping a crop maps u to 191 - u.
 # (MediaPipe's own convention, pixel corners at integers, would be 192 - u: on faces-dev's training file
@@ -46,21 +45,17 @@ def average_outputs(outs: dict, n: int, k: int) -> np.ndarray:
     return (assemble(outs, k) + unmirror(assemble(outs, n + k))) / 2
 
 
+def _averaged(o: list, k: int) -> np.ndarray:
+    """average_outputs for crop k of a call on a with_mirrors batch (its first half the crops)."""
+    return average_outputs(dict(zip(OUTPUTS, o, strict=True)), len(o[0]) // 2, k)
+
+
 def run_crops_mirrored(crops: np.ndarray, model_path: str | Path = MODEL_PATH) -> list[np.ndarray]:
     """(478, 2) crop pixels for each NCHW crop (n, 3, 192, 192), mirror-averaged, FACES_PER_CALL faces
     (twice as many crops) a mesh call."""
-    sess = session(model_path)
-    out = []
-    for i in range(0, len(crops), FACES_PER_CALL):
-        chunk = crops[i : i + FACES_PER_CALL]
-        outs = dict(zip(OUTPUTS, sess.run(list(OUTPUTS), {"image": with_mirrors(chunk)}), strict=True))
-        out += [average_outputs(outs, len(chunk), k) for k in range(len(chunk))]
-    return out
+    return run_crops(crops, model_path, list(OUTPUTS), _averaged, FACES_PER_CALL, feed=with_mirrors)
 
 
 def run_rois_mirrored(img_rgb: np.ndarray, rois, model_path: str | Path = MODEL_PATH) -> list[np.ndarray]:
     """mesh478.run_rois with mirror averaging: 478 points in image pixels for each ROI of one image."""
-    if not rois:
-        return []
-    x, xforms = crop_rois(img_rgb, rois)
-    return [p @ m.T + t for p, (m, t) in zip(run_crops_mirrored(x, model_path), xforms, strict=True)]
+    return run_each(img_rgb, rois, model_path, list(OUTPUTS), _averaged, FACES_PER_CALL, feed=with_mirrors)
