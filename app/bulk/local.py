@@ -323,8 +323,9 @@ def bulk_annotate(
     if resume is not None:
         run = _resumable_run(db, resume)
         p = json.loads(run["params"])
-        kind, split, prefix, limit, max_side = p["kind"], p["split"], p["prefix"], p["limit"], p["max_side"]
-        image_ids, boxes_set, classes = p["image_ids"], p["boxes_set_id"], p.get("classes")
+        kind, limit, max_side = p["kind"], p["limit"], p["max_side"]
+        boxes_set, classes = p["boxes_set_id"], p.get("classes")
+        sel = _selection(p)
         sets = {k: int(v) for k, v in p["sets"].items()}
         box_model = get_model(db, p["box_model_id"]) if p.get("box_model_id") else None
         kind_model = get_model(db, p["kind_model_id"])
@@ -366,15 +367,6 @@ def bulk_annotate(
                 raise InvalidInput(f"--boxes-from {boxes_from!r} holds {s['kind']}, not face_box")
             boxes_set, box_model = s["id"], None
         image_ids = read_images_file(images_file) if images_file else None
-        sel = {
-            "split": split,
-            "prefix": prefix,
-            "image_ids": image_ids,
-            "with_boxes_in": boxes_set,
-            "labels": _selection_labels(kind, classes),
-        }
-        total = count_images(db, kind, **sel)
-        total = min(total, limit) if limit is not None else total
         params = {
             "kind": kind,
             "split": split,
@@ -390,6 +382,9 @@ def bulk_annotate(
             "classes": classes,
             "min_face_size": min_face_size,
         }
+        sel = _selection(params)
+        total = count_images(db, kind, **sel)
+        total = min(total, limit) if limit is not None else total
         run_id = start_run(db, COMMAND, params, total=total, model_id=kind_model["id"])
         with immediate(db):
             sets = _create_sets(db, run_id, kind, box_model, kind_model, boxes_set, classes)
@@ -404,13 +399,6 @@ def bulk_annotate(
             )
         done, cursor = 0, None
 
-    sel = {
-        "split": split,
-        "prefix": prefix,
-        "image_ids": image_ids,
-        "with_boxes_in": boxes_set,
-        "labels": _selection_labels(kind, classes),
-    }
     total = db.execute("SELECT total FROM runs WHERE id = ?", [run_id]).fetchone()[0]
     remaining = None if limit is None else max(0, limit - done)
     box_run = _with_min_face(box_model, min_face_size)
@@ -477,10 +465,17 @@ def bulk_annotate(
     }
 
 
-def _selection_labels(kind: str, classes: list[str] | None) -> list[str] | None:
-    """The classes that narrow which images a run takes: object_box's; object_mask's --classes narrow
-    the boxes that get masks, not the images (as the mask runs did before they joined this loop)."""
-    return None if kind == "object_mask" else classes
+def _selection(params: dict) -> dict:
+    """select_images' narrowing from a run's stored params: a new run counts its total and a resumed one
+    pages on from its cursor by the same dict. --classes narrow the images to those with a box of the
+    classes in --boxes-from (object_mask), and the human rows and bad ratings that count to theirs."""
+    return {
+        "split": params["split"],
+        "prefix": params["prefix"],
+        "image_ids": params["image_ids"],
+        "with_boxes_in": params["boxes_set_id"],
+        "labels": params.get("classes"),
+    }
 
 
 def _with_min_face(box_model: dict | None, min_face_size: int | None) -> dict | None:

@@ -5,7 +5,8 @@ The boxes come from a set (`--boxes-from`: an object_box or face_box set, an imp
 narrowed to `--classes`; each box's mask is written to one new object_mask set per run, with the
 box's class as its label, the box as its box and parent_id the box's row. Images are taken as for
 the other kinds (those no human labelled for object_mask, or whose machine mask was rated bad), in id
-order.
+order; with --classes, only images with a box of those classes, and only human masks and bad ratings
+of those classes count (app/bulk/selection.py).
 
 The run itself is bulk-annotate's (app/bulk/local.py: batches, the writes through annotations/rows.py,
 run_errors, the cursor, resume, supersession, progress) on any engine: the chain (app/bulk/chain.py)

@@ -1,6 +1,7 @@
 """Which images a bulk run annotates: those no human labelled for the kind, or whose machine annotation
 was rated bad, of a split, an id range or a file of ids, in id order from a resume cursor on. With
-labels (object_box --classes), only human rows and bad ratings of those classes count."""
+labels (--classes), only human rows and bad ratings of those classes count, and with a box set
+(object_mask's --boxes-from) only images with a box of those classes are taken."""
 
 import json
 import re
@@ -48,10 +49,14 @@ def _selection_sql(
         where.append("i.id IN (SELECT value FROM json_each(?))")
         params.append(json.dumps(image_ids))
     if with_boxes_in is not None:
+        # With labels, an image whose boxes are all of other classes has nothing to annotate: it is not
+        # taken (nor counted in the run's total).
+        box_labels = "" if labels is None else " AND b.label IN (SELECT value FROM json_each(?))"
         where.append(
-            "EXISTS (SELECT 1 FROM annotations b WHERE b.set_id = ? AND b.image_id = i.id AND b.deleted = 0)"
+            "EXISTS (SELECT 1 FROM annotations b WHERE b.set_id = ? AND b.image_id = i.id AND b.deleted = 0"
+            f"{box_labels})"
         )
-        params.append(with_boxes_in)
+        params += [with_boxes_in, *label_param]
     if after:
         where.append("i.id > ?")
         params.append(after)
@@ -73,7 +78,7 @@ def select_images(
     """Images to annotate for a kind, in id order: those no human has labelled for the kind, plus those
     with a machine annotation of the kind rated bad; narrowed by split, id prefix, an id list, having
     boxes in a set, and ids after a cursor; labels: only human rows and bad ratings of these classes
-    count. Rows: id, split, path, width, height, rotation."""
+    count, and only boxes of these classes in the set. Rows: id, split, path, width, height, rotation."""
     where, params = _selection_sql(kind, split, prefix, image_ids, with_boxes_in, after, labels)
     sql = f"SELECT i.id, i.split, i.path, i.width, i.height, i.rotation FROM images i WHERE {where} ORDER BY i.id"
     if limit is not None:
