@@ -309,7 +309,6 @@ def bulk_annotate(
     from tqdm import tqdm
 
     from ..models.registry import get_model
-    from ..sets.queries import get_set_by_name
 
     if batch < 1 or workers < 1:
         raise InvalidInput("--batch and --workers must be at least 1")
@@ -335,15 +334,9 @@ def bulk_annotate(
     else:
         if kind not in KINDS:
             raise InvalidInput(f"bulk-annotate does {', '.join(KINDS)}, not {kind!r}")
-        if boxes_from is not None and kind not in ("face_landmarks68", "object_mask"):
-            raise InvalidInput("--boxes-from is for --kind face_landmarks68 and object_mask")
         if classes is not None and kind not in ("object_box", "object_mask"):
             raise InvalidInput("--classes is for --kind object_box and object_mask")
-        if kind == "object_mask" and boxes_from is None:
-            raise InvalidInput(
-                "--kind object_mask needs --boxes-from SET: the object_box (or face_box) set whose boxes get "
-                "masks (`flask oiap sets list`)"
-            )
+        boxes_set = boxes_set_id(db, kind, boxes_from)
         if kind == "object_mask" and min_face_size is not None:
             raise InvalidInput("--min-face-size is for MTCNN's face kinds, not object_mask")
         box_model, kind_model = _models(db, kind, model)
@@ -356,16 +349,8 @@ def bulk_annotate(
             from ..models.builtin import load_annotator
 
             load_annotator(kind_model, 1, classes=classes)  # a class the model cannot give fails here
-        boxes_set = None
-        if boxes_from is not None:
-            s = get_set_by_name(db, boxes_from)
-            if kind == "object_mask" and s["kind"] not in ("object_box", "face_box"):
-                raise InvalidInput(
-                    f"--boxes-from {boxes_from!r} holds {s['kind']}, not object_box or face_box boxes"
-                )
-            if kind != "object_mask" and s["kind"] != "face_box":
-                raise InvalidInput(f"--boxes-from {boxes_from!r} holds {s['kind']}, not face_box")
-            boxes_set, box_model = s["id"], None
+        if boxes_set is not None:
+            box_model = None  # the set's boxes, not a detector's
         image_ids = read_images_file(images_file) if images_file else None
         params = {
             "kind": kind,
@@ -476,6 +461,43 @@ def _selection(params: dict) -> dict:
         "with_boxes_in": params["boxes_set_id"],
         "labels": params.get("classes"),
     }
+
+
+def boxes_set_id(db: Database, kind: str, boxes_from: str | None) -> int | None:
+    """The id of the set named by --boxes-from for a run of the kind (None without one), checked:
+    InvalidInput or NotFound names the option and what is wrong. object_mask needs one; `loop` calls this
+    before it trains, so a wrong or missing set fails in seconds, not after the training."""
+    from ..sets.queries import get_set_by_name
+
+    if boxes_from is not None and kind not in ("face_landmarks68", "object_mask"):
+        raise InvalidInput("--boxes-from is for --kind face_landmarks68 and object_mask")
+    if kind == "object_mask" and boxes_from is None:
+        raise InvalidInput(
+            "--kind object_mask needs --boxes-from SET: the object_box (or face_box) set whose boxes get "
+            f"masks ({_box_sets(db)})"
+        )
+    if boxes_from is None:
+        return None
+    s = get_set_by_name(db, boxes_from)
+    if kind == "object_mask" and s["kind"] not in ("object_box", "face_box"):
+        raise InvalidInput(f"--boxes-from {boxes_from!r} holds {s['kind']}, not object_box or face_box boxes")
+    if kind != "object_mask" and s["kind"] != "face_box":
+        raise InvalidInput(f"--boxes-from {boxes_from!r} holds {s['kind']}, not face_box")
+    return s["id"]
+
+
+def _box_sets(db: Database) -> str:
+    """The store's box sets by name, newest first, for the error that asks for one."""
+    names = [
+        r[0]
+        for r in db.execute(
+            "SELECT name FROM annotation_sets WHERE kind IN ('object_box', 'face_box') ORDER BY id DESC LIMIT 6"
+        )
+    ]
+    if not names:
+        return "this store has none yet: import or bulk-annotate object_box first"
+    more = ", ..." if len(names) > 5 else ""
+    return f"box sets here: {', '.join(names[:5])}{more}; `flask oiap sets list` shows them all"
 
 
 def _with_min_face(box_model: dict | None, min_face_size: int | None) -> dict | None:

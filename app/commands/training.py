@@ -210,9 +210,16 @@ def promote_command(model_id, force, as_json):
 @oiap_cli.command("loop")
 @_train_options
 @click.option("--workers", type=int, default=2, show_default=True, help="bulk-annotate worker threads.")
+@click.option(
+    "--boxes-from",
+    default=None,
+    help="The box set the bulk step annotates inside, as bulk-annotate --boxes-from: object_mask needs "
+    "one (an object_box or face_box set: masks for its boxes); face_landmarks68 may take a face_box set "
+    "instead of the active detector's boxes. Checked before training.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @fail_on_domain_error
-def loop_command(kind, workers, as_json, **train_options):
+def loop_command(kind, workers, boxes_from, as_json, **train_options):
     """Train, evaluate, promote if better, then bulk-annotate the unlabelled and the rated-bad images."""
     from ..loop import run_loop
     from ..models.evaluation import PromotionRefused
@@ -225,6 +232,7 @@ def loop_command(kind, workers, as_json, **train_options):
             train_kw=_train_kw(**train_options),
             workers=workers,
             progress=not as_json,
+            boxes_from=boxes_from,
         )
     except PromotionRefused as e:
         raise click.ClickException(f"{e}; nothing annotated") from None
