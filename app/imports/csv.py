@@ -34,6 +34,7 @@ from ..db import immediate
 from ..errors import InvalidInput
 from ..kinds import get_kind
 from ..sets.queries import get_or_create_set
+from .openimages_rows import reader_rows
 
 IMAGE_ID = re.compile(r"[0-9a-f]{16}")
 BATCH = 5000
@@ -314,19 +315,13 @@ def _reason(e: Exception) -> str:
 
 def _rows(reader, report: dict, path):
     """The reader's rows; a line the csv module cannot parse (a field over the size limit) is reported and skipped."""
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as e:
-            report["malformed"] += 1
-            report["errors"].append({"line": reader.line_num, "reason": _reason(e)})
-            continue
-        except UnicodeDecodeError as e:
-            # A wrong encoding is the whole file's problem: nothing is imported (the transaction rolls back).
-            raise InvalidInput(f"{path}:{reader.line_num + 1}: {_reason(e)}") from None
-        yield row
+
+    def bad_row(line: int, e: csv.Error) -> None:
+        report["malformed"] += 1
+        report["errors"].append({"line": line, "reason": _reason(e)})
+
+    # A wrong encoding is the whole file's problem: nothing is imported (the transaction rolls back).
+    return reader_rows(reader, bad_row, lambda line, e: InvalidInput(f"{path}:{line}: {_reason(e)}"))
 
 
 def _check_range(box: list[float], points: list[list[float]] | None, line: int) -> None:

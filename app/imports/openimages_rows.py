@@ -1,10 +1,11 @@
 """Reading Open Images' CSV files, shared by the importers (boxes, image lists, image-level labels,
-masks): the header's columns checked by name, the rows of a csv reader with bad ones reported, and one
+masks): the header's columns checked by name, the rows of a csv reader with bad ones reported (also
+import-csv's, in its own words), and one
 data line of the big files as a row, for the byte-level loops that skip most lines on a substring test
 before decoding and parse the rest here."""
 
 import csv
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -41,16 +42,31 @@ def csv_rows(reader, path: Path, errors) -> Iterator[list[str]]:
     """The rows of a csv.reader over `path`; a row the csv module cannot parse is reported to `errors`
     (imports.openimages._Errors) and skipped. Google's files are UTF-8: another encoding is the whole
     file's problem, not a row's (InvalidInput)."""
+    return reader_rows(
+        reader,
+        lambda line, e: errors.add(path, line, f"unreadable CSV row: {e}"),
+        lambda line, e: InvalidInput(f"{path}: not UTF-8 text near line {line}"),
+    )
+
+
+def reader_rows(
+    reader,
+    bad_row: Callable[[int, csv.Error], None],
+    bad_text: Callable[[int, UnicodeDecodeError], Exception],
+) -> Iterator[list[str]]:
+    """The rows of a csv.reader, each importer with its own words: a row the csv module cannot parse is
+    skipped after bad_row(line, error); text that is not in the file's encoding is the whole file's
+    problem: bad_text(line, error) is raised."""
     while True:
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as e:
-            errors.add(path, reader.line_num, f"unreadable CSV row: {e}")
+            bad_row(reader.line_num, e)
             continue
-        except UnicodeDecodeError:
-            raise InvalidInput(f"{path}: not UTF-8 text near line {reader.line_num + 1}") from None
+        except UnicodeDecodeError as e:
+            raise bad_text(reader.line_num + 1, e) from None
         yield row
 
 
