@@ -62,6 +62,15 @@ def finish_run(db: Database, run_id: int, status: str = "done", error: str | Non
         )
 
 
+def finish_failed(db: Database, run_id: int, e: BaseException) -> None:
+    """Record a run that an exception ended: interrupted for Ctrl-C, else failed with the exception's
+    message (the caller re-raises it)."""
+    if isinstance(e, KeyboardInterrupt):
+        finish_run(db, run_id, "interrupted")
+    else:
+        finish_run(db, run_id, "failed", str(e))
+
+
 def _process() -> tuple[int, str, int | None]:
     pid = os.getpid()
     stat = _proc_stat(pid)

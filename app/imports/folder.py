@@ -17,7 +17,7 @@ from ..errors import InvalidInput
 from ..images.allowed import register_folder
 from ..images.layout import validate_split
 from ..images.records import insert_images
-from ..runs import add_run_errors, finish_run, start_run
+from ..runs import add_run_errors, finish_failed, finish_run, start_run
 
 EXTENSIONS = {".jpg", ".jpeg", ".png"}
 FORMATS = {"JPEG", "PNG"}
@@ -130,6 +130,6 @@ def import_dir(
             db, run_id, "done", f"{len(summary['errors'])} unreadable file(s)" if summary["errors"] else None
         )
     except BaseException as e:
-        finish_run(db, run_id, "interrupted" if isinstance(e, KeyboardInterrupt) else "failed", str(e))
+        finish_failed(db, run_id, e)
         raise
     return summary

@@ -48,7 +48,7 @@ from ..images.layout import IMAGE_ID_RE, SPLITS, validate_split
 from ..images.records import insert_images
 from ..kinds import FACE_LABEL
 from ..links import http_url
-from ..runs import add_run_errors, finish_run, set_progress, start_run
+from ..runs import add_run_errors, finish_failed, finish_run, set_progress, start_run
 from ..sets.queries import get_or_create_set
 from .openimages_labels import find_hierarchy_file, find_label_files, import_labels, read_hierarchy
 from .openimages_rows import csv_rows, header_index, need_columns, split_line
@@ -453,11 +453,8 @@ def import_openimages(
         summary["error_samples"] = errors.samples
         error_text = f"{errors.count} malformed row(s)" if errors.count else None
         finish_run(db, run_id, "done", error_text)
-    except KeyboardInterrupt:
-        finish_run(db, run_id, "interrupted")
-        raise
     except BaseException as e:
-        finish_run(db, run_id, "failed", str(e))
+        finish_failed(db, run_id, e)
         raise
     finally:
         db.execute(f"PRAGMA cache_size = {int(cache_size)}")

@@ -42,7 +42,7 @@ from ..db import immediate, now
 from ..errors import InvalidInput, NotFound
 from ..images.layout import IMAGE_ID_RE, validate_split
 from ..images.reading import header_size
-from ..runs import finish_run, set_progress, start_run
+from ..runs import finish_failed, finish_run, set_progress, start_run
 from ..sets.queries import get_or_create_set
 from .openimages import _Errors, read_classes, set_name
 from .openimages_rows import csv_rows, need_columns
@@ -364,10 +364,7 @@ def import_openimages_masks(
         summary["errors"] = errors.count
         summary["error_samples"] = errors.samples
         finish_run(db, run_id, "done", f"{errors.count} bad row(s)" if errors.count else None)
-    except KeyboardInterrupt:
-        finish_run(db, run_id, "interrupted")
-        raise
     except BaseException as e:
-        finish_run(db, run_id, "failed", str(e))
+        finish_failed(db, run_id, e)
         raise
     return summary
