@@ -122,19 +122,11 @@ def _write(db: Database, results: list[dict], kind: str, sets: dict, run_id: int
             for f in r.get("faces", [])
         ]
         return insert_annotations(db, rows), len(errors)
-    if kind == "object_box":
+    if kind in ("object_box", "face_box"):
+        # An object detector labels each box with its class; a face detector's boxes are faces.
         rows = [
             annotation_row(
-                sets["box"], r["image_id"], "object_box", f["box"], label=f["label"], score=f["score"]
-            )
-            for r in results
-            for f in r.get("faces", [])
-        ]
-        return insert_annotations(db, rows), len(errors)
-    if kind == "face_box":
-        rows = [
-            annotation_row(
-                sets["box"], r["image_id"], "face_box", f["box"], label=FACE_LABEL, score=f["score"]
+                sets["box"], r["image_id"], kind, f["box"], label=f.get("label", FACE_LABEL), score=f["score"]
             )
             for r in results
             for f in r.get("faces", [])
