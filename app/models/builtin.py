@@ -8,13 +8,15 @@ head, its base mesh file in `params["files"]["mesh"]`).
 """
 
 from pathlib import Path
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING
 
 from ..annotators import mtcnn
 from ..errors import InvalidInput
 from ..paths import REPO_ROOT
 from .registry import activate_model, active_model, model_path, register_model, sha256_file, verified_path
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 NANODET_LICENCE = "Apache-2.0"
 NANODET_ORIGIN = (
@@ -51,7 +53,7 @@ def mtcnn_params() -> dict:
     }
 
 
-def ensure_builtin_models(db: Database) -> dict[str, int]:
+def ensure_builtin_models(db: "Database") -> dict[str, int]:
     """Register the builtin models once (idempotent) and activate each kind's default when none is active.
 
     Returns {row name: model id}. The rows: mtcnn for face_box and face_landmarks5; every
