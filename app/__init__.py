@@ -3,8 +3,7 @@
 import os
 import secrets
 from pathlib import Path
-
-from flask import Flask
+from typing import TYPE_CHECKING
 
 from .paths import REPO_ROOT, instance_dir
 
@@ -30,8 +29,16 @@ def _secret_key(instance: Path) -> str:
     return path.read_text().strip()
 
 
-def create_app(test_config: dict | None = None) -> Flask:
+if TYPE_CHECKING:
+    from flask import Flask
+
+
+def create_app(test_config: dict | None = None) -> "Flask":
     """Build the Flask app: config, database, blueprints, CLI, error pages."""
+    # Imported here, not above: every `import app.x` runs this file first, and bulk-annotate's worker
+    # processes (app/bulk/process_engine.py) import app.annotators and app.bulk, never Flask.
+    from flask import Flask
+
     instance = Path((test_config or {}).get("INSTANCE_PATH") or instance_dir())
     app = Flask(
         __name__,

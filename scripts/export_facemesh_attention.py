@@ -11,7 +11,8 @@ tfjs leaves out of its _FusedConv2D nodes (today's TensorFlow refuses them witho
 tf2onnx (opset 17, NCHW input, constants folded); rewrite each PRelu with fast_prelu; run the same graph
 in TensorFlow (each _FusedConv2D as Conv2D + BiasAdd, each Prelu as max(x, 0) + a*min(x, 0)) and in
 onnxruntime on real face crops and check them with np.testing.assert_allclose; store one crop with
-TensorFlow's outputs as the test reference; print the sha256. Re-running gives the same bytes.
+TensorFlow's outputs as the test reference; print the sha256. Re-running gives the same bytes (tf2onnx's
+unk__N dims renamed after their tensor and axis: npm_tfjs.name_unknown_dims).
 """
 
 import copy
@@ -28,6 +29,7 @@ from npm_tfjs import (  # noqa: E402
     convert_in_export_venv,
     export_parser,
     name_and_canonicalize,
+    name_unknown_dims,
     read_weights,
     tf2onnx_tfjs,
     tf_graph_def,
@@ -130,6 +132,7 @@ def main(argv=None) -> int:
         PACKAGE, [MODEL_JSON, MODEL_BIN], x, tgz=args.tgz, tf_python=args.tf_python, script=__file__
     )
     name_and_canonicalize(model, OUTPUTS, "facemesh_attention")
+    name_unknown_dims(model)
     fast_prelu(model)
     onnx.checker.check_model(model, full_check=True)
     out.parent.mkdir(parents=True, exist_ok=True)

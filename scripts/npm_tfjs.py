@@ -183,6 +183,21 @@ def canonicalize(model) -> None:
     del g.value_info[:]
 
 
+def name_unknown_dims(model) -> None:
+    """Rename the symbolic dims tf2onnx calls unk__N after their tensor and axis (`mesh_0`).
+
+    tf2onnx numbers them from a counter that does not start at the same value every run (the attention
+    mesh's input batch was unk__4723, unk__4724 or unk__4725 in three runs of the same export), so the
+    same graph came out with different bytes. Two dims of one name would tell onnxruntime they are equal;
+    one name per tensor and axis claims nothing tf2onnx did not. export_nanodet.py does not call this:
+    its numbering repeats (two runs gave the shipped file's bytes), and renaming would change them."""
+    g = model.graph
+    for v in list(g.input) + list(g.output):
+        for axis, d in enumerate(v.type.tensor_type.shape.dim):
+            if d.dim_param.startswith("unk__"):
+                d.dim_param = f"{v.name}_{axis}"
+
+
 # --- TensorFlow stage (the export venv: tensorflow-cpu, tf2onnx) ----------------------------------
 
 

@@ -20,7 +20,7 @@ from app.errors import InvalidInput
 from app.imports.dlib_xml import import_dlib_faces, load_faces
 from app.imports.folder import register_image_file
 from app.kinds import FACE_LABEL
-from app.models.builtin import ensure_builtin_models, load_annotator
+from app.models.builtin import SAME_GRAPH, ensure_builtin_models, load_annotator
 from app.models.eval68 import load_rgb
 from app.models.evaluation import promote
 from app.models.metrics import nme
@@ -32,6 +32,8 @@ from app.training.trainer import train
 from tests.conftest import DEMO_DATA
 
 QUIET = {"progress": False}
+# facemesh_attention.onnx's sha256 before its re-export with renamed dims (issue 22).
+EARLIER_MESH = "3a60b53b5edb31da39fc5a83139b18b1749d8297e578140fa1f162c6d0ba4aa1"
 
 
 @pytest.fixture
@@ -170,6 +172,24 @@ def test_the_head_refuses_another_mesh_and_a_base_without_mesh(app, dev_db, tmp_
 
     with pytest.raises(ValueError, match="gives no mesh"):
         meshhead68.MeshHead68(tmp_path / "other.onnx", TemplateLandmarks68())
+
+
+def test_a_head_fitted_on_the_mesh_before_its_re_export_still_runs(app, dev_db):
+    # facemesh_attention.onnx was re-exported with its dims renamed (the same graph): a head whose row
+    # names the earlier bytes runs on today's file, with today's points; any other hash is refused.
+    out = train(dev_db, app.config, "face_landmarks68", **QUIET)
+    model = get_model(dev_db, out["model_id"])
+    assert model["params"]["files"]["mesh"]["sha256"] == SAME_GRAPH[EARLIER_MESH]
+    img, box, _ = _astronaut_face()
+    want = load_annotator(model).predict(img, box)
+    files = model["params"]["files"]
+    earlier = model | {
+        "params": model["params"] | {"files": {"mesh": files["mesh"] | {"sha256": EARLIER_MESH}}}
+    }
+    np.testing.assert_array_equal(load_annotator(earlier).predict(img, box), want)
+    other = model | {"params": model["params"] | {"files": {"mesh": files["mesh"] | {"sha256": "0" * 64}}}}
+    with pytest.raises(InvalidInput, match="the file was changed or replaced"):
+        load_annotator(other)
 
 
 def test_no_training_faces_is_refused_by_name(app, db):

@@ -41,6 +41,30 @@ def test_process_engine_writes_what_the_thread_engine_writes(app, db, tmp_path):
     assert p["profile_s"]["landmarks68"] > 0 and p["profile_s"]["detect.pnet"] > 0
 
 
+@pytest.mark.parametrize("given_boxes", [True, False])
+def test_a_worker_imports_neither_flask_nor_the_store_nor_torch(app, db, given_boxes):
+    # A worker is started once per run and per core (spawn): what it imports is start-up paid in every
+    # run. It loads the run's models and runs the chain; the web app, the store and training stay out.
+    from app.bulk.chain import ChainSpec
+    from app.bulk.process_engine import ProcessEngine
+    from app.models.builtin import ensure_builtin_models
+    from app.models.registry import active_model
+
+    ensure_builtin_models(db)
+    spec = ChainSpec(
+        "face_landmarks68",
+        None if given_boxes else active_model(db, "face_box"),
+        active_model(db, "face_landmarks68"),
+        1024,
+        1 if given_boxes else None,
+    )
+    with ProcessEngine(spec, app.config, 1).pool() as pool:
+        # eval is a builtin: unpickling it in the worker imports nothing of this test module.
+        modules = set(pool.submit(eval, "list(__import__('sys').modules)").result())
+    assert {"app.annotators.attention68", "app.annotators.mesh_mirror"} <= modules
+    assert not {"flask", "werkzeug", "sqlite_utils", "pandas", "torch", "app.db"} & modules
+
+
 def _workers_of(database: str) -> list[int]:
     """Live processes started with this test's store in their environment (the CLI and its workers)."""
     out = []

@@ -8,8 +8,8 @@ apart, tests/test_attention68.py): the average cancels that part of its error. F
 training file NME 0.0556 -> 0.0545 (with the derived table of mesh_ibug68.py); testing file, measured
 once after the choice: 0.0481 -> 0.0479. It costs a second crop in the final pass's call: one face
 alone 7.9 -> 11.4 ms for the call (batch 1 -> 2, one thread, load 3.3); with up to three faces and their
-mirrors a call (FACES_PER_CALL), scripts/bench_annotate.py's 68-point stage costs 2.3-3.2 CPU ms a face
-more than without the mirror (README, 68-point face landmarks)."""
+mirrors a call (then; FACES_PER_CALL is 4 now), scripts/bench_annotate.py's 68-point stage costs 2.3-3.2 CPU ms
+a face more than without the mirror (README, 68-point face landmarks)."""
 
 from pathlib import Path
 
@@ -21,9 +21,13 @@ from .mesh478 import INPUT_SIZE, MODEL_PATH, OUTPUTS, assemble, mirror478, run_c
 # (MediaPipe's own convention, pixel corners at integers, would be 192 - u: on faces-dev's training file
 # NME 0.0565 against 0.0557 with 191, before the table's brow and nose change.)
 MIRROR_X = INPUT_SIZE - 1
-# The mesh's time per crop falls with the batch, then rises (one thread, load 1.2: 7.3, 5.5, 4.7, 4.0
-# and 4.3 ms a crop at batch 1, 2, 4, 6 and 10), so up to 3 faces (6 crops) go in one call.
-FACES_PER_CALL = 3
+# The mesh's time per crop falls with the batch to a floor (wall ms a crop, one thread, load 0.5-2.0:
+# 3.39 / 3.22 / 3.03 / 2.95 / 2.96 / 2.97 at batch 2 / 4 / 6 / 8 / 10 / 12, scripts/bench_facemesh_batch.py
+# --model .../facemesh_attention.onnx --sizes 2 4 6 8 10 12 --seconds 4), so up to 4 faces (8 crops) go
+# in one call. On the bench's given boxes (60 images of 2-7 faces, 5 alternating rounds, load 0.6) the
+# 68-point stage took 8.40 CPU ms a face with 3 faces a call (an earlier measurement under load had
+# found 10 crops slower than 6), 8.16 with 4, 8.23 with 5, 8.12 with 8; points within 1.5e-5 px.
+FACES_PER_CALL = 4
 
 
 def unmirror(points: np.ndarray) -> np.ndarray:

@@ -80,14 +80,18 @@ class ProcessEngine:
         self.timer = Timer()
         self.stages = Timer()
 
-    def results(self, batches: Iterator[list]) -> Iterator[tuple[list, list]]:
-        """(rows, results) per batch, in order; closing the generator stops the workers."""
-        pool = ProcessPoolExecutor(
+    def pool(self) -> ProcessPoolExecutor:
+        """The worker pool: spawned processes, each with the run's chain loaded by _start."""
+        return ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start,
             initargs=(self.spec, self.config),
         )
+
+    def results(self, batches: Iterator[list]) -> Iterator[tuple[list, list]]:
+        """(rows, results) per batch, in order; closing the generator stops the workers."""
+        pool = self.pool()
         inflight: deque = deque()
         try:
             while True:

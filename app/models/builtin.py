@@ -8,13 +8,15 @@ head, its base mesh file in `params["files"]["mesh"]`).
 """
 
 from pathlib import Path
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING
 
 from ..annotators import mtcnn
 from ..errors import InvalidInput
 from ..paths import REPO_ROOT
 from .registry import activate_model, active_model, model_path, register_model, sha256_file, verified_path
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 NANODET_LICENCE = "Apache-2.0"
 NANODET_ORIGIN = (
@@ -51,7 +53,7 @@ def mtcnn_params() -> dict:
     }
 
 
-def ensure_builtin_models(db: Database) -> dict[str, int]:
+def ensure_builtin_models(db: "Database") -> dict[str, int]:
     """Register the builtin models once (idempotent) and activate each kind's default when none is active.
 
     Returns {row name: model id}. The rows: mtcnn for face_box and face_landmarks5; every
@@ -140,15 +142,31 @@ def _replacement(active: dict, kind: str, ids: dict[str, int]) -> int | None:
     return ids.get(f"{active['name']}:{kind}", ids.get(active["name"]))
 
 
+# Earlier bytes of a builtin file -> its bytes now, where the two run the same graph and differ only
+# in names: a trained head's row names its base mesh file by the hash it was fitted on, and would
+# otherwise be refused after the builtin file is re-exported.
+SAME_GRAPH = {
+    # facemesh_attention.onnx before scripts/export_facemesh_attention.py renamed tf2onnx's unk__N
+    # dims (issue 22): every node, weight and output name is the same.
+    "3a60b53b5edb31da39fc5a83139b18b1749d8297e578140fa1f162c6d0ba4aa1": (
+        "717079e2d8e17b2557eb1af4291a9d9be408347ed78c9efb2e398a8094cc0cd0"
+    ),
+}
+
+
 def verified_files(model: dict) -> dict[str, Path]:
-    """Every file of a model row, each checked against its sha256: {"main": path, <name>: path, ...}."""
+    """Every file of a model row, each checked against its sha256: {"main": path, <name>: path, ...}.
+    A row's earlier hash of a builtin file stands for the file's bytes now when SAME_GRAPH says so."""
     out = {"main": verified_path(model)}
     for name, f in (model.get("params") or {}).get("files", {}).items():
+        sha = f["sha256"]
+        if sha in SAME_GRAPH and sha256_file(model_path(f)) == SAME_GRAPH[sha]:
+            sha = SAME_GRAPH[sha]
         row = {
             "id": model["id"],
             "name": f"{model['name']} ({name})",
             "path": f["path"],
-            "sha256": f["sha256"],
+            "sha256": sha,
         }
         out[name] = verified_path(row)
     return out

@@ -8,14 +8,15 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlite_utils import Database
-
-from ..audit.events import log_event
-from ..db import immediate, now
 from ..errors import InvalidInput, NotFound
 from ..kinds import get_kind
 from ..paths import REPO_ROOT
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
 
 SOURCES = ("builtin", "trained", "fetched", "added")
 
@@ -52,7 +53,7 @@ def model_path(row: dict) -> Path:
 
 
 def register_model(
-    db: Database,
+    db: "Database",
     path: str | Path,
     kind: str,
     *,
@@ -71,6 +72,10 @@ def register_model(
     With models_dir the file is copied there as <sha256><suffix>, so the row never points at a
     file that its owner may later move or change.
     """
+    # The store is imported where it is written, not above: bulk-annotate's worker processes read rows
+    # (load_annotator, verified_path) and never import sqlite_utils, its pandas, or Flask (app.db).
+    from ..db import immediate, now
+
     get_kind(kind)
     if source not in SOURCES:
         raise InvalidInput(f"unknown model source {source!r}; use one of {', '.join(SOURCES)}")
@@ -119,7 +124,7 @@ def _decode(row: dict) -> dict:
     return row
 
 
-def get_model(db: Database, model_id: int) -> dict:
+def get_model(db: "Database", model_id: int) -> dict:
     """One model row, JSON decoded; NotFound names it."""
     rows = list(db.query("SELECT * FROM models WHERE id = ?", [model_id]))
     if not rows:
@@ -127,7 +132,7 @@ def get_model(db: Database, model_id: int) -> dict:
     return _decode(rows[0])
 
 
-def list_models(db: Database, kind: str | None = None) -> list[dict]:
+def list_models(db: "Database", kind: str | None = None) -> list[dict]:
     """Every model (of a kind), newest first."""
     sql, params = "SELECT * FROM models", []
     if kind:
@@ -135,14 +140,17 @@ def list_models(db: Database, kind: str | None = None) -> list[dict]:
     return [_decode(r) for r in db.query(sql + " ORDER BY id DESC", params)]
 
 
-def active_model(db: Database, kind: str) -> dict | None:
+def active_model(db: "Database", kind: str) -> dict | None:
     """The active model of a kind, or None."""
     rows = list(db.query("SELECT * FROM models WHERE kind = ? AND status = 'active'", [kind]))
     return _decode(rows[0]) if rows else None
 
 
-def activate_model(db: Database, model_id: int, user_id: int | None = None) -> dict:
+def activate_model(db: "Database", model_id: int, user_id: int | None = None) -> dict:
     """Make a model the active one of its kind; the previous active one is retired."""
+    from ..audit.events import log_event
+    from ..db import immediate
+
     with immediate(db):
         model = get_model(db, model_id)
         previous = active_model(db, model["kind"])
