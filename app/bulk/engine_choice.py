@@ -2,11 +2,12 @@
 processes where they pay for their start, threads where they do not.
 
 Worker processes run the chain's Python (decoding, MTCNN's crops and NMS, the mesh's crops) on every
-core instead of taking turns on the GIL, but each costs about 1.5 CPU-seconds to start (spawn, imports,
-onnxruntime sessions). With one usable CPU or one worker there is nothing to win; on 2 cores the
-fastest chain (68 points on given boxes, about 33 images/s on threads, 1.16x that on processes) wins
-the start back after about 360 images, the 68-point chain with detection after about 110
-(README, Bulk annotation). So: processes from PROCESS_FROM_IMAGES images left to do, more than one
+core instead of taking turns on the GIL, but they cost CPU to start (spawn, imports, onnxruntime
+sessions: two workers about 1.5 CPU-seconds when this was chosen, about 0.6 since they import neither
+Flask nor the store). With one usable CPU or one worker there is nothing to win; on 2 cores the
+fastest chain (68 points on given boxes) is level on both engines from about 300 images, the 68-point
+chain with detection much sooner (README, Bulk annotation). So: processes from PROCESS_FROM_IMAGES
+images left to do, more than one
 usable CPU and more than one worker; else threads. `BULK_PROCESS_FROM_IMAGES` in the config overrides
 the count (OIAP_BULK_PROCESS_FROM_IMAGES=N in the environment).
 """
