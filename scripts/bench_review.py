@@ -12,6 +12,7 @@ round trip. Target: p99 of rate + next under 10 ms.
     python scripts/bench_review.py --annotations 100000 --rates 100   # a quick run
     python scripts/bench_review.py --think 0.2        # reviewers who look 0.2 s at each item
     python scripts/bench_review.py --store /tmp/bench-1m   # build once (kept), reuse on later runs
+    python scripts/bench_review.py --pin              # reviewers on one CPU, the server on the others
 """
 
 import argparse
@@ -270,6 +271,36 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
+def thread_cpu(pid: int) -> dict[int, tuple[float, float]]:
+    """CPU seconds (user, system) of each thread of a process, by thread id, from /proc (Linux)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            out[int(task.name)] = (int(fields[11]) / tick, int(fields[12]) / tick)
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def worker_pid(master: int) -> int | None:
+    """The one worker process of a gunicorn master (None with several, or none yet)."""
+    try:
+        kids = [
+            int(c)
+            for t in Path(f"/proc/{master}/task").iterdir()
+            for c in (t / "children").read_text().split()
+        ]
+    except OSError:
+        return None
+    return kids[0] if len(kids) == 1 else None
+
+
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
@@ -318,6 +349,12 @@ def main() -> int:
         default=0.0,
         help="seconds a reviewer looks at an item before rating (default 0: back-to-back, the worst case)",
     )
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="run this script's reviewers on the first CPU and the server on the others (Linux), so the load"
+        " generator does not take the server's cores; off by default (the target is measured unpinned)",
+    )
     ap.add_argument("--cold", action="store_true", help="do not read the store into the page cache first")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = ap.parse_args()
@@ -356,6 +393,12 @@ def main() -> int:
                 while f.read(1 << 24):
                     pass
         port = free_port()
+        if args.pin:
+            cpus = sorted(os.sched_getaffinity(0))
+            if len(cpus) < 2:
+                raise SystemExit("--pin needs at least two CPUs: run without it")
+            # This process's threads (the reviewers, started below) on the first CPU only.
+            os.sched_setaffinity(0, cpus[:1])
         env = dict(os.environ, OIAP_INSTANCE=str(instance))
         server = subprocess.Popen(
             [
@@ -378,6 +421,8 @@ def main() -> int:
             cwd=REPO,
             env=env,
             start_new_session=True,
+            # The server's process (and the worker it forks) on every CPU but the client's.
+            preexec_fn=(lambda: os.sched_setaffinity(0, cpus[1:])) if args.pin else None,
         )
         try:
             deadline = time.time() + 30
@@ -415,10 +460,15 @@ def main() -> int:
             start.wait(60)
             t0 = time.perf_counter()
             server_cpu0, client_cpu0 = tree_cpu(server.pid), time.process_time()
+            # One worker: its main thread (gunicorn's accept and poll loop, keep-alive hand-offs) apart
+            # from the request and background threads.
+            worker = worker_pid(server.pid) if args.workers == 1 else None
+            threads0 = thread_cpu(worker) if worker else {}
             for t in threads:
                 t.join()
             elapsed = time.perf_counter() - t0
             server_cpu, client_cpu = tree_cpu(server.pid) - server_cpu0, time.process_time() - client_cpu0
+            threads1 = thread_cpu(worker) if worker else {}
             if errors:
                 raise SystemExit("reviewer errors:\n" + "\n".join(errors))
         finally:
@@ -428,7 +478,7 @@ def main() -> int:
         print(
             f"bench_review: {args.reviewers} reviewers, gunicorn {args.workers} process(es) x {args.threads} threads, "
             f"{n} rate+next requests in {elapsed:.1f} s ({n / elapsed:.0f}/s, each followed by a static request)"
-            f", think time {args.think * 1000:.0f} ms, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+            f", think time {args.think * 1000:.0f} ms{', client and server pinned apart' if args.pin else ''}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
         # app: Server-Timing's app span (first before_request hook to after_request), the figure the
         # target was set on. in server: the same plus `queue`, from gunicorn handing the request to its
@@ -476,6 +526,23 @@ def main() -> int:
             f"CPU per rate + next and static pair: server {server_cpu / n * 1000:.2f} ms (all gunicorn"
             f" processes), client {client_cpu / n * 1000:.2f} ms (this script's {args.reviewers} threads)"
         )
+        if threads1:
+            # user and system (the kernel's: socket writes, loopback TCP, wake-ups) per pair, in ms.
+            main = [
+                (a - b) / n * 1000
+                for a, b in zip(threads1.get(worker, (0, 0)), threads0.get(worker, (0, 0)), strict=True)
+            ]
+            rest = [
+                sum(t[i] for t in threads1.values()) / n * 1000
+                - sum(t[i] for t in threads0.values()) / n * 1000
+                - main[i]
+                for i in (0, 1)
+            ]
+            print(
+                f"  of which the worker's main thread (gunicorn's accept/poll loop) {sum(main):.2f} ms"
+                f" (user {main[0]:.2f}, system {main[1]:.2f}), its request and background threads {sum(rest):.2f} ms"
+                f" (user {rest[0]:.2f}, system {rest[1]:.2f})"
+            )
         p99, p99_in = pct(out["rate"], 99), pct(out["rate_in_server"], 99)
         print(
             f"target p99 < 10 ms for rate + next: app span {'met' if p99 < 10 else 'NOT met'} ({p99:.2f} ms);"

@@ -15,6 +15,8 @@ import time
 
 from sqlite_utils import Database
 
+from ..db import fetch_rows
+
 GEOMETRY = ("x0", "y0", "x1", "y1", "points")
 # What a correction replaces on the page: its geometry, and an object box's class (label).
 SHOWN = (*GEOMETRY, "label")
@@ -28,7 +30,8 @@ def corrections_of(db: Database, ids: list[int]) -> dict[int, dict]:
     if not ids:
         return {}
     out: dict[int, dict] = {}
-    for r in db.query(
+    for r in fetch_rows(
+        db,
         "SELECT h.origin_id, h.id, h.x0, h.y0, h.x1, h.y1, h.points, h.label, h.deleted, h.created_by, h.created_at,"
         " u.username AS by FROM annotations h LEFT JOIN users u ON u.id = h.created_by"
         " WHERE h.origin_id IN (SELECT value FROM json_each(?)) ORDER BY h.id",

@@ -30,16 +30,12 @@ def start_session(db: Database, user_id: int, address: str | None = None) -> str
     return sid
 
 
-def session_alive(db: Database, sid: str, user_id: int) -> bool:
-    """Whether the session is the user's and not ended; notes it as seen (at most once a minute)."""
-    row = db.execute("SELECT user_id, last_seen_at, ended_at FROM sessions WHERE id = ?", [sid]).fetchone()
-    if row is None or row[0] != user_id or row[2] is not None:
-        return False
+def note_seen(db: Database, sid: str, last_seen_at: str) -> None:
+    """Write the session's last_seen_at when the stored one is a minute old or more."""
     stamp = now()
-    if _parse(stamp) - _parse(row[1]) >= SEEN_EVERY:
+    if _parse(stamp) - _parse(last_seen_at) >= SEEN_EVERY:
         with immediate(db):
             db.execute("UPDATE sessions SET last_seen_at = ? WHERE id = ? AND ended_at IS NULL", [stamp, sid])
-    return True
 
 
 def _parse(stamp: str) -> datetime:

@@ -134,8 +134,10 @@ def _candidates(
     cursor: tuple[int, int] | None,
     now_ts: float,
     limit: int,
+    after: tuple | None = None,
 ) -> list[tuple[int, int]]:
-    """Up to `limit` (segment, id) pairs of the queue after the cursor, wrapping around once."""
+    """Up to `limit` (segment, id) pairs of the queue after the cursor (whose sort key is `after`,
+    see cursor_key), wrapping around once."""
     segments = SEGMENTS[filters.status]
     common = (
         " AND NOT EXISTS (SELECT 1 FROM claims c WHERE c.annotation_id = a.id"
@@ -153,10 +155,9 @@ def _candidates(
         common += " AND EXISTS (SELECT 1 FROM images i WHERE i.id = a.image_id AND i.split = ?)"
         common_params.append(filters.split)
 
-    start_seg, after = 0, None
+    start_seg = 0
     if cursor is not None:
         start_seg = cursor[0] if 0 <= cursor[0] < len(segments) else 0
-        after = _key(db, filters.order, cursor[1])
     # The walk: the cursor's segment from the cursor, the later segments, then from the start (wrap).
     plan = [(start_seg, after)] + [(s, None) for s in range(start_seg + 1, len(segments))]
     if after is not None or start_seg > 0:
@@ -196,8 +197,9 @@ def claim_next(
 
     Returns ((segment, id) claimed or None when the queue is empty, the id after it for preloading).
     """
+    after = cursor_key(db, filters, cursor)
     with immediate(db):
-        return _claim_next_locked(db, review_set, user_id, filters, cursor, claim_seconds)
+        return _claim_next_locked(db, review_set, user_id, filters, cursor, claim_seconds, after)
 
 
 def rate_and_claim_next(
@@ -211,17 +213,26 @@ def rate_and_claim_next(
     claim_seconds: float,
 ) -> tuple[tuple[int, int] | None, int | None]:
     """Rate an item (as annotations.rate does) and claim the next one, in one write transaction."""
+    after = cursor_key(db, filters, cursor)
     with immediate(db):
         refuse_if_claimed(db, annotation_id, user_id)
         rate_in_transaction(db, annotation_id, user_id, value, set_id=review_set["id"])
-        return _claim_next_locked(db, review_set, user_id, filters, cursor, claim_seconds)
+        return _claim_next_locked(db, review_set, user_id, filters, cursor, claim_seconds, after)
 
 
-def _claim_next_locked(db, review_set, user_id, filters, cursor, claim_seconds):
+def cursor_key(db: Database, filters: Filters, cursor: tuple[int, int] | None) -> tuple | None:
+    """The queue's sort key of the cursor's annotation: (score, id) or (image_id, id); None without one.
+
+    Read before the write transaction: a row's score and image never change once written, so the
+    write lock, which every other reviewer's rating queues behind, is not held for this read."""
+    return _key(db, filters.order, cursor[1]) if cursor is not None else None
+
+
+def _claim_next_locked(db, review_set, user_id, filters, cursor, claim_seconds, after=None):
     now_ts = time.time()
     # Expired claims, and the one this reviewer held (the item they leave).
     db.execute("DELETE FROM claims WHERE expires_at <= ? OR user_id = ?", [now_ts, user_id])
-    found = _candidates(db, review_set, user_id, filters, cursor, now_ts, 2)
+    found = _candidates(db, review_set, user_id, filters, cursor, now_ts, 2, after)
     if not found:
         return None, None
     db.execute(

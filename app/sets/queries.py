@@ -4,7 +4,7 @@ import json
 
 from sqlite_utils import Database
 
-from ..db import now
+from ..db import fetch_rows, now
 from ..errors import InvalidInput, NotFound
 from ..kinds import get_kind
 
@@ -34,16 +34,14 @@ def get_set(db: Database, set_id: int) -> dict:
 
 def get_set_with_model(db: Database, set_id: int) -> dict:
     """The set with what its review and set pages show about it (model name, class name); NotFound when missing."""
-    rows = list(
-        db.query(
-            "SELECT s.*, m.name AS model_name FROM annotation_sets s"
-            " LEFT JOIN models m ON m.id = s.model_id WHERE s.id = ?",
-            [set_id],
-        )
+    found = fetch_rows(
+        db,
+        "SELECT s.*, m.name AS model_name FROM annotation_sets s LEFT JOIN models m ON m.id = s.model_id WHERE s.id = ?",
+        [set_id],
     )
-    if not rows:
+    if not found:
         raise NotFound(f"no annotation set {set_id}")
-    s = rows[0]
+    s = found[0]
     params = json.loads(s["params"]) if s.get("params") else {}
     s["class_name"] = params.get("display_name") or s.get("label")
     s["unrated"] = s["n_total"] - s["n_good"] - s["n_bad"]
