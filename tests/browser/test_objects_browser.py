@@ -151,7 +151,11 @@ def test_draw_a_box_change_classes_resize_and_save(laptop, live_server, objects)
     choose_class(page, "Car")
     new = page.evaluate("oiapEditor.faces().find(g => g.key.startsWith('new'))")
     assert new["label"] == CAR and new["box"] == pytest.approx([240, 360, 320, 440], abs=0.5)
-    assert page.locator(f"#faces g[data-key={new['key']}] text.cls").text_content() == "Car"
+    # render() draws on the next animation frame: wait for the frame rather than read the SVG before it.
+    page.wait_for_function(
+        "k => document.querySelector(`#faces g[data-key='${k}'] text.cls`)?.textContent === 'Car'",
+        arg=new["key"],
+    )
     # Resize it by its bottom-right corner: 20 image pixels right and down.
     se = page.locator(f"#faces g[data-key={new['key']}] rect.handle.se").bounding_box()
     z = page.evaluate("oiapEditor.view.zoom")
