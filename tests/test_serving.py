@@ -4,7 +4,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +13,7 @@ from pathlib import Path
 import requests
 
 from tests.live import PASSWORD, csrf_token, instance_app
+from tests.soak_harness import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -25,6 +25,17 @@ def _make_run_gunicorn() -> list[str]:
     ).stdout.replace("\\\n", " ")
     [line] = [ln for ln in out.splitlines() if "gunicorn" in ln]
     return shlex.split(line)
+
+
+def _first_response(url: str, server: subprocess.Popen) -> requests.Response:
+    """GET url once the server answers (60 s at most; fails at once if the server exits)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return requests.get(url, timeout=5)
+        except requests.ConnectionError:
+            assert time.monotonic() < deadline and server.poll() is None, "gunicorn did not start"
+            time.sleep(0.1)
 
 
 def _children(pid: int) -> list[int]:
@@ -40,9 +51,7 @@ def test_make_run_serves_one_process_with_threads(tmp_path):
     assert cmd[cmd.index("-w") + 1] == "1" and int(cmd[cmd.index("--threads") + 1]) >= 4
     assert cmd[cmd.index("-k") + 1] == "app.gunicorn_worker.TimedThreadWorker"
     # Served as `make run` serves, on a free localhost port, with this test's interpreter.
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     cmd[cmd.index("-b") + 1] = f"127.0.0.1:{port}"
     cmd = [sys.executable, "-m", "gunicorn", *cmd[1:], "--log-level", "warning"]
     instance = tmp_path / "instance"
@@ -52,14 +61,7 @@ def test_make_run_serves_one_process_with_threads(tmp_path):
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                static = requests.get(f"{base}/static/css/app.css", timeout=5)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline and server.poll() is None, "gunicorn did not start"
-                time.sleep(0.1)
+        static = _first_response(f"{base}/static/css/app.css", server)
         assert len(_children(server.pid)) == 1  # the master and one worker process
 
         # Eight reviewers log in and open a page at once: the threads of the one process serve them.
@@ -98,9 +100,7 @@ def test_the_worker_class_shortens_the_gil_switch_interval():
     from app.gunicorn_worker import SWITCH_INTERVAL_S
 
     assert SWITCH_INTERVAL_S == 0.001  # Python's default is 0.005
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         [
             sys.executable,
@@ -123,14 +123,7 @@ def test_the_worker_class_shortens_the_gil_switch_interval():
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                r = requests.get(f"http://127.0.0.1:{port}/", timeout=5)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline and server.poll() is None, "gunicorn did not start"
-                time.sleep(0.1)
+        r = _first_response(f"http://127.0.0.1:{port}/", server)
         assert r.status_code == 200 and float(r.text) == SWITCH_INTERVAL_S
     finally:
         os.killpg(server.pid, signal.SIGTERM)
