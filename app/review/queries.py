@@ -134,7 +134,7 @@ def _candidates(
     cursor: tuple[int, int] | None,
     now_ts: float,
     limit: int,
-    after: tuple | None = None,
+    after: tuple | None,
 ) -> list[tuple[int, int]]:
     """Up to `limit` (segment, id) pairs of the queue after the cursor (whose sort key is `after`,
     see cursor_key), wrapping around once."""
@@ -228,7 +228,7 @@ def cursor_key(db: Database, filters: Filters, cursor: tuple[int, int] | None) -
     return _key(db, filters.order, cursor[1]) if cursor is not None else None
 
 
-def _claim_next_locked(db, review_set, user_id, filters, cursor, claim_seconds, after=None):
+def _claim_next_locked(db, review_set, user_id, filters, cursor, claim_seconds, after):
     now_ts = time.time()
     # Expired claims, and the one this reviewer held (the item they leave).
     db.execute("DELETE FROM claims WHERE expires_at <= ? OR user_id = ?", [now_ts, user_id])
