@@ -533,7 +533,7 @@ def main(argv=None) -> int:
 
         if naive_ids:
             print(f"naive: {naive_faces} faces ({naive_faces / len(naive_ids):.2f}/image)")
-        stages = ["decode", "pyramid", "pnet", "crops", "rnet", "onet", "nms", "landmarks68", "db_write"]
+        stages = ["decode", "integral", "pyramid", "pnet", "crops", "rnet", "onet", "nms", "landmarks68", "db_write"]
         print(
             f"\nkind {args.kind}{' on given boxes (' + args.boxes_from + ')' if args.boxes_from else ''}; "
             f"bulk: {len(ids)} images, batch {args.batch}, {args.workers} workers; naive: {len(naive_ids)} images"

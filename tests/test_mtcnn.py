@@ -78,6 +78,20 @@ def test_area_crops_match_torch_area_interpolation():
         np.testing.assert_allclose(got[k], (ref - 127.5) * 0.0078125, atol=1e-5)
 
 
+def test_pyramid_levels_match_torch_area_interpolation():
+    # facenet-pytorch's imresample: interpolate(mode="area") of the whole photo to each level's size.
+    torch = pytest.importorskip("torch")
+    img = np.asarray(Image.open(DEMO_DATA / "2008_004176.jpg").convert("RGB"))
+    t = torch.from_numpy(img.astype(np.float32)).permute(2, 0, 1)[None]
+    h, w = img.shape[:2]
+    for packed in (True, False):
+        ii = M.integral(img, packed=packed)
+        for s in M.MTCNN().scales(h, w)[:4]:
+            size = (int(h * s + 1), int(w * s + 1))
+            ref = torch.nn.functional.interpolate(t, size=size, mode="area").numpy()
+            np.testing.assert_allclose(M.pyramid_level(ii, *size), (ref - 127.5) * 0.0078125, atol=1e-6)
+
+
 def test_packed_integral_crops_equal_the_per_channel_ones():
     img = np.asarray(Image.open(DEMO_DATA / "2008_004176.jpg").convert("RGB"))
     big = np.tile(img, (2, 2, 1))[:1900, :1900]  # near the largest size that still packs
