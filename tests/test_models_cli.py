@@ -92,6 +92,21 @@ def test_changed_builtin_files_take_over_from_their_old_rows(db):
     assert active_model(db, "face_landmarks5")["id"] == ids["mtcnn:face_landmarks5"]
 
 
+def test_builtin_rows_take_the_codes_settings_on_upgrade(db):
+    from app.annotators import mtcnn
+
+    ids = ensure_builtin_models(db)
+    # As left by the code before PNet's threshold went from facenet's 0.6 to 0.7.
+    old = get_model(db, ids["mtcnn:face_box"])["params"] | {"thresholds": [0.6, 0.7, 0.7]}
+    db.execute("UPDATE models SET params = ? WHERE id = ?", [json.dumps(old), ids["mtcnn:face_box"]])
+    db.conn.commit()
+    assert load_annotator(get_model(db, ids["mtcnn:face_box"])).thresholds == (0.6, 0.7, 0.7)
+    assert ensure_builtin_models(db) == ids
+    row = get_model(db, ids["mtcnn:face_box"])
+    assert row["params"]["thresholds"] == list(mtcnn.THRESHOLDS) == [0.7, 0.7, 0.7]
+    assert load_annotator(row).thresholds == mtcnn.THRESHOLDS
+
+
 def test_re_exported_facemesh_takes_over_from_its_old_row(db):
     ids = ensure_builtin_models(db)
     # As left by the code before facemesh.onnx was re-exported (PRelu rewritten, new hash).

@@ -94,9 +94,15 @@ def register_model(
     # Read then write in one write transaction (a savepoint inside a caller's), so two processes
     # registering the same file cannot both insert it, and the row is committed on return.
     with immediate(db):
-        existing = list(db.query("SELECT id FROM models WHERE sha256 = ? AND kind = ?", [digest, kind]))
+        existing = list(db.query("SELECT id, source, params FROM models WHERE sha256 = ? AND kind = ?", [digest, kind]))
         if existing:
-            return existing[0]["id"]
+            row = existing[0]
+            if source == "builtin" and row["source"] == "builtin" and params is not None:
+                # A builtin row's settings are the code's (MTCNN's thresholds, say): an upgraded
+                # store's row takes this version's, as a new store's would.
+                if row["params"] != json.dumps(params):
+                    db.execute("UPDATE models SET params = ? WHERE id = ?", [json.dumps(params), row["id"]])
+            return row["id"]
         cur = db.execute(
             "INSERT INTO models (kind, name, version, sha256, path, params, metrics, status, parent_id, source,"
             " licence, origin, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'candidate', ?, ?, ?, ?, ?)",
