@@ -85,13 +85,13 @@ class NaiveMTCNN:
             level = img.resize((int(w * scale + 1), int(h * scale + 1)), Image.Resampling.BOX)
             x = M.to_input(np.asarray(level, dtype=np.float32)[None])
             t0 = self._add("pyramid", t0)
-            reg, prob = self.det._run("pnet", x)
+            reg, ys, xs, score = self.det._pnet(x)
             t0 = self._add("pnet", t0)
             rows = []
-            for y, x in zip(*np.nonzero(prob[0, 1] >= self.det.thresholds[0]), strict=True):
+            for y, x, p in zip(ys, xs, score, strict=True):
                 q1 = np.floor((2 * np.array([x, y]) + 1) / scale)
                 q2 = np.floor((2 * np.array([x, y]) + 12) / scale)
-                rows.append([*q1, *q2, prob[0, 1, y, x], *reg[0, :, y, x]])
+                rows.append([*q1, *q2, p, *reg[0, :, y, x]])
             if rows:
                 rows = np.array(rows)
                 found.append(rows[M.nms_greedy(rows[:, :4], rows[:, 4], 0.5)])
@@ -533,7 +533,7 @@ def main(argv=None) -> int:
 
         if naive_ids:
             print(f"naive: {naive_faces} faces ({naive_faces / len(naive_ids):.2f}/image)")
-        stages = ["decode", "integral", "pyramid", "pnet", "crops", "rnet", "onet", "nms", "landmarks68", "db_write"]
+        stages = "decode integral pyramid pnet crops rnet onet nms landmarks68 db_write".split()
         print(
             f"\nkind {args.kind}{' on given boxes (' + args.boxes_from + ')' if args.boxes_from else ''}; "
             f"bulk: {len(ids)} images, batch {args.batch}, {args.workers} workers; naive: {len(naive_ids)} images"

@@ -20,7 +20,7 @@ from app.errors import InvalidInput
 from app.imports.dlib_xml import import_dlib_faces, load_faces
 from app.imports.folder import register_image_file
 from app.kinds import FACE_LABEL
-from app.models.builtin import SAME_GRAPH, ensure_builtin_models, load_annotator
+from app.models.builtin import SAME_FUNCTION, ensure_builtin_models, load_annotator
 from app.models.eval68 import load_rgb
 from app.models.evaluation import promote
 from app.models.metrics import nme
@@ -179,7 +179,7 @@ def test_a_head_fitted_on_the_mesh_before_its_re_export_still_runs(app, dev_db):
     # names the earlier bytes runs on today's file, with today's points; any other hash is refused.
     out = train(dev_db, app.config, "face_landmarks68", **QUIET)
     model = get_model(dev_db, out["model_id"])
-    assert model["params"]["files"]["mesh"]["sha256"] == SAME_GRAPH[EARLIER_MESH]
+    assert model["params"]["files"]["mesh"]["sha256"] == SAME_FUNCTION[EARLIER_MESH]
     img, box, _ = _astronaut_face()
     want = load_annotator(model).predict(img, box)
     files = model["params"]["files"]

@@ -4,8 +4,10 @@ import json
 
 from app.bulk.local import bulk_annotate
 from app.errors import InvalidInput
+from app.images.decode import load_rgb
 from app.models.builtin import ensure_builtin_models, load_annotator, verified_files
 from app.models.registry import active_model, get_model
+from tests.conftest import DEMO_DATA
 from tests.test_storage import _tiny_onnx
 
 
@@ -79,6 +81,21 @@ def test_every_mtcnn_file_is_verified(db, tmp_path):
         assert "rnet" in str(e) and "sha256" in str(e)
     else:
         raise AssertionError("a wrong RNet hash was accepted")
+
+
+def test_a_row_naming_the_pnet_before_its_face_logit_still_runs(db):
+    from app.annotators import mtcnn
+    from app.models.builtin import SAME_FUNCTION
+    from app.models.registry import sha256_file
+
+    ids = ensure_builtin_models(db)
+    row = get_model(db, ids["mtcnn:face_box"])
+    # As a model fine-tuned before the re-export names its PNet (training copies the parent's entry).
+    earlier = next(k for k, v in SAME_FUNCTION.items() if v == sha256_file(mtcnn.MODELS_DIR / "pnet.onnx"))
+    row["params"]["files"]["pnet"]["sha256"] = earlier
+    assert verified_files(row)["pnet"] == mtcnn.MODELS_DIR / "pnet.onnx"
+    img = load_rgb(DEMO_DATA / "astronaut.png")
+    assert len(load_annotator(row).detect(img)) == 1
 
 
 def test_changed_builtin_files_take_over_from_their_old_rows(db):

@@ -30,6 +30,12 @@ def _torch_net_from_onnx(name):
 
     model = onnx.load(str(M.MODELS_DIR / M.FILES[name]))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    if "face.weight" in inits:
+        # PNet's face logit z1 - z0: a two-way softmax depends on the difference only, so (0, z1 - z0)
+        # is a conv4_1 that gives the same probabilities.
+        for part in ("weight", "bias"):
+            face = inits.pop(f"face.{part}")
+            inits[f"conv4_1.{part}"] = np.concatenate([np.zeros_like(face), face])
     net = NETS[name]().eval()
     state = {k: torch.from_numpy(inits[k].copy()) for k in net.state_dict() if k in inits}
     # The exporter renames PReLU slopes (reshaped to (C, 1, 1)); take them in graph order.
@@ -59,6 +65,10 @@ def test_onnx_matches_torch(name, shape):
     with torch.no_grad():
         ref = [t.numpy() for t in net(torch.from_numpy(x))]
     got = M.session(M.MODELS_DIR / M.FILES[name]).run(None, {"image": x})
+    if (
+        name == "pnet"
+    ):  # PNet's file gives the face logit z1 - z0: sigmoid of it is the softmax's face channel
+        got[1], ref[1] = 1 / (1 + np.exp(-got[1][:, 0])), ref[1][:, 1]
     assert len(got) == len(ref)
     for g, r in zip(got, ref, strict=True):
         np.testing.assert_allclose(g, r, rtol=1e-4, atol=1e-5)

@@ -24,8 +24,9 @@ FILES = {"pnet": "pnet.onnx", "rnet": "rnet.onnx", "onet": "onet.onnx"}
 # facenet-pytorch's defaults and preprocessing, the constants the weights were trained with, except
 # PNet's threshold: 0.7 where facenet has 0.6. PNet's candidates are what RNet and the crops cost (630
 # an image of 1024 px at 0.6, 450 at 0.7: 0.254 -> 0.201 CPU s an image for the 68-point chain), and
-# on faces-dev's training file 0.7 finds the same faces at every size down to 20 px with NME within
-# 0.0001; 0.75 moves a face's box (NME 0.087 -> 0.105). scripts/eval_pnet_threshold.py.
+# on faces-dev's training file 0.7 finds the same faces at every size down to 20 px with the same NME
+# from MTCNN (0.05531 at both); 0.75 moves a face's box (NME 0.087 -> 0.105).
+# scripts/eval_pnet_threshold.py.
 MIN_FACE_SIZE = 20
 THRESHOLDS = (0.7, 0.7, 0.7)
 FACTOR = 0.709
@@ -317,6 +318,21 @@ class MTCNN:
         parts = [sess.run(None, {"image": x[k : k + step]}) for k in range(0, len(x), step)]
         return [np.concatenate(p) for p in zip(*parts, strict=True)]
 
+    def _pnet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """PNet on one level: (reg, ys, xs, score) of the cells whose face probability passes the threshold."""
+        sess = session(self.paths["pnet"], self.threads)
+        reg, out = sess.run(None, {"image": x})
+        t = self.thresholds[0]
+        if out.shape[1] == 2:  # a PNet file exported before the face logit: softmax probabilities
+            ys, xs = np.nonzero(out[0, 1] >= t)
+            return reg, ys, xs, out[0, 1, ys, xs]
+        # sigmoid(logit) >= t where logit >= log(t / (1 - t)): the sigmoid only for those cells (and
+        # checked again on them, so rounding at the boundary keeps exactly the cells it passes).
+        ys, xs = np.nonzero(out[0, 0] >= np.float32(np.log(t / (1 - t))) - np.float32(1e-6))
+        score = 1 / (1 + np.exp(-out[0, 0, ys, xs]))
+        keep = score >= t
+        return reg, ys[keep], xs[keep], score[keep]
+
     def scales(self, h: int, w: int) -> list[float]:
         """The pyramid: scales from 12/min_face_size down by factor while the short side stays >= 12."""
         m = 12.0 / self.min_face_size
@@ -336,12 +352,10 @@ class MTCNN:
             t0 = thread_time()
             x = pyramid_level(ii, int(h * scale + 1), int(w * scale + 1))
             t0 = self.profile.add("pyramid", t0)
-            reg, prob = self._run("pnet", x)
+            reg, ys, xs, score = self._pnet(x)
             t0 = self.profile.add("pnet", t0)
-            ys, xs = np.nonzero(prob[0, 1] >= self.thresholds[0])
             if len(ys) == 0:
                 continue
-            score = prob[0, 1, ys, xs]
             bb = np.stack([xs, ys], axis=1).astype(np.float64)
             q1 = np.floor((2 * bb + 1) / scale)
             q2 = np.floor((2 * bb + 12) / scale)

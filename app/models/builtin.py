@@ -142,26 +142,32 @@ def _replacement(active: dict, kind: str, ids: dict[str, int]) -> int | None:
     return ids.get(f"{active['name']}:{kind}", ids.get(active["name"]))
 
 
-# Earlier bytes of a builtin file -> its bytes now, where the two run the same graph and differ only
-# in names: a trained head's row names its base mesh file by the hash it was fitted on, and would
-# otherwise be refused after the builtin file is re-exported.
-SAME_GRAPH = {
+# Earlier bytes of a builtin file -> its bytes now, where the two compute the same outputs from the
+# same weights: a trained model's row names its base files (a mesh head's mesh, a fine-tuned MTCNN's
+# PNet) by the hashes they had when it was made, and would otherwise be refused after the builtin file
+# is re-exported.
+SAME_FUNCTION = {
     # facemesh_attention.onnx before scripts/export_facemesh_attention.py renamed tf2onnx's unk__N
     # dims (issue 22): every node, weight and output name is the same.
     "3a60b53b5edb31da39fc5a83139b18b1749d8297e578140fa1f162c6d0ba4aa1": (
         "717079e2d8e17b2557eb1af4291a9d9be408347ed78c9efb2e398a8094cc0cd0"
+    ),
+    # pnet.onnx before its softmax became the face logit (scripts/export_mtcnn.py, issue 22): the same
+    # weights; mtcnn.MTCNN reads either output.
+    "bffafce16d3e08af4f9861c839a7d428734fd7819195a559712a6083db8e6053": (
+        "b63e864184233e4a1cd7988421d4a1c3713dc94ff1caeda408f9f4ba8e98b079"
     ),
 }
 
 
 def verified_files(model: dict) -> dict[str, Path]:
     """Every file of a model row, each checked against its sha256: {"main": path, <name>: path, ...}.
-    A row's earlier hash of a builtin file stands for the file's bytes now when SAME_GRAPH says so."""
+    A row's earlier hash of a builtin file stands for the file's bytes now when SAME_FUNCTION says so."""
     out = {"main": verified_path(model)}
     for name, f in (model.get("params") or {}).get("files", {}).items():
         sha = f["sha256"]
-        if sha in SAME_GRAPH and sha256_file(model_path(f)) == SAME_GRAPH[sha]:
-            sha = SAME_GRAPH[sha]
+        if sha in SAME_FUNCTION and sha256_file(model_path(f)) == SAME_FUNCTION[sha]:
+            sha = SAME_FUNCTION[sha]
         row = {
             "id": model["id"],
             "name": f"{model['name']} ({name})",

@@ -94,7 +94,9 @@ def register_model(
     # Read then write in one write transaction (a savepoint inside a caller's), so two processes
     # registering the same file cannot both insert it, and the row is committed on return.
     with immediate(db):
-        existing = list(db.query("SELECT id, source, params FROM models WHERE sha256 = ? AND kind = ?", [digest, kind]))
+        existing = list(
+            db.query("SELECT id, source, params FROM models WHERE sha256 = ? AND kind = ?", [digest, kind])
+        )
         if existing:
             row = existing[0]
             if source == "builtin" and row["source"] == "builtin" and params is not None:
