@@ -320,8 +320,7 @@ class MTCNN:
 
     def _pnet(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """PNet on one level: (reg, ys, xs, score) of the cells whose face probability passes the threshold."""
-        sess = session(self.paths["pnet"], self.threads)
-        reg, out = sess.run(None, {"image": x})
+        reg, out = self._run("pnet", x)
         t = self.thresholds[0]
         if out.shape[1] == 2:  # a PNet file exported before the face logit: softmax probabilities
             ys, xs = np.nonzero(out[0, 1] >= t)
