@@ -10,6 +10,18 @@ from app.paths import REPO_ROOT
 from tests.live import PASSWORD, instance_app
 
 DEMO_DATA = REPO_ROOT / "app" / "demo_data"
+
+
+def load_script(name: str):
+    """A module of scripts/ (not a package), loaded by path, for tests of its functions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 TEST_DATA = Path(__file__).parent / "data"
 # A cheap hash for fixture users (scrypt costs ~0.3 s each); test_auth checks the real default.
 users.HASH_METHOD = "pbkdf2:sha256:1000"

@@ -2,22 +2,13 @@
 beside it (scripts/bench_mtcnn_graphs.py), PNet's threshold chosen on the training file
 (scripts/eval_pnet_threshold.py) and MTCNN alone under other settings (scripts/bench_mtcnn_settings.py)."""
 
-import importlib.util
-
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 
 from app.annotators import mtcnn as M
-from app.paths import REPO_ROOT
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.conftest import DEMO_DATA, load_script
 
 
 def _run(model: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
@@ -28,7 +19,7 @@ def _run(model: onnx.ModelProto, x: np.ndarray) -> list[np.ndarray]:
 def _photo() -> np.ndarray:
     from PIL import Image
 
-    return np.asarray(Image.open(REPO_ROOT / "app" / "demo_data" / "2008_002506.jpg").convert("RGB"))
+    return np.asarray(Image.open(DEMO_DATA / "2008_002506.jpg").convert("RGB"))
 
 
 def _level() -> np.ndarray:
@@ -43,7 +34,7 @@ def _crops() -> np.ndarray:
 
 
 def test_the_face_logit_is_the_softmax_it_replaced():
-    graphs = _script("bench_mtcnn_graphs")
+    graphs = load_script("bench_mtcnn_graphs")
     shipped = onnx.load(str(M.MODELS_DIR / "pnet.onnx"))
     x = _level()
     reg, logit = _run(shipped, x)
@@ -54,7 +45,7 @@ def test_the_face_logit_is_the_softmax_it_replaced():
     np.testing.assert_allclose(prob[:, 1], 1 / (1 + np.exp(-logit[:, 0])), atol=1e-6)
     np.testing.assert_array_equal(reg, reg2)
     # ...and the export's rewrite turns that softmax head back into the shipped logit.
-    _script("export_mtcnn").pnet_face_logit(two)
+    load_script("export_mtcnn").pnet_face_logit(two)
     onnx.checker.check_model(two)
     assert [o.name for o in two.graph.output] == ["reg", "face_logit"]
     np.testing.assert_allclose(_run(two, x)[1], logit, atol=1e-5)
@@ -62,7 +53,7 @@ def test_the_face_logit_is_the_softmax_it_replaced():
 
 @pytest.mark.parametrize("net", ["pnet", "rnet"])
 def test_every_graph_rewrite_computes_the_shipped_function(net):
-    graphs = _script("bench_mtcnn_graphs")
+    graphs = load_script("bench_mtcnn_graphs")
     x = _level() if net == "pnet" else _crops()
     ref = graphs._scores(net, _run(onnx.load(str(M.MODELS_DIR / M.FILES[net])), x))
     for variant in graphs.VARIANTS[net]:
@@ -75,7 +66,7 @@ def test_every_graph_rewrite_computes_the_shipped_function(net):
 
 
 def test_the_pnet_threshold_finds_the_training_faces_it_was_chosen_on(capsys):
-    _script("eval_pnet_threshold").main(["--thresholds", str(M.THRESHOLDS[0])])
+    load_script("eval_pnet_threshold").main(["--thresholds", str(M.THRESHOLDS[0])])
     lines = capsys.readouterr().out.splitlines()
     training = next(line for line in lines if "training" in line)
     # As with facenet's 0.6: 17 of the 18 faces at the photos' size and at 0.7 of it, 16 at 0.5
@@ -86,7 +77,7 @@ def test_the_pnet_threshold_finds_the_training_faces_it_was_chosen_on(capsys):
 
 
 def test_settings_bench_counts_what_each_setting_costs(capsys):
-    _script("bench_mtcnn_settings").main(["0.6,0.7,0.7,0.709", "0.7,0.7,0.7,0.709"])
+    load_script("bench_mtcnn_settings").main(["0.6,0.7,0.7,0.709", "0.7,0.7,0.7,0.709"])
     lines = capsys.readouterr().out.splitlines()
     rnet = [int(line.split("RNet ")[1].split()[0]) for line in lines]
     faces = [int(line.split(": ")[1].split()[0]) for line in lines]

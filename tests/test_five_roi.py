@@ -1,7 +1,5 @@
 """five_roi: the attention mesh's ROI from MTCNN's five points instead of a first mesh pass."""
 
-import importlib.util
-
 import numpy as np
 import pytest
 
@@ -10,20 +8,13 @@ from app.annotators.attention68 import AttentionMesh68
 from app.images.decode import load_rgb
 from app.imports.dlib_xml import parse_dlib_xml
 from app.models import eval68
-from app.paths import REPO_ROOT
+from tests.conftest import load_script
 
 pytest.importorskip("app.annotators.mtcnn")
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("fit_five_roi", REPO_ROOT / "scripts" / "fit_five_roi.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_the_script_refits_the_shipped_coefficients_without_labels():
-    fit = _script()
+    fit = load_script("fit_five_roi")
     x, y = fit.samples()
     assert len(x) >= 15
     np.testing.assert_allclose(fit.fit(x, y), five_roi.COEF, atol=2e-4)

@@ -2,7 +2,6 @@
 byte-reproducible (tf2onnx's unk__N dims named), what its unused outputs cost
 (scripts/bench_mesh_outputs.py), and mirror averaging gated by yaw (scripts/eval_mirror_gate.py)."""
 
-import importlib.util
 import subprocess
 import sys
 
@@ -11,13 +10,7 @@ import onnx
 from onnx import TensorProto, helper
 
 from app.paths import REPO_ROOT
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "scripts" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.conftest import load_script
 
 
 def _graph(first_unk: int) -> onnx.ModelProto:
@@ -29,7 +22,7 @@ def _graph(first_unk: int) -> onnx.ModelProto:
 
 
 def test_unknown_dims_get_the_same_names_whatever_tf2onnx_numbered_them():
-    npm_tfjs = _script("npm_tfjs")
+    npm_tfjs = load_script("npm_tfjs")
     a, b = _graph(4723), _graph(4725)
     assert a.SerializeToString() != b.SerializeToString()
     for m in (a, b):
@@ -65,7 +58,7 @@ def test_pruning_the_outputs_the_68_points_do_not_read_changes_no_point():
 
 
 def test_mirror_gate_mirrors_only_faces_at_or_over_the_threshold():
-    gate = _script("eval_mirror_gate")
+    gate = load_script("eval_mirror_gate")
     # yaw proxy, NME with the mirror, NME without
     r = np.array([[0.01, 0.05, 0.04], [0.30, 0.05, 0.07]])
     assert gate.gated(r, 0.0) == 0.05 and gate.gated(r, float("inf")) == np.mean([0.04, 0.07])
