@@ -22,21 +22,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.annotators import mtcnn as M  # noqa: E402
 from app.annotators.attention68 import AttentionMesh68  # noqa: E402
 from app.images.decode import load_rgb  # noqa: E402
-from app.imports.dlib_xml import load_faces  # noqa: E402
 from app.models.eval68 import face_nmes  # noqa: E402
-from app.models.eval_detector import DEMO_DATA, DEV_XMLS, match  # noqa: E402
+from app.models.eval_detector import DEMO_DATA, DEV_XMLS, dev_faces, match  # noqa: E402
 
 SCALES = (1.0, 0.7, 0.5, 0.4)
 
 
 def recall(detector, xml: str, scale: float) -> tuple[int, int, float]:
     """(faces found at IoU 0.5, faces, median face width in px) with the file's photos resized by scale."""
-    by_file: dict[str, list] = {}
-    for f in load_faces(DEMO_DATA / xml):
-        by_file.setdefault(f.file, []).append(f)
     found = total = 0
     widths = []
-    for file, faces in by_file.items():
+    for file, faces in dev_faces(DEMO_DATA, (xml,)).items():
         img = Image.fromarray(load_rgb(DEMO_DATA / file))
         if scale != 1.0:
             img = img.resize((round(img.width * scale), round(img.height * scale)), Image.Resampling.LANCZOS)

@@ -32,10 +32,10 @@ def match(true_boxes, pred_boxes, threshold: float) -> list[int | None]:
     return out
 
 
-def dev_faces(images_dir: Path = DEMO_DATA) -> dict[str, list]:
-    """The dev faces grouped by image file."""
+def dev_faces(images_dir: Path = DEMO_DATA, xmls: tuple[str, ...] = DEV_XMLS) -> dict[str, list]:
+    """The dev faces (of every dev file, or of xmls) grouped by image file."""
     by_file: dict[str, list] = {}
-    for xml in DEV_XMLS:
+    for xml in xmls:
         for f in load_faces(images_dir / xml):
             by_file.setdefault(f.file, []).append(f)
     return by_file
