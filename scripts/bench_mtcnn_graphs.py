@@ -99,21 +99,17 @@ def softmax(model) -> None:
     g.output.append(helper.make_tensor_value_info("prob", TensorProto.FLOAT, ["batch", 2, "h", "w"]))
 
 
-def _pad_first_conv(model, to: int) -> None:
+def pad16(model) -> None:
     a = _arrays(model)
     w, b, w2 = a["conv1.weight"], a["conv1.bias"], a["conv2.weight"]
-    n = to - len(w)
+    n = 16 - len(w)
     _set(model, "conv1.weight", np.concatenate([w, np.zeros((n, *w.shape[1:]))]))
     _set(model, "conv1.bias", np.concatenate([b, np.zeros(n)]))
     _set(model, "conv2.weight", np.concatenate([w2, np.zeros((w2.shape[0], n, *w2.shape[2:]))], axis=1))
     for init in model.graph.initializer:
         if init.name.endswith("/minus_one"):  # the first PReLU's a-1: padded channels are zeros anyway
-            _set(model, init.name, np.concatenate([_arrays(model)[init.name], np.zeros((n, 1, 1))]))
+            _set(model, init.name, np.concatenate([a[init.name], np.zeros((n, 1, 1))]))
             break
-
-
-def pad16(model) -> None:
-    _pad_first_conv(model, 16)
 
 
 def relu(model) -> None:
